@@ -1,0 +1,47 @@
+use std::error::Error;
+use std::fmt;
+use std::time::Duration;
+
+/// Why a backend could not decide.
+///
+/// The layer answers such a request with `503 Service Unavailable` by default.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// The node or server holding the counter could not be reached or gave a bad answer.
+    Unavailable {
+        /// Which node or server (`host:port`, or a URL).
+        target: String,
+        /// What went wrong.
+        source: Box<dyn Error + Send + Sync>,
+    },
+    /// The node or server holding the counter did not answer in time.
+    Timeout {
+        /// Which node or server.
+        target: String,
+        /// How long was waited.
+        after: Duration,
+    },
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unavailable { target, source } => {
+                write!(f, "rate limit owner {target} unavailable: {source}")
+            }
+            Self::Timeout { target, after } => {
+                write!(f, "rate limit owner {target} did not answer within {after:?}")
+            }
+        }
+    }
+}
+
+impl Error for BackendError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            Self::Unavailable { source, .. } => Some(&**source as &(dyn Error + 'static)),
+            Self::Timeout { .. } => None,
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! The embedded in-memory backend (the default).
+
+mod counter;
+mod shard;
+
+use std::fmt;
+use std::future::Ready;
+use std::hash::BuildHasher;
+
+use self::shard::Shard;
+use super::{Backend, BackendError, Check};
+use crate::clock::{Clock, SystemClock};
+use crate::{Decision, Policy};
+
+/// Fixed-window counters in this process's memory.
+///
+/// Exact under concurrency: each key's counter is one atomic word updated by
+/// compare-and-swap, so no number of tasks can admit more than the limit. Keys are spread
+/// over many shards, each with its own lock; a key that already has a counter takes a
+/// shared lock and allocates nothing. Counters of past windows are swept out by the
+/// next request that reaches their shard in a new window, so memory stays bounded by the
+/// keys active in the current window without any cleanup call.
+///
+/// # Examples
+///
+/// ```
+/// use ringlimit::{Backend, Check, ManualClock, MemoryBackend, Policy};
+/// use std::num::NonZeroU32;
+/// use std::time::Duration;
+///
+/// let clock = ManualClock::new(Duration::from_secs(600));
+/// let policy = Policy::per_window(NonZeroU32::new(1).unwrap(), Duration::from_secs(60));
+/// let backend = MemoryBackend::new(policy).with_clock(clock.clone());
+/// let allowed = |check| matches!(check, Check::Ready(Ok(d)) if d.allowed);
+///
+/// assert!(allowed(backend.check("alice", 1)));
+/// assert!(!allowed(backend.check("alice", 1)));
+/// clock.advance(Duration::from_secs(60));
+/// assert!(allowed(backend.check("alice", 1)));
+/// ```
+pub struct MemoryBackend<C = SystemClock> {
+    policy: Policy,
+    clock: C,
+    hasher: foldhash::fast::RandomState,
+    shards: Box<[Shard]>,
+    /// `64 - log2(shards)`: the shard is picked from hash bits the tables do not use.
+    shard_shift: u32,
+}
+
+impl MemoryBackend {
+    /// Counters for `policy`, on the system clock.
+    pub fn new(policy: Policy) -> Self {
+        let parallelism = std::thread::available_parallelism().map_or(4, |n| n.get());
+        let shards = (parallelism * 16).next_power_of_two().clamp(64, 1024);
+        Self {
+            policy,
+            clock: SystemClock,
+            hasher: foldhash::fast::RandomState::default(),
+            shards: (0..shards).map(|_| Shard::default()).collect(),
+            shard_shift: 64 - shards.trailing_zeros(),
+        }
+    }
+}
+
+impl<C: Clock> MemoryBackend<C> {
+    /// Reads the time from `clock` instead (for tests: [`ManualClock`](crate::ManualClock)).
+    pub fn with_clock<C2: Clock>(self, clock: C2) -> MemoryBackend<C2> {
+        MemoryBackend {
+            policy: self.policy,
+            clock,
+            hasher: self.hasher,
+            shards: self.shards,
+            shard_shift: self.shard_shift,
+        }
+    }
+
+    /// How many keys have a counter, including counters of past windows not yet swept.
+    pub fn tracked_keys(&self) -> usize {
+        self.shards.iter().map(Shard::len).sum()
+    }
+
+    /// Counts `cost` for `key` now and says whether it fit.
+    pub fn decide(&self, key: &str, cost: u32) -> Decision {
+        let now = self.clock.now();
+        let (window, _) = self.policy.window_at(now);
+        let hash = self.hasher.hash_one(key);
+        // hashbrown uses the top 7 bits and the low bits; pick the shard from the middle.
+        let shard = ((hash << 7) >> self.shard_shift) as usize;
+        let limit = self.policy.limit();
+        let outcome = self.shards[shard].check(key, hash, window, cost, limit);
+        Decision {
+            allowed: outcome.allowed,
+            limit,
+            remaining: limit - outcome.used,
+            reset: self.policy.reset_after(outcome.window, now),
+        }
+    }
+}
+
+impl<C: Clock> Backend for MemoryBackend<C> {
+    type Future = Ready<Result<Decision, BackendError>>;
+
+    fn policy(&self) -> Policy {
+        self.policy
+    }
+
+    fn check(&self, key: &str, cost: u32) -> Check<Self::Future> {
+        Check::Ready(Ok(self.decide(key, cost)))
+    }
+}
+
+impl<C: fmt::Debug> fmt::Debug for MemoryBackend<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryBackend")
+            .field("policy", &self.policy)
+            .field("clock", &self.clock)
+            .field("shards", &self.shards.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests;

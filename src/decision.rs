@@ -1,0 +1,51 @@
+//! The outcome of one check.
+
+use std::time::Duration;
+
+/// What a backend decided for one request, and the counter state that goes into the
+/// `RateLimit` headers.
+///
+/// The layer puts it into the extensions of every response it lets through or rejects,
+/// so handlers further out can read it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the request was counted and may proceed.
+    pub allowed: bool,
+    /// Units allowed per window.
+    pub limit: u32,
+    /// Units left in the current window after this request.
+    pub remaining: u32,
+    /// Time until the current window ends and the counter starts again.
+    pub reset: Duration,
+}
+
+impl Decision {
+    /// Seconds until reset, rounded up and at least 1: the value of `Retry-After` and of
+    /// the `t` parameter of `RateLimit`.
+    pub fn reset_secs(&self) -> u64 {
+        let secs = self.reset.as_secs() + u64::from(self.reset.subsec_nanos() > 0);
+        secs.max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_reset(reset: Duration) -> Decision {
+        Decision {
+            allowed: false,
+            limit: 1,
+            remaining: 0,
+            reset,
+        }
+    }
+
+    #[test]
+    fn reset_seconds_round_up_and_are_at_least_one() {
+        assert_eq!(with_reset(Duration::from_millis(1)).reset_secs(), 1);
+        assert_eq!(with_reset(Duration::ZERO).reset_secs(), 1);
+        assert_eq!(with_reset(Duration::from_millis(36_001)).reset_secs(), 37);
+        assert_eq!(with_reset(Duration::from_secs(37)).reset_secs(), 37);
+    }
+}

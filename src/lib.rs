@@ -1,0 +1,21 @@
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+//! ringlimit
+
+pub mod backend;
+mod clock;
+mod decision;
+mod policy;
+pub mod ring;
+
+pub use backend::{Backend, BackendError, Check, MemoryBackend};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use decision::Decision;
+pub use policy::Policy;
+pub use ring::Ring;

@@ -1,0 +1,121 @@
+//! The fixed-window policy: how many requests, per how long, at what cost each.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+/// `limit` units per `window`, each request costing `cost` units (1 unless set).
+///
+/// Windows are aligned to the Unix epoch, as in the reference implementation:
+/// `window_start = now - now % window`, so every node agrees on where a window begins.
+///
+/// # Examples
+///
+/// ```
+/// use ringlimit::Policy;
+/// use std::num::NonZeroU32;
+/// use std::time::Duration;
+///
+/// let policy = Policy::per_window(NonZeroU32::new(5).unwrap(), Duration::from_secs(60));
+/// assert_eq!(policy.limit(), 5);
+/// assert_eq!(policy.window(), Duration::from_secs(60));
+/// assert_eq!(policy.cost(), 1);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    limit: u32,
+    window_ms: u64,
+    cost: u32,
+}
+
+impl Policy {
+    /// Allows `limit` requests in each `window`.
+    ///
+    /// # Panics
+    ///
+    /// Windows are counted in whole milliseconds: a `window` shorter than 1 ms, or longer
+    /// than `u64::MAX` ms, panics (a configuration mistake, never request input).
+    pub fn per_window(limit: NonZeroU32, window: Duration) -> Self {
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(0);
+        assert!(
+            window_ms >= 1,
+            "ringlimit: window must be between 1 ms and u64::MAX ms, got {window:?}"
+        );
+        Self {
+            limit: limit.get(),
+            window_ms,
+            cost: 1,
+        }
+    }
+
+    /// Sets how many units one request uses (default 1). A cost above the limit is
+    /// always denied.
+    #[must_use]
+    pub fn with_cost(mut self, cost: NonZeroU32) -> Self {
+        self.cost = cost.get();
+        self
+    }
+
+    /// Units allowed per window.
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    /// The window length.
+    pub fn window(&self) -> Duration {
+        Duration::from_millis(self.window_ms)
+    }
+
+    /// Units one request uses.
+    pub fn cost(&self) -> u32 {
+        self.cost
+    }
+
+    /// The window containing `now` (time since the epoch): its index and the time left in it.
+    pub(crate) fn window_at(&self, now: Duration) -> (u64, Duration) {
+        let now_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
+        let index = now_ms / self.window_ms;
+        (index, self.reset_after(index, now))
+    }
+
+    /// Time from `now` until window `index` ends (zero if it already has).
+    pub(crate) fn reset_after(&self, index: u64, now: Duration) -> Duration {
+        let end = Duration::from_millis(index.saturating_add(1).saturating_mul(self.window_ms));
+        end.saturating_sub(now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(limit: u32, window_secs: u64) -> Policy {
+        Policy::per_window(
+            NonZeroU32::new(limit).unwrap(),
+            Duration::from_secs(window_secs),
+        )
+    }
+
+    #[test]
+    fn windows_are_aligned_to_the_epoch() {
+        let p = policy(5, 60);
+        let (index, reset) = p.window_at(Duration::from_secs(1_000_043));
+        assert_eq!(index, 1_000_043 / 60);
+        // 1_000_043 % 60 == 23, so 37 s remain.
+        assert_eq!(reset, Duration::from_secs(37));
+    }
+
+    #[test]
+    fn the_last_millisecond_belongs_to_the_window() {
+        let p = policy(5, 60);
+        let (index, reset) = p.window_at(Duration::from_millis(119_999));
+        assert_eq!(index, 1);
+        assert_eq!(reset, Duration::from_millis(1));
+        assert_eq!(p.window_at(Duration::from_secs(120)).0, 2);
+    }
+
+    #[test]
+    #[should_panic(expected = "window must be")]
+    fn a_sub_millisecond_window_is_refused() {
+        Policy::per_window(NonZeroU32::MIN, Duration::from_micros(10));
+    }
+}
