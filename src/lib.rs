@@ -11,11 +11,16 @@
 pub mod backend;
 mod clock;
 mod decision;
+pub mod headers;
+pub mod key;
+pub mod layer;
 mod policy;
 pub mod ring;
 
 pub use backend::{Backend, BackendError, Check, MemoryBackend};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use decision::Decision;
+pub use key::{KeyError, KeyExtractor};
+pub use layer::{OnRejection, RateLimit, RateLimitLayer, Rejection};
 pub use policy::Policy;
 pub use ring::Ring;

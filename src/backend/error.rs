@@ -31,7 +31,10 @@ impl fmt::Display for BackendError {
                 write!(f, "rate limit owner {target} unavailable: {source}")
             }
             Self::Timeout { target, after } => {
-                write!(f, "rate limit owner {target} did not answer within {after:?}")
+                write!(
+                    f,
+                    "rate limit owner {target} did not answer within {after:?}"
+                )
             }
         }
     }

@@ -27,7 +27,14 @@ pub(super) struct Shard {
 impl Shard {
     /// Counts `cost` for `key` in `window`. A key that already has a counter takes only the
     /// shared lock and allocates nothing.
-    pub(super) fn check(&self, key: &str, hash: u64, window: u64, cost: u32, limit: u32) -> Outcome {
+    pub(super) fn check(
+        &self,
+        key: &str,
+        hash: u64,
+        window: u64,
+        cost: u32,
+        limit: u32,
+    ) -> Outcome {
         if self.swept.load(Ordering::Acquire) < window {
             self.sweep(window);
         }

@@ -1,0 +1,94 @@
+//! `RateLimit-Policy`, `RateLimit` (draft-ietf-httpapi-ratelimit-headers-10, structured
+//! fields) and `Retry-After`, rendered without formatting machinery.
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+
+use crate::{Decision, Policy};
+
+/// `RateLimit-Policy: "default";q=<limit>;w=<window seconds>`.
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// `RateLimit: "default";r=<remaining>;t=<seconds to reset>`.
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// The policy header value, rendered once per layer.
+pub(crate) fn policy_value(policy: &Policy) -> HeaderValue {
+    let window = policy.window();
+    let window_secs = (window.as_secs() + u64::from(window.subsec_nanos() > 0)).max(1);
+    render(&[
+        "\"default\";q=",
+        itoa::Buffer::new().format(policy.limit()),
+        ";w=",
+        itoa::Buffer::new().format(window_secs),
+    ])
+}
+
+/// Adds the policy and state headers; on a denial also `Retry-After`. Headers already set
+/// (by a custom rejection, say) are kept.
+pub(crate) fn insert(headers: &mut HeaderMap, policy: &HeaderValue, decision: &Decision) {
+    let mut reset = itoa::Buffer::new();
+    let reset = reset.format(decision.reset_secs());
+    if !headers.contains_key(RATELIMIT_POLICY) {
+        headers.insert(RATELIMIT_POLICY, policy.clone());
+    }
+    if !headers.contains_key(RATELIMIT) {
+        let value = render(&[
+            "\"default\";r=",
+            itoa::Buffer::new().format(decision.remaining),
+            ";t=",
+            reset,
+        ]);
+        headers.insert(RATELIMIT, value);
+    }
+    if !decision.allowed && !headers.contains_key(RETRY_AFTER) {
+        headers.insert(RETRY_AFTER, render(&[reset]));
+    }
+}
+
+fn render(parts: &[&str]) -> HeaderValue {
+    let mut bytes = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for part in parts {
+        bytes.extend_from_slice(part.as_bytes());
+    }
+    // One allocation: the Vec becomes the value's storage.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(bytes))
+        .expect("digits and quoted ASCII are a valid header value")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::num::NonZeroU32;
+    use std::time::Duration;
+
+    #[test]
+    fn renders_the_draft_format() {
+        let policy = Policy::per_window(NonZeroU32::new(5).unwrap(), Duration::from_secs(60));
+        let mut headers = HeaderMap::new();
+        let decision = Decision {
+            allowed: true,
+            limit: 5,
+            remaining: 4,
+            reset: Duration::from_millis(36_200),
+        };
+        insert(&mut headers, &policy_value(&policy), &decision);
+        assert_eq!(headers["ratelimit-policy"], "\"default\";q=5;w=60");
+        assert_eq!(headers["ratelimit"], "\"default\";r=4;t=37");
+        assert!(!headers.contains_key(RETRY_AFTER));
+    }
+
+    #[test]
+    fn denial_adds_retry_after_rounded_up_at_least_one() {
+        let policy = Policy::per_window(NonZeroU32::MIN, Duration::from_millis(1500));
+        let mut headers = HeaderMap::new();
+        let decision = Decision {
+            allowed: false,
+            limit: 1,
+            remaining: 0,
+            reset: Duration::from_millis(10),
+        };
+        insert(&mut headers, &policy_value(&policy), &decision);
+        assert_eq!(headers["ratelimit-policy"], "\"default\";q=1;w=2");
+        assert_eq!(headers["ratelimit"], "\"default\";r=0;t=1");
+        assert_eq!(headers[RETRY_AFTER], "1");
+    }
+}

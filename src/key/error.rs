@@ -1,0 +1,43 @@
+use std::fmt;
+use std::sync::Arc;
+
+/// Why a request has no usable rate-limit key. Answered with `400 Bad Request`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The request does not carry the key at all (`what` names where it was looked for).
+    Missing {
+        /// Where the key was looked for, e.g. "query parameter `user_id`".
+        what: Arc<str>,
+    },
+    /// The key is present but empty.
+    Empty {
+        /// Where the key was found.
+        what: Arc<str>,
+    },
+    /// The key is not valid text: bad percent-encoding or not UTF-8.
+    Invalid {
+        /// Where the key was found.
+        what: Arc<str>,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The key is longer than the configured maximum.
+    TooLong {
+        /// The maximum, in bytes.
+        max: usize,
+    },
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Missing { what } => write!(f, "missing {what}"),
+            Self::Empty { what } => write!(f, "empty {what}"),
+            Self::Invalid { what, reason } => write!(f, "invalid {what}: {reason}"),
+            Self::TooLong { max } => write!(f, "rate-limit key longer than {max} bytes"),
+        }
+    }
+}
+
+impl std::error::Error for KeyError {}

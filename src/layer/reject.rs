@@ -1,0 +1,70 @@
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+
+use crate::{BackendError, Decision, KeyError};
+
+/// Why the layer answered a request itself instead of calling the inner service.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// Over the limit: `429 Too Many Requests` by default.
+    Limited(Decision),
+    /// No usable key: `400 Bad Request` by default.
+    BadKey(KeyError),
+    /// The backend could not decide: `503 Service Unavailable` by default.
+    Unavailable(BackendError),
+}
+
+/// Builds the response for a [`Rejection`].
+///
+/// Implemented for closures `Fn(Rejection) -> Response<Bytes>`. Whatever the response, the
+/// layer then adds the `RateLimit` headers (and `Retry-After` on a `Limited`) that it does
+/// not already have, and puts the [`Decision`] into its extensions.
+pub trait OnRejection: Clone + Send + Sync + 'static {
+    /// The response for `rejection`.
+    fn respond(&self, rejection: Rejection) -> Response<Bytes>;
+}
+
+impl<F> OnRejection for F
+where
+    F: Fn(Rejection) -> Response<Bytes> + Clone + Send + Sync + 'static,
+{
+    fn respond(&self, rejection: Rejection) -> Response<Bytes> {
+        self(rejection)
+    }
+}
+
+/// The default rejection: a short plain-text body with the matching status.
+///
+/// Backend failures are logged by the caller's tracing, not echoed to the client, so no
+/// peer address leaks out.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PlainTextRejection;
+
+impl OnRejection for PlainTextRejection {
+    fn respond(&self, rejection: Rejection) -> Response<Bytes> {
+        let (status, body) = match rejection {
+            Rejection::Limited(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate limit exceeded\n".into(),
+            ),
+            Rejection::BadKey(error) => (StatusCode::BAD_REQUEST, format!("{error}\n")),
+            Rejection::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "rate limiter unavailable\n".into(),
+            ),
+        };
+        plain_text(status, body)
+    }
+}
+
+/// A `text/plain` response.
+fn plain_text(status: StatusCode, body: impl Into<Bytes>) -> Response<Bytes> {
+    let mut response = Response::new(body.into());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

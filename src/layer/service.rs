@@ -1,0 +1,105 @@
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{HeaderValue, Request, Response};
+use tower_service::Service;
+
+use super::body::ResponseBody;
+use super::future::ResponseFuture;
+use super::{OnRejection, Rejection};
+use crate::key::{KeyError, KeyExtractor};
+use crate::{Backend, Check};
+
+/// What every clone of a [`RateLimit`] service shares.
+pub(super) struct Shared<B, K, R> {
+    pub(super) backend: Arc<B>,
+    pub(super) key: K,
+    pub(super) on_rejection: R,
+    pub(super) max_key_len: usize,
+    pub(super) cost: u32,
+    pub(super) policy_header: HeaderValue,
+}
+
+/// The rate-limiting service made by [`RateLimitLayer`](crate::RateLimitLayer).
+///
+/// Cheap to clone (its state is behind an `Arc`). `poll_ready` only asks the inner
+/// service: the limiter never makes a caller wait, it answers.
+pub struct RateLimit<S, B, K, R> {
+    inner: S,
+    shared: Arc<Shared<B, K, R>>,
+}
+
+impl<S, B, K, R> RateLimit<S, B, K, R> {
+    pub(super) fn new(inner: S, shared: Arc<Shared<B, K, R>>) -> Self {
+        Self { inner, shared }
+    }
+}
+
+impl<S, B, K, R, ReqB, ResB> Service<Request<ReqB>> for RateLimit<S, B, K, R>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
+    B: Backend,
+    K: KeyExtractor<ReqB>,
+    R: OnRejection,
+{
+    type Response = Response<ResponseBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqB, B::Future, R>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqB>) -> Self::Future {
+        let shared = &*self.shared;
+        let check = match shared.key.extract(&request) {
+            Ok(key) if key.len() > shared.max_key_len => Err(KeyError::TooLong {
+                max: shared.max_key_len,
+            }),
+            Ok(key) => Ok(shared.backend.check(&key, shared.cost)),
+            Err(error) => Err(error),
+        };
+        let policy = shared.policy_header.clone();
+        let on_rejection = &shared.on_rejection;
+        match check {
+            Err(error) => ResponseFuture::rejected(on_rejection, Rejection::BadKey(error), policy),
+            Ok(Check::Ready(Ok(decision))) if decision.allowed => {
+                ResponseFuture::inner(self.inner.call(request), decision, policy)
+            }
+            Ok(Check::Ready(Ok(decision))) => {
+                ResponseFuture::rejected(on_rejection, Rejection::Limited(decision), policy)
+            }
+            Ok(Check::Ready(Err(error))) => {
+                ResponseFuture::rejected(on_rejection, Rejection::Unavailable(error), policy)
+            }
+            Ok(Check::Pending(check)) => {
+                // The ready inner service goes with the request; this one keeps a fresh
+                // clone, which must be polled ready before its next call.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::checking(check, inner, request, on_rejection.clone(), policy)
+            }
+        }
+    }
+}
+
+impl<S: Clone, B, K, R> Clone for RateLimit<S, B, K, R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, B: fmt::Debug, K: fmt::Debug, R> fmt::Debug for RateLimit<S, B, K, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimit")
+            .field("inner", &self.inner)
+            .field("backend", &self.shared.backend)
+            .field("key", &self.shared.key)
+            .field("max_key_len", &self.shared.max_key_len)
+            .finish_non_exhaustive()
+    }
+}
