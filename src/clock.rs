@@ -13,11 +13,38 @@ pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Duration;
 }
 
-/// The operating system's wall clock (the default).
+/// The operating system's wall clock, read cheaply (the default).
+///
+/// On Linux this is `CLOCK_REALTIME_COARSE`: a few nanoseconds a read instead of a few
+/// tens, at the resolution of one kernel tick (1 to 4 ms), so a window boundary is seen
+/// at most one tick late. Elsewhere it is [`PreciseClock`]. For windows shorter than about
+/// 100 ms, use [`PreciseClock`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn now(&self) -> Duration {
+        use rustix::time::{clock_gettime, ClockId};
+        let now = clock_gettime(ClockId::RealtimeCoarse);
+        // A clock set before 1970 is treated as the epoch rather than panicking.
+        match (u64::try_from(now.tv_sec), u32::try_from(now.tv_nsec)) {
+            (Ok(secs), Ok(nanos)) => Duration::new(secs, nanos),
+            _ => Duration::ZERO,
+        }
+    }
+
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    fn now(&self) -> Duration {
+        PreciseClock.now()
+    }
+}
+
+/// The operating system's wall clock at full resolution (`SystemTime::now`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PreciseClock;
+
+impl Clock for PreciseClock {
     fn now(&self) -> Duration {
         // A clock set before 1970 is treated as the epoch rather than panicking.
         SystemTime::now()
@@ -83,8 +110,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn system_clock_is_after_2020() {
-        assert!(SystemClock.now() > Duration::from_secs(1_577_836_800));
+    fn system_clocks_agree_within_a_tick() {
+        let precise = PreciseClock.now();
+        let coarse = SystemClock.now();
+        assert!(precise > Duration::from_secs(1_577_836_800));
+        let gap = precise.abs_diff(coarse);
+        assert!(gap < Duration::from_millis(50), "{gap:?}");
     }
 
     #[test]

@@ -6,7 +6,78 @@
     rust_2018_idioms
 )]
 #![cfg_attr(docsrs, feature(doc_cfg))]
-//! ringlimit
+//! Per-user rate limits that hold across a cluster of nodes, as a tower middleware.
+//!
+//! [`RateLimitLayer`] extracts a key (the user id) from each request, counts it in a
+//! fixed window, and answers `429 Too Many Requests` before the inner service runs once
+//! the key is over its limit. Counters live in a [`Backend`]: in this process's memory
+//! ([`MemoryBackend`], the default), or, in a cluster, on the node that owns the key on a
+//! consistent-hash [`Ring`].
+//!
+//! # Examples
+//!
+//! With axum:
+//!
+//! ```
+//! use axum::{body::Body, routing::get, Router};
+//! use http::{Request, StatusCode};
+//! use ringlimit::{key::HeaderKey, MemoryBackend, Policy, RateLimitLayer};
+//! use std::{num::NonZeroU32, time::Duration};
+//! use tower::ServiceExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! // 5 requests per user per minute, the user named by the `x-user-id` header.
+//! let policy = Policy::per_window(NonZeroU32::new(5).unwrap(), Duration::from_secs(60));
+//! let app = Router::new()
+//!     .route("/hello", get(|| async { "hello" }))
+//!     .layer(RateLimitLayer::new(MemoryBackend::new(policy)).key(HeaderKey::from_static("x-user-id")));
+//!
+//! let request = || Request::get("/hello").header("x-user-id", "alice").body(Body::empty()).unwrap();
+//! for _ in 0..5 {
+//!     assert_eq!(app.clone().oneshot(request()).await.unwrap().status(), StatusCode::OK);
+//! }
+//! let sixth = app.oneshot(request()).await.unwrap();
+//! assert_eq!(sixth.status(), StatusCode::TOO_MANY_REQUESTS);
+//! assert_eq!(sixth.headers()["ratelimit"].to_str().unwrap().split(';').nth(1), Some("r=0"));
+//! # }
+//! ```
+//!
+//! With plain hyper, through hyper-util's `TowerToHyperService`:
+//!
+//! ```no_run
+//! use hyper::{body::Incoming, server::conn::http1, Request, Response};
+//! use hyper_util::{rt::TokioIo, service::TowerToHyperService};
+//! use ringlimit::{MemoryBackend, Policy, RateLimitLayer};
+//! use std::{convert::Infallible, num::NonZeroU32, time::Duration};
+//! use tower::{service_fn, Layer};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> std::io::Result<()> {
+//! let policy = Policy::per_window(NonZeroU32::new(5).unwrap(), Duration::from_secs(60));
+//! let limited = RateLimitLayer::new(MemoryBackend::new(policy)).layer(service_fn(
+//!     |_: Request<Incoming>| async { Ok::<_, Infallible>(Response::new(String::from("hello"))) },
+//! ));
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! loop {
+//!     let (stream, _) = listener.accept().await?;
+//!     let service = TowerToHyperService::new(limited.clone());
+//!     tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+//! }
+//! # }
+//! ```
+//!
+//! # Behaviour
+//!
+//! - **Windows** are fixed and aligned to the Unix epoch (`start = now - now % window`), as in
+//!   the reference implementation, so all nodes agree on them.
+//! - **Keys**: the `user_id` query parameter by default; see [`key`] for headers and
+//!   closures. A request without a usable key gets `400` with the reason, never a free pass.
+//! - **Headers** (draft-ietf-httpapi-ratelimit-headers-10): `RateLimit-Policy` and
+//!   `RateLimit` on every limited response, plus `Retry-After` on `429`; see [`headers`].
+//! - **Rejections** are responses, not errors, and are pluggable ([`OnRejection`]); the
+//!   [`Decision`] is in every limited response's extensions.
 
 pub mod backend;
 mod clock;
@@ -18,7 +89,7 @@ mod policy;
 pub mod ring;
 
 pub use backend::{Backend, BackendError, Check, MemoryBackend};
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, PreciseClock, SystemClock};
 pub use decision::Decision;
 pub use key::{KeyError, KeyExtractor};
 pub use layer::{OnRejection, RateLimit, RateLimitLayer, Rejection};

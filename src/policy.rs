@@ -70,11 +70,14 @@ impl Policy {
         self.cost
     }
 
-    /// The window containing `now` (time since the epoch): its index and the time left in it.
-    pub(crate) fn window_at(&self, now: Duration) -> (u64, Duration) {
-        let now_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
-        let index = now_ms / self.window_ms;
-        (index, self.reset_after(index, now))
+    /// The index of the window containing `now_ms` (milliseconds since the epoch).
+    pub(crate) fn window_index(&self, now_ms: u64) -> u64 {
+        now_ms / self.window_ms
+    }
+
+    /// The window length in milliseconds.
+    pub(crate) fn window_ms(&self) -> u64 {
+        self.window_ms
     }
 
     /// Time from `now` until window `index` ends (zero if it already has).
@@ -82,6 +85,13 @@ impl Policy {
         let end = Duration::from_millis(index.saturating_add(1).saturating_mul(self.window_ms));
         end.saturating_sub(now)
     }
+}
+
+/// `now` in whole milliseconds, without 128-bit arithmetic.
+pub(crate) fn millis(now: Duration) -> u64 {
+    now.as_secs()
+        .saturating_mul(1000)
+        .saturating_add(u64::from(now.subsec_millis()))
 }
 
 #[cfg(test)]
@@ -98,8 +108,10 @@ mod tests {
     #[test]
     fn windows_are_aligned_to_the_epoch() {
         let p = policy(5, 60);
-        let (index, reset) = p.window_at(Duration::from_secs(1_000_043));
+        let now = Duration::from_secs(1_000_043);
+        let index = p.window_index(millis(now));
         assert_eq!(index, 1_000_043 / 60);
+        let reset = p.reset_after(index, now);
         // 1_000_043 % 60 == 23, so 37 s remain.
         assert_eq!(reset, Duration::from_secs(37));
     }
@@ -107,10 +119,12 @@ mod tests {
     #[test]
     fn the_last_millisecond_belongs_to_the_window() {
         let p = policy(5, 60);
-        let (index, reset) = p.window_at(Duration::from_millis(119_999));
-        assert_eq!(index, 1);
-        assert_eq!(reset, Duration::from_millis(1));
-        assert_eq!(p.window_at(Duration::from_secs(120)).0, 2);
+        assert_eq!(p.window_index(119_999), 1);
+        assert_eq!(
+            p.reset_after(1, Duration::from_millis(119_999)),
+            Duration::from_millis(1)
+        );
+        assert_eq!(p.window_index(120_000), 2);
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub const DEFAULT_MAX_KEY_LEN: usize = 256;
 ///     .max_key_len(128);
 /// # let _ = layer;
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 #[must_use]
 pub struct RateLimitLayer<B, K = QueryKey, R = PlainTextRejection> {
     backend: Arc<B>,
@@ -82,6 +82,18 @@ impl<B, K, R> RateLimitLayer<B, K, R> {
     pub fn max_key_len(mut self, bytes: usize) -> Self {
         self.max_key_len = bytes;
         self
+    }
+}
+
+// By hand: the backend is shared through the `Arc`, so it need not be `Clone` itself.
+impl<B, K: Clone, R: Clone> Clone for RateLimitLayer<B, K, R> {
+    fn clone(&self) -> Self {
+        Self {
+            backend: self.backend.clone(),
+            key: self.key.clone(),
+            on_rejection: self.on_rejection.clone(),
+            max_key_len: self.max_key_len,
+        }
     }
 }
 

@@ -6,10 +6,12 @@ mod shard;
 use std::fmt;
 use std::future::Ready;
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use self::shard::Shard;
 use super::{Backend, BackendError, Check};
 use crate::clock::{Clock, SystemClock};
+use crate::policy::millis;
 use crate::{Decision, Policy};
 
 /// Fixed-window counters in this process's memory.
@@ -45,6 +47,8 @@ pub struct MemoryBackend<C = SystemClock> {
     shards: Box<[Shard]>,
     /// `64 - log2(shards)`: the shard is picked from hash bits the tables do not use.
     shard_shift: u32,
+    /// The index of the window last seen, so the hot path needs no division.
+    current_window: AtomicU64,
 }
 
 impl MemoryBackend {
@@ -58,6 +62,7 @@ impl MemoryBackend {
             hasher: foldhash::fast::RandomState::default(),
             shards: (0..shards).map(|_| Shard::default()).collect(),
             shard_shift: 64 - shards.trailing_zeros(),
+            current_window: AtomicU64::new(0),
         }
     }
 }
@@ -71,6 +76,7 @@ impl<C: Clock> MemoryBackend<C> {
             hasher: self.hasher,
             shards: self.shards,
             shard_shift: self.shard_shift,
+            current_window: self.current_window,
         }
     }
 
@@ -82,7 +88,7 @@ impl<C: Clock> MemoryBackend<C> {
     /// Counts `cost` for `key` now and says whether it fit.
     pub fn decide(&self, key: &str, cost: u32) -> Decision {
         let now = self.clock.now();
-        let (window, _) = self.policy.window_at(now);
+        let window = self.window_index(millis(now));
         let hash = self.hasher.hash_one(key);
         // hashbrown uses the top 7 bits and the low bits; pick the shard from the middle.
         let shard = ((hash << 7) >> self.shard_shift) as usize;
@@ -94,6 +100,19 @@ impl<C: Clock> MemoryBackend<C> {
             remaining: limit - outcome.used,
             reset: self.policy.reset_after(outcome.window, now),
         }
+    }
+
+    /// The index of the window containing `now_ms`: a cached value while it still fits,
+    /// a division only when a window starts.
+    fn window_index(&self, now_ms: u64) -> u64 {
+        let window_ms = self.policy.window_ms();
+        let cached = self.current_window.load(Ordering::Relaxed);
+        if now_ms.wrapping_sub(cached * window_ms) < window_ms {
+            return cached;
+        }
+        let index = self.policy.window_index(now_ms);
+        self.current_window.store(index, Ordering::Relaxed);
+        index
     }
 }
 
