@@ -2,7 +2,7 @@
 //!
 //! A request whose key cannot be extracted is never let through silently: the layer
 //! answers it with `400 Bad Request` and the [`KeyError`] as the reason (configurable with
-//! [`RateLimitLayer::on_reject`](crate::RateLimitLayer::on_reject)).
+//! [`RateLimitLayer::on_rejection`](crate::RateLimitLayer::on_rejection)).
 //!
 //! # Examples
 //!

@@ -1,0 +1,90 @@
+//! One node over real HTTP: an axum app behind the layer with the in-memory backend.
+
+mod common;
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::{routing::get, Router};
+use common::{serve, HttpClient};
+use ringlimit::{key::HeaderKey, ManualClock, MemoryBackend, Policy, RateLimitLayer};
+use tokio::sync::Mutex;
+
+const LIMIT: u32 = 5;
+
+async fn app() -> std::net::SocketAddr {
+    // A clock stopped half-way through a window, so no run can straddle two windows.
+    let clock = ManualClock::new(Duration::from_secs(1_800_000_000 + 1800));
+    let policy = Policy::per_window(NonZeroU32::new(LIMIT).unwrap(), Duration::from_secs(3600));
+    let backend = MemoryBackend::new(policy).with_clock(clock);
+    let app = Router::new()
+        .route("/hello", get(|| async { "hello" }))
+        .layer(RateLimitLayer::new(backend).key(HeaderKey::from_static("x-user-id")));
+    serve(app).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_clients_get_exactly_the_limit_per_user() {
+    let address = app().await;
+    let client = HttpClient::new();
+    let users = 120;
+    let per_user = 9;
+    // Every user's requests are interleaved across all 64 clients.
+    let work: Vec<String> = (0..per_user)
+        .flat_map(|_| (0..users).map(|u| format!("user-{u}")))
+        .collect();
+    let work = Arc::new(Mutex::new(work));
+    let allowed = Arc::new(Mutex::new(HashMap::<String, u32>::new()));
+    let clients: Vec<_> = (0..64)
+        .map(|_| {
+            let (client, work, allowed) = (client.clone(), work.clone(), allowed.clone());
+            let url = format!("http://{address}/hello");
+            tokio::spawn(async move {
+                while let Some(user) = work.lock().await.pop() {
+                    let reply = client.get(&url, &[("x-user-id", &user)]).await;
+                    match reply.status.as_u16() {
+                        200 => *allowed.lock().await.entry(user).or_default() += 1,
+                        429 => assert_eq!(reply.headers["ratelimit"], "\"default\";r=0;t=1800"),
+                        other => panic!("unexpected status {other}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.unwrap();
+    }
+    let allowed = allowed.lock().await;
+    assert_eq!(allowed.len(), users);
+    for (user, count) in allowed.iter() {
+        assert_eq!(*count, LIMIT, "{user}");
+    }
+}
+
+#[tokio::test]
+async fn responses_carry_the_headers_and_rejections_are_clear() {
+    let address = app().await;
+    let client = HttpClient::new();
+    let url = format!("http://{address}/hello");
+
+    let first = client.get(&url, &[("x-user-id", "carol")]).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.body, "hello");
+    assert_eq!(first.headers["ratelimit-policy"], "\"default\";q=5;w=3600");
+    assert_eq!(first.headers["ratelimit"], "\"default\";r=4;t=1800");
+
+    for _ in 1..LIMIT {
+        assert_eq!(client.get(&url, &[("x-user-id", "carol")]).await.status, 200);
+    }
+    let denied = client.get(&url, &[("x-user-id", "carol")]).await;
+    assert_eq!(denied.status, 429);
+    assert_eq!(denied.body, "rate limit exceeded\n");
+    assert_eq!(denied.headers["retry-after"], "1800");
+
+    let anonymous = client.get(&url, &[]).await;
+    assert_eq!(anonymous.status, 400);
+    assert_eq!(anonymous.body, "missing header `x-user-id`\n");
+    assert_eq!(anonymous.headers["content-type"], "text/plain; charset=utf-8");
+}
