@@ -88,6 +88,11 @@ pub mod layer;
 mod policy;
 pub mod ring;
 
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub use backend::{Backend, BackendError, Check, MemoryBackend};
 pub use clock::{Clock, ManualClock, PreciseClock, SystemClock};
 pub use decision::Decision;
