@@ -76,7 +76,10 @@ async fn responses_carry_the_headers_and_rejections_are_clear() {
     assert_eq!(first.headers["ratelimit"], "\"default\";r=4;t=1800");
 
     for _ in 1..LIMIT {
-        assert_eq!(client.get(&url, &[("x-user-id", "carol")]).await.status, 200);
+        assert_eq!(
+            client.get(&url, &[("x-user-id", "carol")]).await.status,
+            200
+        );
     }
     let denied = client.get(&url, &[("x-user-id", "carol")]).await;
     assert_eq!(denied.status, 429);
@@ -86,5 +89,8 @@ async fn responses_carry_the_headers_and_rejections_are_clear() {
     let anonymous = client.get(&url, &[]).await;
     assert_eq!(anonymous.status, 400);
     assert_eq!(anonymous.body, "missing header `x-user-id`\n");
-    assert_eq!(anonymous.headers["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(
+        anonymous.headers["content-type"],
+        "text/plain; charset=utf-8"
+    );
 }
