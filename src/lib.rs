@@ -85,6 +85,7 @@ mod decision;
 pub mod headers;
 pub mod key;
 pub mod layer;
+pub mod peer;
 mod policy;
 pub mod ring;
 
@@ -93,7 +94,7 @@ pub mod ring;
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-pub use backend::{Backend, BackendError, Check, MemoryBackend};
+pub use backend::{Backend, BackendError, Check, ClusterBackend, MemoryBackend};
 pub use clock::{Clock, ManualClock, PreciseClock, SystemClock};
 pub use decision::Decision;
 pub use key::{KeyError, KeyExtractor};

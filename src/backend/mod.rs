@@ -19,12 +19,14 @@
 //! assert!(allowed(backend.check("bob", 1)));
 //! ```
 
+mod cluster;
 mod error;
 mod memory;
 
 use std::future::Future;
 use std::sync::Arc;
 
+pub use cluster::{ClusterBackend, ClusterError, PeerFuture, DEFAULT_PEER_TIMEOUT};
 pub use error::BackendError;
 pub use memory::MemoryBackend;
 
@@ -53,6 +55,13 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Counts `cost` units for `key` if they fit in its current window.
     fn check(&self, key: &str, cost: u32) -> Check<Self::Future>;
+
+    /// Like [`check`](Backend::check), for a request another node forwarded here: it is
+    /// answered where it is, never forwarded again (one hop at most, even while nodes
+    /// disagree about the ring). Backends that never forward need not override it.
+    fn check_forwarded(&self, key: &str, cost: u32) -> Check<Self::Future> {
+        self.check(key, cost)
+    }
 }
 
 impl<B: Backend + ?Sized> Backend for Arc<B> {
@@ -64,5 +73,9 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
 
     fn check(&self, key: &str, cost: u32) -> Check<Self::Future> {
         (**self).check(key, cost)
+    }
+
+    fn check_forwarded(&self, key: &str, cost: u32) -> Check<Self::Future> {
+        (**self).check_forwarded(key, cost)
     }
 }

@@ -7,6 +7,7 @@ use std::fmt;
 use std::future::Ready;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use self::shard::Shard;
 use super::{Backend, BackendError, Check};
@@ -100,6 +101,12 @@ impl<C: Clock> MemoryBackend<C> {
             remaining: limit - outcome.used,
             reset: self.policy.reset_after(outcome.window, now),
         }
+    }
+
+    /// Time until the current window ends.
+    pub(crate) fn reset_now(&self) -> Duration {
+        let now = self.clock.now();
+        self.policy.reset_after(self.window_index(millis(now)), now)
     }
 
     /// The index of the window containing `now_ms`: a cached value while it still fits,

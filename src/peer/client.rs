@@ -1,0 +1,98 @@
+//! The pooled HTTP client that asks a key's owner: keep-alive HTTP/1.1 connections reused
+//! across requests, a timeout on every ask, and the reference's answers understood.
+
+use std::error::Error;
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+
+use super::wire::{check_path_and_query, peer_state, PeerState, FORWARDED};
+use crate::BackendError;
+
+/// The longest peer answer read; real ones are a few bytes.
+const MAX_ANSWER_BYTES: usize = 1024;
+
+type BoxError = Box<dyn Error + Send + Sync>;
+
+/// A peer's answer to one check.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PeerAnswer {
+    pub(crate) allowed: bool,
+    pub(crate) state: PeerState,
+}
+
+/// Asks owners over pooled HTTP/1.1 connections. Cheap to clone: clones share the pool.
+#[derive(Clone, Debug)]
+pub(crate) struct PeerClient {
+    http: Client<HttpConnector, Empty<Bytes>>,
+    timeout: Duration,
+}
+
+impl PeerClient {
+    pub(crate) fn new(timeout: Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        // Small requests on kept-alive connections: never wait for Nagle.
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(timeout));
+        let http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        Self { http, timeout }
+    }
+
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Asks `member` (`host:port`) to check `key`, marked as forwarded.
+    pub(crate) fn check(
+        &self,
+        member: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<PeerAnswer, BackendError>> + Send + 'static {
+        let request = Uri::builder()
+            .scheme("http")
+            .authority(member)
+            .path_and_query(check_path_and_query(key))
+            .build()
+            .and_then(|uri| Request::get(uri).header(FORWARDED, "1").body(Empty::new()));
+        let (http, timeout, target) = (self.http.clone(), self.timeout, member.to_owned());
+        async move {
+            let request = request.map_err(|error| BackendError::Unavailable {
+                target: target.clone(),
+                source: error.into(),
+            })?;
+            match tokio::time::timeout(timeout, ask(&http, request)).await {
+                Ok(Ok(answer)) => Ok(answer),
+                Ok(Err(source)) => Err(BackendError::Unavailable { target, source }),
+                Err(_) => Err(BackendError::Timeout {
+                    target,
+                    after: timeout,
+                }),
+            }
+        }
+    }
+}
+
+async fn ask(
+    http: &Client<HttpConnector, Empty<Bytes>>,
+    request: Request<Empty<Bytes>>,
+) -> Result<PeerAnswer, BoxError> {
+    let response = http.request(request).await?;
+    let allowed = match response.status() {
+        StatusCode::OK => true,
+        StatusCode::TOO_MANY_REQUESTS => false,
+        other => return Err(format!("peer answered {other}").into()),
+    };
+    let state = peer_state(response.headers());
+    // Read the short body to its end so the connection goes back to the pool.
+    Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+        .collect()
+        .await?;
+    Ok(PeerAnswer { allowed, state })
+}

@@ -1,0 +1,191 @@
+//! The peer endpoint: `GET /check?user_id=` as the reference serves it, for other nodes
+//! (and, as in the reference, for clients).
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::wire::{ALLOWED_BODY, CHECK_PATH, EXCEEDED_BODY, FORWARDED};
+use crate::key::{KeyError, KeyExtractor, QueryKey};
+use crate::layer::DEFAULT_MAX_KEY_LEN;
+use crate::{headers, Backend, BackendError, Check, Decision};
+
+/// Serves the peer wire contract on a backend: `200 ALLOWED`, `429 RATE LIMIT EXCEEDED`,
+/// `400` without a usable `user_id`, `404` on other paths, `405` on other methods.
+///
+/// A request marked `x-ringlimit-forwarded` is answered from this node's own counters
+/// ([`Backend::check_forwarded`]); an unmarked one is routed like any other check, so a
+/// node that does not own the key forwards it to the owner. Mount it on its own listener
+/// ([`serve`](crate::peer::serve)) or in a router (axum: `route_service("/check", endpoint)`).
+pub struct PeerEndpoint<B> {
+    backend: Arc<B>,
+    key: QueryKey,
+    max_key_len: usize,
+    cost: u32,
+    policy_header: HeaderValue,
+}
+
+impl<B: Backend> PeerEndpoint<B> {
+    /// The endpoint of `backend`; share the same `Arc` with the node's layer.
+    pub fn new(backend: Arc<B>) -> Self {
+        let policy = backend.policy();
+        Self {
+            backend,
+            key: QueryKey::default(),
+            max_key_len: DEFAULT_MAX_KEY_LEN,
+            cost: policy.cost(),
+            policy_header: headers::policy_value(&policy),
+        }
+    }
+
+    /// Answers `user_id`s longer than `bytes` with `400` (default
+    /// [`DEFAULT_MAX_KEY_LEN`](crate::layer::DEFAULT_MAX_KEY_LEN)).
+    #[must_use]
+    pub fn max_key_len(mut self, bytes: usize) -> Self {
+        self.max_key_len = bytes;
+        self
+    }
+
+    fn check<ReqB>(
+        &self,
+        request: &Request<ReqB>,
+    ) -> Result<Check<B::Future>, Response<Full<Bytes>>> {
+        if request.uri().path() != CHECK_PATH {
+            return Err(text(StatusCode::NOT_FOUND, "not found\n"));
+        }
+        if request.method() != Method::GET {
+            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET"));
+            return Err(response);
+        }
+        let key = self
+            .key
+            .extract(request)
+            .and_then(|key| match key.len() > self.max_key_len {
+                true => Err(KeyError::TooLong {
+                    max: self.max_key_len,
+                }),
+                false => Ok(key),
+            })
+            .map_err(|error| text(StatusCode::BAD_REQUEST, format!("{error}\n")))?;
+        Ok(if request.headers().contains_key(FORWARDED) {
+            self.backend.check_forwarded(&key, self.cost)
+        } else {
+            self.backend.check(&key, self.cost)
+        })
+    }
+}
+
+impl<B: Backend, ReqB> Service<Request<ReqB>> for PeerEndpoint<B> {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = EndpointFuture<B::Future>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<ReqB>) -> Self::Future {
+        let response = match self.check(&request) {
+            Err(response) => response,
+            Ok(Check::Ready(result)) => answer(result, &self.policy_header),
+            Ok(Check::Pending(check)) => {
+                return EndpointFuture::Checking {
+                    check,
+                    policy: self.policy_header.clone(),
+                }
+            }
+        };
+        EndpointFuture::Ready {
+            response: Some(response),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`PeerEndpoint`].
+    #[project = EndpointProj]
+    #[allow(missing_docs)]
+    pub enum EndpointFuture<F> {
+        #[doc(hidden)]
+        Ready { response: Option<Response<Full<Bytes>>> },
+        #[doc(hidden)]
+        Checking { #[pin] check: F, policy: HeaderValue },
+    }
+}
+
+impl<F> Future for EndpointFuture<F>
+where
+    F: Future<Output = Result<Decision, BackendError>>,
+{
+    type Output = Result<Response<Full<Bytes>>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            EndpointProj::Ready { response } => {
+                Poll::Ready(Ok(response.take().expect("polled after completion")))
+            }
+            EndpointProj::Checking { check, policy } => {
+                let result = ready!(check.poll(cx));
+                Poll::Ready(Ok(answer(result, policy)))
+            }
+        }
+    }
+}
+
+/// The wire answer for a decision, with the `RateLimit` headers.
+fn answer(result: Result<Decision, BackendError>, policy: &HeaderValue) -> Response<Full<Bytes>> {
+    match result {
+        Ok(decision) => {
+            let (status, body) = match decision.allowed {
+                true => (StatusCode::OK, ALLOWED_BODY),
+                false => (StatusCode::TOO_MANY_REQUESTS, EXCEEDED_BODY),
+            };
+            let mut response = text(status, body);
+            headers::insert(response.headers_mut(), policy, &decision);
+            response
+        }
+        Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "owner unavailable\n"),
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    response
+}
+
+impl<B> Clone for PeerEndpoint<B> {
+    fn clone(&self) -> Self {
+        Self {
+            backend: self.backend.clone(),
+            key: self.key.clone(),
+            max_key_len: self.max_key_len,
+            cost: self.cost,
+            policy_header: self.policy_header.clone(),
+        }
+    }
+}
+
+impl<B: fmt::Debug> fmt::Debug for PeerEndpoint<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeerEndpoint")
+            .field("backend", &self.backend)
+            .field("max_key_len", &self.max_key_len)
+            .finish_non_exhaustive()
+    }
+}

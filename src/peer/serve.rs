@@ -1,0 +1,86 @@
+//! Serving a tower service (the peer endpoint, or a whole app) on a `TcpListener`.
+
+use std::error::Error;
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tower_service::Service;
+
+/// Largest request head (request line and headers) read; larger ones are refused by the
+/// server (`431`), never buffered.
+pub const MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024;
+/// How long a client may take to send its request head.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `service` over HTTP/1.1 on `listener` until `shutdown` completes, then stops
+/// accepting and waits for in-flight requests to finish.
+///
+/// # Examples
+///
+/// ```no_run
+/// use ringlimit::{backend::ClusterBackend, peer::{serve, PeerEndpoint}, Policy, Ring};
+/// use std::{num::NonZeroU32, sync::Arc, time::Duration};
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let policy = Policy::per_window(NonZeroU32::new(5).unwrap(), Duration::from_secs(60));
+/// let ring = Ring::new(["127.0.0.1:7000", "127.0.0.1:7001"])?;
+/// let backend = Arc::new(ClusterBackend::new(policy, "127.0.0.1:7000", ring)?);
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:7000").await?;
+/// serve(listener, PeerEndpoint::new(backend), async {
+///     let _ = tokio::signal::ctrl_c().await;
+/// })
+/// .await?;
+/// # Ok(())
+/// # }
+/// ```
+pub async fn serve<S, B>(
+    listener: TcpListener,
+    service: S,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()>
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn Error + Send + Sync>>,
+{
+    let mut http = http1::Builder::new();
+    http.max_buf_size(MAX_REQUEST_HEAD_BYTES)
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    let service = TowerToHyperService::new(service.clone());
+                    let connection = http.serve_connection(TokioIo::new(stream), service);
+                    let connection = graceful.watch(connection);
+                    tokio::spawn(async move {
+                        // A client that hangs up mid-request is not this server's error.
+                        let _ = connection.await;
+                    });
+                }
+                // Out of file descriptors or a connection reset while queued: keep serving.
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            },
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
