@@ -1,37 +1,67 @@
-//! An axum API protected by ringlimit on one node, with the in-memory backend.
+//! An axum API protected by ringlimit: on its own with the in-memory backend, or as one
+//! node of a ring whose members count each user's requests on the user's owner.
 //!
 //! ```text
 //! cargo run --release --example protected_api -- [--port 3000] [--limit 5] [--window 60]
 //! curl -i -H 'x-user-id: alice' http://127.0.0.1:3000/hello
+//!
+//! # Two app nodes sharing limits: each exposes its peer endpoint on an internal port.
+//! cargo run --release --example protected_api -- --port 3000 --peer-port 4000 --members 127.0.0.1:4000,127.0.0.1:4001
+//! cargo run --release --example protected_api -- --port 3001 --peer-port 4001 --members 127.0.0.1:4000,127.0.0.1:4001
 //! ```
+
+mod support;
 
 use std::num::NonZeroU32;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::{routing::get, Router};
-use ringlimit::{key::HeaderKey, MemoryBackend, Policy, RateLimitLayer};
+use ringlimit::peer::{serve, PeerEndpoint};
+use ringlimit::{key::HeaderKey, ClusterBackend, MemoryBackend, Policy, RateLimitLayer, Ring};
+use support::{parse, shutdown_signal, value};
 
-const USAGE: &str = "usage: protected_api [--port N (3000)] [--limit N (5)] [--window SECS (60)]";
+const USAGE: &str = "\
+usage: protected_api [OPTIONS]
+  --port N                 port of the API (default 3000)
+  --limit N                requests per user per window (default 5)
+  --window SECS            window length in seconds (default 60)
+ to join a ring:
+  --members A,B,...        every node's peer endpoint host:port, this one's included
+  --peer-port N            port of this node's peer endpoint (an internal port)
+  --advertise HOST:PORT    this node's name on the ring (default 127.0.0.1:<peer-port>)";
 
 struct Options {
     port: u16,
     limit: NonZeroU32,
     window_secs: u64,
+    members: Vec<String>,
+    peer_port: Option<u16>,
+    advertise: Option<String>,
 }
 
-fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
+fn options(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
     let mut options = Options {
         port: 3000,
         limit: NonZeroU32::new(5).unwrap(),
         window_secs: 60,
+        members: Vec::new(),
+        peer_port: None,
+        advertise: None,
     };
     while let Some(flag) = args.next() {
-        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
-        match flag.as_str() {
-            "--port" => options.port = number(&value("--port")?, "--port")?,
-            "--limit" => options.limit = number(&value("--limit")?, "--limit")?,
-            "--window" => options.window_secs = number(&value("--window")?, "--window")?,
+        let flag = flag.as_str();
+        match flag {
+            "--port" => options.port = parse(flag, &value(&mut args, flag)?)?,
+            "--limit" => options.limit = parse(flag, &value(&mut args, flag)?)?,
+            "--window" => options.window_secs = parse(flag, &value(&mut args, flag)?)?,
+            "--members" => {
+                let list = value(&mut args, flag)?;
+                options.members = list.split(',').map(str::to_owned).collect();
+            }
+            "--peer-port" => options.peer_port = Some(parse(flag, &value(&mut args, flag)?)?),
+            "--advertise" => options.advertise = Some(value(&mut args, flag)?),
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -39,17 +69,15 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
     if options.window_secs == 0 {
         return Err("--window must be at least 1 second".into());
     }
+    if options.members.is_empty() != options.peer_port.is_none() {
+        return Err("--members and --peer-port go together".into());
+    }
     Ok(options)
-}
-
-fn number<T: std::str::FromStr>(text: &str, name: &str) -> Result<T, String> {
-    text.parse()
-        .map_err(|_| format!("{name}: {text:?} is not a valid positive number"))
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let options = match parse(std::env::args().skip(1)) {
+    let options = match options(std::env::args().skip(1)) {
         Ok(options) => options,
         Err(message) => {
             if !message.is_empty() {
@@ -59,43 +87,66 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let policy = Policy::per_window(options.limit, Duration::from_secs(options.window_secs));
-    let limiter =
-        RateLimitLayer::new(MemoryBackend::new(policy)).key(HeaderKey::from_static("x-user-id"));
-    let app = Router::new()
-        .route("/hello", get(|| async { "hello\n" }))
-        .layer(limiter);
+    match run(options).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("protected_api: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
-    let address = ("127.0.0.1", options.port);
-    let listener = match tokio::net::TcpListener::bind(address).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!(
-                "protected_api: cannot listen on 127.0.0.1:{}: {error}",
-                options.port
+async fn run(options: Options) -> Result<(), String> {
+    let policy = Policy::per_window(options.limit, Duration::from_secs(options.window_secs));
+    let key = HeaderKey::from_static("x-user-id");
+    let app = Router::new().route("/hello", get(|| async { "hello\n" }));
+    let app = match options.peer_port {
+        None => app.layer(RateLimitLayer::new(MemoryBackend::new(policy)).key(key)),
+        Some(peer_port) => {
+            let me = options
+                .advertise
+                .unwrap_or_else(|| format!("127.0.0.1:{peer_port}"));
+            let ring = Ring::new(options.members).map_err(|e| e.to_string())?;
+            let backend =
+                ClusterBackend::new(policy, me.as_str(), ring).map_err(|e| e.to_string())?;
+            let backend = Arc::new(backend);
+            // Other nodes ask this one on the internal peer port; clients never see it.
+            let peers = bind(peer_port).await?;
+            println!(
+                "protected_api: ring node {me}, peer endpoint on http://{}",
+                address(&peers)
             );
-            return ExitCode::FAILURE;
+            tokio::spawn(serve(
+                peers,
+                PeerEndpoint::new(backend.clone()),
+                shutdown_signal(),
+            ));
+            app.layer(RateLimitLayer::shared(backend).key(key))
         }
     };
-    let local = listener
-        .local_addr()
-        .expect("a bound listener has an address");
+
+    let listener = bind(options.port).await?;
+    let local = address(&listener);
     println!(
         "protected_api: listening on http://{local} ({} requests per user per {} s)",
         options.limit, options.window_secs
     );
     println!("try: curl -i -H 'x-user-id: alice' http://{local}/hello");
-
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-        println!("protected_api: shutting down");
-    };
-    if let Err(error) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    serve(listener, app, shutdown_signal())
         .await
-    {
-        eprintln!("protected_api: {error}");
-        return ExitCode::FAILURE;
-    }
-    ExitCode::SUCCESS
+        .map_err(|e| e.to_string())?;
+    println!("protected_api: stopped");
+    Ok(())
+}
+
+async fn bind(port: u16) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))
+}
+
+fn address(listener: &tokio::net::TcpListener) -> String {
+    listener
+        .local_addr()
+        .map_or_else(|_| "?".into(), |a| a.to_string())
 }
