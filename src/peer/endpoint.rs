@@ -55,35 +55,47 @@ impl<B: Backend> PeerEndpoint<B> {
         self
     }
 
-    fn check<ReqB>(
-        &self,
-        request: &Request<ReqB>,
-    ) -> Result<Check<B::Future>, Response<Full<Bytes>>> {
+    fn check<ReqB>(&self, request: &Request<ReqB>) -> Result<Check<B::Future>, Refusal> {
         if request.uri().path() != CHECK_PATH {
-            return Err(text(StatusCode::NOT_FOUND, "not found\n"));
+            return Err(Refusal::NotFound);
         }
         if request.method() != Method::GET {
-            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET"));
-            return Err(response);
+            return Err(Refusal::MethodNotAllowed);
         }
-        let key = self
-            .key
-            .extract(request)
-            .and_then(|key| match key.len() > self.max_key_len {
-                true => Err(KeyError::TooLong {
-                    max: self.max_key_len,
-                }),
-                false => Ok(key),
-            })
-            .map_err(|error| text(StatusCode::BAD_REQUEST, format!("{error}\n")))?;
+        let key = self.key.extract(request).map_err(Refusal::BadKey)?;
+        if key.len() > self.max_key_len {
+            return Err(Refusal::BadKey(KeyError::TooLong {
+                max: self.max_key_len,
+            }));
+        }
         Ok(if request.headers().contains_key(FORWARDED) {
             self.backend.check_forwarded(&key, self.cost)
         } else {
             self.backend.check(&key, self.cost)
         })
+    }
+}
+
+/// Why a request never reached the backend.
+enum Refusal {
+    NotFound,
+    MethodNotAllowed,
+    BadKey(KeyError),
+}
+
+impl Refusal {
+    fn response(self) -> Response<Full<Bytes>> {
+        match self {
+            Self::NotFound => text(StatusCode::NOT_FOUND, "not found\n"),
+            Self::MethodNotAllowed => {
+                let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET"));
+                response
+            }
+            Self::BadKey(error) => text(StatusCode::BAD_REQUEST, format!("{error}\n")),
+        }
     }
 }
 
@@ -98,7 +110,7 @@ impl<B: Backend, ReqB> Service<Request<ReqB>> for PeerEndpoint<B> {
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         let response = match self.check(&request) {
-            Err(response) => response,
+            Err(refusal) => refusal.response(),
             Ok(Check::Ready(result)) => answer(result, &self.policy_header),
             Ok(Check::Pending(check)) => {
                 return EndpointFuture::Checking {

@@ -38,3 +38,6 @@ pub mod wire;
 pub(crate) use client::PeerClient;
 pub use endpoint::{EndpointFuture, PeerEndpoint};
 pub use serve::{serve, HEADER_READ_TIMEOUT, MAX_REQUEST_HEAD_BYTES};
+
+#[cfg(test)]
+mod tests;

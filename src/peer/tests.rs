@@ -1,0 +1,93 @@
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+use super::wire::FORWARDED;
+use super::PeerEndpoint;
+use crate::{ClusterBackend, ManualClock, MemoryBackend, Policy, Ring};
+
+fn policy() -> Policy {
+    Policy::per_window(NonZeroU32::new(1).unwrap(), Duration::from_secs(60))
+}
+
+async fn ask(
+    endpoint: &PeerEndpoint<impl crate::Backend>,
+    request: Request<()>,
+) -> (StatusCode, String, http::HeaderMap) {
+    let response = endpoint.clone().oneshot(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    (
+        parts.status,
+        String::from_utf8(body.to_vec()).unwrap(),
+        parts.headers,
+    )
+}
+
+fn get(uri: &str) -> Request<()> {
+    Request::get(uri).body(()).unwrap()
+}
+
+#[tokio::test]
+async fn serves_the_wire_contract() {
+    let clock = ManualClock::new(Duration::from_secs(1_700_000_040 + 23));
+    let endpoint = PeerEndpoint::new(Arc::new(MemoryBackend::new(policy()).with_clock(clock)));
+
+    let (status, body, headers) = ask(&endpoint, get("/check?user_id=alice")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "ALLOWED"));
+    assert_eq!(headers["content-type"], "text/plain");
+    assert_eq!(headers["ratelimit"], "\"default\";r=0;t=37");
+
+    let (status, body, headers) = ask(&endpoint, get("/check?user_id=alice")).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, "RATE LIMIT EXCEEDED")
+    );
+    assert_eq!(headers["retry-after"], "37");
+
+    for (uri, status) in [
+        ("/check", StatusCode::BAD_REQUEST),
+        ("/check?user_id=", StatusCode::BAD_REQUEST),
+        ("/check?user_id=%G0", StatusCode::BAD_REQUEST),
+        ("/other?user_id=bob", StatusCode::NOT_FOUND),
+        ("/", StatusCode::NOT_FOUND),
+    ] {
+        assert_eq!(ask(&endpoint, get(uri)).await.0, status, "{uri}");
+    }
+    let post = Request::builder()
+        .method(Method::POST)
+        .uri("/check?user_id=bob")
+        .body(())
+        .unwrap();
+    let (status, _, headers) = ask(&endpoint, post).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["allow"], "GET");
+    // None of the refused requests counted bob.
+    assert_eq!(
+        ask(&endpoint, get("/check?user_id=bob")).await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_marked_request_is_answered_here_even_for_a_key_owned_elsewhere() {
+    // Port 9 (discard) on loopback: never asked, since marked checks are not forwarded.
+    let ring = Ring::new(["127.0.0.1:7001", "127.0.0.1:9"]).unwrap();
+    let backend = ClusterBackend::new(policy(), "127.0.0.1:7001", ring).unwrap();
+    let key = (0..1000)
+        .map(|i| format!("u{i}"))
+        .find(|k| backend.ring().owner(k) == "127.0.0.1:9")
+        .unwrap();
+    let backend = Arc::new(backend);
+    let endpoint = PeerEndpoint::new(backend.clone());
+    let marked = Request::get(format!("/check?user_id={key}"))
+        .header(FORWARDED, "1")
+        .body(())
+        .unwrap();
+    assert_eq!(ask(&endpoint, marked).await.0, StatusCode::OK);
+    assert_eq!(backend.local().tracked_keys(), 1);
+}
