@@ -22,6 +22,12 @@ pub enum BackendError {
         /// How long was waited.
         after: Duration,
     },
+    /// Recent checks at this node or server failed, so it was not asked (its circuit is
+    /// open until a probe succeeds).
+    CircuitOpen {
+        /// Which node or server.
+        target: String,
+    },
 }
 
 impl fmt::Display for BackendError {
@@ -36,6 +42,9 @@ impl fmt::Display for BackendError {
                     "rate limit owner {target} did not answer within {after:?}"
                 )
             }
+            Self::CircuitOpen { target } => {
+                write!(f, "rate limit owner {target} is failing: circuit open")
+            }
         }
     }
 }
@@ -44,7 +53,7 @@ impl Error for BackendError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
             Self::Unavailable { source, .. } => Some(&**source as &(dyn Error + 'static)),
-            Self::Timeout { .. } => None,
+            Self::Timeout { .. } | Self::CircuitOpen { .. } => None,
         }
     }
 }

@@ -21,6 +21,7 @@
 
 mod cluster;
 mod error;
+mod failure;
 mod memory;
 
 use std::future::Future;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 
 pub use cluster::{ClusterBackend, ClusterError, PeerFuture, DEFAULT_PEER_TIMEOUT};
 pub use error::BackendError;
+pub use failure::{FailureMode, UnknownFailureMode};
 pub use memory::MemoryBackend;
 
 use crate::{Decision, Policy};

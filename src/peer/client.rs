@@ -6,11 +6,13 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, StatusCode, Uri};
+use http::header::AUTHORIZATION;
+use http::{HeaderValue, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
+use super::secret::PeerSecret;
 use super::wire::{check_path_and_query, peer_state, PeerState, FORWARDED};
 use crate::BackendError;
 
@@ -31,6 +33,8 @@ pub(crate) struct PeerAnswer {
 pub(crate) struct PeerClient {
     http: Client<HttpConnector, Empty<Bytes>>,
     timeout: Duration,
+    /// `Bearer <secret>`, sent with every forward when a peer secret is set.
+    authorization: Option<HeaderValue>,
 }
 
 impl PeerClient {
@@ -42,7 +46,26 @@ impl PeerClient {
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .build(connector);
-        Self { http, timeout }
+        Self {
+            http,
+            timeout,
+            authorization: None,
+        }
+    }
+
+    /// Waits at most `timeout` for each answer instead.
+    pub(crate) fn with_timeout(self, timeout: Duration) -> Self {
+        let authorization = self.authorization;
+        Self {
+            authorization,
+            ..Self::new(timeout)
+        }
+    }
+
+    /// Sends `authorization: Bearer <secret>` with every forward.
+    pub(crate) fn with_secret(mut self, secret: &PeerSecret) -> Self {
+        self.authorization = Some(secret.bearer());
+        self
     }
 
     pub(crate) fn timeout(&self) -> Duration {
@@ -60,7 +83,13 @@ impl PeerClient {
             .authority(member)
             .path_and_query(check_path_and_query(key))
             .build()
-            .and_then(|uri| Request::get(uri).header(FORWARDED, "1").body(Empty::new()));
+            .and_then(|uri| {
+                let mut request = Request::get(uri).header(FORWARDED, "1");
+                if let Some(authorization) = &self.authorization {
+                    request = request.header(AUTHORIZATION, authorization.clone());
+                }
+                request.body(Empty::new())
+            });
         let (http, timeout, target) = (self.http.clone(), self.timeout, member.to_owned());
         async move {
             let request = request.map_err(|error| BackendError::Unavailable {

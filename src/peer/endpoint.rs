@@ -14,6 +14,7 @@ use http_body_util::Full;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use super::secret::PeerSecret;
 use super::wire::{ALLOWED_BODY, CHECK_PATH, EXCEEDED_BODY, FORWARDED};
 use crate::key::{KeyError, KeyExtractor, QueryKey};
 use crate::layer::DEFAULT_MAX_KEY_LEN;
@@ -32,6 +33,7 @@ pub struct PeerEndpoint<B> {
     max_key_len: usize,
     cost: u32,
     policy_header: HeaderValue,
+    secret: Option<PeerSecret>,
 }
 
 impl<B: Backend> PeerEndpoint<B> {
@@ -44,7 +46,16 @@ impl<B: Backend> PeerEndpoint<B> {
             max_key_len: DEFAULT_MAX_KEY_LEN,
             cost: policy.cost(),
             policy_header: headers::policy_value(&policy),
+            secret: None,
         }
+    }
+
+    /// Refuses, with `401`, checks marked as forwarded that do not carry `secret`; give
+    /// every node the same secret ([`ClusterBackend::peer_secret`](crate::ClusterBackend::peer_secret)).
+    #[must_use]
+    pub fn peer_secret(mut self, secret: &PeerSecret) -> Self {
+        self.secret = Some(secret.clone());
+        self
     }
 
     /// Answers `user_id`s longer than `bytes` with `400` (default
@@ -68,7 +79,16 @@ impl<B: Backend> PeerEndpoint<B> {
                 max: self.max_key_len,
             }));
         }
-        Ok(if request.headers().contains_key(FORWARDED) {
+        let forwarded = request.headers().contains_key(FORWARDED);
+        if forwarded
+            && self
+                .secret
+                .as_ref()
+                .is_some_and(|s| !s.admits(request.headers()))
+        {
+            return Err(Refusal::Unauthorized);
+        }
+        Ok(if forwarded {
             self.backend.check_forwarded(&key, self.cost)
         } else {
             self.backend.check(&key, self.cost)
@@ -81,6 +101,7 @@ enum Refusal {
     NotFound,
     MethodNotAllowed,
     BadKey(KeyError),
+    Unauthorized,
 }
 
 impl Refusal {
@@ -95,6 +116,10 @@ impl Refusal {
                 response
             }
             Self::BadKey(error) => text(StatusCode::BAD_REQUEST, format!("{error}\n")),
+            Self::Unauthorized => text(
+                StatusCode::UNAUTHORIZED,
+                "forwarded check without the peer secret\n",
+            ),
         }
     }
 }
@@ -189,6 +214,7 @@ impl<B> Clone for PeerEndpoint<B> {
             max_key_len: self.max_key_len,
             cost: self.cost,
             policy_header: self.policy_header.clone(),
+            secret: self.secret.clone(),
         }
     }
 }

@@ -30,13 +30,18 @@
 //! # }
 //! ```
 
+mod circuit;
 mod client;
 mod endpoint;
+mod secret;
 mod serve;
 pub mod wire;
 
-pub(crate) use client::PeerClient;
+pub use circuit::CircuitPolicy;
+pub(crate) use circuit::{Attempt, Circuit};
+pub(crate) use client::{PeerAnswer, PeerClient};
 pub use endpoint::{EndpointFuture, PeerEndpoint};
+pub use secret::PeerSecret;
 pub use serve::{serve, HEADER_READ_TIMEOUT, MAX_REQUEST_HEAD_BYTES};
 
 #[cfg(test)]

@@ -103,6 +103,11 @@ impl<C: Clock> MemoryBackend<C> {
         }
     }
 
+    /// Units allowed per window.
+    pub(crate) fn policy_limit(&self) -> u32 {
+        self.policy.limit()
+    }
+
     /// Time until the current window ends.
     pub(crate) fn reset_now(&self) -> Duration {
         let now = self.clock.now();

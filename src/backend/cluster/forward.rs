@@ -1,0 +1,85 @@
+//! Asking a key's owner, and what to answer when it cannot say.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{ClusterBackend, PeerFuture};
+use crate::backend::{BackendError, Check, FailureMode};
+use crate::clock::Clock;
+use crate::peer::{Attempt, PeerAnswer};
+use crate::{Decision, MemoryBackend};
+
+/// The answer when the owner cannot decide, per the failure mode. Ready at once: an open
+/// circuit costs no future.
+pub(super) fn fail<C: Clock>(
+    mode: FailureMode,
+    local: &MemoryBackend<C>,
+    key: &str,
+    cost: u32,
+    error: BackendError,
+) -> Result<Decision, BackendError> {
+    match mode {
+        FailureMode::Allow => {
+            let limit = local.policy_limit();
+            Ok(Decision {
+                allowed: true,
+                limit,
+                remaining: limit.saturating_sub(cost),
+                reset: local.reset_now(),
+            })
+        }
+        FailureMode::Deny => Err(error),
+        FailureMode::Local => Ok(local.decide(key, cost)),
+    }
+}
+
+impl<C: Clock> ClusterBackend<C> {
+    /// Forwards the check to `owner` if its circuit lets it through.
+    pub(super) fn forward(
+        &self,
+        owner: &str,
+        attempt: Option<Attempt>,
+        key: &str,
+        cost: u32,
+    ) -> Check<PeerFuture> {
+        let Some(attempt) = attempt else {
+            let error = BackendError::CircuitOpen {
+                target: owner.to_owned(),
+            };
+            return Check::Ready(fail(self.failure, &self.local, key, cost, error));
+        };
+        let limit = self.local.policy_limit();
+        // All nodes share the epoch-aligned windows, so the reset is known here too.
+        let reset = self.local.reset_now();
+        let answer = self.client.check(owner, key);
+        let (local, mode, key) = (Arc::clone(&self.local), self.failure, key.to_owned());
+        Check::Pending(Box::pin(async move {
+            match answer.await {
+                Ok(answer) => {
+                    attempt.succeeded();
+                    Ok(decision(answer, limit, cost, reset))
+                }
+                Err(error) => {
+                    attempt.failed();
+                    fail(mode, &local, &key, cost, error)
+                }
+            }
+        }))
+    }
+}
+
+/// The owner's answer as a decision. The reference sends no counter state: on an
+/// allowed answer assume the best.
+fn decision(answer: PeerAnswer, limit: u32, cost: u32, reset: Duration) -> Decision {
+    let remaining = match answer.state.remaining {
+        Some(remaining) => remaining.min(limit),
+        None if answer.allowed => limit.saturating_sub(cost),
+        None => 0,
+    };
+    Decision {
+        allowed: answer.allowed,
+        limit,
+        remaining,
+        reset: answer.state.reset.unwrap_or(reset),
+    }
+}

@@ -1,0 +1,199 @@
+//! A circuit breaker per peer: after consecutive failures, stop paying the timeout.
+//!
+//! Closed: every check is sent. After `threshold` consecutive failures the circuit opens
+//! for `cooldown`: checks for that peer fail at once. Then one probe is let through; its
+//! success closes the circuit, its failure opens it again.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// When a circuit opens and how long it stays open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CircuitPolicy {
+    /// Consecutive failures that open the circuit.
+    pub threshold: u32,
+    /// How long an open circuit refuses checks before one probe is let through.
+    pub cooldown: Duration,
+}
+
+impl Default for CircuitPolicy {
+    /// Opens after 3 consecutive failures, probes again after 1 s.
+    fn default() -> Self {
+        Self {
+            threshold: 3,
+            cooldown: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The circuit of one peer.
+#[derive(Debug)]
+pub(crate) struct Circuit {
+    target: Box<str>,
+    policy: CircuitPolicy,
+    born: Instant,
+    failures: AtomicU32,
+    /// Milliseconds after `born` until which the circuit is open; 0 while closed.
+    open_until: AtomicU64,
+    probing: AtomicBool,
+}
+
+/// Leave to send one check. Dropped without an outcome (the caller went away), it frees
+/// the probe slot so the circuit cannot stay stuck open.
+#[derive(Debug)]
+pub(crate) struct Attempt {
+    circuit: Arc<Circuit>,
+    probe: bool,
+    settled: bool,
+}
+
+impl Circuit {
+    pub(crate) fn new(target: &str, policy: CircuitPolicy) -> Self {
+        Self {
+            target: target.into(),
+            policy,
+            born: Instant::now(),
+            failures: AtomicU32::new(0),
+            open_until: AtomicU64::new(0),
+            probing: AtomicBool::new(false),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        // At least 1, so that 0 can mean "closed".
+        (self.born.elapsed().as_millis() as u64).max(1)
+    }
+
+    /// Leave to send a check now, or `None` while the circuit is open.
+    pub(crate) fn attempt(self: &Arc<Self>) -> Option<Attempt> {
+        let open_until = self.open_until.load(Ordering::Acquire);
+        let probe = open_until != 0;
+        if probe {
+            let cooled = self.now_ms() >= open_until;
+            let first = cooled
+                && self
+                    .probing
+                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok();
+            if !first {
+                return None;
+            }
+        }
+        Some(Attempt {
+            circuit: self.clone(),
+            probe,
+            settled: false,
+        })
+    }
+
+    fn succeeded(&self) {
+        self.failures.store(0, Ordering::Release);
+        if self.open_until.swap(0, Ordering::AcqRel) != 0 {
+            tracing::info!(peer = %self.target, "peer answers again: circuit closed");
+        }
+        self.probing.store(false, Ordering::Release);
+    }
+
+    fn failed(&self, probe: bool) {
+        let failures = self
+            .failures
+            .fetch_add(1, Ordering::AcqRel)
+            .saturating_add(1);
+        if probe || failures == self.policy.threshold {
+            let until = self.now_ms() + self.policy.cooldown.as_millis() as u64;
+            self.open_until.store(until, Ordering::Release);
+            if !probe {
+                tracing::warn!(peer = %self.target, failures, "peer failing: circuit open");
+            }
+        }
+        if probe {
+            self.probing.store(false, Ordering::Release);
+        }
+    }
+
+    /// Whether checks for this peer are being refused at once.
+    #[cfg(test)]
+    pub(crate) fn is_open(&self) -> bool {
+        self.open_until.load(Ordering::Acquire) != 0
+    }
+}
+
+impl Attempt {
+    /// The peer answered.
+    pub(crate) fn succeeded(mut self) {
+        self.settled = true;
+        self.circuit.succeeded();
+    }
+
+    /// The peer did not answer, or answered nonsense.
+    pub(crate) fn failed(mut self) {
+        self.settled = true;
+        self.circuit.failed(self.probe);
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if !self.settled && self.probe {
+            self.circuit.probing.store(false, Ordering::Release);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn circuit(cooldown_ms: u64) -> Arc<Circuit> {
+        Arc::new(Circuit::new(
+            "127.0.0.1:9",
+            CircuitPolicy {
+                threshold: 3,
+                cooldown: Duration::from_millis(cooldown_ms),
+            },
+        ))
+    }
+
+    #[test]
+    fn opens_after_consecutive_failures_only() {
+        let c = circuit(60_000);
+        c.attempt().unwrap().failed();
+        c.attempt().unwrap().failed();
+        c.attempt().unwrap().succeeded();
+        c.attempt().unwrap().failed();
+        c.attempt().unwrap().failed();
+        assert!(!c.is_open());
+        c.attempt().unwrap().failed();
+        assert!(c.is_open());
+        assert!(c.attempt().is_none());
+    }
+
+    #[test]
+    fn one_probe_after_the_cooldown_closes_or_reopens() {
+        let c = circuit(0);
+        for _ in 0..3 {
+            c.attempt().unwrap().failed();
+        }
+        std::thread::sleep(Duration::from_millis(2));
+        let probe = c.attempt().expect("cooled down: one probe");
+        assert!(c.attempt().is_none(), "only one probe at a time");
+        probe.failed();
+        assert!(c.is_open());
+        std::thread::sleep(Duration::from_millis(2));
+        c.attempt().expect("probe again").succeeded();
+        assert!(!c.is_open());
+        assert!(c.attempt().is_some());
+    }
+
+    #[test]
+    fn an_abandoned_probe_frees_the_slot() {
+        let c = circuit(0);
+        for _ in 0..3 {
+            c.attempt().unwrap().failed();
+        }
+        std::thread::sleep(Duration::from_millis(2));
+        drop(c.attempt().expect("probe"));
+        assert!(c.attempt().is_some(), "a new probe may go");
+    }
+}

@@ -1,0 +1,170 @@
+//! Dead and hung owners, failure modes and circuits, against real sockets on loopback.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{hourly, listeners, mid_window_clock, start_node, HttpClient};
+use ringlimit::backend::FailureMode;
+use ringlimit::peer::CircuitPolicy;
+use ringlimit::{Backend, BackendError, Check, ClusterBackend, Decision, ManualClock, Ring};
+
+const LIMIT: u32 = 2;
+
+/// A loopback port nothing listens on (bound, then released).
+async fn dead_port() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// A peer that accepts connections and never answers; counts the connections.
+async fn hung_peer() -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let name = listener.local_addr().unwrap().to_string();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    (name, accepted)
+}
+
+/// Node `me` in a ring with `peer`, and a key that `peer` owns.
+fn node_with_peer(peer: &str, mode: FailureMode) -> (ClusterBackend<ManualClock>, String) {
+    let me = "127.0.0.1:1";
+    let ring = Ring::new([me, peer]).unwrap();
+    let key = (0..10_000)
+        .map(|i| format!("user-{i}"))
+        .find(|k| ring.owner(k) == peer)
+        .unwrap();
+    let backend = ClusterBackend::new(hourly(LIMIT), me, ring)
+        .unwrap()
+        .peer_timeout(Duration::from_millis(100))
+        .failure_mode(mode)
+        .circuit(CircuitPolicy {
+            threshold: 3,
+            cooldown: Duration::from_millis(50),
+        })
+        .with_clock(mid_window_clock());
+    (backend, key)
+}
+
+/// Runs a check to its end, saying whether it needed a future (a wait on the network).
+async fn run(
+    check: Check<ringlimit::backend::PeerFuture>,
+) -> (bool, Result<Decision, BackendError>) {
+    match check {
+        Check::Ready(result) => (false, result),
+        Check::Pending(future) => (true, future.await),
+    }
+}
+
+#[tokio::test]
+async fn a_dead_owner_gets_each_failure_mode() {
+    let dead = dead_port().await;
+
+    let (allow, key) = node_with_peer(&dead, FailureMode::Allow);
+    for _ in 0..LIMIT + 1 {
+        let (_, result) = run(allow.check(&key, 1)).await;
+        assert!(result.unwrap().allowed, "fail open");
+    }
+    assert_eq!(allow.local().tracked_keys(), 0, "allow counts nothing");
+
+    let (deny, key) = node_with_peer(&dead, FailureMode::Deny);
+    let (_, result) = run(deny.check(&key, 1)).await;
+    assert!(matches!(result, Err(BackendError::Unavailable { ref target, .. }) if *target == dead));
+
+    let (local, key) = node_with_peer(&dead, FailureMode::Local);
+    let mut allowed = 0;
+    for _ in 0..LIMIT + 3 {
+        if run(local.check(&key, 1)).await.1.unwrap().allowed {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, LIMIT, "local keeps the same policy");
+    assert_eq!(local.local().tracked_keys(), 1);
+}
+
+#[tokio::test]
+async fn a_dead_owners_circuit_opens_then_a_probe_closes_it() {
+    let dead = dead_port().await;
+    let (backend, key) = node_with_peer(&dead, FailureMode::Deny);
+    for _ in 0..3 {
+        let (waited, result) = run(backend.check(&key, 1)).await;
+        assert!(waited);
+        assert!(matches!(result, Err(BackendError::Unavailable { .. })));
+    }
+    // Open: the failure mode applies at once, with no network wait and no future.
+    let (waited, result) = run(backend.check(&key, 1)).await;
+    assert!(!waited);
+    assert!(matches!(result, Err(BackendError::CircuitOpen { .. })));
+
+    // The owner comes back on its port; after the cooldown one probe closes the circuit.
+    let listener = tokio::net::TcpListener::bind(&dead).await.unwrap();
+    let clock = mid_window_clock();
+    let members = ["127.0.0.1:1".to_owned(), dead.clone()];
+    let _owner = start_node(listener, &dead, &members, hourly(LIMIT), &clock);
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    let (waited, result) = run(backend.check(&key, 1)).await;
+    assert!(waited, "the probe goes to the owner");
+    assert!(result.unwrap().allowed);
+    let (waited, result) = run(backend.check(&key, 1)).await;
+    assert!(waited, "closed again: checks go to the owner");
+    assert!(result.unwrap().allowed);
+}
+
+#[tokio::test]
+async fn a_hung_owner_stops_costing_the_timeout_once_its_circuit_opens() {
+    let (hung, accepted) = hung_peer().await;
+    let (backend, key) = node_with_peer(&hung, FailureMode::Local);
+    for _ in 0..3 {
+        let (waited, result) = run(backend.check(&key, 1)).await;
+        assert!(waited);
+        assert!(result.is_ok(), "answered locally after the timeout");
+    }
+    let asked = accepted.load(Ordering::SeqCst);
+    assert!(asked >= 1);
+    // Open: answered locally at once, and the hung peer is not asked again.
+    for _ in 0..5 {
+        let (waited, _) = run(backend.check(&key, 1)).await;
+        assert!(!waited, "no wait once the circuit is open");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), asked);
+    assert_eq!(backend.local().tracked_keys(), 1);
+}
+
+#[tokio::test]
+async fn over_http_a_hung_owner_gets_503_under_deny() {
+    let (hung, _) = hung_peer().await;
+    let mut bound = listeners(1).await;
+    let (listener, me) = bound.pop().unwrap();
+    let ring = Ring::new([me.clone(), hung.clone()]).unwrap();
+    let key = (0..10_000)
+        .map(|i| format!("user-{i}"))
+        .find(|k| ring.owner(k) == hung)
+        .unwrap();
+    let backend = ClusterBackend::new(hourly(LIMIT), me.as_str(), ring)
+        .unwrap()
+        .peer_timeout(Duration::from_millis(50))
+        .failure_mode(FailureMode::Deny);
+    let endpoint = ringlimit::peer::PeerEndpoint::new(Arc::new(backend));
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(ringlimit::peer::serve(
+        listener,
+        endpoint,
+        std::future::pending(),
+    ));
+
+    let client = HttpClient::new();
+    for _ in 0..5 {
+        let reply = client.get(&common::check_url(address, &key), &[]).await;
+        assert_eq!(reply.status, 503);
+        assert_eq!(reply.body, "owner unavailable\n");
+    }
+}
