@@ -1,0 +1,92 @@
+//! Membership changes while nodes serve, and graceful shutdown.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{check_url, hourly, listeners, mid_window_clock, start_node, HttpClient};
+use ringlimit::backend::ClusterError;
+use ringlimit::Ring;
+
+const LIMIT: u32 = 3;
+
+#[tokio::test]
+async fn a_new_member_takes_over_its_keys_without_a_restart() {
+    let clock = mid_window_clock();
+    let mut bound = listeners(3).await;
+    let (listener_c, c) = bound.pop().unwrap();
+    let (listener_b, b) = bound.pop().unwrap();
+    let (listener_a, a) = bound.pop().unwrap();
+    let old = [a.clone(), b.clone()];
+    let new = [a.clone(), b.clone(), c.clone()];
+    let node_a = start_node(listener_a, &a, &old, hourly(LIMIT), &clock);
+    let node_b = start_node(listener_b, &b, &old, hourly(LIMIT), &clock);
+    let node_c = start_node(listener_c, &c, &new, hourly(LIMIT), &clock);
+
+    let new_ring = Ring::new(new.clone()).unwrap();
+    let key = (0..10_000)
+        .map(|i| format!("user-{i}"))
+        .find(|k| new_ring.owner(k) == c)
+        .unwrap();
+    let client = HttpClient::new();
+    // Before the change, A and B place the key on one of themselves.
+    assert_eq!(client.get(&node_a.check_url(&key), &[]).await.status, 200);
+    assert_eq!(node_c.backend.local().tracked_keys(), 0);
+
+    node_a.backend.set_members(new.clone()).unwrap();
+    node_b.backend.set_members(new.clone()).unwrap();
+    for node in [&node_a, &node_b] {
+        assert_eq!(client.get(&node.check_url(&key), &[]).await.status, 200);
+    }
+    assert_eq!(
+        node_c.backend.local().tracked_keys(),
+        1,
+        "C counts its key now"
+    );
+}
+
+#[tokio::test]
+async fn a_member_list_without_this_node_is_refused_and_the_old_one_kept() {
+    let clock = mid_window_clock();
+    let (listener, me) = listeners(1).await.pop().unwrap();
+    let node = start_node(listener, &me, &[me.clone()], hourly(LIMIT), &clock);
+    let error = node.backend.set_members(["127.0.0.1:9"]).unwrap_err();
+    assert!(matches!(error, ClusterError::NotAMember { .. }), "{error}");
+    let error = node.backend.set_members(Vec::<String>::new()).unwrap_err();
+    assert_eq!(error.to_string(), "the ring needs at least one member");
+    assert_eq!(
+        node.backend.ring().members().collect::<Vec<_>>(),
+        [me.as_str()]
+    );
+    let reply = HttpClient::new().get(&node.check_url("alice"), &[]).await;
+    assert_eq!(reply.status, 200);
+}
+
+#[tokio::test]
+async fn shutdown_stops_accepting_and_finishes_requests_in_flight() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let slow = tower::service_fn(|_: http::Request<hyper::body::Incoming>| async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+            bytes::Bytes::from_static(b"done"),
+        )))
+    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(ringlimit::peer::serve(listener, slow, async {
+        let _ = stopped.await;
+    }));
+
+    let client = HttpClient::new();
+    let in_flight = tokio::spawn({
+        let client = client.clone();
+        async move { client.get(&check_url(address, "a"), &[]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.send(()).unwrap();
+    let reply = in_flight.await.unwrap();
+    assert_eq!((reply.status.as_u16(), reply.body.as_str()), (200, "done"));
+    server.await.unwrap().unwrap();
+    let refused = tokio::net::TcpStream::connect(address).await;
+    assert!(refused.is_err(), "no longer accepting");
+}
