@@ -10,12 +10,13 @@ mod support;
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringlimit::backend::{ClusterBackend, DEFAULT_PEER_TIMEOUT};
-use ringlimit::peer::{serve, PeerEndpoint};
+use ringlimit::backend::{ClusterBackend, FailureMode, UnknownFailureMode, DEFAULT_PEER_TIMEOUT};
+use ringlimit::peer::{serve, PeerEndpoint, PeerSecret};
 use ringlimit::{Policy, Ring};
 use support::{parse, shutdown_signal, value};
 
@@ -27,7 +28,11 @@ usage: node [OPTIONS] <PORT> <MEMBER>...
   --advertise HOST:PORT    this node's name on the ring (default localhost:PORT)
   --limit N                requests per user per window (default 5)
   --window SECS            window length in seconds (default 60)
-  --peer-timeout-ms MS     how long to wait for a key's owner (default 250)";
+  --peer-timeout-ms MS     how long to wait for a key's owner (default 250)
+  --failure MODE           when an owner cannot answer: allow, deny or local (default local)
+  --peer-secret S          shared secret for forwarded checks (or RINGLIMIT_PEER_SECRET)
+  --members-file PATH      read the members from PATH (one host:port a line) instead,
+                           and again on SIGHUP";
 
 struct Options {
     port: u16,
@@ -37,6 +42,9 @@ struct Options {
     limit: NonZeroU32,
     window: Duration,
     peer_timeout: Duration,
+    failure: FailureMode,
+    secret: Option<PeerSecret>,
+    members_file: Option<PathBuf>,
 }
 
 fn options(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -49,7 +57,11 @@ fn options(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
         limit: NonZeroU32::new(5).unwrap(),
         window: Duration::from_secs(60),
         peer_timeout: DEFAULT_PEER_TIMEOUT,
+        failure: FailureMode::default(),
+        secret: None,
+        members_file: None,
     };
+    let mut secret = std::env::var("RINGLIMIT_PEER_SECRET").ok();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--bind" => options.bind = parse("--bind", &value(&mut args, "--bind")?)?,
@@ -69,6 +81,11 @@ fn options(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
                 }
                 options.peer_timeout = Duration::from_millis(ms);
             }
+            "--failure" => options.failure = parse_with(&value(&mut args, "--failure")?)?,
+            "--peer-secret" => secret = Some(value(&mut args, "--peer-secret")?),
+            "--members-file" => {
+                options.members_file = Some(value(&mut args, "--members-file")?.into());
+            }
             "-h" | "--help" => return Err(String::new()),
             flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
             _ => positional.push(arg),
@@ -78,10 +95,38 @@ fn options(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
     let port = positional.next().ok_or("missing PORT")?;
     options.port = parse("PORT", &port)?;
     options.members = positional.collect();
+    if let Some(path) = &options.members_file {
+        if !options.members.is_empty() {
+            return Err("give MEMBERs or --members-file, not both".into());
+        }
+        options.members = read_members(path)?;
+    }
     if options.members.is_empty() {
         return Err("missing MEMBER: list every node, this one included".into());
     }
+    if let Some(secret) = secret {
+        let secret = PeerSecret::new(&secret)
+            .ok_or("the peer secret must be non-empty visible ASCII, without spaces")?;
+        options.secret = Some(secret);
+    }
     Ok(options)
+}
+
+fn parse_with(text: &str) -> Result<FailureMode, String> {
+    text.parse().map_err(|e: UnknownFailureMode| e.to_string())
+}
+
+/// The members listed in `path`: one `host:port` a line; blank lines and `#` comments
+/// are skipped.
+fn read_members(path: &Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(str::to_owned)
+        .collect())
 }
 
 #[tokio::main]
@@ -111,18 +156,32 @@ async fn run(options: Options) -> Result<(), String> {
         .unwrap_or_else(|| format!("localhost:{}", options.port));
     let ring = Ring::new(options.members).map_err(|e| e.to_string())?;
     let policy = Policy::per_window(options.limit, options.window);
-    let backend = ClusterBackend::new(policy, me.as_str(), ring)
+    let mut backend = ClusterBackend::new(policy, me.as_str(), ring)
         .map_err(|e| e.to_string())?
-        .peer_timeout(options.peer_timeout);
+        .peer_timeout(options.peer_timeout)
+        .failure_mode(options.failure);
+    let mut endpoint_secret = None;
+    if let Some(secret) = &options.secret {
+        backend = backend.peer_secret(secret);
+        endpoint_secret = Some(secret.clone());
+    }
+    let backend = Arc::new(backend);
+    if let Some(path) = options.members_file {
+        tokio::spawn(reload_on_sighup(backend.clone(), path));
+    }
     let listener = tokio::net::TcpListener::bind((options.bind, options.port))
         .await
         .map_err(|e| format!("cannot listen on {}:{}: {e}", options.bind, options.port))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     println!(
-        "node {me}: serving /check on http://{local} ({} per user per {} s)",
+        "node {me}: serving /check on http://{local} ({} per user per {} s, failure mode {})",
         options.limit,
-        options.window.as_secs()
+        options.window.as_secs(),
+        options.failure
     );
+    if endpoint_secret.is_none() {
+        println!("node {me}: no peer secret: keep this port internal to the cluster");
+    }
     println!("try: curl -i 'http://{local}/check?user_id=alice'");
     serve(
         listener,
@@ -134,3 +193,28 @@ async fn run(options: Options) -> Result<(), String> {
     println!("node {me}: stopped");
     Ok(())
 }
+
+/// Re-reads the members file on every SIGHUP; a bad file is reported and the members in
+/// force are kept.
+#[cfg(unix)]
+async fn reload_on_sighup(backend: Arc<ClusterBackend>, path: PathBuf) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        eprintln!("node: cannot listen for SIGHUP; members will not be reloaded");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        let outcome = read_members(&path)
+            .and_then(|members| backend.set_members(members).map_err(|e| e.to_string()));
+        match outcome {
+            Ok(()) => {
+                let members: Vec<_> = backend.ring().members().map(str::to_owned).collect();
+                println!("node {}: members now {}", backend.me(), members.join(", "));
+            }
+            Err(message) => eprintln!("node: members not reloaded: {message}"),
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn reload_on_sighup(_: Arc<ClusterBackend>, _: PathBuf) {}
