@@ -46,3 +46,6 @@ pub use serve::{serve, HEADER_READ_TIMEOUT, MAX_REQUEST_HEAD_BYTES};
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;

@@ -75,6 +75,16 @@ impl Counter {
         }
     }
 
+    /// Units counted in `window` (0 if the counter is of another window).
+    pub(super) fn used_in(&self, window: u64) -> u32 {
+        let (stored, count) = unpack(self.0.load(Ordering::Acquire));
+        if stored == window as u32 {
+            count
+        } else {
+            0
+        }
+    }
+
     /// Whether this counter belongs to a window before `window`.
     pub(super) fn is_older_than(&self, window: u64) -> bool {
         let (stored, _) = unpack(self.0.load(Ordering::Acquire));

@@ -86,15 +86,20 @@ impl<C: Clock> MemoryBackend<C> {
         self.shards.iter().map(Shard::len).sum()
     }
 
+    /// Units `key` has used in the current window, without counting anything.
+    pub fn used(&self, key: &str) -> u32 {
+        let window = self.window_index(millis(self.clock.now()));
+        let (shard, hash) = self.shard_of(key);
+        shard.used(key, hash, window)
+    }
+
     /// Counts `cost` for `key` now and says whether it fit.
     pub fn decide(&self, key: &str, cost: u32) -> Decision {
         let now = self.clock.now();
         let window = self.window_index(millis(now));
-        let hash = self.hasher.hash_one(key);
-        // hashbrown uses the top 7 bits and the low bits; pick the shard from the middle.
-        let shard = ((hash << 7) >> self.shard_shift) as usize;
+        let (shard, hash) = self.shard_of(key);
         let limit = self.policy.limit();
-        let outcome = self.shards[shard].check(key, hash, window, cost, limit);
+        let outcome = shard.check(key, hash, window, cost, limit);
         Decision {
             allowed: outcome.allowed,
             limit,
@@ -106,6 +111,14 @@ impl<C: Clock> MemoryBackend<C> {
     /// Units allowed per window.
     pub(crate) fn policy_limit(&self) -> u32 {
         self.policy.limit()
+    }
+
+    /// The shard holding `key`, and the key's hash.
+    fn shard_of(&self, key: &str) -> (&Shard, u64) {
+        let hash = self.hasher.hash_one(key);
+        // hashbrown uses the top 7 bits and the low bits; pick the shard from the middle.
+        let index = ((hash << 7) >> self.shard_shift) as usize;
+        (&self.shards[index], hash)
     }
 
     /// Time until the current window ends.

@@ -76,6 +76,14 @@ impl Shard {
         self.swept.fetch_max(window, Ordering::AcqRel);
     }
 
+    /// Units `key` has used in `window`, without counting anything.
+    pub(super) fn used(&self, key: &str, hash: u64, window: u64) -> u32 {
+        let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+        table
+            .find(hash, |e| e.hash == hash && &*e.key == key)
+            .map_or(0, |e| e.counter.used_in(window))
+    }
+
     /// Counters held, of this and (until swept) past windows.
     pub(super) fn len(&self) -> usize {
         self.table

@@ -39,6 +39,17 @@ fn allows_the_limit_then_denies_until_the_window_rolls_over() {
 }
 
 #[test]
+fn used_reads_without_counting() {
+    let (backend, clock) = backend(3, 60);
+    assert_eq!(backend.used("alice"), 0);
+    backend.decide("alice", 2);
+    assert_eq!(backend.used("alice"), 2);
+    assert_eq!(backend.used("alice"), 2);
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(backend.used("alice"), 0);
+}
+
+#[test]
 fn keys_are_counted_separately() {
     let (backend, _) = backend(1, 60);
     assert!(backend.decide("alice", 1).allowed);
