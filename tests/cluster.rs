@@ -216,7 +216,7 @@ fn key_owned_by(ring: &Ring, member: &str) -> String {
 }
 
 #[tokio::test]
-async fn an_unreachable_owner_gets_503() {
+async fn an_unreachable_owner_is_counted_locally_by_default() {
     let clock = mid_window_clock();
     let mut bound = listeners(2).await;
     // A port that was bound and released: nothing listens there (connection refused).
@@ -225,16 +225,15 @@ async fn an_unreachable_owner_gets_503() {
     let (listener, me) = bound.pop().unwrap();
     let members = [me.clone(), dead.clone()];
     let node = start_node(listener, &me, &members, hourly(LIMIT), &clock);
-    let key = key_owned_by(node.backend.ring(), &dead);
+    let key = key_owned_by(&node.backend.ring(), &dead);
 
     let reply = HttpClient::new().get(&node.check_url(&key), &[]).await;
-    assert_eq!(reply.status, 503);
-    assert_eq!(reply.body, "owner unavailable\n");
-    assert_eq!(node.backend.local().tracked_keys(), 0);
+    assert_eq!((reply.status.as_u16(), reply.body.as_str()), (200, "ALLOWED"));
+    assert_eq!(node.backend.local().used(&key), 1, "counted here while the owner is down");
 }
 
 #[tokio::test]
-async fn a_hung_owner_gets_503_after_the_peer_timeout() {
+async fn a_hung_owner_times_out_after_the_peer_timeout() {
     let clock = mid_window_clock();
     let mut bound = listeners(1).await;
     let (listener, me) = bound.pop().unwrap();
@@ -251,8 +250,9 @@ async fn a_hung_owner_gets_503_after_the_peer_timeout() {
     let backend = ClusterBackend::new(hourly(LIMIT), me.as_str(), ring)
         .unwrap()
         .peer_timeout(Duration::from_millis(100))
+        .failure_mode(ringlimit::backend::FailureMode::Deny)
         .with_clock(clock);
-    let key = key_owned_by(backend.ring(), &hung_name);
+    let key = key_owned_by(&backend.ring(), &hung_name);
     let ringlimit::Check::Pending(check) = backend.check(&key, 1) else {
         panic!("a key owned by a peer must be forwarded");
     };

@@ -1,0 +1,92 @@
+//! Bytes per tracked key in the in-memory backend at 1,000,000 keys, and proof that they
+//! are given back once their window is over.
+//!
+//! ```text
+//! cargo run --release --example memory_per_key [KEYS (1000000)]
+//! ```
+//!
+//! Two figures: the bytes the backend asked the allocator for (a counting allocator), and
+//! the growth of the process's resident memory (which adds the allocator's own overhead).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::Duration;
+
+use ringlimit::{ManualClock, MemoryBackend, Policy};
+
+/// The system allocator, counting the bytes in use.
+struct Counting;
+
+static IN_USE: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        IN_USE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        IN_USE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        IN_USE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn resident_bytes() -> Option<usize> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+fn main() {
+    let keys: usize = std::env::args()
+        .nth(1)
+        .map_or(1_000_000, |n| n.parse().expect("KEYS is a number"));
+    let clock = ManualClock::new(Duration::from_secs(1_800_000_000));
+    let policy = Policy::per_window(NonZeroU32::new(100).unwrap(), Duration::from_secs(60));
+    let backend = MemoryBackend::new(policy).with_clock(clock.clone());
+    // Keys are built on the fly, so only the backend's copies stay allocated.
+    let key = |i: usize| format!("user-{i:07}");
+    let key_bytes: usize = (0..keys).map(|i| key(i).len()).sum();
+
+    let (heap_before, rss_before) = (IN_USE.load(Ordering::Relaxed), resident_bytes());
+    for i in 0..keys {
+        backend.decide(&key(i), 1);
+    }
+    let heap = (IN_USE.load(Ordering::Relaxed) - heap_before) as f64;
+    println!("tracked keys:            {}", backend.tracked_keys());
+    println!("key bytes (average):     {:.1}", key_bytes as f64 / keys as f64);
+    println!(
+        "heap per key:            {:.1} bytes, {:.1} beyond the key's own bytes",
+        heap / keys as f64,
+        (heap - key_bytes as f64) / keys as f64
+    );
+    if let (Some(before), Some(after)) = (rss_before, resident_bytes()) {
+        let rss = after.saturating_sub(before) as f64;
+        println!(
+            "resident per key:        {:.1} bytes, {:.1} beyond the key's own bytes",
+            rss / keys as f64,
+            (rss - key_bytes as f64) / keys as f64
+        );
+    }
+
+    // A new window: the next requests sweep the old counters out, with no cleanup call.
+    clock.advance(Duration::from_secs(60));
+    for i in 0..1_000 {
+        backend.decide(&format!("next-{i}"), 1);
+    }
+    let left = IN_USE.load(Ordering::Relaxed) - heap_before;
+    println!(
+        "after the window ends and 1000 new keys arrive: {} keys tracked, {:.1} KiB held",
+        backend.tracked_keys(),
+        left as f64 / 1024.0
+    );
+}
