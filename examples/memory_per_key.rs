@@ -32,7 +32,10 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        IN_USE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        IN_USE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -63,7 +66,10 @@ fn main() {
     }
     let heap = (IN_USE.load(Ordering::Relaxed) - heap_before) as f64;
     println!("tracked keys:            {}", backend.tracked_keys());
-    println!("key bytes (average):     {:.1}", key_bytes as f64 / keys as f64);
+    println!(
+        "key bytes (average):     {:.1}",
+        key_bytes as f64 / keys as f64
+    );
     println!(
         "heap per key:            {:.1} bytes, {:.1} beyond the key's own bytes",
         heap / keys as f64,

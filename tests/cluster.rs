@@ -228,8 +228,15 @@ async fn an_unreachable_owner_is_counted_locally_by_default() {
     let key = key_owned_by(&node.backend.ring(), &dead);
 
     let reply = HttpClient::new().get(&node.check_url(&key), &[]).await;
-    assert_eq!((reply.status.as_u16(), reply.body.as_str()), (200, "ALLOWED"));
-    assert_eq!(node.backend.local().used(&key), 1, "counted here while the owner is down");
+    assert_eq!(
+        (reply.status.as_u16(), reply.body.as_str()),
+        (200, "ALLOWED")
+    );
+    assert_eq!(
+        node.backend.local().used(&key),
+        1,
+        "counted here while the owner is down"
+    );
 }
 
 #[tokio::test]

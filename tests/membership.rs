@@ -49,7 +49,13 @@ async fn a_new_member_takes_over_its_keys_without_a_restart() {
 async fn a_member_list_without_this_node_is_refused_and_the_old_one_kept() {
     let clock = mid_window_clock();
     let (listener, me) = listeners(1).await.pop().unwrap();
-    let node = start_node(listener, &me, std::slice::from_ref(&me), hourly(LIMIT), &clock);
+    let node = start_node(
+        listener,
+        &me,
+        std::slice::from_ref(&me),
+        hourly(LIMIT),
+        &clock,
+    );
     let error = node.backend.set_members(["127.0.0.1:9"]).unwrap_err();
     assert!(matches!(error, ClusterError::NotAMember { .. }), "{error}");
     let error = node.backend.set_members(Vec::<String>::new()).unwrap_err();
