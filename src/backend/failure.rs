@@ -4,6 +4,10 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::{BackendError, MemoryBackend};
+use crate::clock::Clock;
+use crate::Decision;
+
 /// The failure mode of a remote backend.
 ///
 /// The default is [`Local`](FailureMode::Local): the service keeps answering and users
@@ -41,6 +45,30 @@ impl fmt::Display for FailureMode {
             Self::Deny => "deny",
             Self::Local => "local",
         })
+    }
+}
+
+/// The answer for `key` when the remote holder of its counter failed with `error`, per
+/// `mode`; `local` counts it under [`FailureMode::Local`]. Never waits.
+pub(crate) fn fail<C: Clock>(
+    mode: FailureMode,
+    local: &MemoryBackend<C>,
+    key: &str,
+    cost: u32,
+    error: BackendError,
+) -> Result<Decision, BackendError> {
+    match mode {
+        FailureMode::Allow => {
+            let limit = local.policy_limit();
+            Ok(Decision {
+                allowed: true,
+                limit,
+                remaining: limit.saturating_sub(cost),
+                reset: local.reset_now(),
+            })
+        }
+        FailureMode::Deny => Err(error),
+        FailureMode::Local => Ok(local.decide(key, cost)),
     }
 }
 

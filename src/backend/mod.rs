@@ -23,10 +23,16 @@ mod cluster;
 mod error;
 mod failure;
 mod memory;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+mod redis;
 
 use std::future::Future;
 use std::sync::Arc;
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::redis::{RedisBackend, DEFAULT_PREFIX, DEFAULT_REDIS_TIMEOUT};
 pub use cluster::{ClusterBackend, ClusterError, PeerFuture, DEFAULT_PEER_TIMEOUT};
 pub use error::BackendError;
 pub use failure::{FailureMode, UnknownFailureMode};

@@ -138,3 +138,5 @@ pub fn hourly(limit: u32) -> ringlimit::Policy {
         std::time::Duration::from_secs(3600),
     )
 }
+
+pub mod redis;

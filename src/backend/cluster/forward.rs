@@ -4,34 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{ClusterBackend, PeerFuture};
-use crate::backend::{BackendError, Check, FailureMode};
+use crate::backend::failure::fail;
+use crate::backend::{BackendError, Check};
 use crate::clock::Clock;
 use crate::peer::{Attempt, PeerAnswer};
-use crate::{Decision, MemoryBackend};
-
-/// The answer when the owner cannot decide, per the failure mode. Ready at once: an open
-/// circuit costs no future.
-pub(super) fn fail<C: Clock>(
-    mode: FailureMode,
-    local: &MemoryBackend<C>,
-    key: &str,
-    cost: u32,
-    error: BackendError,
-) -> Result<Decision, BackendError> {
-    match mode {
-        FailureMode::Allow => {
-            let limit = local.policy_limit();
-            Ok(Decision {
-                allowed: true,
-                limit,
-                remaining: limit.saturating_sub(cost),
-                reset: local.reset_now(),
-            })
-        }
-        FailureMode::Deny => Err(error),
-        FailureMode::Local => Ok(local.decide(key, cost)),
-    }
-}
+use crate::Decision;
 
 impl<C: Clock> ClusterBackend<C> {
     /// Forwards the check to `owner` if its circuit lets it through.

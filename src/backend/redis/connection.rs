@@ -1,0 +1,131 @@
+//! One shared, multiplexed connection to Redis or to a Redis Cluster, made lazily so that
+//! a node starts (and answers per its failure mode) while Redis is down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{RedisResult, Script};
+
+/// Where the counters live, and whether the script has been loaded there.
+#[derive(Clone)]
+pub(super) struct Connection {
+    target: Target,
+    /// Set once `SCRIPT LOAD` has succeeded, so that concurrent first checks do not each
+    /// pay a `NOSCRIPT` round trip.
+    loaded: Arc<tokio::sync::OnceCell<()>>,
+}
+
+#[derive(Clone)]
+enum Target {
+    /// One server, through the connection manager: one multiplexed connection shared by
+    /// all checks, re-established in the background after Redis restarts.
+    Single(ConnectionManager),
+    /// A cluster, through the cluster client (one multiplexed connection per master).
+    Cluster(Arc<LazyCluster>),
+}
+
+/// A cluster connection made on first use, and again after a failed attempt.
+pub(super) struct LazyCluster {
+    client: redis::cluster::ClusterClient,
+    connection: ArcSwapOption<ClusterConnection>,
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl Connection {
+    /// A lazy connection to the server at `url`.
+    ///
+    /// Must be called within a Tokio runtime (the manager's reconnection task runs there).
+    pub(super) fn single(url: &str, timeout: Duration) -> RedisResult<Self> {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let manager = client.get_connection_manager_lazy(config)?;
+        Ok(Self::new(Target::Single(manager)))
+    }
+
+    /// A lazy connection to the cluster that `urls` (some of its nodes) belong to.
+    pub(super) fn cluster(urls: &[String], timeout: Duration) -> RedisResult<Self> {
+        let client = ClusterClientBuilder::new(urls.to_vec())
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            .retries(1)
+            .build()?;
+        Ok(Self::new(Target::Cluster(Arc::new(LazyCluster {
+            client,
+            connection: ArcSwapOption::empty(),
+            connecting: tokio::sync::Mutex::new(()),
+        }))))
+    }
+
+    fn new(target: Target) -> Self {
+        Self {
+            target,
+            loaded: Arc::default(),
+        }
+    }
+
+    /// Runs `script` on `key` with `args`: one `EVALSHA` round trip (plus one `SCRIPT
+    /// LOAD` the first time a server answers `NOSCRIPT`).
+    pub(super) async fn run(
+        &self,
+        script: &Script,
+        key: &str,
+        args: [u64; 3],
+    ) -> RedisResult<(i64, i64, i64)> {
+        let mut invocation = script.key(key);
+        invocation.arg(args[0]).arg(args[1]).arg(args[2]);
+        match &self.target {
+            Target::Single(manager) => {
+                let mut connection = manager.clone();
+                self.load_once(script, &mut connection).await?;
+                invocation.invoke_async(&mut connection).await
+            }
+            Target::Cluster(cluster) => {
+                let mut connection = cluster.connection().await?;
+                self.load_once(script, &mut connection).await?;
+                invocation.invoke_async(&mut connection).await
+            }
+        }
+    }
+
+    /// Loads `script` the first time; later `NOSCRIPT`s (a restarted server) are handled
+    /// by the invocation, which reloads and retries.
+    async fn load_once<C: redis::aio::ConnectionLike>(
+        &self,
+        script: &Script,
+        connection: &mut C,
+    ) -> RedisResult<()> {
+        self.loaded
+            .get_or_try_init(|| async {
+                script
+                    .prepare_invoke()
+                    .load_async(connection)
+                    .await
+                    .map(drop)
+            })
+            .await
+            .copied()
+    }
+}
+
+impl LazyCluster {
+    async fn connection(&self) -> RedisResult<ClusterConnection> {
+        if let Some(connection) = self.connection.load_full() {
+            return Ok((*connection).clone());
+        }
+        // One attempt at a time; the others wait for it (bounded by the caller's timeout).
+        let _connecting = self.connecting.lock().await;
+        if let Some(connection) = self.connection.load_full() {
+            return Ok((*connection).clone());
+        }
+        let connection = self.client.get_async_connection().await?;
+        self.connection.store(Some(Arc::new(connection.clone())));
+        Ok(connection)
+    }
+}

@@ -1,0 +1,221 @@
+//! The Redis backend (cargo feature `redis`): counters in Redis or Redis Cluster.
+
+mod connection;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::{RedisResult, Script};
+
+use self::connection::Connection;
+use super::failure::fail;
+use super::{Backend, BackendError, Check, FailureMode, MemoryBackend, PeerFuture};
+use crate::clock::{Clock, SystemClock};
+use crate::peer::{Circuit, CircuitPolicy};
+use crate::{Decision, Policy};
+
+/// How long a check waits for Redis by default.
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+/// The default prefix of every key.
+pub const DEFAULT_PREFIX: &str = "ringlimit:";
+
+/// Fixed-window counters kept in Redis (or a Redis Cluster), where users already trust
+/// them: one atomic script per check, one round trip.
+///
+/// The script runs on the server's clock (`TIME`), so nodes whose clocks disagree still
+/// share each window. It is called by its SHA and reloaded if the server answers
+/// `NOSCRIPT` (after a restart, say). Each check touches one key,
+/// `<prefix>{<user id>}:<window start in ms>` (e.g. `ringlimit:{alice}:1764284400000`),
+/// created with an expiry at the end of its window on the window's first hit; the hash tag
+/// keeps everything of one user in one slot, so the same backend works on Redis Cluster.
+///
+/// All checks share one multiplexed connection (per cluster master), made lazily: a node
+/// starts while Redis is down, and until Redis answers within the timeout (default
+/// [`DEFAULT_REDIS_TIMEOUT`]) its [`FailureMode`] applies (default: count locally). After
+/// repeated failures a circuit opens so that checks stop paying the timeout.
+///
+/// # Examples
+///
+/// ```no_run
+/// use ringlimit::{backend::RedisBackend, Policy, RateLimitLayer};
+/// use std::{num::NonZeroU32, time::Duration};
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let policy = Policy::per_window(NonZeroU32::new(5).unwrap(), Duration::from_secs(60));
+/// let backend = RedisBackend::connect("redis://127.0.0.1:6379", policy)?;
+/// let layer = RateLimitLayer::new(backend);
+/// # let _ = layer; Ok(())
+/// # }
+/// ```
+pub struct RedisBackend<C = SystemClock> {
+    connection: Connection,
+    target: Arc<str>,
+    script: Arc<Script>,
+    prefix: Arc<str>,
+    timeout: Duration,
+    failure: FailureMode,
+    circuit: Arc<Circuit>,
+    /// The policy, the fallback counters of [`FailureMode::Local`], and the clock.
+    local: Arc<MemoryBackend<C>>,
+}
+
+impl RedisBackend {
+    /// Counts in the Redis server at `url` (`redis://host:port[/db]`). Connects lazily,
+    /// so Redis need not be up yet.
+    ///
+    /// # Errors
+    ///
+    /// If `url` is not a valid Redis URL.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime.
+    pub fn connect(url: &str, policy: Policy) -> RedisResult<Self> {
+        let connection = Connection::single(url, DEFAULT_REDIS_TIMEOUT)?;
+        Ok(Self::with_connection(connection, url, policy))
+    }
+
+    /// Counts in the Redis Cluster that the nodes at `urls` belong to. Connects lazily.
+    ///
+    /// # Errors
+    ///
+    /// If a URL is not a valid Redis URL.
+    pub fn connect_cluster(urls: &[String], policy: Policy) -> RedisResult<Self> {
+        let connection = Connection::cluster(urls, DEFAULT_REDIS_TIMEOUT)?;
+        Ok(Self::with_connection(connection, &urls.join(","), policy))
+    }
+
+    fn with_connection(connection: Connection, target: &str, policy: Policy) -> Self {
+        Self {
+            connection,
+            target: target.into(),
+            script: Arc::new(Script::new(include_str!("check.lua"))),
+            prefix: DEFAULT_PREFIX.into(),
+            timeout: DEFAULT_REDIS_TIMEOUT,
+            failure: FailureMode::default(),
+            circuit: Arc::new(Circuit::new(target, CircuitPolicy::default())),
+            local: Arc::new(MemoryBackend::new(policy)),
+        }
+    }
+}
+
+impl<C: Clock> RedisBackend<C> {
+    /// Starts every key with `prefix` instead of [`DEFAULT_PREFIX`].
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Waits at most `timeout` for Redis (default [`DEFAULT_REDIS_TIMEOUT`]).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// What to answer when Redis cannot (default [`FailureMode::Local`]).
+    pub fn failure_mode(mut self, mode: FailureMode) -> Self {
+        self.failure = mode;
+        self
+    }
+
+    /// When the circuit to Redis opens and how long it stays open.
+    pub fn circuit(mut self, policy: CircuitPolicy) -> Self {
+        self.circuit = Arc::new(Circuit::new(&self.target, policy));
+        self
+    }
+
+    /// Reads the local fallback's time from `clock` instead (for tests; the windows in
+    /// Redis always follow the server's clock).
+    ///
+    /// # Panics
+    ///
+    /// If the backend is already shared.
+    pub fn with_clock<C2: Clock>(self, clock: C2) -> RedisBackend<C2> {
+        let local = Arc::try_unwrap(self.local)
+            .unwrap_or_else(|_| panic!("with_clock must be called before the backend is shared"));
+        RedisBackend {
+            connection: self.connection,
+            target: self.target,
+            script: self.script,
+            prefix: self.prefix,
+            timeout: self.timeout,
+            failure: self.failure,
+            circuit: self.circuit,
+            local: Arc::new(local.with_clock(clock)),
+        }
+    }
+
+    /// The counters used while Redis cannot answer ([`FailureMode::Local`]).
+    pub fn local(&self) -> &MemoryBackend<C> {
+        &self.local
+    }
+
+    /// The Redis key of `user_id`, before the window start: `<prefix>{<user id>}`.
+    pub fn key_of(&self, user_id: &str) -> String {
+        format!("{}{{{user_id}}}", self.prefix)
+    }
+}
+
+impl<C: Clock> Backend for RedisBackend<C> {
+    type Future = PeerFuture;
+
+    fn policy(&self) -> Policy {
+        self.local.policy()
+    }
+
+    fn check(&self, key: &str, cost: u32) -> Check<PeerFuture> {
+        let Some(attempt) = self.circuit.attempt() else {
+            let error = BackendError::CircuitOpen {
+                target: self.target.to_string(),
+            };
+            return Check::Ready(fail(self.failure, &self.local, key, cost, error));
+        };
+        let policy = self.local.policy();
+        let limit = policy.limit();
+        let window_ms = policy.window().as_millis() as u64;
+        let args = [window_ms, u64::from(limit), u64::from(cost)];
+        let redis_key = self.key_of(key);
+        let (connection, script) = (self.connection.clone(), self.script.clone());
+        let (local, mode, timeout) = (self.local.clone(), self.failure, self.timeout);
+        let (target, key) = (self.target.clone(), key.to_owned());
+        Check::Pending(Box::pin(async move {
+            let ran = tokio::time::timeout(timeout, connection.run(&script, &redis_key, args));
+            let error = match ran.await {
+                Ok(Ok((allowed, used, reset_ms))) => {
+                    attempt.succeeded();
+                    let used = u32::try_from(used.max(0)).unwrap_or(u32::MAX);
+                    return Ok(Decision {
+                        allowed: allowed == 1,
+                        limit,
+                        remaining: limit.saturating_sub(used),
+                        reset: Duration::from_millis(reset_ms.max(0) as u64),
+                    });
+                }
+                Ok(Err(error)) => BackendError::Unavailable {
+                    target: target.to_string(),
+                    source: error.into(),
+                },
+                Err(_) => BackendError::Timeout {
+                    target: target.to_string(),
+                    after: timeout,
+                },
+            };
+            attempt.failed();
+            fail(mode, &local, &key, cost, error)
+        }))
+    }
+}
+
+impl<C: fmt::Debug> fmt::Debug for RedisBackend<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("target", &self.target)
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("failure", &self.failure)
+            .field("local", &self.local)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,276 @@
+//! The Redis backend against real `redis-server` processes started by the tests.
+#![cfg(feature = "redis")]
+
+mod common;
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::redis::{available, RedisCluster, RedisServer};
+use common::{check_url, HttpClient};
+use ringlimit::backend::{FailureMode, PeerFuture, RedisBackend};
+use ringlimit::peer::{serve, CircuitPolicy, PeerEndpoint};
+use ringlimit::{Backend, BackendError, Check, Decision, Policy};
+use tokio::sync::Mutex;
+
+const LIMIT: u32 = 5;
+
+fn policy(limit: u32, window: Duration) -> Policy {
+    Policy::per_window(NonZeroU32::new(limit).unwrap(), window)
+}
+
+async fn run(check: Check<PeerFuture>) -> Result<Decision, BackendError> {
+    match check {
+        Check::Ready(result) => result,
+        Check::Pending(future) => future.await,
+    }
+}
+
+/// Waits, if needed, until at least `margin` is left in the server's current window.
+async fn fresh_window(server: &RedisServer, window: Duration, margin: Duration) {
+    let time = server.cli(&["TIME"]).unwrap();
+    let mut parts = time.split_whitespace().map(|p| p.parse::<u128>().unwrap());
+    let now_ms = parts.next().unwrap() * 1000 + parts.next().unwrap() / 1000;
+    let left = window.as_millis() - now_ms % window.as_millis();
+    if left < margin.as_millis() {
+        tokio::time::sleep(Duration::from_millis(left as u64 + 20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_clients_over_three_nodes_get_exactly_the_limit() {
+    if !available("sixty_four_clients_over_three_nodes_get_exactly_the_limit") {
+        return;
+    }
+    let server = RedisServer::start();
+    let window = Duration::from_secs(3600);
+    let mut addresses = Vec::new();
+    for _ in 0..3 {
+        let backend = RedisBackend::connect(&server.url(), policy(LIMIT, window)).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        addresses.push(listener.local_addr().unwrap());
+        let endpoint = PeerEndpoint::new(Arc::new(backend));
+        tokio::spawn(serve(listener, endpoint, std::future::pending()));
+    }
+    fresh_window(&server, window, Duration::from_secs(60)).await;
+    let evalsha_before = server.calls("evalsha");
+
+    let users = 120;
+    let per_user = 9;
+    let work: Vec<(String, String)> = (0..per_user)
+        .flat_map(|i| {
+            let address = addresses[i % addresses.len()];
+            (0..users).map(move |u| {
+                (
+                    format!("user {u}&x"),
+                    check_url(address, &format!("user {u}&x")),
+                )
+            })
+        })
+        .collect();
+    let checks = work.len() as u64;
+    let work = Arc::new(Mutex::new(work));
+    let allowed = Arc::new(Mutex::new(HashMap::<String, u32>::new()));
+    let client = HttpClient::new();
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let (client, work, allowed) = (client.clone(), work.clone(), allowed.clone());
+            tokio::spawn(async move {
+                loop {
+                    let next = work.lock().await.pop();
+                    let Some((user, url)) = next else { break };
+                    let reply = client.get(&url, &[]).await;
+                    match reply.status.as_u16() {
+                        200 => *allowed.lock().await.entry(user).or_default() += 1,
+                        429 => {}
+                        other => panic!("unexpected status {other}: {}", reply.body),
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let allowed = allowed.lock().await;
+    assert_eq!(allowed.len(), users);
+    assert!(allowed.values().all(|&n| n == LIMIT), "{allowed:?}");
+
+    // One round trip per check: one EVALSHA each (plus, at most, one NOSCRIPT per node).
+    let evalsha = server.calls("evalsha") - evalsha_before;
+    assert!(
+        (checks..=checks + 3).contains(&evalsha),
+        "{evalsha} EVALSHA for {checks} checks"
+    );
+    // One shared connection per node, not one per request (redis-cli itself is one more).
+    let clients = server.cli(&["INFO", "clients"]).unwrap();
+    let connected: u32 = clients
+        .lines()
+        .find_map(|l| l.strip_prefix("connected_clients:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(connected <= 4, "{connected} connections");
+}
+
+#[tokio::test]
+async fn a_window_expires_with_its_key() {
+    if !available("a_window_expires_with_its_key") {
+        return;
+    }
+    let server = RedisServer::start();
+    // Windows follow the Redis server's clock, which a test cannot move: a 1 s window.
+    let window = Duration::from_secs(1);
+    let backend = RedisBackend::connect(&server.url(), policy(2, window))
+        .unwrap()
+        .prefix("test:");
+    fresh_window(&server, window, Duration::from_millis(500)).await;
+    assert!(run(backend.check("alice", 1)).await.unwrap().allowed);
+    let second = run(backend.check("alice", 1)).await.unwrap();
+    assert!(second.allowed);
+    assert_eq!(second.remaining, 0);
+    let denied = run(backend.check("alice", 1)).await.unwrap();
+    assert!(!denied.allowed);
+    assert!(denied.reset <= window);
+
+    let keys = server.cli(&["KEYS", "test:{alice}:*"]).unwrap();
+    let key = keys.lines().next().expect("one counter key").to_owned();
+    let start: u64 = key.rsplit(':').next().unwrap().parse().unwrap();
+    assert_eq!(start % 1000, 0, "the key names its window start: {key}");
+    let ttl: i64 = server.cli(&["PTTL", &key]).unwrap().trim().parse().unwrap();
+    assert!(
+        (1..=1000).contains(&ttl),
+        "expires with its window: {ttl} ms"
+    );
+
+    tokio::time::sleep(denied.reset + Duration::from_millis(20)).await;
+    let fresh = run(backend.check("alice", 1)).await.unwrap();
+    assert!(fresh.allowed);
+    assert_eq!(fresh.remaining, 1);
+}
+
+#[tokio::test]
+async fn redis_down_gets_each_failure_mode_and_nodes_start_anyway() {
+    if !available("redis_down_gets_each_failure_mode_and_nodes_start_anyway") {
+        return;
+    }
+    let dead = format!("redis://127.0.0.1:{}", common::redis::free_port());
+    let hourly = policy(2, Duration::from_secs(3600));
+    let backend = |mode| {
+        RedisBackend::connect(&dead, hourly)
+            .expect("a node starts while Redis is down")
+            .timeout(Duration::from_millis(100))
+            .failure_mode(mode)
+    };
+
+    let allow = backend(FailureMode::Allow);
+    for _ in 0..3 {
+        assert!(run(allow.check("bob", 1)).await.unwrap().allowed);
+    }
+    assert_eq!(allow.local().used("bob"), 0);
+
+    let deny = backend(FailureMode::Deny);
+    assert!(run(deny.check("bob", 1)).await.is_err());
+
+    let local = backend(FailureMode::Local);
+    let mut allowed = 0;
+    for _ in 0..4 {
+        if run(local.check("bob", 1)).await.unwrap().allowed {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, 2, "the same policy, counted on this node");
+    assert_eq!(local.local().used("bob"), 2);
+}
+
+#[tokio::test]
+async fn counting_resumes_in_redis_after_a_restart() {
+    if !available("counting_resumes_in_redis_after_a_restart") {
+        return;
+    }
+    let mut server = RedisServer::start();
+    let backend = RedisBackend::connect(&server.url(), policy(1000, Duration::from_secs(3600)))
+        .unwrap()
+        .timeout(Duration::from_millis(200))
+        .circuit(CircuitPolicy {
+            threshold: 3,
+            cooldown: Duration::from_millis(50),
+        });
+    assert!(run(backend.check("carol", 1)).await.unwrap().allowed);
+    assert_eq!(backend.local().used("carol"), 0, "counted in Redis");
+
+    server.stop();
+    for _ in 0..5 {
+        assert!(run(backend.check("carol", 1)).await.unwrap().allowed);
+    }
+    assert!(
+        backend.local().used("carol") > 0,
+        "counted locally while Redis is down"
+    );
+
+    server.restart();
+    let evalsha = || server.calls("evalsha");
+    // Bounded: the connection comes back within a few attempts.
+    for _ in 0..100 {
+        let _ = run(backend.check("carol", 1)).await;
+        if evalsha() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let keys = server.cli(&["KEYS", "ringlimit:{carol}:*"]).unwrap();
+    assert_eq!(keys.lines().count(), 1, "counting in Redis again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_master_cluster_counts_exactly_across_slots() {
+    if !available("a_three_master_cluster_counts_exactly_across_slots") {
+        return;
+    }
+    let cluster = RedisCluster::start();
+    let backend =
+        RedisBackend::connect_cluster(&cluster.urls(), policy(3, Duration::from_secs(3600)))
+            .unwrap()
+            .timeout(Duration::from_secs(2));
+    fresh_window(
+        &cluster.servers[0],
+        Duration::from_secs(3600),
+        Duration::from_secs(60),
+    )
+    .await;
+    let backend = Arc::new(backend);
+    let users: Vec<String> = (0..200).map(|u| format!("user-{u}")).collect();
+    let allowed = Arc::new(Mutex::new(HashMap::<String, u32>::new()));
+    let tasks: Vec<_> = (0..64)
+        .map(|t| {
+            let (backend, users, allowed) = (backend.clone(), users.clone(), allowed.clone());
+            tokio::spawn(async move {
+                for round in 0..5 {
+                    for user in users.iter().skip((t + round) % 64).step_by(64) {
+                        if run(backend.check(user, 1)).await.unwrap().allowed {
+                            *allowed.lock().await.entry(user.clone()).or_default() += 1;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let allowed = allowed.lock().await;
+    assert_eq!(allowed.len(), users.len());
+    assert!(allowed.values().all(|&n| n == 3), "{allowed:?}");
+    assert_eq!(
+        backend.local().tracked_keys(),
+        0,
+        "nothing fell back to local counting"
+    );
+    for server in &cluster.servers {
+        let keys: u32 = server.cli(&["DBSIZE"]).unwrap().trim().parse().unwrap();
+        assert!(keys > 0, "every master holds some users' counters");
+    }
+}
