@@ -17,11 +17,12 @@ use std::time::Duration;
 
 use ringlimit::backend::{ClusterBackend, FailureMode, UnknownFailureMode, DEFAULT_PEER_TIMEOUT};
 use ringlimit::peer::{serve, PeerEndpoint, PeerSecret};
-use ringlimit::{Policy, Ring};
+use ringlimit::{Backend, Policy, Ring};
 use support::{parse, shutdown_signal, value};
 
 const USAGE: &str = "\
 usage: node [OPTIONS] <PORT> <MEMBER>...
+       node [OPTIONS] (--redis URL | --redis-cluster URL,URL,...) <PORT>
   PORT                     port to serve /check on
   MEMBER                   host:port of every node, this one included
   --bind ADDR              address to listen on (default 127.0.0.1)
@@ -32,7 +33,10 @@ usage: node [OPTIONS] <PORT> <MEMBER>...
   --failure MODE           when an owner cannot answer: allow, deny or local (default local)
   --peer-secret S          shared secret for forwarded checks (or RINGLIMIT_PEER_SECRET)
   --members-file PATH      read the members from PATH (one host:port a line) instead,
-                           and again on SIGHUP";
+                           and again on SIGHUP
+  --redis URL              count in the Redis server at URL (redis://HOST:PORT); no ring
+  --redis-cluster URLS     count in the Redis Cluster of these nodes; no ring
+  --redis-timeout-ms MS    how long to wait for Redis (default 250)";
 
 struct Options {
     port: u16,
@@ -45,6 +49,23 @@ struct Options {
     failure: FailureMode,
     secret: Option<PeerSecret>,
     members_file: Option<PathBuf>,
+    redis: Option<RedisOption>,
+    redis_timeout: Duration,
+}
+
+/// Where the counters live when the ring is not used.
+enum RedisOption {
+    Server(String),
+    Cluster(Vec<String>),
+}
+
+impl RedisOption {
+    fn urls(&self) -> Vec<String> {
+        match self {
+            Self::Server(url) => vec![url.clone()],
+            Self::Cluster(urls) => urls.clone(),
+        }
+    }
 }
 
 fn options(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -60,6 +81,8 @@ fn options(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
         failure: FailureMode::default(),
         secret: None,
         members_file: None,
+        redis: None,
+        redis_timeout: Duration::from_millis(250),
     };
     let mut secret = std::env::var("RINGLIMIT_PEER_SECRET").ok();
     while let Some(arg) = args.next() {
@@ -86,6 +109,22 @@ fn options(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
             "--members-file" => {
                 options.members_file = Some(value(&mut args, "--members-file")?.into());
             }
+            "--redis" => options.redis = Some(RedisOption::Server(value(&mut args, "--redis")?)),
+            "--redis-cluster" => {
+                let urls = value(&mut args, "--redis-cluster")?;
+                let urls = urls.split(',').map(str::to_owned).collect();
+                options.redis = Some(RedisOption::Cluster(urls));
+            }
+            "--redis-timeout-ms" => {
+                let ms: u64 = parse(
+                    "--redis-timeout-ms",
+                    &value(&mut args, "--redis-timeout-ms")?,
+                )?;
+                if ms == 0 {
+                    return Err("--redis-timeout-ms must be at least 1".into());
+                }
+                options.redis_timeout = Duration::from_millis(ms);
+            }
             "-h" | "--help" => return Err(String::new()),
             flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
             _ => positional.push(arg),
@@ -101,7 +140,7 @@ fn options(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
         }
         options.members = read_members(path)?;
     }
-    if options.members.is_empty() {
+    if options.members.is_empty() && options.redis.is_none() {
         return Err("missing MEMBER: list every node, this one included".into());
     }
     if let Some(secret) = secret {
@@ -151,47 +190,93 @@ async fn main() -> ExitCode {
 }
 
 async fn run(options: Options) -> Result<(), String> {
-    let me = options
-        .advertise
-        .unwrap_or_else(|| format!("localhost:{}", options.port));
-    let ring = Ring::new(options.members).map_err(|e| e.to_string())?;
     let policy = Policy::per_window(options.limit, options.window);
-    let mut backend = ClusterBackend::new(policy, me.as_str(), ring)
-        .map_err(|e| e.to_string())?
-        .peer_timeout(options.peer_timeout)
-        .failure_mode(options.failure);
-    let mut endpoint_secret = None;
-    if let Some(secret) = &options.secret {
-        backend = backend.peer_secret(secret);
-        endpoint_secret = Some(secret.clone());
-    }
-    let backend = Arc::new(backend);
-    if let Some(path) = options.members_file {
-        tokio::spawn(reload_on_sighup(backend.clone(), path));
-    }
     let listener = tokio::net::TcpListener::bind((options.bind, options.port))
         .await
         .map_err(|e| format!("cannot listen on {}:{}: {e}", options.bind, options.port))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let me = options
+        .advertise
+        .clone()
+        .unwrap_or_else(|| format!("localhost:{}", options.port));
+    let counters = match &options.redis {
+        None => format!("ring of {}", options.members.len()),
+        Some(redis) => format!("Redis at {}", redis.urls().join(",")),
+    };
     println!(
-        "node {me}: serving /check on http://{local} ({} per user per {} s, failure mode {})",
+        "node {me}: serving /check on http://{local} ({} per user per {} s, counters: {counters}, failure mode {})",
         options.limit,
         options.window.as_secs(),
         options.failure
     );
-    if endpoint_secret.is_none() {
+    if options.secret.is_none() && options.redis.is_none() {
         println!("node {me}: no peer secret: keep this port internal to the cluster");
     }
     println!("try: curl -i 'http://{local}/check?user_id=alice'");
-    serve(
-        listener,
-        PeerEndpoint::new(Arc::new(backend)),
-        shutdown_signal(),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+
+    match &options.redis {
+        None => {
+            let ring = Ring::new(options.members.clone()).map_err(|e| e.to_string())?;
+            let mut backend = ClusterBackend::new(policy, me.as_str(), ring)
+                .map_err(|e| e.to_string())?
+                .peer_timeout(options.peer_timeout)
+                .failure_mode(options.failure);
+            if let Some(secret) = &options.secret {
+                backend = backend.peer_secret(secret);
+            }
+            let backend = Arc::new(backend);
+            if let Some(path) = options.members_file.clone() {
+                tokio::spawn(reload_on_sighup(backend.clone(), path));
+            }
+            serve_endpoint(listener, backend, &options).await?;
+        }
+        Some(redis) => serve_redis(listener, redis, policy, &options).await?,
+    }
     println!("node {me}: stopped");
     Ok(())
+}
+
+/// Serves the peer endpoint of `backend` until Ctrl-C or SIGTERM.
+async fn serve_endpoint<B: Backend>(
+    listener: tokio::net::TcpListener,
+    backend: Arc<B>,
+    options: &Options,
+) -> Result<(), String> {
+    let mut endpoint = PeerEndpoint::new(backend);
+    if let Some(secret) = &options.secret {
+        endpoint = endpoint.peer_secret(secret);
+    }
+    serve(listener, endpoint, shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(feature = "redis")]
+async fn serve_redis(
+    listener: tokio::net::TcpListener,
+    redis: &RedisOption,
+    policy: Policy,
+    options: &Options,
+) -> Result<(), String> {
+    use ringlimit::backend::RedisBackend;
+    let backend = match redis {
+        RedisOption::Server(url) => RedisBackend::connect(url, policy),
+        RedisOption::Cluster(urls) => RedisBackend::connect_cluster(urls, policy),
+    }
+    .map_err(|e| format!("bad Redis URL: {e}"))?
+    .timeout(options.redis_timeout)
+    .failure_mode(options.failure);
+    serve_endpoint(listener, Arc::new(backend), options).await
+}
+
+#[cfg(not(feature = "redis"))]
+async fn serve_redis(
+    _: tokio::net::TcpListener,
+    _: &RedisOption,
+    _: Policy,
+    _: &Options,
+) -> Result<(), String> {
+    Err("this build has no Redis support: run it with `--features redis`".into())
 }
 
 /// Re-reads the members file on every SIGHUP; a bad file is reported and the members in
