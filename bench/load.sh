@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The load benchmark: in one run, the same wrk load (random users out of 10,000) against
+#   - bare hyper: the same server answering ALLOWED with no limiter (the ceiling),
+#   - a one-node ring,
+#   - a two-node ring, driven through one node, so half the checks are forwarded,
+#   - a node on the Redis backend (its own redis-server on a free port),
+# then requests/second, the ratios, and Redis operations per check.
+# Loopback only; every run is bounded in time and everything started is stopped.
+#
+#   bash bench/load.sh [SECONDS (10)] [CONNECTIONS (64)]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-10}
+connections=${2:-64}
+for tool in wrk redis-server redis-cli; do
+  command -v "$tool" >/dev/null || { echo "bench/load.sh needs $tool (apt-get install wrk redis-server)"; exit 1; }
+done
+cargo build --release --features redis --example node --example bare_hyper >/dev/null 2>&1
+node=target/release/examples/node
+pids=()
+redis_dir=$(mktemp -d)
+cleanup() {
+  kill "${pids[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$redis_dir"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+limit=1000000000   # never reached: every check is a counted, allowed request
+
+bare=$(free_port); one=$(free_port); two_a=$(free_port); two_b=$(free_port)
+redis_node=$(free_port); redis_port=$(free_port)
+target/release/examples/bare_hyper "$bare" >/dev/null & pids+=($!)
+"$node" --limit $limit --advertise "127.0.0.1:$one" "$one" "127.0.0.1:$one" >/dev/null & pids+=($!)
+for port in "$two_a" "$two_b"; do
+  "$node" --limit $limit --advertise "127.0.0.1:$port" "$port" "127.0.0.1:$two_a" "127.0.0.1:$two_b" >/dev/null & pids+=($!)
+done
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$redis_dir" >/dev/null & pids+=($!)
+sleep 0.5
+"$node" --limit $limit --redis "redis://127.0.0.1:$redis_port" "$redis_node" >/dev/null & pids+=($!)
+sleep 1
+
+measure() { # NAME PORT
+  local out rps requests
+  out=$(wrk -t2 -c"$connections" -d"${seconds}s" -s bench/random_users.lua "http://127.0.0.1:$2")
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  if grep -q "Non-2xx" <<<"$out"; then echo "warning: $1 answered non-2xx: $(grep Non-2xx <<<"$out")" >&2; fi
+  printf '%-34s %12s req/s\n' "$1" "$rps" >&2
+  echo "$rps $requests"
+}
+# calls of one command (`evalsha`), or of all (`all`, which counts the script's own inner
+# commands too) in INFO commandstats.
+calls() { redis-cli -p "$redis_port" INFO commandstats | awk -F'[=,:]' -v c="$1" '$1 == "cmdstat_" c || (c == "all" && /^cmdstat_/) {sum += $3} END {print sum + 0}'; }
+
+echo "wrk -t2 -c$connections -d${seconds}s, random users out of 10,000, $(nproc) cores" >&2
+read -r r_bare _ < <(measure "bare hyper (ceiling)" "$bare")
+read -r r_one _ < <(measure "one-node ring" "$one")
+read -r r_two _ < <(measure "two-node ring (half forwarded)" "$two_a")
+trips_before=$(calls evalsha); all_before=$(calls all)
+read -r r_redis n_redis < <(measure "Redis-backed node" "$redis_node")
+trips=$(( $(calls evalsha) - trips_before )); all=$(( $(calls all) - all_before ))
+awk -v bare="$r_bare" -v one="$r_one" -v two="$r_two" -v redis="$r_redis" -v trips="$trips" -v all="$all" -v n="$n_redis" 'BEGIN {
+  printf "one-node ring / bare hyper:      %.2f\n", one / bare
+  printf "two-node ring / one-node ring:   %.2f\n", two / one
+  printf "Redis node / one-node ring:      %.2f\n", redis / one
+  printf "Redis round trips per check:     %.3f (%d EVALSHA for %d requests)\n", trips / n, trips, n
+  printf "Redis commands per check:        %.3f (inside the script: TIME, GET, INCRBY, PEXPIRE on a first hit)\n", all / n
+}'
