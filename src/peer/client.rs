@@ -8,16 +8,19 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
+use super::batch::{decode_answers, encode_checks, Answers, BATCH_PATH, MAX_BATCH};
 use super::secret::PeerSecret;
 use super::wire::{check_path_and_query, peer_state, PeerState, FORWARDED};
 use crate::BackendError;
 
 /// The longest peer answer read; real ones are a few bytes.
 const MAX_ANSWER_BYTES: usize = 1024;
+/// The longest batch answer read: a line of at most 40 bytes per check.
+const MAX_BATCH_ANSWER_BYTES: usize = MAX_BATCH * 40;
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
@@ -31,7 +34,7 @@ pub(crate) struct PeerAnswer {
 /// Asks owners over pooled HTTP/1.1 connections. Cheap to clone: clones share the pool.
 #[derive(Clone, Debug)]
 pub(crate) struct PeerClient {
-    http: Client<HttpConnector, Empty<Bytes>>,
+    http: Client<HttpConnector, Full<Bytes>>,
     timeout: Duration,
     /// `Bearer <secret>`, sent with every forward when a peer secret is set.
     authorization: Option<HeaderValue>,
@@ -88,7 +91,7 @@ impl PeerClient {
                 if let Some(authorization) = &self.authorization {
                     request = request.header(AUTHORIZATION, authorization.clone());
                 }
-                request.body(Empty::new())
+                request.body(Full::default())
             });
         let (http, timeout, target) = (self.http.clone(), self.timeout, member.to_owned());
         async move {
@@ -108,9 +111,74 @@ impl PeerClient {
     }
 }
 
+/// What a peer said to a batch.
+#[derive(Debug)]
+pub(crate) enum BatchReply {
+    /// One answer per check, in order.
+    Answers(Answers),
+    /// The peer has no batch endpoint (a reference node): ask it one check at a time.
+    Unsupported,
+}
+
+impl PeerClient {
+    /// Asks `member` to check all of `checks` (`(user id, cost)`) in one request.
+    pub(crate) async fn check_batch(
+        &self,
+        member: &str,
+        checks: &[(String, u32)],
+    ) -> Result<BatchReply, BackendError> {
+        let body = encode_checks(checks.iter().map(|(key, cost)| (key.as_str(), *cost)));
+        let request = Uri::builder()
+            .scheme("http")
+            .authority(member)
+            .path_and_query(BATCH_PATH)
+            .build()
+            .and_then(|uri| {
+                let mut request = Request::post(uri)
+                    .header(FORWARDED, "1")
+                    .header(http::header::CONTENT_TYPE, "text/plain");
+                if let Some(authorization) = &self.authorization {
+                    request = request.header(AUTHORIZATION, authorization.clone());
+                }
+                request.body(Full::new(body))
+            })
+            .map_err(|error| BackendError::Unavailable {
+                target: member.to_owned(),
+                source: error.into(),
+            })?;
+        let expected = checks.len();
+        let asked = async {
+            let response = self.http.request(request).await?;
+            let status = response.status();
+            let body = Limited::new(response.into_body(), MAX_BATCH_ANSWER_BYTES)
+                .collect()
+                .await?
+                .to_bytes();
+            match status {
+                StatusCode::OK => Ok(BatchReply::Answers(decode_answers(&body, expected)?)),
+                StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => {
+                    Ok(BatchReply::Unsupported)
+                }
+                other => Err(BoxError::from(format!("peer answered {other} to a batch"))),
+            }
+        };
+        match tokio::time::timeout(self.timeout, asked).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(source)) => Err(BackendError::Unavailable {
+                target: member.to_owned(),
+                source,
+            }),
+            Err(_) => Err(BackendError::Timeout {
+                target: member.to_owned(),
+                after: self.timeout,
+            }),
+        }
+    }
+}
+
 async fn ask(
-    http: &Client<HttpConnector, Empty<Bytes>>,
-    request: Request<Empty<Bytes>>,
+    http: &Client<HttpConnector, Full<Bytes>>,
+    request: Request<Full<Bytes>>,
 ) -> Result<PeerAnswer, BoxError> {
     let response = http.request(request).await?;
     let allowed = match response.status() {

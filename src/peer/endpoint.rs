@@ -14,6 +14,8 @@ use http_body_util::Full;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use super::batch::BATCH_PATH;
+use super::batch_endpoint::answer_batch;
 use super::secret::PeerSecret;
 use super::wire::{ALLOWED_BODY, CHECK_PATH, EXCEEDED_BODY, FORWARDED};
 use crate::key::{KeyError, KeyExtractor, QueryKey};
@@ -71,7 +73,7 @@ impl<B: Backend> PeerEndpoint<B> {
             return Err(Refusal::NotFound);
         }
         if request.method() != Method::GET {
-            return Err(Refusal::MethodNotAllowed);
+            return Err(Refusal::MethodNotAllowed("GET"));
         }
         let key = self.key.extract(request).map_err(Refusal::BadKey)?;
         if key.len() > self.max_key_len {
@@ -99,22 +101,27 @@ impl<B: Backend> PeerEndpoint<B> {
 /// Why a request never reached the backend.
 enum Refusal {
     NotFound,
-    MethodNotAllowed,
+    MethodNotAllowed(&'static str),
     BadKey(KeyError),
     Unauthorized,
+    NotForwarded,
 }
 
 impl Refusal {
     fn response(self) -> Response<Full<Bytes>> {
         match self {
             Self::NotFound => text(StatusCode::NOT_FOUND, "not found\n"),
-            Self::MethodNotAllowed => {
+            Self::MethodNotAllowed(allowed) => {
                 let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
                 response
                     .headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static("GET"));
+                    .insert(header::ALLOW, HeaderValue::from_static(allowed));
                 response
             }
+            Self::NotForwarded => text(
+                StatusCode::BAD_REQUEST,
+                "batches are for ringlimit nodes: mark them x-ringlimit-forwarded\n",
+            ),
             Self::BadKey(error) => text(StatusCode::BAD_REQUEST, format!("{error}\n")),
             Self::Unauthorized => text(
                 StatusCode::UNAUTHORIZED,
@@ -124,7 +131,33 @@ impl Refusal {
     }
 }
 
-impl<B: Backend, ReqB> Service<Request<ReqB>> for PeerEndpoint<B> {
+impl<B: Backend> PeerEndpoint<B> {
+    /// Whether a batch request may be answered: `POST`, marked, with the secret if set.
+    fn admit_batch<ReqB>(&self, request: &Request<ReqB>) -> Result<(), Refusal> {
+        if request.method() != Method::POST {
+            return Err(Refusal::MethodNotAllowed("POST"));
+        }
+        if !request.headers().contains_key(FORWARDED) {
+            return Err(Refusal::NotForwarded);
+        }
+        if self
+            .secret
+            .as_ref()
+            .is_some_and(|s| !s.admits(request.headers()))
+        {
+            return Err(Refusal::Unauthorized);
+        }
+        Ok(())
+    }
+}
+
+impl<B, ReqB> Service<Request<ReqB>> for PeerEndpoint<B>
+where
+    B: Backend,
+    ReqB: http_body::Body + Send + 'static,
+    ReqB::Data: Send,
+    ReqB::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     type Response = Response<Full<Bytes>>;
     type Error = Infallible;
     type Future = EndpointFuture<B::Future>;
@@ -134,6 +167,21 @@ impl<B: Backend, ReqB> Service<Request<ReqB>> for PeerEndpoint<B> {
     }
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
+        if request.uri().path() == BATCH_PATH {
+            let response = match self.admit_batch(&request) {
+                Err(refusal) => refusal.response(),
+                Ok(()) => {
+                    let batch =
+                        answer_batch(self.backend.clone(), self.max_key_len, request.into_body());
+                    return EndpointFuture::Batch {
+                        answer: Box::pin(batch),
+                    };
+                }
+            };
+            return EndpointFuture::Ready {
+                response: Some(response),
+            };
+        }
         let response = match self.check(&request) {
             Err(refusal) => refusal.response(),
             Ok(Check::Ready(result)) => answer(result, &self.policy_header),
@@ -159,6 +207,8 @@ pin_project! {
         Ready { response: Option<Response<Full<Bytes>>> },
         #[doc(hidden)]
         Checking { #[pin] check: F, policy: HeaderValue },
+        #[doc(hidden)]
+        Batch { answer: Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>> },
     }
 }
 
@@ -177,6 +227,7 @@ where
                 let result = ready!(check.poll(cx));
                 Poll::Ready(Ok(answer(result, policy)))
             }
+            EndpointProj::Batch { answer } => answer.as_mut().poll(cx).map(Ok),
         }
     }
 }
@@ -197,7 +248,7 @@ fn answer(result: Result<Decision, BackendError>, policy: &HeaderValue) -> Respo
     }
 }
 
-fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+pub(super) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     response

@@ -30,6 +30,9 @@
 //! # }
 //! ```
 
+pub mod batch;
+mod batch_endpoint;
+mod batcher;
 mod circuit;
 mod client;
 mod endpoint;
@@ -37,8 +40,10 @@ mod secret;
 mod serve;
 pub mod wire;
 
+pub(crate) use batcher::Batcher;
+pub use batcher::MAX_IN_FLIGHT;
+pub(crate) use circuit::Circuit;
 pub use circuit::CircuitPolicy;
-pub(crate) use circuit::{Attempt, Circuit};
 pub(crate) use client::{PeerAnswer, PeerClient};
 pub use endpoint::{EndpointFuture, PeerEndpoint};
 pub use secret::PeerSecret;

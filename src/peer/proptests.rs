@@ -92,7 +92,7 @@ proptest! {
         forwarded in any::<bool>(),
     ) {
         let uri = format!("{path}?{}", query.replace(['#', ' '], ""));
-        let Ok(mut request) = Request::get(uri.as_str()).body(()) else { return Ok(()) };
+        let Ok(mut request) = Request::get(uri.as_str()).body(String::new()) else { return Ok(()) };
         if forwarded {
             request.headers_mut().insert(super::wire::FORWARDED, HeaderValue::from_static("1"));
         }

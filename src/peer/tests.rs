@@ -16,7 +16,7 @@ fn policy() -> Policy {
 
 async fn ask(
     endpoint: &PeerEndpoint<impl crate::Backend>,
-    request: Request<()>,
+    request: Request<String>,
 ) -> (StatusCode, String, http::HeaderMap) {
     let response = endpoint.clone().oneshot(request).await.unwrap();
     let (parts, body) = response.into_parts();
@@ -28,8 +28,8 @@ async fn ask(
     )
 }
 
-fn get(uri: &str) -> Request<()> {
-    Request::get(uri).body(()).unwrap()
+fn get(uri: &str) -> Request<String> {
+    Request::get(uri).body(String::new()).unwrap()
 }
 
 #[tokio::test]
@@ -61,7 +61,7 @@ async fn serves_the_wire_contract() {
     let post = Request::builder()
         .method(Method::POST)
         .uri("/check?user_id=bob")
-        .body(())
+        .body(String::new())
         .unwrap();
     let (status, _, headers) = ask(&endpoint, post).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
@@ -86,7 +86,7 @@ async fn a_marked_request_is_answered_here_even_for_a_key_owned_elsewhere() {
     let endpoint = PeerEndpoint::new(backend.clone());
     let marked = Request::get(format!("/check?user_id={key}"))
         .header(FORWARDED, "1")
-        .body(())
+        .body(String::new())
         .unwrap();
     assert_eq!(ask(&endpoint, marked).await.0, StatusCode::OK);
     assert_eq!(backend.local().tracked_keys(), 1);

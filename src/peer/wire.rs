@@ -22,7 +22,7 @@ pub const FORWARDED: HeaderName = HeaderName::from_static("x-ringlimit-forwarded
 
 /// Everything but the unreserved characters is escaped, so `&`, `=`, `#`, `%`, `+`,
 /// spaces and non-ASCII reach the owner unchanged under any query decoder.
-const USER_ID_ESCAPES: &AsciiSet = &NON_ALPHANUMERIC
+pub(crate) const USER_ID_ESCAPES: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')

@@ -3,23 +3,24 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::topology::Peer;
 use super::{ClusterBackend, PeerFuture};
 use crate::backend::failure::fail;
 use crate::backend::{BackendError, Check};
 use crate::clock::Clock;
-use crate::peer::{Attempt, PeerAnswer};
+use crate::peer::PeerAnswer;
 use crate::Decision;
 
 impl<C: Clock> ClusterBackend<C> {
-    /// Forwards the check to `owner` if its circuit lets it through.
+    /// Forwards the check to `owner` (`peer`) if its circuit lets it through.
     pub(super) fn forward(
         &self,
         owner: &str,
-        attempt: Option<Attempt>,
+        peer: &Peer,
         key: &str,
         cost: u32,
     ) -> Check<PeerFuture> {
-        let Some(attempt) = attempt else {
+        let Some(attempt) = peer.circuit.attempt() else {
             let error = BackendError::CircuitOpen {
                 target: owner.to_owned(),
             };
@@ -28,7 +29,7 @@ impl<C: Clock> ClusterBackend<C> {
         let limit = self.local.policy_limit();
         // All nodes share the epoch-aligned windows, so the reset is known here too.
         let reset = self.local.reset_now();
-        let answer = self.client.check(owner, key);
+        let answer = peer.batcher.check(key.to_owned(), cost);
         let (local, mode, key) = (Arc::clone(&self.local), self.failure, key.to_owned());
         Check::Pending(Box::pin(async move {
             match answer.await {

@@ -71,12 +71,13 @@ impl ClusterBackend {
     pub fn new(policy: Policy, me: impl Into<String>, ring: Ring) -> Result<Self, ClusterError> {
         let me: String = me.into();
         let circuit = CircuitPolicy::default();
-        let topology = Topology::new(&me, ring, circuit, None)?;
+        let client = PeerClient::new(DEFAULT_PEER_TIMEOUT);
+        let topology = Topology::new(&me, ring, circuit, &client, None)?;
         Ok(Self {
             me: me.into(),
             topology: ArcSwap::from_pointee(topology),
             local: Arc::new(MemoryBackend::new(policy)),
-            client: PeerClient::new(DEFAULT_PEER_TIMEOUT),
+            client,
             failure: FailureMode::default(),
             circuit,
         })
@@ -87,7 +88,7 @@ impl<C: Clock> ClusterBackend<C> {
     /// Waits at most `timeout` for an owner's answer (default [`DEFAULT_PEER_TIMEOUT`]).
     pub fn peer_timeout(mut self, timeout: Duration) -> Self {
         self.client = self.client.with_timeout(timeout);
-        self
+        self.renew_peers()
     }
 
     /// What to answer when an owner cannot (default [`FailureMode::Local`]).
@@ -100,17 +101,21 @@ impl<C: Clock> ClusterBackend<C> {
     /// [`CircuitPolicy::default`]).
     pub fn circuit(mut self, policy: CircuitPolicy) -> Self {
         self.circuit = policy;
-        let ring = self.ring();
-        let topology = Topology::new(&self.me, ring, policy, None)
-            .expect("the ring was already checked for this node");
-        self.topology = ArcSwap::from_pointee(topology);
-        self
+        self.renew_peers()
     }
 
     /// Sends `secret` with every forwarded check; give the same secret to every node's
     /// [`PeerEndpoint`](crate::peer::PeerEndpoint).
     pub fn peer_secret(mut self, secret: &PeerSecret) -> Self {
         self.client = self.client.with_secret(secret);
+        self.renew_peers()
+    }
+
+    /// Gives every peer a fresh circuit and queue, for a changed client or circuit policy.
+    fn renew_peers(self) -> Self {
+        let topology = Topology::new(&self.me, self.ring(), self.circuit, &self.client, None)
+            .expect("the ring was already checked for this node");
+        self.topology.store(Arc::new(topology));
         self
     }
 
@@ -145,7 +150,7 @@ impl<C: Clock> ClusterBackend<C> {
     {
         let ring = Ring::new(members)?;
         let current = self.topology.load();
-        let next = Topology::new(&self.me, ring, self.circuit, Some(&current))?;
+        let next = Topology::new(&self.me, ring, self.circuit, &self.client, Some(&current))?;
         self.topology.store(Arc::new(next));
         Ok(())
     }
@@ -184,8 +189,7 @@ impl<C: Clock> Backend for ClusterBackend<C> {
         if owner == &*self.me {
             return Check::Ready(Ok(self.local.decide(key, cost)));
         }
-        let attempt = topology.circuit(owner).attempt();
-        self.forward(owner, attempt, key, cost)
+        self.forward(owner, topology.peer(owner), key, cost)
     }
 
     fn check_forwarded(&self, key: &str, cost: u32) -> Check<PeerFuture> {

@@ -8,22 +8,30 @@ use std::sync::Arc;
 use http::uri::Authority;
 
 use super::ClusterError;
-use crate::peer::{Circuit, CircuitPolicy};
+use crate::peer::{Batcher, Circuit, CircuitPolicy, PeerClient};
 use crate::Ring;
 
 #[derive(Debug)]
 pub(super) struct Topology {
     pub(super) ring: Ring,
-    circuits: HashMap<Box<str>, Arc<Circuit>>,
+    peers: HashMap<Box<str>, Arc<Peer>>,
+}
+
+/// What this node keeps for each other member: its circuit and its forwarding queue.
+#[derive(Debug)]
+pub(super) struct Peer {
+    pub(super) circuit: Arc<Circuit>,
+    pub(super) batcher: Batcher,
 }
 
 impl Topology {
-    /// Checks `ring` for node `me` and gives every other member a circuit, keeping those
-    /// of `previous` for members that stay.
+    /// Checks `ring` for node `me` and gives every other member a circuit and a queue,
+    /// keeping those of `previous` for members that stay.
     pub(super) fn new(
         me: &str,
         ring: Ring,
         policy: CircuitPolicy,
+        client: &PeerClient,
         previous: Option<&Topology>,
     ) -> Result<Self, ClusterError> {
         if !ring.contains(me) {
@@ -36,20 +44,25 @@ impl Topology {
         if let Some(bad) = ring.members().find(|m| Authority::from_str(m).is_err()) {
             return Err(ClusterError::BadMember(bad.to_owned()));
         }
-        let circuits = ring
+        let peers = ring
             .members()
             .filter(|&m| m != me)
             .map(|m| {
-                let kept = previous.and_then(|p| p.circuits.get(m)).cloned();
-                let circuit = kept.unwrap_or_else(|| Arc::new(Circuit::new(m, policy)));
-                (m.into(), circuit)
+                let kept = previous.and_then(|p| p.peers.get(m)).cloned();
+                let peer = kept.unwrap_or_else(|| {
+                    Arc::new(Peer {
+                        circuit: Arc::new(Circuit::new(m, policy)),
+                        batcher: Batcher::new(m, client.clone()),
+                    })
+                });
+                (m.into(), peer)
             })
             .collect();
-        Ok(Self { ring, circuits })
+        Ok(Self { ring, peers })
     }
 
-    /// The circuit of peer `member` (every member but this node has one).
-    pub(super) fn circuit(&self, member: &str) -> &Arc<Circuit> {
-        &self.circuits[member]
+    /// Peer `member` (every member but this node is one).
+    pub(super) fn peer(&self, member: &str) -> &Peer {
+        &self.peers[member]
     }
 }
