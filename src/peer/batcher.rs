@@ -17,7 +17,7 @@ use super::client::{BatchReply, PeerAnswer, PeerClient};
 use crate::BackendError;
 
 /// Batch requests in flight to one peer at most.
-pub const MAX_IN_FLIGHT: usize = 4;
+pub const MAX_IN_FLIGHT: usize = 1;
 
 type Reply = oneshot::Sender<Result<PeerAnswer, BackendError>>;
 
@@ -133,8 +133,8 @@ impl Dispatcher {
         if batch.len() == 1 || !self.batches.load(Ordering::Relaxed) {
             return self.send_one_by_one(batch).await;
         }
-        let checks: Vec<(String, u32)> = batch.iter().map(|j| (j.key.clone(), j.cost)).collect();
-        match self.client.check_batch(&self.member, &checks).await {
+        let checks = batch.iter().map(|job| (job.key.as_str(), job.cost));
+        match self.client.check_batch(&self.member, checks).await {
             Ok(BatchReply::Answers(answers)) => {
                 for (job, answer) in batch.into_iter().zip(answers) {
                     let answer = answer.map_err(|why| BackendError::Unavailable {

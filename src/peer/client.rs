@@ -122,12 +122,13 @@ pub(crate) enum BatchReply {
 
 impl PeerClient {
     /// Asks `member` to check all of `checks` (`(user id, cost)`) in one request.
-    pub(crate) async fn check_batch(
+    pub(crate) async fn check_batch<'a>(
         &self,
         member: &str,
-        checks: &[(String, u32)],
+        checks: impl ExactSizeIterator<Item = (&'a str, u32)>,
     ) -> Result<BatchReply, BackendError> {
-        let body = encode_checks(checks.iter().map(|(key, cost)| (key.as_str(), *cost)));
+        let expected = checks.len();
+        let body = encode_checks(checks);
         let request = Uri::builder()
             .scheme("http")
             .authority(member)
@@ -146,7 +147,6 @@ impl PeerClient {
                 target: member.to_owned(),
                 source: error.into(),
             })?;
-        let expected = checks.len();
         let asked = async {
             let response = self.http.request(request).await?;
             let status = response.status();
