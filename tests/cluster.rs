@@ -345,3 +345,46 @@ async fn a_reference_peer_without_ratelimit_headers_is_understood() {
     assert_eq!(denied.headers["ratelimit"], "\"default\";r=0;t=1800");
     assert_eq!(node.backend.local().tracked_keys(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_checks_to_a_reference_peer_are_sent_one_by_one() {
+    let clock = mid_window_clock();
+    let mut bound = listeners(2).await;
+    let (reference_listener, reference) = bound.pop().unwrap();
+    let (listener, me) = bound.pop().unwrap();
+    reference_node(reference_listener, LIMIT);
+    let members = [me.clone(), reference.clone()];
+    let node = start_node(listener, &me, &members, hourly(LIMIT), &clock);
+    let ring = node.backend.ring();
+    let keys: Vec<String> = (0..10_000)
+        .map(|i| format!("user-{i}"))
+        .filter(|k| ring.owner(k) == reference)
+        .take(40)
+        .collect();
+    let client = HttpClient::new();
+    let mut tasks = Vec::new();
+    for _ in 0..LIMIT + 2 {
+        for key in &keys {
+            let (client, url, key) = (client.clone(), node.check_url(key), key.clone());
+            tasks.push(tokio::spawn(async move {
+                (key, client.get(&url, &[]).await.status)
+            }));
+        }
+    }
+    let mut allowed = HashMap::<String, u32>::new();
+    for task in tasks {
+        let (key, status) = task.await.unwrap();
+        assert!(status == 200 || status == 429, "{status}");
+        if status == 200 {
+            *allowed.entry(key).or_default() += 1;
+        }
+    }
+    // The reference has no batch endpoint: every check still reached it and was counted.
+    assert_eq!(allowed.len(), keys.len());
+    assert!(allowed.values().all(|&n| n == LIMIT), "{allowed:?}");
+    assert_eq!(
+        node.backend.local().tracked_keys(),
+        0,
+        "nothing fell back to local counting"
+    );
+}

@@ -156,9 +156,12 @@ impl PeerClient {
                 .to_bytes();
             match status {
                 StatusCode::OK => Ok(BatchReply::Answers(decode_answers(&body, expected)?)),
-                StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => {
-                    Ok(BatchReply::Unsupported)
-                }
+                // How servers without the endpoint refuse it (the reference's own answer
+                // to an unknown request, or a plain HTTP server's).
+                StatusCode::BAD_REQUEST
+                | StatusCode::NOT_FOUND
+                | StatusCode::METHOD_NOT_ALLOWED
+                | StatusCode::NOT_IMPLEMENTED => Ok(BatchReply::Unsupported),
                 other => Err(BoxError::from(format!("peer answered {other} to a batch"))),
             }
         };

@@ -31,11 +31,16 @@ impl<C: Clock> ClusterBackend<C> {
         let reset = self.local.reset_now();
         let answer = peer.batcher.check(key.to_owned(), cost);
         let (local, mode, key) = (Arc::clone(&self.local), self.failure, key.to_owned());
+        let denied = Arc::clone(&self.denied);
         Check::Pending(Box::pin(async move {
             match answer.await {
                 Ok(answer) => {
                     attempt.succeeded();
-                    Ok(decision(answer, limit, cost, reset))
+                    let decision = decision(answer, limit, cost, reset);
+                    if !decision.allowed {
+                        denied.remember(&key, &decision, local.now_ms());
+                    }
+                    Ok(decision)
                 }
                 Err(error) => {
                     attempt.failed();

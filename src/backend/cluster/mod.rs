@@ -1,6 +1,7 @@
 //! The cluster backend: the ring says who owns a key; the owner counts it in memory;
 //! every other node asks the owner over pooled HTTP.
 
+mod denied;
 mod error;
 mod forward;
 mod topology;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use self::denied::DeniedCache;
 pub use self::error::ClusterError;
 use self::topology::Topology;
 use super::{Backend, BackendError, Check, FailureMode, MemoryBackend};
@@ -64,6 +66,8 @@ pub struct ClusterBackend<C = SystemClock> {
     client: PeerClient,
     failure: FailureMode,
     circuit: CircuitPolicy,
+    /// Keys owners denied for the rest of their window: not forwarded again.
+    denied: Arc<DeniedCache>,
 }
 
 impl ClusterBackend {
@@ -80,6 +84,7 @@ impl ClusterBackend {
             client,
             failure: FailureMode::default(),
             circuit,
+            denied: Arc::new(DeniedCache::new()),
         })
     }
 }
@@ -134,6 +139,7 @@ impl<C: Clock> ClusterBackend<C> {
             client: self.client,
             failure: self.failure,
             circuit: self.circuit,
+            denied: self.denied,
         }
     }
 
@@ -188,6 +194,13 @@ impl<C: Clock> Backend for ClusterBackend<C> {
         let owner = topology.ring.owner(key);
         if owner == &*self.me {
             return Check::Ready(Ok(self.local.decide(key, cost)));
+        }
+        let now_ms = self.local.now_ms();
+        if let Some(denial) = self
+            .denied
+            .get(key, cost, self.local.policy_limit(), now_ms)
+        {
+            return Check::Ready(Ok(denial));
         }
         self.forward(owner, topology.peer(owner), key, cost)
     }

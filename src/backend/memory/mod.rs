@@ -121,6 +121,11 @@ impl<C: Clock> MemoryBackend<C> {
         (&self.shards[index], hash)
     }
 
+    /// The clock's time, in ms since the epoch.
+    pub(crate) fn now_ms(&self) -> u64 {
+        millis(self.clock.now())
+    }
+
     /// Time until the current window ends.
     pub(crate) fn reset_now(&self) -> Duration {
         let now = self.clock.now();

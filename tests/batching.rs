@@ -1,0 +1,230 @@
+//! Batched forwards between ringlimit nodes, and the cache of denied keys.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use common::{hourly, listeners, mid_window_clock, start_node, HttpClient};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use ringlimit::peer::{serve, PeerEndpoint, PeerSecret};
+use ringlimit::{ClusterBackend, ManualClock, Ring};
+use tower::ServiceExt;
+
+const LIMIT: u32 = 2;
+
+type Counts = Arc<Mutex<HashMap<String, usize>>>;
+
+/// Node `name` serving its endpoint behind a counter of requests per method and path.
+fn counted_node(
+    listener: tokio::net::TcpListener,
+    name: &str,
+    members: &[String],
+    clock: &ManualClock,
+    secret: Option<&PeerSecret>,
+) -> (Arc<ClusterBackend<ManualClock>>, Counts) {
+    let ring = Ring::new(members.to_vec()).unwrap();
+    let mut backend = ClusterBackend::new(hourly(LIMIT), name, ring).unwrap();
+    if let Some(secret) = secret {
+        backend = backend.peer_secret(secret);
+    }
+    let backend = Arc::new(backend.with_clock(clock.clone()));
+    let mut endpoint = PeerEndpoint::new(backend.clone());
+    if let Some(secret) = secret {
+        endpoint = endpoint.peer_secret(secret);
+    }
+    let counts = Counts::default();
+    let seen = counts.clone();
+    let service = tower::service_fn(move |request: Request<Incoming>| {
+        let key = format!("{} {}", request.method(), request.uri().path());
+        *seen.lock().unwrap().entry(key).or_default() += 1;
+        let endpoint = endpoint.clone();
+        async move {
+            let response: Response<_> = endpoint.oneshot(request).await?;
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
+    tokio::spawn(serve(listener, service, std::future::pending()));
+    (backend, counts)
+}
+
+fn count(counts: &Counts, what: &str) -> usize {
+    counts.lock().unwrap().get(what).copied().unwrap_or(0)
+}
+
+/// Keys of `ring` owned by `member`.
+fn keys_owned_by(ring: &Ring, member: &str, n: usize) -> Vec<String> {
+    (0..100_000)
+        .map(|i| format!("user {i}/é"))
+        .filter(|k| ring.owner(k) == member)
+        .take(n)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_forwards_leave_in_batches_and_stay_exact() {
+    let clock = mid_window_clock();
+    let mut bound = listeners(2).await;
+    let (owner_listener, owner) = bound.pop().unwrap();
+    let (listener, me) = bound.pop().unwrap();
+    let members = [me.clone(), owner.clone()];
+    let (owner_backend, counts) = counted_node(owner_listener, &owner, &members, &clock, None);
+    let node = start_node(listener, &me, &members, hourly(LIMIT), &clock);
+
+    let keys = keys_owned_by(&node.backend.ring(), &owner, 100);
+    let client = HttpClient::new();
+    let mut tasks = Vec::new();
+    for round in 0..3 {
+        for key in &keys {
+            let (client, url, key) = (client.clone(), node.check_url(key), key.clone());
+            tasks.push(tokio::spawn(async move {
+                let reply = client.get(&url, &[]).await;
+                (key, round, reply.status.as_u16())
+            }));
+        }
+    }
+    let mut allowed = HashMap::<String, u32>::new();
+    for task in tasks {
+        let (key, _, status) = task.await.unwrap();
+        assert!(status == 200 || status == 429, "{status}");
+        if status == 200 {
+            *allowed.entry(key).or_default() += 1;
+        }
+    }
+    assert!(allowed.values().all(|&n| n == LIMIT), "{allowed:?}");
+    assert_eq!(allowed.len(), keys.len());
+    for key in &keys {
+        assert_eq!(
+            owner_backend.local().used(key),
+            LIMIT,
+            "{key:?} at its owner"
+        );
+    }
+    let batches = count(&counts, "POST /check/batch");
+    let singles = count(&counts, "GET /check");
+    assert!(batches > 0, "some checks were batched");
+    assert!(
+        batches + singles < 300,
+        "{batches} batches and {singles} singles for 300 checks"
+    );
+}
+
+#[tokio::test]
+async fn a_lone_check_is_a_plain_get() {
+    let clock = mid_window_clock();
+    let mut bound = listeners(2).await;
+    let (owner_listener, owner) = bound.pop().unwrap();
+    let (listener, me) = bound.pop().unwrap();
+    let members = [me.clone(), owner.clone()];
+    let (_, counts) = counted_node(owner_listener, &owner, &members, &clock, None);
+    let node = start_node(listener, &me, &members, hourly(LIMIT), &clock);
+    let key = &keys_owned_by(&node.backend.ring(), &owner, 1)[0];
+    let reply = HttpClient::new().get(&node.check_url(key), &[]).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(count(&counts, "GET /check"), 1);
+    assert_eq!(count(&counts, "POST /check/batch"), 0);
+}
+
+#[tokio::test]
+async fn a_denied_key_is_not_forwarded_again_until_its_window_ends() {
+    let clock = mid_window_clock();
+    let mut bound = listeners(2).await;
+    let (owner_listener, owner) = bound.pop().unwrap();
+    let (listener, me) = bound.pop().unwrap();
+    let members = [me.clone(), owner.clone()];
+    let (_, counts) = counted_node(owner_listener, &owner, &members, &clock, None);
+    let node = start_node(listener, &me, &members, hourly(LIMIT), &clock);
+    let key = &keys_owned_by(&node.backend.ring(), &owner, 1)[0];
+    let client = HttpClient::new();
+
+    for expected in [200, 200, 429] {
+        assert_eq!(client.get(&node.check_url(key), &[]).await.status, expected);
+    }
+    assert_eq!(count(&counts, "GET /check"), 3);
+    for _ in 0..10 {
+        let reply = client.get(&node.check_url(key), &[]).await;
+        assert_eq!(reply.status, 429);
+        assert_eq!(reply.headers["retry-after"], "1800");
+    }
+    assert_eq!(
+        count(&counts, "GET /check"),
+        3,
+        "denied here, without asking the owner"
+    );
+
+    clock.advance(std::time::Duration::from_secs(1800));
+    assert_eq!(client.get(&node.check_url(key), &[]).await.status, 200);
+    assert_eq!(count(&counts, "GET /check"), 4, "a new window: asked again");
+}
+
+#[tokio::test]
+async fn the_batch_endpoint_serves_marked_posts_only() {
+    let clock = mid_window_clock();
+    let secret = PeerSecret::new("s3cret").unwrap();
+    let (listener, me) = listeners(1).await.pop().unwrap();
+    let address = listener.local_addr().unwrap();
+    let (backend, _) = counted_node(
+        listener,
+        &me,
+        std::slice::from_ref(&me),
+        &clock,
+        Some(&secret),
+    );
+    let url = format!("http://{address}/check/batch");
+    let post = |headers: &[(&str, &str)], body: &str| {
+        let mut request = Request::post(&url).header("content-type", "text/plain");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                body.to_owned(),
+            )))
+            .unwrap()
+    };
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let send = |request| async {
+        let response = http.request(request).await.unwrap();
+        let status = response.status().as_u16();
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    };
+    let marked = [
+        ("x-ringlimit-forwarded", "1"),
+        ("authorization", "Bearer s3cret"),
+    ];
+
+    let (status, body) = send(post(
+        &marked,
+        "1 alice\n1 a%26b\n1 alice\n1 alice\nnonsense\n0 zero\n",
+    ))
+    .await;
+    assert_eq!(status, 200);
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(lines.len(), 6, "{body}");
+    assert!(lines[0].starts_with("200 1 "), "{body}");
+    assert!(lines[1].starts_with("200 1 "));
+    assert!(lines[2].starts_with("200 0 "));
+    assert!(lines[3].starts_with("429 0 "));
+    assert_eq!(&lines[4..], ["400 0 0", "400 0 0"]);
+    assert_eq!(backend.local().used("alice"), 2);
+    assert_eq!(backend.local().used("a&b"), 1);
+
+    assert_eq!(send(post(&[], "1 bob\n")).await.0, 400, "unmarked");
+    let no_secret = [("x-ringlimit-forwarded", "1")];
+    assert_eq!(send(post(&no_secret, "1 bob\n")).await.0, 401);
+    assert_eq!(backend.local().used("bob"), 0);
+    let too_big = format!("1 {}\n", "x".repeat(2_000_000));
+    assert_eq!(send(post(&marked, &too_big)).await.0, 400);
+
+    let get = HttpClient::new()
+        .get(&format!("http://{address}/check/batch"), &marked)
+        .await;
+    assert_eq!(get.status, 405);
+    assert_eq!(get.headers["allow"], "POST");
+}
