@@ -7,11 +7,15 @@
 # then requests/second, the ratios, and Redis operations per check.
 # Loopback only; every run is bounded in time and everything started is stopped.
 #
-#   bash bench/load.sh [SECONDS (10)] [CONNECTIONS (64)]
+# This machine is shared and noisy: the four are measured in turn, ROUNDS times, and each
+# figure is the median of its rounds.
+#
+#   bash bench/load.sh [SECONDS per run (5)] [CONNECTIONS (64)] [ROUNDS (3)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds=${1:-10}
+seconds=${1:-5}
 connections=${2:-64}
+rounds=${3:-3}
 for tool in wrk redis-server redis-cli; do
   command -v "$tool" >/dev/null || { echo "bench/load.sh needs $tool (apt-get install wrk redis-server)"; exit 1; }
 done
@@ -41,30 +45,43 @@ sleep 0.5
 "$node" --limit $limit --redis "redis://127.0.0.1:$redis_port" "$redis_node" >/dev/null & pids+=($!)
 sleep 1
 
-measure() { # NAME PORT
-  local out rps requests
-  out=$(wrk -t2 -c"$connections" -d"${seconds}s" -s bench/random_users.lua "http://127.0.0.1:$2")
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  requests=$(awk '/requests in/ {print $1}' <<<"$out")
-  if grep -q "Non-2xx" <<<"$out"; then echo "warning: $1 answered non-2xx: $(grep Non-2xx <<<"$out")" >&2; fi
-  printf '%-34s %12s req/s\n' "$1" "$rps" >&2
-  echo "$rps $requests"
+# One wrk run: prints "REQUESTS_PER_SECOND REQUESTS".
+measure() { # PORT
+  local out
+  out=$(wrk -t2 -c"$connections" -d"${seconds}s" -s bench/random_users.lua "http://127.0.0.1:$1")
+  if grep -q "Non-2xx" <<<"$out"; then echo "warning: port $1 answered non-2xx: $(grep Non-2xx <<<"$out")" >&2; fi
+  echo "$(awk '/Requests\/sec/ {print $2}' <<<"$out") $(awk '/requests in/ {print $1}' <<<"$out")"
 }
+median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 # calls of one command (`evalsha`), or of all (`all`, which counts the script's own inner
 # commands too) in INFO commandstats.
 calls() { redis-cli -p "$redis_port" INFO commandstats | awk -F'[=,:]' -v c="$1" '$1 == "cmdstat_" c || (c == "all" && /^cmdstat_/) {sum += $3} END {print sum + 0}'; }
 
-echo "wrk -t2 -c$connections -d${seconds}s, random users out of 10,000, $(nproc) cores" >&2
-read -r r_bare _ < <(measure "bare hyper (ceiling)" "$bare")
-read -r r_one _ < <(measure "one-node ring" "$one")
-read -r r_two _ < <(measure "two-node ring (half forwarded)" "$two_a")
-trips_before=$(calls evalsha); all_before=$(calls all)
-read -r r_redis n_redis < <(measure "Redis-backed node" "$redis_node")
-trips=$(( $(calls evalsha) - trips_before )); all=$(( $(calls all) - all_before ))
-awk -v bare="$r_bare" -v one="$r_one" -v two="$r_two" -v redis="$r_redis" -v trips="$trips" -v all="$all" -v n="$n_redis" 'BEGIN {
+names=("bare hyper (ceiling)" "one-node ring" "two-node ring (half forwarded)" "Redis-backed node")
+ports=("$bare" "$one" "$two_a" "$redis_node")
+declare -a results=("" "" "" "")
+trips=0; all=0; redis_requests=0
+echo "wrk -t2 -c$connections -d${seconds}s x $rounds rounds, random users out of 10,000, $(nproc) cores" >&2
+for round in $(seq "$rounds"); do
+  for i in 0 1 2 3; do
+    if [ "$i" = 3 ]; then trips_before=$(calls evalsha); all_before=$(calls all); fi
+    read -r rps requests < <(measure "${ports[$i]}")
+    if [ "$i" = 3 ]; then
+      trips=$(( trips + $(calls evalsha) - trips_before )); all=$(( all + $(calls all) - all_before ))
+      redis_requests=$(( redis_requests + requests ))
+    fi
+    results[$i]="${results[$i]} $rps"
+    printf 'round %d  %-32s %12s req/s\n' "$round" "${names[$i]}" "$rps" >&2
+  done
+done
+for i in 0 1 2 3; do
+  med[$i]=$(tr ' ' '\n' <<<"${results[$i]}" | grep . | median)
+  printf '%-34s %12.0f req/s (median)\n' "${names[$i]}" "${med[$i]}"
+done
+awk -v bare="${med[0]}" -v one="${med[1]}" -v two="${med[2]}" -v redis="${med[3]}" -v trips="$trips" -v all="$all" -v n="$redis_requests" 'BEGIN {
   printf "one-node ring / bare hyper:      %.2f\n", one / bare
   printf "two-node ring / one-node ring:   %.2f\n", two / one
   printf "Redis node / one-node ring:      %.2f\n", redis / one
   printf "Redis round trips per check:     %.3f (%d EVALSHA for %d requests)\n", trips / n, trips, n
-  printf "Redis commands per check:        %.3f (inside the script: TIME, GET, INCRBY, PEXPIRE on a first hit)\n", all / n
+  printf "Redis commands per check:        %.3f (inside the script: TIME, INCRBY, PEXPIRE on a first hit, DECRBY when over)\n", all / n
 }'

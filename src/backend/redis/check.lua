@@ -11,13 +11,14 @@ local cost = tonumber(ARGV[3])
 local start = now - (now % window)
 local reset = start + window - now
 local counter = KEYS[1] .. ':' .. string.format('%.0f', start)
-local used = tonumber(redis.call('GET', counter) or '0')
-if used + cost > limit then
-  return {0, used, reset}
-end
-used = redis.call('INCRBY', counter, cost)
+-- Count first (one command on the common, allowed path); take it back if it does not fit.
+local used = redis.call('INCRBY', counter, cost)
 if used == cost then
   -- The window's first hit: the counter goes when the window does.
   redis.call('PEXPIRE', counter, reset)
+end
+if used > limit then
+  used = redis.call('DECRBY', counter, cost)
+  return {0, used, reset}
 end
 return {1, used, reset}
