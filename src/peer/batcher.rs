@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::time::Instant;
 
 use super::batch::MAX_BATCH;
 use super::client::{BatchReply, PeerAnswer, PeerClient};
@@ -24,6 +25,8 @@ type Reply = oneshot::Sender<Result<PeerAnswer, BackendError>>;
 struct Job {
     key: String,
     cost: u32,
+    /// When the check gives up: the peer timeout after it was queued.
+    deadline: Instant,
     reply: Reply,
 }
 
@@ -48,17 +51,24 @@ impl Batcher {
         }
     }
 
-    /// Queues a check of `key` and waits for its answer (at most the peer timeout).
+    /// Queues a check of `key` and waits for its answer: at most the peer timeout in all,
+    /// queueing included (each batch gives up at the deadline of its oldest check, so no
+    /// timer is armed per check).
     pub(crate) fn check(
         &self,
         key: String,
         cost: u32,
     ) -> impl std::future::Future<Output = Result<PeerAnswer, BackendError>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
-        let queued = self
-            .queue()
-            .map(|queue| queue.send(Job { key, cost, reply }).is_ok());
-        let (target, timeout) = (self.member.to_string(), self.client.timeout());
+        let deadline = Instant::now() + self.client.timeout();
+        let job = Job {
+            key,
+            cost,
+            deadline,
+            reply,
+        };
+        let queued = self.queue().map(|queue| queue.send(job).is_ok());
+        let target = self.member.to_string();
         async move {
             let stopped = |why: &str| BackendError::Unavailable {
                 target: target.clone(),
@@ -69,13 +79,9 @@ impl Batcher {
                 Some(false) => return Err(stopped("peer queue closed")),
                 None => return Err(stopped("no Tokio runtime to forward from")),
             }
-            match tokio::time::timeout(timeout, answer).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(_)) => Err(stopped("forward dropped")),
-                Err(_) => Err(BackendError::Timeout {
-                    target,
-                    after: timeout,
-                }),
+            match answer.await {
+                Ok(result) => result,
+                Err(_) => Err(stopped("forward dropped")),
             }
         }
     }
@@ -133,8 +139,14 @@ impl Dispatcher {
         if batch.len() == 1 || !self.batches.load(Ordering::Relaxed) {
             return self.send_one_by_one(batch).await;
         }
+        // The oldest check's deadline: no check of the batch waits past its own.
+        let deadline = batch[0].deadline;
         let checks = batch.iter().map(|job| (job.key.as_str(), job.cost));
-        match self.client.check_batch(&self.member, checks).await {
+        match self
+            .client
+            .check_batch(&self.member, checks, deadline)
+            .await
+        {
             Ok(BatchReply::Answers(answers)) => {
                 for (job, answer) in batch.into_iter().zip(answers) {
                     let answer = answer.map_err(|why| BackendError::Unavailable {
@@ -161,7 +173,7 @@ impl Dispatcher {
     async fn send_one_by_one(&self, batch: Vec<Job>) {
         let mut last = None;
         for job in batch {
-            let asked = self.client.check(&self.member, &job.key);
+            let asked = self.client.check(&self.member, &job.key, job.deadline);
             last = Some(tokio::spawn(async move {
                 let _ = job.reply.send(asked.await);
             }));

@@ -11,6 +11,7 @@ use http::{HeaderValue, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
+use tokio::time::Instant;
 
 use super::batch::{decode_answers, encode_checks, Answers, BATCH_PATH, MAX_BATCH};
 use super::secret::PeerSecret;
@@ -75,11 +76,13 @@ impl PeerClient {
         self.timeout
     }
 
-    /// Asks `member` (`host:port`) to check `key`, marked as forwarded.
+    /// Asks `member` (`host:port`) to check `key`, marked as forwarded; gives up at
+    /// `deadline`.
     pub(crate) fn check(
         &self,
         member: &str,
         key: &str,
+        deadline: Instant,
     ) -> impl Future<Output = Result<PeerAnswer, BackendError>> + Send + 'static {
         let request = Uri::builder()
             .scheme("http")
@@ -99,7 +102,7 @@ impl PeerClient {
                 target: target.clone(),
                 source: error.into(),
             })?;
-            match tokio::time::timeout(timeout, ask(&http, request)).await {
+            match tokio::time::timeout_at(deadline, ask(&http, request)).await {
                 Ok(Ok(answer)) => Ok(answer),
                 Ok(Err(source)) => Err(BackendError::Unavailable { target, source }),
                 Err(_) => Err(BackendError::Timeout {
@@ -121,11 +124,13 @@ pub(crate) enum BatchReply {
 }
 
 impl PeerClient {
-    /// Asks `member` to check all of `checks` (`(user id, cost)`) in one request.
+    /// Asks `member` to check all of `checks` (`(user id, cost)`) in one request; gives
+    /// up at `deadline`.
     pub(crate) async fn check_batch<'a>(
         &self,
         member: &str,
         checks: impl ExactSizeIterator<Item = (&'a str, u32)>,
+        deadline: Instant,
     ) -> Result<BatchReply, BackendError> {
         let expected = checks.len();
         let body = encode_checks(checks);
@@ -165,7 +170,7 @@ impl PeerClient {
                 other => Err(BoxError::from(format!("peer answered {other} to a batch"))),
             }
         };
-        match tokio::time::timeout(self.timeout, asked).await {
+        match tokio::time::timeout_at(deadline, asked).await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(source)) => Err(BackendError::Unavailable {
                 target: member.to_owned(),
