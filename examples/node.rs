@@ -18,7 +18,7 @@ use std::time::Duration;
 use ringlimit::backend::{ClusterBackend, FailureMode, UnknownFailureMode, DEFAULT_PEER_TIMEOUT};
 use ringlimit::peer::{serve, PeerEndpoint, PeerSecret};
 use ringlimit::{Backend, Policy, Ring};
-use support::{parse, shutdown_signal, value};
+use support::{main_with, parse, shutdown_signal, value};
 
 const USAGE: &str = "\
 usage: node [OPTIONS] <PORT> <MEMBER>...
@@ -170,23 +170,8 @@ fn read_members(path: &Path) -> Result<Vec<String>, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let options = match options(std::env::args().skip(1)) {
-        Ok(options) => options,
-        Err(message) => {
-            if !message.is_empty() {
-                eprintln!("node: {message}");
-            }
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(options).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("node: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    let parsed = options(std::env::args().skip(1));
+    main_with("node", USAGE, parsed, run).await
 }
 
 async fn run(options: Options) -> Result<(), String> {

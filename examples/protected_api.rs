@@ -20,7 +20,7 @@ use std::time::Duration;
 use axum::{routing::get, Router};
 use ringlimit::peer::{serve, PeerEndpoint};
 use ringlimit::{key::HeaderKey, ClusterBackend, MemoryBackend, Policy, RateLimitLayer, Ring};
-use support::{parse, shutdown_signal, value};
+use support::{main_with, parse, shutdown_signal, value};
 
 const USAGE: &str = "\
 usage: protected_api [OPTIONS]
@@ -77,23 +77,8 @@ fn options(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let options = match options(std::env::args().skip(1)) {
-        Ok(options) => options,
-        Err(message) => {
-            if !message.is_empty() {
-                eprintln!("protected_api: {message}");
-            }
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(options).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("protected_api: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    let parsed = options(std::env::args().skip(1));
+    main_with("protected_api", USAGE, parsed, run).await
 }
 
 async fn run(options: Options) -> Result<(), String> {

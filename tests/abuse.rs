@@ -214,10 +214,7 @@ async fn nodes_sharing_a_secret_forward_to_each_other() {
         nodes.push((address, backend));
     }
     let ring = nodes[0].1.ring();
-    let key = (0..10_000)
-        .map(|i| format!("user-{i}"))
-        .find(|k| ring.owner(k) == members[1])
-        .unwrap();
+    let key = common::key_owned_by(&ring, &members[1]);
     let client = HttpClient::new();
     for _ in 0..LIMIT {
         assert_eq!(

@@ -5,7 +5,9 @@ mod common;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use common::{hourly, listeners, mid_window_clock, start_node, HttpClient};
+use common::{
+    hourly, key_owned_by, keys_owned_by, listeners, mid_window_clock, start_node, HttpClient,
+};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use ringlimit::peer::{serve, PeerEndpoint, PeerSecret};
@@ -49,30 +51,34 @@ fn counted_node(
     (backend, counts)
 }
 
-fn count(counts: &Counts, what: &str) -> usize {
-    counts.lock().unwrap().get(what).copied().unwrap_or(0)
+/// A node and a counted owner of half the keys, in one ring.
+async fn node_and_counted_owner(
+    clock: &ManualClock,
+) -> (
+    common::Node,
+    String,
+    Arc<ClusterBackend<ManualClock>>,
+    Counts,
+) {
+    let mut bound = listeners(2).await;
+    let (owner_listener, owner) = bound.pop().unwrap();
+    let (listener, me) = bound.pop().unwrap();
+    let members = [me.clone(), owner.clone()];
+    let (owner_backend, counts) = counted_node(owner_listener, &owner, &members, clock, None);
+    let node = start_node(listener, &me, &members, hourly(LIMIT), clock);
+    (node, owner, owner_backend, counts)
 }
 
-/// Keys of `ring` owned by `member`.
-fn keys_owned_by(ring: &Ring, member: &str, n: usize) -> Vec<String> {
-    (0..100_000)
-        .map(|i| format!("user {i}/é"))
-        .filter(|k| ring.owner(k) == member)
-        .take(n)
-        .collect()
+fn count(counts: &Counts, what: &str) -> usize {
+    counts.lock().unwrap().get(what).copied().unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_forwards_leave_in_batches_and_stay_exact() {
     let clock = mid_window_clock();
-    let mut bound = listeners(2).await;
-    let (owner_listener, owner) = bound.pop().unwrap();
-    let (listener, me) = bound.pop().unwrap();
-    let members = [me.clone(), owner.clone()];
-    let (owner_backend, counts) = counted_node(owner_listener, &owner, &members, &clock, None);
-    let node = start_node(listener, &me, &members, hourly(LIMIT), &clock);
+    let (node, owner, owner_backend, counts) = node_and_counted_owner(&clock).await;
 
-    let keys = keys_owned_by(&node.backend.ring(), &owner, 100);
+    let keys = keys_owned_by(&node.backend.ring(), &owner, 100, |i| format!("user {i}/é"));
     let client = HttpClient::new();
     let mut tasks = Vec::new();
     for round in 0..3 {
@@ -113,13 +119,8 @@ async fn concurrent_forwards_leave_in_batches_and_stay_exact() {
 #[tokio::test]
 async fn a_lone_check_is_a_plain_get() {
     let clock = mid_window_clock();
-    let mut bound = listeners(2).await;
-    let (owner_listener, owner) = bound.pop().unwrap();
-    let (listener, me) = bound.pop().unwrap();
-    let members = [me.clone(), owner.clone()];
-    let (_, counts) = counted_node(owner_listener, &owner, &members, &clock, None);
-    let node = start_node(listener, &me, &members, hourly(LIMIT), &clock);
-    let key = &keys_owned_by(&node.backend.ring(), &owner, 1)[0];
+    let (node, owner, _, counts) = node_and_counted_owner(&clock).await;
+    let key = &key_owned_by(&node.backend.ring(), &owner);
     let reply = HttpClient::new().get(&node.check_url(key), &[]).await;
     assert_eq!(reply.status, 200);
     assert_eq!(count(&counts, "GET /check"), 1);
@@ -129,13 +130,8 @@ async fn a_lone_check_is_a_plain_get() {
 #[tokio::test]
 async fn a_denied_key_is_not_forwarded_again_until_its_window_ends() {
     let clock = mid_window_clock();
-    let mut bound = listeners(2).await;
-    let (owner_listener, owner) = bound.pop().unwrap();
-    let (listener, me) = bound.pop().unwrap();
-    let members = [me.clone(), owner.clone()];
-    let (_, counts) = counted_node(owner_listener, &owner, &members, &clock, None);
-    let node = start_node(listener, &me, &members, hourly(LIMIT), &clock);
-    let key = &keys_owned_by(&node.backend.ring(), &owner, 1)[0];
+    let (node, owner, _, counts) = node_and_counted_owner(&clock).await;
+    let key = &key_owned_by(&node.backend.ring(), &owner);
     let client = HttpClient::new();
 
     for expected in [200, 200, 429] {

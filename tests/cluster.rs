@@ -7,9 +7,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{hourly, listeners, mid_window_clock, start_cluster, start_node, HttpClient};
+use common::{
+    allowed_per_user, hourly, key_owned_by, keys_owned_by, listeners, mid_window_clock,
+    start_cluster, start_node, HttpClient, Visit,
+};
 use ringlimit::{Backend, ClusterBackend, Ring};
-use tokio::sync::Mutex;
 
 const LIMIT: u32 = 5;
 
@@ -18,40 +20,18 @@ async fn every_user_gets_exactly_the_limit_across_three_nodes() {
     let clock = mid_window_clock();
     let nodes = start_cluster(3, hourly(LIMIT), &clock).await;
     let users = 120;
-    let per_user = 9;
     // Request i of every user goes to node i % 3: each user is seen by every node.
-    let work: Vec<(String, String)> = (0..per_user)
-        .flat_map(|i| {
-            let node = &nodes[i % nodes.len()];
-            (0..users).map(move |u| (format!("user-{u}"), node.check_url(&format!("user-{u}"))))
+    let visits = (0..9)
+        .flat_map(|i| (0..users).map(move |u| (i, format!("user-{u}"))))
+        .map(|(i, user)| Visit {
+            url: nodes[i % nodes.len()].check_url(&user),
+            user,
+            header: None,
         })
         .collect();
-    let work = Arc::new(Mutex::new(work));
-    let allowed = Arc::new(Mutex::new(HashMap::<String, u32>::new()));
-    let client = HttpClient::new();
-    let tasks: Vec<_> = (0..64)
-        .map(|_| {
-            let (client, work, allowed) = (client.clone(), work.clone(), allowed.clone());
-            tokio::spawn(async move {
-                loop {
-                    let next = work.lock().await.pop();
-                    let Some((user, url)) = next else { break };
-                    let reply = client.get(&url, &[]).await;
-                    match (reply.status.as_u16(), reply.body.as_str()) {
-                        (200, "ALLOWED") => *allowed.lock().await.entry(user).or_default() += 1,
-                        (429, "RATE LIMIT EXCEEDED") => {}
-                        other => panic!("unexpected answer {other:?}"),
-                    }
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    let allowed = allowed.lock().await;
+    let allowed = allowed_per_user(visits, 64).await;
     assert_eq!(allowed.len(), users);
-    for (user, count) in allowed.iter() {
+    for (user, count) in &allowed {
         assert_eq!(*count, LIMIT, "{user}");
     }
     // Each user was counted by exactly one node: its owner.
@@ -173,12 +153,7 @@ async fn the_owner_is_asked_through_one_pooled_connection() {
     });
     let node = start_node(asker_listener, &asker, &members, hourly(LIMIT), &clock);
 
-    let keys: Vec<String> = (0..1000)
-        .map(|i| format!("user-{i}"))
-        .filter(|k| node.backend.ring().owner(k) == owner)
-        .take(50)
-        .collect();
-    assert_eq!(keys.len(), 50);
+    let keys = keys_owned_by(&node.backend.ring(), &owner, 50, |i| format!("user-{i}"));
     let client = HttpClient::new();
     for key in &keys {
         assert_eq!(client.get(&node.check_url(key), &[]).await.status, 200);
@@ -205,14 +180,6 @@ async fn a_node_that_is_not_a_member_refuses_to_start() {
         error.to_string(),
         "ring member \"not a host\" is not a valid host:port"
     );
-}
-
-/// A key of `ring` owned by `member`.
-fn key_owned_by(ring: &Ring, member: &str) -> String {
-    (0..10_000)
-        .map(|i| format!("user-{i}"))
-        .find(|k| ring.owner(k) == member)
-        .unwrap()
 }
 
 #[tokio::test]
@@ -314,20 +281,26 @@ fn reference_node(listener: tokio::net::TcpListener, limit: u32) {
     ));
 }
 
-#[tokio::test]
-async fn a_reference_peer_without_ratelimit_headers_is_understood() {
-    let clock = mid_window_clock();
+/// A ringlimit node and a reference node, in one ring; the reference's name.
+async fn node_and_reference(clock: &ringlimit::ManualClock) -> (common::Node, String) {
     let mut bound = listeners(2).await;
     let (reference_listener, reference) = bound.pop().unwrap();
     let (listener, me) = bound.pop().unwrap();
     reference_node(reference_listener, LIMIT);
     let members = [me.clone(), reference.clone()];
-    let node = start_node(listener, &me, &members, hourly(LIMIT), &clock);
+    let node = start_node(listener, &me, &members, hourly(LIMIT), clock);
+    (node, reference)
+}
+
+#[tokio::test]
+async fn a_reference_peer_without_ratelimit_headers_is_understood() {
+    let clock = mid_window_clock();
+    let (node, reference) = node_and_reference(&clock).await;
     // An id that needs encoding, so the reference's decoder is exercised too.
-    let key = (0..10_000)
-        .map(|i| format!("user {i} & co=é"))
-        .find(|k| node.backend.ring().owner(k) == reference)
-        .unwrap();
+    let key = keys_owned_by(&node.backend.ring(), &reference, 1, |i| {
+        format!("user {i} & co=é")
+    })
+    .remove(0);
 
     let client = HttpClient::new();
     for _ in 0..LIMIT {
@@ -349,36 +322,19 @@ async fn a_reference_peer_without_ratelimit_headers_is_understood() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_checks_to_a_reference_peer_are_sent_one_by_one() {
     let clock = mid_window_clock();
-    let mut bound = listeners(2).await;
-    let (reference_listener, reference) = bound.pop().unwrap();
-    let (listener, me) = bound.pop().unwrap();
-    reference_node(reference_listener, LIMIT);
-    let members = [me.clone(), reference.clone()];
-    let node = start_node(listener, &me, &members, hourly(LIMIT), &clock);
-    let ring = node.backend.ring();
-    let keys: Vec<String> = (0..10_000)
-        .map(|i| format!("user-{i}"))
-        .filter(|k| ring.owner(k) == reference)
-        .take(40)
+    let (node, reference) = node_and_reference(&clock).await;
+    let keys = keys_owned_by(&node.backend.ring(), &reference, 40, |i| {
+        format!("user-{i}")
+    });
+    let visits = (0..LIMIT + 2)
+        .flat_map(|_| keys.iter())
+        .map(|key| Visit {
+            user: key.clone(),
+            url: node.check_url(key),
+            header: None,
+        })
         .collect();
-    let client = HttpClient::new();
-    let mut tasks = Vec::new();
-    for _ in 0..LIMIT + 2 {
-        for key in &keys {
-            let (client, url, key) = (client.clone(), node.check_url(key), key.clone());
-            tasks.push(tokio::spawn(async move {
-                (key, client.get(&url, &[]).await.status)
-            }));
-        }
-    }
-    let mut allowed = HashMap::<String, u32>::new();
-    for task in tasks {
-        let (key, status) = task.await.unwrap();
-        assert!(status == 200 || status == 429, "{status}");
-        if status == 200 {
-            *allowed.entry(key).or_default() += 1;
-        }
-    }
+    let allowed = allowed_per_user(visits, 64).await;
     // The reference has no batch endpoint: every check still reached it and was counted.
     assert_eq!(allowed.len(), keys.len());
     assert!(allowed.values().all(|&n| n == LIMIT), "{allowed:?}");

@@ -39,10 +39,7 @@ async fn hung_peer() -> (String, Arc<AtomicUsize>) {
 fn node_with_peer(peer: &str, mode: FailureMode) -> (ClusterBackend<ManualClock>, String) {
     let me = "127.0.0.1:1";
     let ring = Ring::new([me, peer]).unwrap();
-    let key = (0..10_000)
-        .map(|i| format!("user-{i}"))
-        .find(|k| ring.owner(k) == peer)
-        .unwrap();
+    let key = common::key_owned_by(&ring, peer);
     let backend = ClusterBackend::new(hourly(LIMIT), me, ring)
         .unwrap()
         .peer_timeout(Duration::from_millis(100))
@@ -145,10 +142,7 @@ async fn over_http_a_hung_owner_gets_503_under_deny() {
     let mut bound = listeners(1).await;
     let (listener, me) = bound.pop().unwrap();
     let ring = Ring::new([me.clone(), hung.clone()]).unwrap();
-    let key = (0..10_000)
-        .map(|i| format!("user-{i}"))
-        .find(|k| ring.owner(k) == hung)
-        .unwrap();
+    let key = common::key_owned_by(&ring, &hung);
     let backend = ClusterBackend::new(hourly(LIMIT), me.as_str(), ring)
         .unwrap()
         .peer_timeout(Duration::from_millis(50))

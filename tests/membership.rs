@@ -24,10 +24,7 @@ async fn a_new_member_takes_over_its_keys_without_a_restart() {
     let node_c = start_node(listener_c, &c, &new, hourly(LIMIT), &clock);
 
     let new_ring = Ring::new(new.clone()).unwrap();
-    let key = (0..10_000)
-        .map(|i| format!("user-{i}"))
-        .find(|k| new_ring.owner(k) == c)
-        .unwrap();
+    let key = common::key_owned_by(&new_ring, &c);
     let client = HttpClient::new();
     // Before the change, A and B place the key on one of themselves.
     assert_eq!(client.get(&node_a.check_url(&key), &[]).await.status, 200);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::redis::{available, RedisCluster, RedisServer};
-use common::{check_url, HttpClient};
+use common::{allowed_per_user, check_url, Visit};
 use ringlimit::backend::{FailureMode, PeerFuture, RedisBackend};
 use ringlimit::peer::{serve, CircuitPolicy, PeerEndpoint};
 use ringlimit::{Backend, BackendError, Check, Decision, Policy};
@@ -58,43 +58,16 @@ async fn sixty_four_clients_over_three_nodes_get_exactly_the_limit() {
     let evalsha_before = server.calls("evalsha");
 
     let users = 120;
-    let per_user = 9;
-    let work: Vec<(String, String)> = (0..per_user)
-        .flat_map(|i| {
-            let address = addresses[i % addresses.len()];
-            (0..users).map(move |u| {
-                (
-                    format!("user {u}&x"),
-                    check_url(address, &format!("user {u}&x")),
-                )
-            })
+    let visits: Vec<Visit> = (0..9)
+        .flat_map(|i| (0..users).map(move |u| (i, format!("user {u}&x"))))
+        .map(|(i, user)| Visit {
+            url: check_url(addresses[i % addresses.len()], &user),
+            user,
+            header: None,
         })
         .collect();
-    let checks = work.len() as u64;
-    let work = Arc::new(Mutex::new(work));
-    let allowed = Arc::new(Mutex::new(HashMap::<String, u32>::new()));
-    let client = HttpClient::new();
-    let tasks: Vec<_> = (0..64)
-        .map(|_| {
-            let (client, work, allowed) = (client.clone(), work.clone(), allowed.clone());
-            tokio::spawn(async move {
-                loop {
-                    let next = work.lock().await.pop();
-                    let Some((user, url)) = next else { break };
-                    let reply = client.get(&url, &[]).await;
-                    match reply.status.as_u16() {
-                        200 => *allowed.lock().await.entry(user).or_default() += 1,
-                        429 => {}
-                        other => panic!("unexpected status {other}: {}", reply.body),
-                    }
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    let allowed = allowed.lock().await;
+    let checks = visits.len() as u64;
+    let allowed = allowed_per_user(visits, 64).await;
     assert_eq!(allowed.len(), users);
     assert!(allowed.values().all(|&n| n == LIMIT), "{allowed:?}");
 

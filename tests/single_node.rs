@@ -2,15 +2,12 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::{routing::get, Router};
-use common::{serve, HttpClient};
+use common::{allowed_per_user, serve, HttpClient, Visit};
 use ringlimit::{key::HeaderKey, ManualClock, MemoryBackend, Policy, RateLimitLayer};
-use tokio::sync::Mutex;
 
 const LIMIT: u32 = 5;
 
@@ -28,37 +25,19 @@ async fn app() -> std::net::SocketAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_clients_get_exactly_the_limit_per_user() {
     let address = app().await;
-    let client = HttpClient::new();
     let users = 120;
-    let per_user = 9;
-    // Every user's requests are interleaved across all 64 clients.
-    let work: Vec<String> = (0..per_user)
-        .flat_map(|_| (0..users).map(|u| format!("user-{u}")))
-        .collect();
-    let work = Arc::new(Mutex::new(work));
-    let allowed = Arc::new(Mutex::new(HashMap::<String, u32>::new()));
-    let clients: Vec<_> = (0..64)
-        .map(|_| {
-            let (client, work, allowed) = (client.clone(), work.clone(), allowed.clone());
-            let url = format!("http://{address}/hello");
-            tokio::spawn(async move {
-                while let Some(user) = work.lock().await.pop() {
-                    let reply = client.get(&url, &[("x-user-id", &user)]).await;
-                    match reply.status.as_u16() {
-                        200 => *allowed.lock().await.entry(user).or_default() += 1,
-                        429 => assert_eq!(reply.headers["ratelimit"], "\"default\";r=0;t=1800"),
-                        other => panic!("unexpected status {other}"),
-                    }
-                }
-            })
+    // Every user's 9 requests are interleaved across all 64 clients.
+    let visits = (0..9)
+        .flat_map(|_| 0..users)
+        .map(|u| Visit {
+            user: format!("user-{u}"),
+            url: format!("http://{address}/hello"),
+            header: Some(("x-user-id", format!("user-{u}"))),
         })
         .collect();
-    for client in clients {
-        client.await.unwrap();
-    }
-    let allowed = allowed.lock().await;
+    let allowed = allowed_per_user(visits, 64).await;
     assert_eq!(allowed.len(), users);
-    for (user, count) in allowed.iter() {
+    for (user, count) in &allowed {
         assert_eq!(*count, LIMIT, "{user}");
     }
 }

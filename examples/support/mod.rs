@@ -1,7 +1,39 @@
 //! What the examples share: argument parsing helpers and the shutdown signal.
 #![allow(dead_code)]
 
+use std::future::Future;
+use std::process::ExitCode;
 use std::str::FromStr;
+
+/// Runs `run` on the parsed options; on a parse error prints it and `usage` (exit 2), on a
+/// run error prints it (exit 1). An empty parse error is a request for help.
+pub async fn main_with<O, F>(
+    program: &str,
+    usage: &str,
+    parsed: Result<O, String>,
+    run: impl FnOnce(O) -> F,
+) -> ExitCode
+where
+    F: Future<Output = Result<(), String>>,
+{
+    let options = match parsed {
+        Ok(options) => options,
+        Err(message) => {
+            if !message.is_empty() {
+                eprintln!("{program}: {message}");
+            }
+            eprintln!("{usage}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(options).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("{program}: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// Parses `text` as the value of option `name`, with a message naming both on failure.
 pub fn parse<T: FromStr>(name: &str, text: &str) -> Result<T, String> {

@@ -140,3 +140,70 @@ pub fn hourly(limit: u32) -> ringlimit::Policy {
 }
 
 pub mod redis;
+
+/// `n` user ids named `name(i)` that `ring` places on `member`.
+pub fn keys_owned_by(
+    ring: &ringlimit::Ring,
+    member: &str,
+    n: usize,
+    name: impl Fn(usize) -> String,
+) -> Vec<String> {
+    let keys: Vec<String> = (0..1_000_000)
+        .map(name)
+        .filter(|k| ring.owner(k) == member)
+        .take(n)
+        .collect();
+    assert_eq!(keys.len(), n, "not enough keys owned by {member}");
+    keys
+}
+
+/// A user id `user-<i>` that `ring` places on `member`.
+pub fn key_owned_by(ring: &ringlimit::Ring, member: &str) -> String {
+    keys_owned_by(ring, member, 1, |i| format!("user-{i}")).remove(0)
+}
+
+/// One request of a load test: whose it is, where it goes, and an optional header.
+pub struct Visit {
+    pub user: String,
+    pub url: String,
+    pub header: Option<(&'static str, String)>,
+}
+
+/// Sends every visit through `clients` concurrent clients and counts, per user, the
+/// allowed (`200`) answers. `429` is expected; any other status fails the test.
+pub async fn allowed_per_user(
+    visits: Vec<Visit>,
+    clients: usize,
+) -> std::collections::HashMap<String, u32> {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use tokio::sync::Mutex;
+
+    let visits = Arc::new(Mutex::new(visits));
+    let allowed = Arc::new(Mutex::new(HashMap::<String, u32>::new()));
+    let client = HttpClient::new();
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (client, visits, allowed) = (client.clone(), visits.clone(), allowed.clone());
+            tokio::spawn(async move {
+                loop {
+                    let next = visits.lock().await.pop();
+                    let Some(visit) = next else { break };
+                    let headers: Vec<(&str, &str)> =
+                        visit.header.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                    let reply = client.get(&visit.url, &headers).await;
+                    match reply.status.as_u16() {
+                        200 => *allowed.lock().await.entry(visit.user).or_default() += 1,
+                        429 => {}
+                        other => panic!("unexpected status {other}: {}", reply.body),
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let allowed = allowed.lock().await;
+    allowed.clone()
+}
