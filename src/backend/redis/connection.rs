@@ -41,8 +41,11 @@ impl Connection {
     /// Must be called within a Tokio runtime (the manager's reconnection task runs there).
     pub(super) fn single(url: &str, timeout: Duration) -> RedisResult<Self> {
         let client = redis::Client::open(url)?;
+        // No response timeout here: the backend already bounds each check, and a second
+        // timer per command would only cost.
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
+            .set_response_timeout(None)
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
         let manager = client.get_connection_manager_lazy(config)?;
