@@ -247,3 +247,39 @@ async fn a_three_master_cluster_counts_exactly_across_slots() {
         assert!(keys > 0, "every master holds some users' counters");
     }
 }
+
+#[tokio::test]
+async fn a_node_started_while_redis_is_down_uses_it_once_it_is_up() {
+    if !available("a_node_started_while_redis_is_down_uses_it_once_it_is_up") {
+        return;
+    }
+    let port = common::redis::free_port();
+    let backend = RedisBackend::connect(
+        &format!("redis://127.0.0.1:{port}"),
+        policy(100, Duration::from_secs(3600)),
+    )
+    .unwrap()
+    .timeout(Duration::from_millis(200))
+    .circuit(CircuitPolicy {
+        threshold: 3,
+        cooldown: Duration::from_millis(50),
+    });
+    assert!(run(backend.check("dora", 1)).await.unwrap().allowed);
+    assert_eq!(
+        backend.local().used("dora"),
+        1,
+        "counted locally while Redis is down"
+    );
+
+    let server = RedisServer::start_on(port, false);
+    // Bounded: a few attempts until the lazy connection is made.
+    for _ in 0..100 {
+        let _ = run(backend.check("dora", 1)).await;
+        if server.calls("evalsha") > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let keys = server.cli(&["KEYS", "ringlimit:{dora}:*"]).unwrap();
+    assert_eq!(keys.lines().count(), 1, "counting in Redis once it is up");
+}
