@@ -47,7 +47,7 @@ pub use circuit::CircuitPolicy;
 pub(crate) use client::{PeerAnswer, PeerClient};
 pub use endpoint::{EndpointFuture, PeerEndpoint};
 pub use secret::PeerSecret;
-pub use serve::{serve, HEADER_READ_TIMEOUT, MAX_REQUEST_HEAD_BYTES};
+pub use serve::{serve, HEADER_READ_TIMEOUT, MAX_REQUEST_HEAD_BYTES, SHUTDOWN_GRACE};
 
 #[cfg(test)]
 mod tests;

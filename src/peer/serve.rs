@@ -19,9 +19,11 @@ use tower_service::Service;
 pub const MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024;
 /// How long a client may take to send its request head.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for requests in flight before it gives up on them.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Serves `service` over HTTP/1.1 on `listener` until `shutdown` completes, then stops
-/// accepting and waits for in-flight requests to finish.
+/// accepting and waits for in-flight requests to finish (at most [`SHUTDOWN_GRACE`]).
 ///
 /// # Examples
 ///
@@ -81,6 +83,11 @@ where
         }
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown: requests still in flight after {SHUTDOWN_GRACE:?}, dropped");
+    }
     Ok(())
 }
