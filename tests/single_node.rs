@@ -73,3 +73,32 @@ async fn responses_carry_the_headers_and_rejections_are_clear() {
         "text/plain; charset=utf-8"
     );
 }
+
+#[tokio::test]
+async fn the_peer_ip_key_limits_by_client_address_over_real_http() {
+    use ringlimit::key::PeerIpKey;
+    let policy = Policy::per_window(NonZeroU32::new(2).unwrap(), Duration::from_secs(3600));
+    let backend = MemoryBackend::new(policy)
+        .with_clock(ManualClock::new(Duration::from_secs(1_800_000_000 + 1800)));
+    let app = Router::new()
+        .route("/hello", get(|| async { "hello" }))
+        .layer(RateLimitLayer::new(backend).key(PeerIpKey::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(ringlimit::peer::serve(
+        listener,
+        app,
+        std::future::pending(),
+    ));
+
+    let client = HttpClient::new();
+    let url = format!("http://{address}/hello");
+    // A client's own X-Forwarded-For is ignored: no proxy is trusted.
+    let forged = [("x-forwarded-for", "6.6.6.6")];
+    let statuses = [
+        client.get(&url, &[]).await.status,
+        client.get(&url, &forged).await.status,
+        client.get(&url, &[]).await.status,
+    ];
+    assert_eq!(statuses.map(|s| s.as_u16()), [200, 200, 429]);
+}

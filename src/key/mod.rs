@@ -22,6 +22,7 @@
 mod closure;
 mod error;
 mod header;
+mod peer_ip;
 mod query;
 
 use std::borrow::Cow;
@@ -31,6 +32,7 @@ use http::Request;
 pub use closure::{from_fn, KeyFn};
 pub use error::KeyError;
 pub use header::HeaderKey;
+pub use peer_ip::{PeerAddr, PeerIpKey};
 pub use query::QueryKey;
 
 /// Finds the rate-limit key (the user id) of a request.

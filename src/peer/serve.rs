@@ -14,6 +14,8 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower_service::Service;
 
+use crate::key::PeerAddr;
+
 /// Largest request head (request line and headers) read; larger ones are refused by the
 /// server (`431`), never buffered.
 pub const MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024;
@@ -66,9 +68,12 @@ where
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let service = TowerToHyperService::new(service.clone());
+                    let service = TowerToHyperService::new(WithPeerAddr {
+                        inner: service.clone(),
+                        peer: PeerAddr(peer),
+                    });
                     let connection = http.serve_connection(TokioIo::new(stream), service);
                     let connection = graceful.watch(connection);
                     tokio::spawn(async move {
@@ -90,4 +95,33 @@ where
         tracing::warn!("shutdown: requests still in flight after {SHUTDOWN_GRACE:?}, dropped");
     }
     Ok(())
+}
+
+/// Puts the connection's [`PeerAddr`] into each request's extensions (for
+/// [`PeerIpKey`](crate::key::PeerIpKey)).
+#[derive(Clone)]
+struct WithPeerAddr<S> {
+    inner: S,
+    peer: PeerAddr,
+}
+
+impl<S, B> Service<Request<B>> for WithPeerAddr<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> S::Future {
+        request.extensions_mut().insert(self.peer);
+        self.inner.call(request)
+    }
 }
