@@ -5,7 +5,7 @@
 //! slot is free (at most [`MAX_IN_FLIGHT`] requests per peer), so a lone check goes at
 //! once and batches form only under load, up to [`MAX_BATCH`] checks. A lone check is
 //! asked with `GET /check`, as are all checks to a peer without the batch endpoint (a
-//! reference node, found out on its first `404`/`405`).
+//! reference node, found out on its first refusal: `400`, `404`, `405` or `501`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -68,10 +68,10 @@ impl Batcher {
             reply,
         };
         let queued = self.queue().map(|queue| queue.send(job).is_ok());
-        let target = self.member.to_string();
+        let target = Arc::clone(&self.member);
         async move {
             let stopped = |why: &str| BackendError::Unavailable {
-                target: target.clone(),
+                target: target.to_string(),
                 source: why.into(),
             };
             match queued {
