@@ -8,7 +8,7 @@ use arc_swap::ArcSwapOption;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{RedisResult, Script};
+use redis::{ErrorKind, RedisResult, Script, ServerErrorKind};
 
 /// Where the counters live, and whether the script has been loaded there.
 #[derive(Clone)]
@@ -81,24 +81,46 @@ impl Connection {
         key: &str,
         args: [u64; 3],
     ) -> RedisResult<(i64, i64, i64)> {
-        let mut invocation = script.key(key);
-        invocation.arg(args[0]).arg(args[1]).arg(args[2]);
+        // EVALSHA built straight from the arguments, without an intermediate invocation.
+        let mut evalsha = redis::cmd("EVALSHA");
+        evalsha
+            .arg(script.get_hash())
+            .arg(1)
+            .arg(key)
+            .arg(args[0])
+            .arg(args[1])
+            .arg(args[2]);
         match &self.target {
             Target::Single(manager) => {
                 let mut connection = manager.clone();
-                self.load_once(script, &mut connection).await?;
-                invocation.invoke_async(&mut connection).await
+                self.call(script, &evalsha, &mut connection).await
             }
             Target::Cluster(cluster) => {
                 let mut connection = cluster.connection().await?;
-                self.load_once(script, &mut connection).await?;
-                invocation.invoke_async(&mut connection).await
+                self.call(script, &evalsha, &mut connection).await
             }
         }
     }
 
-    /// Loads `script` the first time; later `NOSCRIPT`s (a restarted server) are handled
-    /// by the invocation, which reloads and retries.
+    /// Runs `evalsha`, loading `script` first the first time, and again if the server
+    /// has lost it (`NOSCRIPT`, after a restart).
+    async fn call<C: redis::aio::ConnectionLike>(
+        &self,
+        script: &Script,
+        evalsha: &redis::Cmd,
+        connection: &mut C,
+    ) -> RedisResult<(i64, i64, i64)> {
+        self.load_once(script, connection).await?;
+        match evalsha.query_async(connection).await {
+            Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                script.prepare_invoke().load_async(connection).await?;
+                evalsha.query_async(connection).await
+            }
+            result => result,
+        }
+    }
+
+    /// Loads `script` the first time; later `NOSCRIPT`s are handled by [`call`](Self::call).
     async fn load_once<C: redis::aio::ConnectionLike>(
         &self,
         script: &Script,

@@ -179,7 +179,9 @@ impl<C: Clock> Backend for RedisBackend<C> {
         let redis_key = self.key_of(key);
         let (connection, script) = (self.connection.clone(), self.script.clone());
         let (local, mode, timeout) = (self.local.clone(), self.failure, self.timeout);
-        let (target, key) = (self.target.clone(), key.to_owned());
+        let target = self.target.clone();
+        // The user id inside `<prefix>{<id>}`, for the local fallback: no second copy.
+        let id = self.prefix.len() + 1..redis_key.len() - 1;
         Check::Pending(Box::pin(async move {
             let ran = tokio::time::timeout(timeout, connection.run(&script, &redis_key, args));
             let error = match ran.await {
@@ -203,7 +205,7 @@ impl<C: Clock> Backend for RedisBackend<C> {
                 },
             };
             attempt.failed();
-            fail(mode, &local, &key, cost, error)
+            fail(mode, &local, &redis_key[id], cost, error)
         }))
     }
 }
