@@ -23,7 +23,7 @@ pub const MAX_IN_FLIGHT: usize = 1;
 type Reply = oneshot::Sender<Result<PeerAnswer, BackendError>>;
 
 struct Job {
-    key: String,
+    key: Arc<str>,
     cost: u32,
     /// When the check gives up: the peer timeout after it was queued.
     deadline: Instant,
@@ -56,7 +56,7 @@ impl Batcher {
     /// timer is armed per check).
     pub(crate) fn check(
         &self,
-        key: String,
+        key: Arc<str>,
         cost: u32,
     ) -> impl std::future::Future<Output = Result<PeerAnswer, BackendError>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
@@ -141,7 +141,7 @@ impl Dispatcher {
         }
         // The oldest check's deadline: no check of the batch waits past its own.
         let deadline = batch[0].deadline;
-        let checks = batch.iter().map(|job| (job.key.as_str(), job.cost));
+        let checks = batch.iter().map(|job| (&*job.key, job.cost));
         match self
             .client
             .check_batch(&self.member, checks, deadline)

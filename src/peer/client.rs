@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
-use http::{HeaderValue, Request, StatusCode, Uri};
+use http::{HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
@@ -84,33 +84,66 @@ impl PeerClient {
         key: &str,
         deadline: Instant,
     ) -> impl Future<Output = Result<PeerAnswer, BackendError>> + Send + 'static {
-        let request = Uri::builder()
+        let request = self.forwarded(
+            Method::GET,
+            member,
+            &check_path_and_query(key),
+            Bytes::new(),
+        );
+        let (http, timeout, target) = (self.http.clone(), self.timeout, member.to_owned());
+        async move {
+            let request = request?;
+            within(deadline, timeout, target, ask(&http, request)).await
+        }
+    }
+
+    /// A request to `member`, marked as forwarded and carrying the peer secret if set.
+    fn forwarded(
+        &self,
+        method: Method,
+        member: &str,
+        path_and_query: &str,
+        body: Bytes,
+    ) -> Result<Request<Full<Bytes>>, BackendError> {
+        Uri::builder()
             .scheme("http")
             .authority(member)
-            .path_and_query(check_path_and_query(key))
+            .path_and_query(path_and_query)
             .build()
             .and_then(|uri| {
-                let mut request = Request::get(uri).header(FORWARDED, "1");
+                let mut request = Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .header(FORWARDED, "1");
                 if let Some(authorization) = &self.authorization {
                     request = request.header(AUTHORIZATION, authorization.clone());
                 }
-                request.body(Full::default())
-            });
-        let (http, timeout, target) = (self.http.clone(), self.timeout, member.to_owned());
-        async move {
-            let request = request.map_err(|error| BackendError::Unavailable {
-                target: target.clone(),
+                if !body.is_empty() {
+                    request = request.header(http::header::CONTENT_TYPE, "text/plain");
+                }
+                request.body(Full::new(body))
+            })
+            .map_err(|error| BackendError::Unavailable {
+                target: member.to_owned(),
                 source: error.into(),
-            })?;
-            match tokio::time::timeout_at(deadline, ask(&http, request)).await {
-                Ok(Ok(answer)) => Ok(answer),
-                Ok(Err(source)) => Err(BackendError::Unavailable { target, source }),
-                Err(_) => Err(BackendError::Timeout {
-                    target,
-                    after: timeout,
-                }),
-            }
-        }
+            })
+    }
+}
+
+/// Runs `asked` until `deadline`, naming `target` in any failure.
+async fn within<T>(
+    deadline: Instant,
+    timeout: Duration,
+    target: String,
+    asked: impl Future<Output = Result<T, BoxError>>,
+) -> Result<T, BackendError> {
+    match tokio::time::timeout_at(deadline, asked).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(source)) => Err(BackendError::Unavailable { target, source }),
+        Err(_) => Err(BackendError::Timeout {
+            target,
+            after: timeout,
+        }),
     }
 }
 
@@ -134,24 +167,7 @@ impl PeerClient {
     ) -> Result<BatchReply, BackendError> {
         let expected = checks.len();
         let body = encode_checks(checks);
-        let request = Uri::builder()
-            .scheme("http")
-            .authority(member)
-            .path_and_query(BATCH_PATH)
-            .build()
-            .and_then(|uri| {
-                let mut request = Request::post(uri)
-                    .header(FORWARDED, "1")
-                    .header(http::header::CONTENT_TYPE, "text/plain");
-                if let Some(authorization) = &self.authorization {
-                    request = request.header(AUTHORIZATION, authorization.clone());
-                }
-                request.body(Full::new(body))
-            })
-            .map_err(|error| BackendError::Unavailable {
-                target: member.to_owned(),
-                source: error.into(),
-            })?;
+        let request = self.forwarded(Method::POST, member, BATCH_PATH, body)?;
         let asked = async {
             let response = self.http.request(request).await?;
             let status = response.status();
@@ -170,17 +186,7 @@ impl PeerClient {
                 other => Err(BoxError::from(format!("peer answered {other} to a batch"))),
             }
         };
-        match tokio::time::timeout_at(deadline, asked).await {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(source)) => Err(BackendError::Unavailable {
-                target: member.to_owned(),
-                source,
-            }),
-            Err(_) => Err(BackendError::Timeout {
-                target: member.to_owned(),
-                after: self.timeout,
-            }),
-        }
+        within(deadline, self.timeout, member.to_owned(), asked).await
     }
 }
 

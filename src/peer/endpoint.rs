@@ -81,16 +81,7 @@ impl<B: Backend> PeerEndpoint<B> {
                 max: self.max_key_len,
             }));
         }
-        let forwarded = request.headers().contains_key(FORWARDED);
-        if forwarded
-            && self
-                .secret
-                .as_ref()
-                .is_some_and(|s| !s.admits(request.headers()))
-        {
-            return Err(Refusal::Unauthorized);
-        }
-        Ok(if forwarded {
+        Ok(if self.forwarded(request)? {
             self.backend.check_forwarded(&key, self.cost)
         } else {
             self.backend.check(&key, self.cost)
@@ -137,17 +128,21 @@ impl<B: Backend> PeerEndpoint<B> {
         if request.method() != Method::POST {
             return Err(Refusal::MethodNotAllowed("POST"));
         }
-        if !request.headers().contains_key(FORWARDED) {
-            return Err(Refusal::NotForwarded);
+        match self.forwarded(request)? {
+            true => Ok(()),
+            false => Err(Refusal::NotForwarded),
         }
-        if self
-            .secret
-            .as_ref()
-            .is_some_and(|s| !s.admits(request.headers()))
-        {
+    }
+
+    /// Whether `request` is marked as forwarded; a mark without the peer secret (when one
+    /// is set) is refused.
+    fn forwarded<ReqB>(&self, request: &Request<ReqB>) -> Result<bool, Refusal> {
+        let headers = request.headers();
+        let marked = headers.contains_key(FORWARDED);
+        if marked && self.secret.as_ref().is_some_and(|s| !s.admits(headers)) {
             return Err(Refusal::Unauthorized);
         }
-        Ok(())
+        Ok(marked)
     }
 }
 

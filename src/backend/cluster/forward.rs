@@ -29,8 +29,10 @@ impl<C: Clock> ClusterBackend<C> {
         let limit = self.local.policy_limit();
         // All nodes share the epoch-aligned windows, so the reset is known here too.
         let reset = self.local.reset_now();
-        let answer = peer.batcher.check(key.to_owned(), cost);
-        let (local, mode, key) = (Arc::clone(&self.local), self.failure, key.to_owned());
+        // One copy of the key, shared by the queued check and the fallback.
+        let key: Arc<str> = key.into();
+        let answer = peer.batcher.check(Arc::clone(&key), cost);
+        let (local, mode) = (Arc::clone(&self.local), self.failure);
         let denied = Arc::clone(&self.denied);
         Check::Pending(Box::pin(async move {
             match answer.await {

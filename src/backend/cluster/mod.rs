@@ -130,12 +130,10 @@ impl<C: Clock> ClusterBackend<C> {
     ///
     /// If the backend is already shared (call it before wrapping the backend in an `Arc`).
     pub fn with_clock<C2: Clock>(self, clock: C2) -> ClusterBackend<C2> {
-        let local = Arc::try_unwrap(self.local)
-            .unwrap_or_else(|_| panic!("with_clock must be called before the backend is shared"));
         ClusterBackend {
             me: self.me,
             topology: self.topology,
-            local: Arc::new(local.with_clock(clock)),
+            local: MemoryBackend::arc_with_clock(self.local, clock),
             client: self.client,
             failure: self.failure,
             circuit: self.circuit,

@@ -7,6 +7,7 @@ use std::fmt;
 use std::future::Ready;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use self::shard::Shard;
@@ -79,6 +80,17 @@ impl<C: Clock> MemoryBackend<C> {
             shard_shift: self.shard_shift,
             current_window: self.current_window,
         }
+    }
+
+    /// [`with_clock`](Self::with_clock) for a backend held in an `Arc` by its one owner.
+    ///
+    /// # Panics
+    ///
+    /// If the `Arc` is shared: clocks are set before a backend is put to use.
+    pub(crate) fn arc_with_clock<C2: Clock>(this: Arc<Self>, clock: C2) -> Arc<MemoryBackend<C2>> {
+        let this = Arc::try_unwrap(this)
+            .unwrap_or_else(|_| panic!("with_clock must be called before the backend is shared"));
+        Arc::new(this.with_clock(clock))
     }
 
     /// How many keys have a counter, including counters of past windows not yet swept.

@@ -133,8 +133,6 @@ impl<C: Clock> RedisBackend<C> {
     ///
     /// If the backend is already shared.
     pub fn with_clock<C2: Clock>(self, clock: C2) -> RedisBackend<C2> {
-        let local = Arc::try_unwrap(self.local)
-            .unwrap_or_else(|_| panic!("with_clock must be called before the backend is shared"));
         RedisBackend {
             connection: self.connection,
             target: self.target,
@@ -143,7 +141,7 @@ impl<C: Clock> RedisBackend<C> {
             timeout: self.timeout,
             failure: self.failure,
             circuit: self.circuit,
-            local: Arc::new(local.with_clock(clock)),
+            local: MemoryBackend::arc_with_clock(self.local, clock),
         }
     }
 
