@@ -3,7 +3,9 @@
 #   - bare hyper: the same server answering ALLOWED with no limiter (the ceiling),
 #   - a one-node ring,
 #   - a two-node ring, driven through one node, so half the checks are forwarded,
-#   - a node on the Redis backend (its own redis-server on a free port),
+#   - a node on the Redis backend (its own redis-server on a free port), one script call
+#     per check (the default), and one with --redis-batch (checks that arrive together
+#     share a call),
 # then requests/second, the ratios, and Redis operations per check.
 # Loopback only; every run is bounded in time and everything started is stopped.
 #
@@ -34,7 +36,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 limit=1000000000   # never reached: every check is a counted, allowed request
 
 bare=$(free_port); one=$(free_port); two_a=$(free_port); two_b=$(free_port)
-redis_node=$(free_port); redis_port=$(free_port)
+redis_node=$(free_port); batched_node=$(free_port); redis_port=$(free_port)
 target/release/examples/bare_hyper "$bare" >/dev/null & pids+=($!)
 "$node" --limit $limit --advertise "127.0.0.1:$one" "$one" "127.0.0.1:$one" >/dev/null & pids+=($!)
 for port in "$two_a" "$two_b"; do
@@ -43,6 +45,7 @@ done
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$redis_dir" >/dev/null & pids+=($!)
 sleep 0.5
 "$node" --limit $limit --redis "redis://127.0.0.1:$redis_port" "$redis_node" >/dev/null & pids+=($!)
+"$node" --limit $limit --redis "redis://127.0.0.1:$redis_port" --redis-batch "$batched_node" >/dev/null & pids+=($!)
 sleep 1
 
 # One wrk run: prints "REQUESTS_PER_SECOND REQUESTS".
@@ -57,31 +60,38 @@ median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (
 # commands too) in INFO commandstats.
 calls() { redis-cli -p "$redis_port" INFO commandstats | awk -F'[=,:]' -v c="$1" '$1 == "cmdstat_" c || (c == "all" && /^cmdstat_/) {sum += $3} END {print sum + 0}'; }
 
-names=("bare hyper (ceiling)" "one-node ring" "two-node ring (half forwarded)" "Redis-backed node")
-ports=("$bare" "$one" "$two_a" "$redis_node")
-declare -a results=("" "" "" "")
-trips=0; all=0; redis_requests=0
+names=("bare hyper (ceiling)" "one-node ring" "two-node ring (half forwarded)" "Redis-backed node" "Redis-backed node, batched")
+ports=("$bare" "$one" "$two_a" "$redis_node" "$batched_node")
+declare -a results=("" "" "" "" "")
+# Per Redis node (3, 4): EVALSHA calls, all commands, requests.
+declare -A trips=([3]=0 [4]=0) all=([3]=0 [4]=0) served=([3]=0 [4]=0)
 echo "wrk -t2 -c$connections -d${seconds}s x $rounds rounds, random users out of 10,000, $(nproc) cores" >&2
 for round in $(seq "$rounds"); do
-  for i in 0 1 2 3; do
-    if [ "$i" = 3 ]; then trips_before=$(calls evalsha); all_before=$(calls all); fi
+  for i in 0 1 2 3 4; do
+    if [ "$i" -ge 3 ]; then trips_before=$(calls evalsha); all_before=$(calls all); fi
     read -r rps requests < <(measure "${ports[$i]}")
-    if [ "$i" = 3 ]; then
-      trips=$(( trips + $(calls evalsha) - trips_before )); all=$(( all + $(calls all) - all_before ))
-      redis_requests=$(( redis_requests + requests ))
+    if [ "$i" -ge 3 ]; then
+      trips[$i]=$(( trips[$i] + $(calls evalsha) - trips_before ))
+      all[$i]=$(( all[$i] + $(calls all) - all_before ))
+      served[$i]=$(( served[$i] + requests ))
     fi
     results[$i]="${results[$i]} $rps"
     printf 'round %d  %-32s %12s req/s\n' "$round" "${names[$i]}" "$rps" >&2
   done
 done
-for i in 0 1 2 3; do
+for i in 0 1 2 3 4; do
   med[$i]=$(tr ' ' '\n' <<<"${results[$i]}" | grep . | median)
   printf '%-34s %12.0f req/s (median)\n' "${names[$i]}" "${med[$i]}"
 done
-awk -v bare="${med[0]}" -v one="${med[1]}" -v two="${med[2]}" -v redis="${med[3]}" -v trips="$trips" -v all="$all" -v n="$redis_requests" 'BEGIN {
+awk -v bare="${med[0]}" -v one="${med[1]}" -v two="${med[2]}" -v redis="${med[3]}" -v batched="${med[4]}" 'BEGIN {
   printf "one-node ring / bare hyper:      %.2f\n", one / bare
   printf "two-node ring / one-node ring:   %.2f\n", two / one
-  printf "Redis node / one-node ring:      %.2f\n", redis / one
-  printf "Redis round trips per check:     %.3f (%d EVALSHA for %d requests)\n", trips / n, trips, n
-  printf "Redis commands per check:        %.3f (inside the script: TIME, INCRBY, PEXPIRE on a first hit, DECRBY when over)\n", all / n
+  printf "Redis node / one-node ring:      %.2f (one script call per check)\n", redis / one
+  printf "batched Redis / one-node ring:   %.2f (--redis-batch)\n", batched / one
 }'
+for i in 3 4; do
+  awk -v name="${names[$i]}" -v trips="${trips[$i]}" -v all="${all[$i]}" -v n="${served[$i]}" 'BEGIN {
+    printf "%s: %.3f script calls per check (%d EVALSHA for %d requests), %.3f Redis commands per check\n", name, trips / n, trips, n, all / n
+  }'
+done
+echo "(inside the script: TIME once per call; INCRBY per check, PEXPIRE on a window's first hit, DECRBY when over)"

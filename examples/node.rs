@@ -36,7 +36,8 @@ usage: node [OPTIONS] <PORT> <MEMBER>...
                            and again on SIGHUP
   --redis URL              count in the Redis server at URL (redis://HOST:PORT); no ring
   --redis-cluster URLS     count in the Redis Cluster of these nodes; no ring
-  --redis-timeout-ms MS    how long to wait for Redis (default 250)";
+  --redis-timeout-ms MS    how long to wait for Redis (default 250)
+  --redis-batch            with --redis: checks that arrive together share one script call";
 
 struct Options {
     port: u16,
@@ -51,6 +52,7 @@ struct Options {
     members_file: Option<PathBuf>,
     redis: Option<RedisOption>,
     redis_timeout: Duration,
+    redis_batch: bool,
 }
 
 /// Where the counters live when the ring is not used.
@@ -83,6 +85,7 @@ fn options(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
         members_file: None,
         redis: None,
         redis_timeout: Duration::from_millis(250),
+        redis_batch: false,
     };
     let mut secret = std::env::var("RINGLIMIT_PEER_SECRET").ok();
     while let Some(arg) = args.next() {
@@ -115,6 +118,7 @@ fn options(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
                 let urls = urls.split(',').map(str::to_owned).collect();
                 options.redis = Some(RedisOption::Cluster(urls));
             }
+            "--redis-batch" => options.redis_batch = true,
             "--redis-timeout-ms" => {
                 let ms: u64 = parse(
                     "--redis-timeout-ms",
@@ -142,6 +146,11 @@ fn options(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
     }
     if options.members.is_empty() && options.redis.is_none() {
         return Err("missing MEMBER: list every node, this one included".into());
+    }
+    if options.redis_batch && !matches!(options.redis, Some(RedisOption::Server(_))) {
+        return Err(
+            "--redis-batch needs --redis (one server; a cluster takes one key per call)".into(),
+        );
     }
     if let Some(secret) = secret {
         let secret = PeerSecret::new(&secret)
@@ -251,6 +260,11 @@ async fn serve_redis(
     .map_err(|e| format!("bad Redis URL: {e}"))?
     .timeout(options.redis_timeout)
     .failure_mode(options.failure);
+    let backend = if options.redis_batch {
+        backend.batch_checks()
+    } else {
+        backend
+    };
     serve_endpoint(listener, Arc::new(backend), options).await
 }
 

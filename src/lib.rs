@@ -81,6 +81,7 @@
 
 pub mod backend;
 mod clock;
+mod coalesce;
 mod decision;
 pub mod headers;
 pub mod key;

@@ -2,11 +2,11 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{hourly, listeners, mid_window_clock, start_node, HttpClient};
+use common::{hourly, hung_peer, listeners, mid_window_clock, start_node, HttpClient};
 use ringlimit::backend::FailureMode;
 use ringlimit::peer::CircuitPolicy;
 use ringlimit::{Backend, BackendError, Check, ClusterBackend, Decision, ManualClock, Ring};
@@ -17,22 +17,6 @@ const LIMIT: u32 = 2;
 async fn dead_port() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     listener.local_addr().unwrap().to_string()
-}
-
-/// A peer that accepts connections and never answers; counts the connections.
-async fn hung_peer() -> (String, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let name = listener.local_addr().unwrap().to_string();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = accepted.clone();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((stream, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            held.push(stream);
-        }
-    });
-    (name, accepted)
 }
 
 /// Node `me` in a ring with `peer`, and a key that `peer` owns.

@@ -40,10 +40,10 @@ mod secret;
 mod serve;
 pub mod wire;
 
+pub use crate::coalesce::MAX_IN_FLIGHT;
 pub(crate) use batcher::Batcher;
-pub use batcher::MAX_IN_FLIGHT;
-pub(crate) use circuit::Circuit;
 pub use circuit::CircuitPolicy;
+pub(crate) use circuit::{Attempt, Circuit};
 pub(crate) use client::{PeerAnswer, PeerClient};
 pub use endpoint::{EndpointFuture, PeerEndpoint};
 pub use secret::PeerSecret;

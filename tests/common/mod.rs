@@ -3,6 +3,8 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use axum::Router;
 use bytes::Bytes;
@@ -206,4 +208,20 @@ pub async fn allowed_per_user(
     }
     let allowed = allowed.lock().await;
     allowed.clone()
+}
+
+/// A peer (or Redis) that accepts connections and never answers; counts the connections.
+pub async fn hung_peer() -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let name = listener.local_addr().unwrap().to_string();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    (name, accepted)
 }

@@ -52,7 +52,7 @@ impl Topology {
                 let peer = kept.unwrap_or_else(|| {
                     Arc::new(Peer {
                         circuit: Arc::new(Circuit::new(m, policy)),
-                        batcher: Batcher::new(m, client.clone()),
+                        batcher: Batcher::to_peer(m, client.clone()),
                     })
                 });
                 (m.into(), peer)

@@ -9,11 +9,15 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{ErrorKind, RedisResult, Script, ServerErrorKind};
+use tokio::time::Instant;
 
-/// Where the counters live, and whether the script has been loaded there.
+use crate::BackendError;
+
+/// Where the counters live, and whether the check script has been loaded there.
 #[derive(Clone)]
 pub(super) struct Connection {
     target: Target,
+    script: Arc<Script>,
     /// Set once `SCRIPT LOAD` has succeeded, so that concurrent first checks do not each
     /// pay a `NOSCRIPT` round trip.
     loaded: Arc<tokio::sync::OnceCell<()>>,
@@ -69,35 +73,58 @@ impl Connection {
     fn new(target: Target) -> Self {
         Self {
             target,
+            script: Arc::new(Script::new(include_str!("check.lua"))),
             loaded: Arc::default(),
         }
     }
 
-    /// Runs `script` on `key` with `args`: one `EVALSHA` round trip (plus one `SCRIPT
-    /// LOAD` the first time a server answers `NOSCRIPT`).
-    pub(super) async fn run(
-        &self,
-        script: &Script,
-        key: &str,
-        args: [u64; 3],
-    ) -> RedisResult<(i64, i64, i64)> {
-        // EVALSHA built straight from the arguments, without an intermediate invocation.
+    /// Whether this is a Redis Cluster (where one script call takes one key).
+    pub(super) fn is_cluster(&self) -> bool {
+        matches!(self.target, Target::Cluster(_))
+    }
+
+    /// The check script's call on `keys` keys, without its keys and arguments yet:
+    /// built straight from them, without an intermediate invocation.
+    pub(super) fn evalsha(&self, keys: usize) -> redis::Cmd {
         let mut evalsha = redis::cmd("EVALSHA");
+        evalsha.arg(self.script.get_hash()).arg(keys);
         evalsha
-            .arg(script.get_hash())
-            .arg(1)
-            .arg(key)
-            .arg(args[0])
-            .arg(args[1])
-            .arg(args[2]);
+    }
+
+    /// Runs `evalsha` until `deadline`, with its failure as a [`BackendError`] of `target`
+    /// (`timeout` being what the deadline allowed).
+    pub(super) async fn run_until(
+        &self,
+        evalsha: &redis::Cmd,
+        deadline: Instant,
+        target: &str,
+        timeout: Duration,
+    ) -> Result<Vec<i64>, BackendError> {
+        match tokio::time::timeout_at(deadline, self.run(evalsha)).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(error)) => Err(BackendError::Unavailable {
+                target: target.to_owned(),
+                source: error.into(),
+            }),
+            Err(_) => Err(BackendError::Timeout {
+                target: target.to_owned(),
+                after: timeout,
+            }),
+        }
+    }
+
+    /// Runs `evalsha` (from [`evalsha`](Self::evalsha)): one round trip (plus one `SCRIPT
+    /// LOAD` the first time a server answers `NOSCRIPT`).
+    async fn run(&self, evalsha: &redis::Cmd) -> RedisResult<Vec<i64>> {
+        let script = &*self.script;
         match &self.target {
             Target::Single(manager) => {
                 let mut connection = manager.clone();
-                self.call(script, &evalsha, &mut connection).await
+                self.call(script, evalsha, &mut connection).await
             }
             Target::Cluster(cluster) => {
                 let mut connection = cluster.connection().await?;
-                self.call(script, &evalsha, &mut connection).await
+                self.call(script, evalsha, &mut connection).await
             }
         }
     }
@@ -109,7 +136,7 @@ impl Connection {
         script: &Script,
         evalsha: &redis::Cmd,
         connection: &mut C,
-    ) -> RedisResult<(i64, i64, i64)> {
+    ) -> RedisResult<Vec<i64>> {
         self.load_once(script, connection).await?;
         match evalsha.query_async(connection).await {
             Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {

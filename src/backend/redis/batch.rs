@@ -1,0 +1,104 @@
+//! Checks that queue up while a script call is in flight go to Redis together, in one
+//! call of the same script (see [`crate::coalesce`]). A single server only: on a cluster
+//! the keys of one call must share a slot.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::connection::Connection;
+use crate::coalesce::{copy, Job, SendBatch};
+use crate::BackendError;
+
+/// Keys per script call at most: the call blocks Redis while it runs, so keep it short.
+pub(crate) const MAX_REDIS_BATCH: usize = 128;
+
+/// One check's answer from the script.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Counted {
+    pub(super) allowed: bool,
+    /// Units used in the window, this check included if allowed.
+    pub(super) used: i64,
+    /// Milliseconds until the window resets.
+    pub(super) reset_ms: i64,
+}
+
+impl Counted {
+    /// The answer of the script (run on `target`) for its `i`-th key.
+    pub(super) fn from_reply(reply: &[i64], i: usize, target: &str) -> Result<Self, BackendError> {
+        let answer = (reply.first(), reply.get(1 + 2 * i), reply.get(2 + 2 * i));
+        let (Some(&reset_ms), Some(&allowed), Some(&used)) = answer else {
+            return Err(BackendError::Unavailable {
+                target: target.to_owned(),
+                source: format!("the check script answered {reply:?}").into(),
+            });
+        };
+        Ok(Self {
+            allowed: allowed == 1,
+            used,
+            reset_ms,
+        })
+    }
+}
+
+/// Sends batches of checks to one Redis server.
+#[derive(Clone)]
+pub(crate) struct RedisSender {
+    pub(super) connection: Connection,
+    pub(super) target: Arc<str>,
+    /// The script's fixed arguments: window length in ms, limit.
+    pub(super) window_ms: u64,
+    pub(super) limit: u32,
+    pub(super) timeout: Duration,
+}
+
+impl SendBatch for RedisSender {
+    type Answer = Counted;
+    const MAX_BATCH: usize = MAX_REDIS_BATCH;
+
+    async fn send(&self, batch: Vec<Job<Counted>>) {
+        let deadline = batch[0].deadline;
+        let mut evalsha = self.connection.evalsha(batch.len());
+        for job in &batch {
+            evalsha.arg(&*job.key);
+        }
+        evalsha.arg(self.window_ms).arg(self.limit);
+        for job in &batch {
+            evalsha.arg(job.cost);
+        }
+        let ran = self
+            .connection
+            .run_until(&evalsha, deadline, &self.target, self.timeout);
+        match ran.await {
+            Ok(reply) => {
+                for (i, job) in batch.into_iter().enumerate() {
+                    let _ = job.reply.send(Counted::from_reply(&reply, i, &self.target));
+                }
+            }
+            Err(error) => {
+                for job in batch {
+                    let _ = job.reply.send(Err(copy(&error)));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Counted;
+
+    #[test]
+    fn each_check_reads_its_own_pair_after_the_reset() {
+        let reply = [1500, 1, 3, 0, 5];
+        let second = Counted::from_reply(&reply, 1, "redis").unwrap();
+        assert!(!second.allowed);
+        assert_eq!((second.used, second.reset_ms), (5, 1500));
+    }
+
+    #[test]
+    fn a_short_reply_is_an_error_not_a_panic() {
+        for reply in [&[][..], &[1500], &[1500, 1, 3]] {
+            assert!(Counted::from_reply(reply, 1, "redis").is_err(), "{reply:?}");
+        }
+    }
+}

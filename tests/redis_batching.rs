@@ -1,0 +1,199 @@
+//! `RedisBackend::batch_checks`: checks that arrive together share one script call, each
+//! still exact, against real `redis-server` processes started by the tests.
+#![cfg(feature = "redis")]
+
+mod common;
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::redis::{available, RedisServer};
+use common::{allowed_per_user, check_url, hung_peer, Visit};
+use ringlimit::backend::{FailureMode, PeerFuture, RedisBackend};
+use ringlimit::peer::{serve, PeerEndpoint};
+use ringlimit::{Backend, BackendError, Check, Decision, Policy};
+use tokio::task::JoinSet;
+
+fn hourly(limit: u32) -> Policy {
+    Policy::per_window(NonZeroU32::new(limit).unwrap(), Duration::from_secs(3600))
+}
+
+/// Starts every check first (so they queue together), then waits for all: the answers in
+/// the order of `checks`.
+async fn all_at_once<B: Backend<Future = PeerFuture>>(
+    backend: &B,
+    checks: &[(&str, u32)],
+) -> Vec<Result<Decision, BackendError>> {
+    let mut running = JoinSet::new();
+    for (i, &(key, cost)) in checks.iter().enumerate() {
+        let check = backend.check(key, cost);
+        running.spawn(async move {
+            let result = match check {
+                Check::Ready(result) => result,
+                Check::Pending(future) => future.await,
+            };
+            (i, result)
+        });
+    }
+    let mut answers: Vec<_> = (0..checks.len()).map(|_| None).collect();
+    while let Some(done) = running.join_next().await {
+        let (i, result) = done.unwrap();
+        answers[i] = Some(result);
+    }
+    answers.into_iter().map(Option::unwrap).collect()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn checks_queued_together_share_one_script_call_and_each_stays_exact() {
+    if !available("checks_queued_together_share_one_script_call_and_each_stays_exact") {
+        return;
+    }
+    let server = RedisServer::start();
+    let backend = RedisBackend::connect(&server.url(), hourly(3))
+        .unwrap()
+        .batch_checks();
+    // One runtime thread: all eleven are queued before the dispatcher first runs.
+    let mut checks = vec![("alice", 1); 5];
+    checks.extend([("bob", 2), ("bob", 2), ("carol", 4)]);
+    checks.extend([("dave", 1); 3]);
+    let answers = all_at_once(&backend, &checks).await;
+
+    let summary: Vec<(bool, u32)> = answers
+        .iter()
+        .map(|a| {
+            let a = a.as_ref().expect("Redis answers");
+            (a.allowed, a.remaining)
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            // alice: three fit, in order; the rest are denied and take nothing.
+            (true, 2),
+            (true, 1),
+            (true, 0),
+            (false, 0),
+            (false, 0),
+            // bob: 2 fits, a second 2 would make 4.
+            (true, 1),
+            (false, 1),
+            // carol: a cost over the limit never fits.
+            (false, 3),
+            // dave: exactly the limit.
+            (true, 2),
+            (true, 1),
+            (true, 0),
+        ]
+    );
+    assert_eq!(server.calls("evalsha"), 1, "one script call for all eleven");
+    assert_eq!(backend.local().used("alice"), 0, "counted in Redis");
+    let alice = server.cli(&["KEYS", "ringlimit:{alice}:*"]).unwrap();
+    let counter = alice.lines().next().expect("alice's counter").to_owned();
+    assert_eq!(server.cli(&["GET", &counter]).unwrap().trim(), "3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_clients_over_three_batching_nodes_get_exactly_the_limit() {
+    if !available("sixty_four_clients_over_three_batching_nodes_get_exactly_the_limit") {
+        return;
+    }
+    let server = RedisServer::start();
+    let limit = 5;
+    let mut addresses = Vec::new();
+    for _ in 0..3 {
+        let backend = RedisBackend::connect(&server.url(), hourly(limit))
+            .unwrap()
+            .batch_checks();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        addresses.push(listener.local_addr().unwrap());
+        let endpoint = PeerEndpoint::new(Arc::new(backend));
+        tokio::spawn(serve(listener, endpoint, std::future::pending()));
+    }
+    let users = 120;
+    let visits: Vec<Visit> = (0..9)
+        .flat_map(|i| (0..users).map(move |u| (i, format!("user {u}&x"))))
+        .map(|(i, user)| Visit {
+            url: check_url(addresses[i % addresses.len()], &user),
+            user,
+            header: None,
+        })
+        .collect();
+    let checks = visits.len() as u64;
+    let allowed = allowed_per_user(visits, 64).await;
+    assert_eq!(allowed.len(), users);
+    assert!(allowed.values().all(|&n| n == limit), "{allowed:?}");
+    let calls = server.calls("evalsha");
+    assert!(calls <= checks, "{calls} script calls for {checks} checks");
+    println!("{checks} checks in {calls} script calls");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_batch_survives_the_server_losing_its_scripts() {
+    if !available("a_batch_survives_the_server_losing_its_scripts") {
+        return;
+    }
+    let server = RedisServer::start();
+    let backend = RedisBackend::connect(&server.url(), hourly(10))
+        .unwrap()
+        .batch_checks();
+    let first = all_at_once(&backend, &[("erin", 1), ("erin", 1)]).await;
+    assert!(first.iter().all(|a| a.as_ref().unwrap().allowed));
+    server.cli(&["SCRIPT", "FLUSH"]).unwrap();
+    let second = all_at_once(&backend, &[("erin", 1), ("erin", 1)]).await;
+    let remaining: Vec<u32> = second
+        .iter()
+        .map(|a| a.as_ref().unwrap().remaining)
+        .collect();
+    assert_eq!(
+        remaining,
+        [7, 6],
+        "reloaded on NOSCRIPT, still counting in Redis"
+    );
+    assert_eq!(backend.local().used("erin"), 0);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn batched_checks_get_the_failure_mode_when_redis_is_down_or_hung() {
+    if !available("batched_checks_get_the_failure_mode_when_redis_is_down_or_hung") {
+        return;
+    }
+    let dead = format!("redis://127.0.0.1:{}", common::redis::free_port());
+    let (hung, _) = hung_peer().await;
+    let hung = format!("redis://{hung}");
+    for url in [dead, hung] {
+        let backend = |mode| {
+            RedisBackend::connect(&url, hourly(2))
+                .expect("a node starts while Redis cannot answer")
+                .timeout(Duration::from_millis(100))
+                .failure_mode(mode)
+                .batch_checks()
+        };
+        let checks = [("frank", 1); 4];
+        // Bounded so that a hang fails the test instead of stalling it.
+        let bounded = |answers| tokio::time::timeout(Duration::from_secs(10), answers);
+
+        let local = backend(FailureMode::Local);
+        let answers = bounded(all_at_once(&local, &checks))
+            .await
+            .expect("answered");
+        let allowed = answers
+            .iter()
+            .filter(|a| a.as_ref().unwrap().allowed)
+            .count();
+        assert_eq!(allowed, 2, "{url}: the same policy, counted on this node");
+        assert_eq!(local.local().used("frank"), 2);
+
+        let deny = backend(FailureMode::Deny);
+        let answers = bounded(all_at_once(&deny, &checks))
+            .await
+            .expect("answered");
+        assert!(answers.iter().all(Result::is_err), "{url}: {answers:?}");
+
+        let allow = backend(FailureMode::Allow);
+        let answers = bounded(all_at_once(&allow, &checks))
+            .await
+            .expect("answered");
+        assert!(answers.iter().all(|a| a.as_ref().unwrap().allowed));
+    }
+}
