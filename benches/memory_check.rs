@@ -6,57 +6,17 @@
 //! Both limiters are given a limit no run can reach, so every check is an allowed,
 //! counted request (the common case on a protected API).
 
+mod common;
+
 use std::hint::black_box;
-use std::num::NonZeroU32;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::{governor_limiter, key_sets, ringlimit_backend, timed};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use ringlimit::{MemoryBackend, Policy};
-
-const KEYS: usize = 100_000;
-
-fn ringlimit_backend() -> Arc<MemoryBackend> {
-    let policy = Policy::per_window(NonZeroU32::MAX, Duration::from_secs(3600));
-    Arc::new(MemoryBackend::new(policy))
-}
-
-fn governor_limiter() -> Arc<DefaultKeyedRateLimiter<String>> {
-    Arc::new(RateLimiter::keyed(Quota::per_hour(NonZeroU32::MAX)))
-}
-
-/// Runs `check` over `keys`, split across `threads` threads, `iters` checks in all, and
-/// returns the wall time.
-fn timed<F>(threads: usize, iters: u64, keys: &Arc<Vec<String>>, check: F) -> Duration
-where
-    F: Fn(&String) + Send + Sync + Clone + 'static,
-{
-    let per_thread = iters / threads as u64 + 1;
-    let start = Instant::now();
-    let handles: Vec<_> = (0..threads)
-        .map(|t| {
-            let (keys, check) = (keys.clone(), check.clone());
-            std::thread::spawn(move || {
-                // Threads start at different keys so they do not walk in lockstep.
-                for i in (t * 7919..).take(per_thread as usize) {
-                    check(&keys[i % keys.len()]);
-                }
-            })
-        })
-        .collect();
-    for handle in handles {
-        handle.join().unwrap();
-    }
-    start.elapsed()
-}
 
 fn bench(c: &mut Criterion) {
-    let hot = Arc::new(vec![String::from("hot-user")]);
-    let many = Arc::new((0..KEYS).map(|i| format!("user-{i}")).collect::<Vec<_>>());
-
-    for (name, keys) in [("one_hot_key", &hot), ("100k_keys", &many)] {
-        let mut group = c.benchmark_group(name);
+    for (name, keys) in &key_sets() {
+        let mut group = c.benchmark_group(*name);
         for threads in [1, 2] {
             let backend = ringlimit_backend();
             let governor = governor_limiter();

@@ -42,8 +42,10 @@ pub mod wire;
 
 pub use crate::coalesce::MAX_IN_FLIGHT;
 pub(crate) use batcher::Batcher;
+#[cfg(feature = "redis")]
+pub(crate) use circuit::Attempt;
+pub(crate) use circuit::Circuit;
 pub use circuit::CircuitPolicy;
-pub(crate) use circuit::{Attempt, Circuit};
 pub(crate) use client::{PeerAnswer, PeerClient};
 pub use endpoint::{EndpointFuture, PeerEndpoint};
 pub use secret::PeerSecret;

@@ -35,14 +35,18 @@ impl Shard {
         cost: u32,
         limit: u32,
     ) -> Outcome {
+        {
+            // The sweep mark is read under the lock: the lock's cache line is already this
+            // core's then, so a contended key pays no extra transfer for it.
+            let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+            if self.swept.load(Ordering::Acquire) >= window {
+                if let Some(entry) = table.find(hash, |e| e.hash == hash && &*e.key == key) {
+                    return entry.counter.check(window, cost, limit);
+                }
+            }
+        }
         if self.swept.load(Ordering::Acquire) < window {
             self.sweep(window);
-        }
-        {
-            let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some(entry) = table.find(hash, |e| e.hash == hash && &*e.key == key) {
-                return entry.counter.check(window, cost, limit);
-            }
         }
         let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
         match table.entry(hash, |e| e.hash == hash && &*e.key == key, |e| e.hash) {

@@ -1,0 +1,56 @@
+//! What both in-memory benchmarks share: the two limiters, set up alike, and a timed run
+//! over keys on several threads.
+#![allow(dead_code)]
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use ringlimit::{MemoryBackend, Policy};
+
+/// Keys of the many-keys case.
+pub const KEYS: usize = 100_000;
+
+/// ringlimit's in-memory backend with a limit no run reaches.
+pub fn ringlimit_backend() -> Arc<MemoryBackend> {
+    let policy = Policy::per_window(NonZeroU32::MAX, Duration::from_secs(3600));
+    Arc::new(MemoryBackend::new(policy))
+}
+
+/// governor's keyed limiter (DashMap) with a quota no run reaches.
+pub fn governor_limiter() -> Arc<DefaultKeyedRateLimiter<String>> {
+    Arc::new(RateLimiter::keyed(Quota::per_hour(NonZeroU32::MAX)))
+}
+
+/// Runs `check` over `keys`, split across `threads` threads, `iters` checks in all, and
+/// returns the wall time.
+pub fn timed<F>(threads: usize, iters: u64, keys: &Arc<Vec<String>>, check: F) -> Duration
+where
+    F: Fn(&String) + Send + Sync + Clone + 'static,
+{
+    let per_thread = iters / threads as u64 + 1;
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (keys, check) = (keys.clone(), check.clone());
+            std::thread::spawn(move || {
+                // Threads start at different keys so they do not walk in lockstep.
+                for i in (t * 7919..).take(per_thread as usize) {
+                    check(&keys[i % keys.len()]);
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().unwrap();
+    }
+    start.elapsed()
+}
+
+/// The two key sets: one hot key, and [`KEYS`] distinct keys.
+pub fn key_sets() -> [(&'static str, Arc<Vec<String>>); 2] {
+    let hot = Arc::new(vec![String::from("hot-user")]);
+    let many = Arc::new((0..KEYS).map(|i| format!("user-{i}")).collect::<Vec<_>>());
+    [("one_hot_key", hot), ("100k_keys", many)]
+}
