@@ -1,15 +1,15 @@
 //! Coalescing remote checks: checks that queue up while earlier ones are on the wire leave
 //! together, as one request. Shared by the peer forwarding queue and the Redis backend.
 //!
-//! A check never waits for company: the dispatcher sends whatever is queued the moment a
-//! slot is free (at most [`MAX_IN_FLIGHT`] batches per target), so a lone check goes at
-//! once and batches form only under load, up to the sender's cap.
+//! A check never waits for company: the dispatcher sends whatever is queued the moment the
+//! previous batch is answered (one batch per target on the wire, [`MAX_IN_FLIGHT`]), so a
+//! lone check goes at once and batches form only under load, up to the sender's cap.
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::BackendError;
@@ -107,25 +107,19 @@ impl<S: SendBatch> Coalescer<S> {
     }
 }
 
-/// Sends everything that queued up while the slot was taken, up to the cap, as one batch.
+/// Sends everything that queued up while the last batch was out, up to the cap, as one
+/// batch; one batch at a time ([`MAX_IN_FLIGHT`]), sent from this task itself.
 async fn dispatch<S: SendBatch>(sender: S, mut jobs: mpsc::UnboundedReceiver<Job<S::Answer>>) {
-    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut batch = Vec::new();
     while let Some(first) = jobs.recv().await {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let mut batch = vec![first];
+        batch.push(first);
         while batch.len() < S::MAX_BATCH {
             match jobs.try_recv() {
                 Ok(job) => batch.push(job),
                 Err(_) => break,
             }
         }
-        let sender = sender.clone();
-        tokio::spawn(async move {
-            sender.send(batch).await;
-            drop(slot);
-        });
+        sender.send(std::mem::take(&mut batch)).await;
     }
 }
 

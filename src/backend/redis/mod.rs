@@ -26,7 +26,9 @@ pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(250);
 pub const DEFAULT_PREFIX: &str = "ringlimit:";
 
 /// Fixed-window counters kept in Redis (or a Redis Cluster), where users already trust
-/// them: one atomic script per check, one round trip.
+/// them: one atomic script per check, one round trip (or, with
+/// [`batch_checks`](Self::batch_checks), one script call for the checks that arrive
+/// together).
 ///
 /// The script runs on the server's clock (`TIME`), so nodes whose clocks disagree still
 /// share each window. It is called by its SHA and reloaded if the server answers
