@@ -2,7 +2,9 @@
 //! sweeps out the counters of past windows the first time it is used in a new window.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{PoisonError, RwLock};
+use std::sync::PoisonError;
+
+use crossbeam_utils::sync::ShardedLock;
 
 use hashbrown::hash_table::{Entry as TableEntry, HashTable};
 
@@ -19,7 +21,9 @@ struct Entry {
 #[derive(Debug, Default)]
 #[repr(align(64))]
 pub(super) struct Shard {
-    table: RwLock<HashTable<Entry>>,
+    /// Readers lock one of several cache lines, chosen by thread, so that threads reading
+    /// the same shard (one hot key) do not pass a lock word back and forth.
+    table: ShardedLock<HashTable<Entry>>,
     /// The newest window this shard has been swept for.
     swept: AtomicU64,
 }
