@@ -12,12 +12,12 @@
 # This machine is shared and noisy: the four are measured in turn, ROUNDS times, and each
 # figure is the median of its rounds.
 #
-#   bash bench/load.sh [SECONDS per run (5)] [CONNECTIONS (64)] [ROUNDS (3)]
+#   bash bench/load.sh [SECONDS per run (5)] [CONNECTIONS (64)] [ROUNDS (5)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-5}
 connections=${2:-64}
-rounds=${3:-3}
+rounds=${3:-5}
 for tool in wrk redis-server redis-cli; do
   command -v "$tool" >/dev/null || { echo "bench/load.sh needs $tool (apt-get install wrk redis-server)"; exit 1; }
 done

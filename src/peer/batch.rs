@@ -6,7 +6,7 @@
 //! allowed), `429` (over the limit) or `400` (a line that is not a valid check). Reference
 //! nodes do not serve it; they are asked with `GET /check`, one check at a time.
 
-use std::fmt::Write as _;
+use std::borrow::Cow;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,37 +24,48 @@ pub const MAX_BATCH: usize = 256;
 /// The largest batch body read.
 pub(crate) const MAX_BATCH_BYTES: usize = MAX_BATCH * (4 + 3 * 1024);
 
-/// The body asking for `checks` (`(user id, cost)`).
+/// The body asking for `checks` (`(user id, cost)`). Numbers are written with `itoa` and
+/// ids pushed chunk by chunk: no formatting machinery on this path.
 pub(crate) fn encode_checks<'a>(checks: impl Iterator<Item = (&'a str, u32)>) -> Bytes {
     let mut body = String::new();
+    let mut number = itoa::Buffer::new();
     for (key, cost) in checks {
-        let _ = writeln!(body, "{cost} {}", utf8_percent_encode(key, USER_ID_ESCAPES));
+        body.push_str(number.format(cost));
+        body.push(' ');
+        body.extend(utf8_percent_encode(key, USER_ID_ESCAPES));
+        body.push('\n');
     }
     Bytes::from(body)
 }
 
 /// The checks of a batch body: `(user id, cost)`, or `None` for a line that is not one.
-pub(crate) fn decode_checks(body: &str) -> impl Iterator<Item = Option<(String, u32)>> + '_ {
+/// An id without escapes is borrowed from the body, not copied.
+pub(crate) fn decode_checks(body: &str) -> impl Iterator<Item = Option<(Cow<'_, str>, u32)>> {
     body.lines().take(MAX_BATCH).map(|line| {
         let (cost, key) = line.split_once(' ')?;
         let cost: u32 = cost.parse().ok()?;
         let key = percent_decode_str(key).decode_utf8().ok()?;
-        (!key.is_empty() && cost > 0).then(|| (key.into_owned(), cost))
+        (!key.is_empty() && cost > 0).then_some((key, cost))
     })
 }
 
 /// The answer line of one check: its decision, or the status of its refusal.
 pub(crate) fn encode_answer(body: &mut String, decided: Result<&Decision, &StatusCode>) {
-    let _ = match decided {
-        Ok(d) => writeln!(
-            body,
-            "{} {} {}",
-            if d.allowed { 200 } else { 429 },
+    let (status, remaining, reset_ms) = match decided {
+        Ok(d) => (
+            if d.allowed { "200" } else { "429" },
             d.remaining,
-            d.reset.as_millis()
+            d.reset.as_millis(),
         ),
-        Err(status) => writeln!(body, "{} 0 0", status.as_u16()),
+        Err(status) => (status.as_str(), 0, 0),
     };
+    let mut number = itoa::Buffer::new();
+    body.push_str(status);
+    body.push(' ');
+    body.push_str(number.format(remaining));
+    body.push(' ');
+    body.push_str(number.format(reset_ms));
+    body.push('\n');
 }
 
 /// The answers of a batch of `expected` checks, in order: each an answer, or why that
@@ -101,7 +112,10 @@ mod tests {
         let decoded: Vec<_> = decode_checks(text).collect();
         assert_eq!(
             decoded,
-            [Some(("a&user_id=b".into(), 1)), Some(("é 50%\n".into(), 3))]
+            [
+                Some((Cow::Borrowed("a&user_id=b"), 1)),
+                Some((Cow::Borrowed("é 50%\n"), 3))
+            ]
         );
         let bad: Vec<_> = decode_checks("x alice\n1 \n0 bob\n1 %FF\n").collect();
         assert_eq!(bad, [None, None, None, None]);

@@ -20,8 +20,10 @@ use crate::{Decision, Policy};
 ///
 /// Exact under concurrency: each key's counter is one atomic word updated by
 /// compare-and-swap, so no number of tasks can admit more than the limit. Keys are spread
-/// over many shards, each with its own lock; a key that already has a counter takes a
-/// shared lock and allocates nothing. Counters of past windows are swept out by the
+/// over many shards, each with its own read-write lock; a key that already has a counter
+/// takes a shared lock and allocates nothing. The shared side of each lock is itself split
+/// by thread (crossbeam's `ShardedLock`), so threads checking the same hot key do not pass
+/// a lock word between cores: only the key's counter moves. Counters of past windows are swept out by the
 /// next request that reaches their shard in a new window, so memory stays bounded by the
 /// keys active in the current window without any cleanup call.
 ///
