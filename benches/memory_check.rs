@@ -11,20 +11,14 @@ mod common;
 use std::hint::black_box;
 use std::time::Duration;
 
-use common::{governor_limiter, key_sets, ringlimit_backend, timed};
+use common::{key_sets, timed, warmed};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
 fn bench(c: &mut Criterion) {
     for (name, keys) in &key_sets() {
         let mut group = c.benchmark_group(*name);
         for threads in [1, 2] {
-            let backend = ringlimit_backend();
-            let governor = governor_limiter();
-            // Warm both up so every key already has its state (the steady state).
-            for key in keys.iter() {
-                backend.decide(key, 1);
-                let _ = governor.check_key(key);
-            }
+            let (backend, governor) = warmed(keys);
             group.bench_function(BenchmarkId::new("ringlimit", threads), |b| {
                 b.iter_custom(|iters| {
                     let backend = backend.clone();

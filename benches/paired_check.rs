@@ -15,7 +15,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{governor_limiter, key_sets, ringlimit_backend, timed};
+use common::{governor_limiter, key_sets, ringlimit_backend, timed, warmed};
 
 /// Checks per timed run over known keys.
 const CHECKS: u64 = 2_000_000;
@@ -32,12 +32,7 @@ fn main() {
     );
     for (name, keys) in &key_sets() {
         for threads in [1, 2] {
-            let backend = ringlimit_backend();
-            let governor = governor_limiter();
-            for key in keys.iter() {
-                backend.decide(key, 1);
-                let _ = governor.check_key(key);
-            }
+            let (backend, governor) = warmed(keys);
             let ours = || {
                 let backend = backend.clone();
                 timed(threads, CHECKS, keys, move |key| {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::redis::{available, RedisCluster, RedisServer};
-use common::{allowed_per_user, check_url, Visit};
+use common::{allowed_per_user, visits_round_robin};
 use ringlimit::backend::{FailureMode, PeerFuture, RedisBackend};
 use ringlimit::peer::{serve, CircuitPolicy, PeerEndpoint};
 use ringlimit::{Backend, BackendError, Check, Decision, Policy};
@@ -58,14 +58,7 @@ async fn sixty_four_clients_over_three_nodes_get_exactly_the_limit() {
     let evalsha_before = server.calls("evalsha");
 
     let users = 120;
-    let visits: Vec<Visit> = (0..9)
-        .flat_map(|i| (0..users).map(move |u| (i, format!("user {u}&x"))))
-        .map(|(i, user)| Visit {
-            url: check_url(addresses[i % addresses.len()], &user),
-            user,
-            header: None,
-        })
-        .collect();
+    let visits = visits_round_robin(&addresses, users, 9);
     let checks = visits.len() as u64;
     let allowed = allowed_per_user(visits, 64).await;
     assert_eq!(allowed.len(), users);

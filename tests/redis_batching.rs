@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::redis::{available, RedisServer};
-use common::{allowed_per_user, check_url, hung_peer, Visit};
+use common::{allowed_per_user, hung_peer, visits_round_robin};
 use ringlimit::backend::{FailureMode, PeerFuture, RedisBackend};
 use ringlimit::peer::{serve, PeerEndpoint};
 use ringlimit::{Backend, BackendError, Check, Decision, Policy};
@@ -111,14 +111,7 @@ async fn sixty_four_clients_over_three_batching_nodes_get_exactly_the_limit() {
         tokio::spawn(serve(listener, endpoint, std::future::pending()));
     }
     let users = 120;
-    let visits: Vec<Visit> = (0..9)
-        .flat_map(|i| (0..users).map(move |u| (i, format!("user {u}&x"))))
-        .map(|(i, user)| Visit {
-            url: check_url(addresses[i % addresses.len()], &user),
-            user,
-            header: None,
-        })
-        .collect();
+    let visits = visits_round_robin(&addresses, users, 9);
     let checks = visits.len() as u64;
     let allowed = allowed_per_user(visits, 64).await;
     assert_eq!(allowed.len(), users);

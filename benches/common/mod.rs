@@ -54,3 +54,13 @@ pub fn key_sets() -> [(&'static str, Arc<Vec<String>>); 2] {
     let many = Arc::new((0..KEYS).map(|i| format!("user-{i}")).collect::<Vec<_>>());
     [("one_hot_key", hot), ("100k_keys", many)]
 }
+
+/// Both limiters, each already holding state for every key in `keys` (the steady state).
+pub fn warmed(keys: &[String]) -> (Arc<MemoryBackend>, Arc<DefaultKeyedRateLimiter<String>>) {
+    let (backend, governor) = (ringlimit_backend(), governor_limiter());
+    for key in keys {
+        backend.decide(key, 1);
+        let _ = governor.check_key(key);
+    }
+    (backend, governor)
+}

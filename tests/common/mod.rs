@@ -171,6 +171,19 @@ pub struct Visit {
     pub header: Option<(&'static str, String)>,
 }
 
+/// `rounds` visits of each of `users` users (ids `user N&x`, which need escaping), the
+/// rounds spread over `nodes` in turn.
+pub fn visits_round_robin(nodes: &[SocketAddr], users: usize, rounds: usize) -> Vec<Visit> {
+    (0..rounds)
+        .flat_map(|i| (0..users).map(move |u| (i, format!("user {u}&x"))))
+        .map(|(i, user)| Visit {
+            url: check_url(nodes[i % nodes.len()], &user),
+            user,
+            header: None,
+        })
+        .collect()
+}
+
 /// Sends every visit through `clients` concurrent clients and counts, per user, the
 /// allowed (`200`) answers. `429` is expected; any other status fails the test.
 pub async fn allowed_per_user(
