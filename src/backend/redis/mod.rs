@@ -291,3 +291,35 @@ impl<C: fmt::Debug> fmt::Debug for RedisBackend<C> {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU32;
+    use std::time::Duration;
+
+    use super::RedisBackend;
+    use crate::Policy;
+
+    fn policy() -> Policy {
+        Policy::per_window(NonZeroU32::new(5).unwrap(), Duration::from_secs(60))
+    }
+
+    #[tokio::test]
+    async fn batching_is_for_a_single_server_and_survives_a_new_timeout() {
+        // Nothing listens on port 1: both connect lazily, so no server is needed here.
+        let single = RedisBackend::connect("redis://127.0.0.1:1", policy())
+            .unwrap()
+            .batch_checks()
+            .timeout(Duration::from_millis(40));
+        assert!(
+            single.batches.is_some(),
+            "a later timeout keeps batching on"
+        );
+
+        let urls = ["redis://127.0.0.1:1".to_owned()];
+        let cluster = RedisBackend::connect_cluster(&urls, policy())
+            .unwrap()
+            .batch_checks();
+        assert!(cluster.batches.is_none(), "one key per call on a cluster");
+    }
+}
