@@ -9,8 +9,8 @@
 # then requests/second, the ratios, and Redis operations per check.
 # Loopback only; every run is bounded in time and everything started is stopped.
 #
-# This machine is shared and noisy: the four are measured in turn, ROUNDS times, and each
-# figure is the median of its rounds.
+# This machine is shared and noisy: the five are measured in turn, ROUNDS times (in
+# alternating order), and each figure is the median of its rounds.
 #
 #   bash bench/load.sh [SECONDS per run (5)] [CONNECTIONS (64)] [ROUNDS (5)]
 set -euo pipefail
@@ -67,7 +67,10 @@ declare -a results=("" "" "" "" "")
 declare -A trips=([3]=0 [4]=0) all=([3]=0 [4]=0) served=([3]=0 [4]=0)
 echo "wrk -t2 -c$connections -d${seconds}s x $rounds rounds, random users out of 10,000, $(nproc) cores" >&2
 for round in $(seq "$rounds"); do
-  for i in 0 1 2 3 4; do
+  # Odd rounds go forward, even rounds backward, so that a drift of the machine during a
+  # round does not favour the setups measured first.
+  order="0 1 2 3 4"; [ $((round % 2)) = 0 ] && order="4 3 2 1 0"
+  for i in $order; do
     if [ "$i" -ge 3 ]; then trips_before=$(calls evalsha); all_before=$(calls all); fi
     read -r rps requests < <(measure "${ports[$i]}")
     if [ "$i" -ge 3 ]; then
