@@ -207,9 +207,11 @@ impl<C: Clock> Backend for RedisBackend<C> {
             };
             return Check::Ready(fail(self.failure, &self.local, key, cost, error));
         };
-        let redis_key: Arc<str> = self.key_of(key).into();
+        let redis_key = self.key_of(key);
         match &self.batches {
             Some(batches) => {
+                // Shared by the queued check and the fallback: one copy.
+                let redis_key: Arc<str> = redis_key.into();
                 let answer = batches.check(Arc::clone(&redis_key), cost);
                 Check::Pending(Box::pin(self.settle(answer, attempt, redis_key, cost)))
             }
@@ -251,13 +253,13 @@ impl<C: Clock> RedisBackend<C> {
         &self,
         answer: impl Future<Output = Result<Counted, BackendError>> + Send + 'static,
         attempt: Attempt,
-        redis_key: Arc<str>,
+        redis_key: impl AsRef<str> + Send + 'static,
         cost: u32,
     ) -> impl Future<Output = Result<Decision, BackendError>> + Send + 'static {
         let limit = self.local.policy_limit();
         let (local, mode) = (self.local.clone(), self.failure);
         // The user id inside `<prefix>{<id>}`, for the local fallback: no second copy.
-        let id = self.prefix.len() + 1..redis_key.len() - 1;
+        let id = self.prefix.len() + 1..redis_key.as_ref().len() - 1;
         async move {
             match answer.await {
                 Ok(counted) => {
@@ -272,7 +274,7 @@ impl<C: Clock> RedisBackend<C> {
                 }
                 Err(error) => {
                     attempt.failed();
-                    fail(mode, &local, &redis_key[id], cost, error)
+                    fail(mode, &local, &redis_key.as_ref()[id], cost, error)
                 }
             }
         }
