@@ -14,8 +14,8 @@ use tokio::time::Instant;
 
 use crate::BackendError;
 
-/// Batches in flight to one target at most. One measured best, for peers and for Redis
-/// alike: a second batch in flight only splits the queue into smaller batches.
+/// Batches in flight to one target at most. One measured best for peers (a second batch
+/// in flight only splits the queue into smaller batches) and no worse for Redis.
 pub const MAX_IN_FLIGHT: usize = 1;
 
 /// One queued check.
