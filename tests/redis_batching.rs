@@ -19,6 +19,13 @@ fn hourly(limit: u32) -> Policy {
     Policy::per_window(NonZeroU32::new(limit).unwrap(), Duration::from_secs(3600))
 }
 
+/// A batching backend on `server` with `limit` per hour.
+fn batching(server: &RedisServer, limit: u32) -> RedisBackend {
+    RedisBackend::connect(&server.url(), hourly(limit))
+        .unwrap()
+        .batch_checks()
+}
+
 /// Starts every check first (so they queue together), then waits for all: the answers in
 /// the order of `checks`.
 async fn all_at_once<B: Backend<Future = PeerFuture>>(
@@ -50,9 +57,7 @@ async fn checks_queued_together_share_one_script_call_and_each_stays_exact() {
         return;
     }
     let server = RedisServer::start();
-    let backend = RedisBackend::connect(&server.url(), hourly(3))
-        .unwrap()
-        .batch_checks();
+    let backend = batching(&server, 3);
     // One runtime thread: all eleven are queued before the dispatcher first runs.
     let mut checks = vec![("alice", 1); 5];
     checks.extend([("bob", 2), ("bob", 2), ("carol", 4)]);
@@ -102,9 +107,7 @@ async fn sixty_four_clients_over_three_batching_nodes_get_exactly_the_limit() {
     let limit = 5;
     let mut addresses = Vec::new();
     for _ in 0..3 {
-        let backend = RedisBackend::connect(&server.url(), hourly(limit))
-            .unwrap()
-            .batch_checks();
+        let backend = batching(&server, limit);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         addresses.push(listener.local_addr().unwrap());
         let endpoint = PeerEndpoint::new(Arc::new(backend));
@@ -127,9 +130,7 @@ async fn a_batch_survives_the_server_losing_its_scripts() {
         return;
     }
     let server = RedisServer::start();
-    let backend = RedisBackend::connect(&server.url(), hourly(10))
-        .unwrap()
-        .batch_checks();
+    let backend = batching(&server, 10);
     let first = all_at_once(&backend, &[("erin", 1), ("erin", 1)]).await;
     assert!(first.iter().all(|a| a.as_ref().unwrap().allowed));
     server.cli(&["SCRIPT", "FLUSH"]).unwrap();

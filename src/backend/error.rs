@@ -1,6 +1,9 @@
 use std::error::Error;
 use std::fmt;
+use std::future::Future;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// Why a backend could not decide.
 ///
@@ -55,5 +58,29 @@ impl Error for BackendError {
             Self::Unavailable { source, .. } => Some(&**source as &(dyn Error + 'static)),
             Self::Timeout { .. } | Self::CircuitOpen { .. } => None,
         }
+    }
+}
+
+/// Runs `asked` until `deadline` (`timeout` after it started), naming `target` in any
+/// failure: the one place a remote check's deadline and errors become a [`BackendError`].
+pub(crate) async fn within<T, E>(
+    deadline: Instant,
+    timeout: Duration,
+    target: String,
+    asked: impl Future<Output = Result<T, E>>,
+) -> Result<T, BackendError>
+where
+    E: Into<Box<dyn Error + Send + Sync>>,
+{
+    match tokio::time::timeout_at(deadline, asked).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(source)) => Err(BackendError::Unavailable {
+            target,
+            source: source.into(),
+        }),
+        Err(_) => Err(BackendError::Timeout {
+            target,
+            after: timeout,
+        }),
     }
 }

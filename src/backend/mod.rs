@@ -34,6 +34,7 @@ use std::sync::Arc;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::{RedisBackend, DEFAULT_PREFIX, DEFAULT_REDIS_TIMEOUT};
 pub use cluster::{ClusterBackend, ClusterError, PeerFuture, DEFAULT_PEER_TIMEOUT};
+pub(crate) use error::within;
 pub use error::BackendError;
 pub use failure::{FailureMode, UnknownFailureMode};
 pub use memory::MemoryBackend;

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use super::batch::{decode_answers, encode_checks, Answers, BATCH_PATH, MAX_BATCH};
 use super::secret::PeerSecret;
 use super::wire::{check_path_and_query, peer_state, PeerState, FORWARDED};
+use crate::backend::within;
 use crate::BackendError;
 
 /// The longest peer answer read; real ones are a few bytes.
@@ -127,23 +128,6 @@ impl PeerClient {
                 target: member.to_owned(),
                 source: error.into(),
             })
-    }
-}
-
-/// Runs `asked` until `deadline`, naming `target` in any failure.
-async fn within<T>(
-    deadline: Instant,
-    timeout: Duration,
-    target: String,
-    asked: impl Future<Output = Result<T, BoxError>>,
-) -> Result<T, BackendError> {
-    match tokio::time::timeout_at(deadline, asked).await {
-        Ok(Ok(answer)) => Ok(answer),
-        Ok(Err(source)) => Err(BackendError::Unavailable { target, source }),
-        Err(_) => Err(BackendError::Timeout {
-            target,
-            after: timeout,
-        }),
     }
 }
 

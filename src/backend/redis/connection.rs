@@ -11,6 +11,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{ErrorKind, RedisResult, Script, ServerErrorKind};
 use tokio::time::Instant;
 
+use crate::backend::within;
 use crate::BackendError;
 
 /// Where the counters live, and whether the check script has been loaded there.
@@ -100,17 +101,7 @@ impl Connection {
         target: &str,
         timeout: Duration,
     ) -> Result<Vec<i64>, BackendError> {
-        match tokio::time::timeout_at(deadline, self.run(evalsha)).await {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(error)) => Err(BackendError::Unavailable {
-                target: target.to_owned(),
-                source: error.into(),
-            }),
-            Err(_) => Err(BackendError::Timeout {
-                target: target.to_owned(),
-                after: timeout,
-            }),
-        }
+        within(deadline, timeout, target.to_owned(), self.run(evalsha)).await
     }
 
     /// Runs `evalsha` (from [`evalsha`](Self::evalsha)): one round trip (plus one `SCRIPT
