@@ -60,6 +60,11 @@ impl<S: SendBatch> Coalescer<S> {
         }
     }
 
+    /// What sends this queue's batches.
+    pub(crate) fn sender(&self) -> &S {
+        &self.sender
+    }
+
     /// Queues a check of `key` and waits for its answer: at most the timeout in all,
     /// queueing included.
     pub(crate) fn check(

@@ -1,5 +1,6 @@
-//! `RedisBackend::batch_checks`: checks that arrive together share one script call, each
-//! still exact, against real `redis-server` processes started by the tests.
+//! Checks that arrive together at a Redis backend go together: by default as one pipeline
+//! of script calls (one call per check), with `RedisBackend::batch_checks` as one script
+//! call. Each stays exact; against real `redis-server` processes started by the tests.
 #![cfg(feature = "redis")]
 
 mod common;
@@ -21,9 +22,18 @@ fn hourly(limit: u32) -> Policy {
 
 /// A batching backend on `server` with `limit` per hour.
 fn batching(server: &RedisServer, limit: u32) -> RedisBackend {
-    RedisBackend::connect(&server.url(), hourly(limit))
-        .unwrap()
-        .batch_checks()
+    grouped(&server.url(), limit, true)
+}
+
+/// A backend on `url` with `limit` per hour: with `batch_checks` if `one_call`, else the
+/// default (each check its own call, concurrent calls pipelined).
+fn grouped(url: &str, limit: u32, one_call: bool) -> RedisBackend {
+    let backend = RedisBackend::connect(url, hourly(limit)).unwrap();
+    if one_call {
+        backend.batch_checks()
+    } else {
+        backend
+    }
 }
 
 /// Starts every check first (so they queue together), then waits for all: the answers in
@@ -56,8 +66,16 @@ async fn checks_queued_together_share_one_script_call_and_each_stays_exact() {
     if !available("checks_queued_together_share_one_script_call_and_each_stays_exact") {
         return;
     }
+    for one_call in [true, false] {
+        eleven_queued_checks(one_call).await;
+    }
+}
+
+/// Eleven checks queued before the first is sent: the same exact answers whether they
+/// share one script call (`one_call`) or go as a pipeline of eleven.
+async fn eleven_queued_checks(one_call: bool) {
     let server = RedisServer::start();
-    let backend = batching(&server, 3);
+    let backend = grouped(&server.url(), 3, one_call);
     // One runtime thread: all eleven are queued before the dispatcher first runs.
     let mut checks = vec![("alice", 1); 5];
     checks.extend([("bob", 2), ("bob", 2), ("carol", 4)]);
@@ -89,9 +107,11 @@ async fn checks_queued_together_share_one_script_call_and_each_stays_exact() {
             (true, 2),
             (true, 1),
             (true, 0),
-        ]
+        ],
+        "one_call: {one_call}"
     );
-    assert_eq!(server.calls("evalsha"), 1, "one script call for all eleven");
+    let calls = if one_call { 1 } else { 11 };
+    assert_eq!(server.calls("evalsha"), calls, "one_call: {one_call}");
     assert_eq!(backend.local().used("alice"), 0, "counted in Redis");
     let alice = server.cli(&["KEYS", "ringlimit:{alice}:*"]).unwrap();
     let counter = alice.lines().next().expect("alice's counter").to_owned();
@@ -126,11 +146,17 @@ async fn sixty_four_clients_over_three_batching_nodes_get_exactly_the_limit() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_batch_survives_the_server_losing_its_scripts() {
+    // Both ways: all the calls of a pipeline answer NOSCRIPT, and go again once loaded.
     if !available("a_batch_survives_the_server_losing_its_scripts") {
         return;
     }
-    let server = RedisServer::start();
-    let backend = batching(&server, 10);
+    for one_call in [true, false] {
+        let server = RedisServer::start();
+        survives_losing_scripts(&server, grouped(&server.url(), 10, one_call)).await;
+    }
+}
+
+async fn survives_losing_scripts(server: &RedisServer, backend: RedisBackend) {
     let first = all_at_once(&backend, &[("erin", 1), ("erin", 1)]).await;
     assert!(first.iter().all(|a| a.as_ref().unwrap().allowed));
     server.cli(&["SCRIPT", "FLUSH"]).unwrap();
@@ -156,38 +182,43 @@ async fn batched_checks_get_the_failure_mode_when_redis_is_down_or_hung() {
     let (hung, _) = hung_peer().await;
     let hung = format!("redis://{hung}");
     for url in [dead, hung] {
-        let backend = |mode| {
-            RedisBackend::connect(&url, hourly(2))
-                .expect("a node starts while Redis cannot answer")
-                .timeout(Duration::from_millis(100))
-                .failure_mode(mode)
-                .batch_checks()
-        };
-        let checks = [("frank", 1); 4];
-        // Bounded so that a hang fails the test instead of stalling it.
-        let bounded = |answers| tokio::time::timeout(Duration::from_secs(10), answers);
-
-        let local = backend(FailureMode::Local);
-        let answers = bounded(all_at_once(&local, &checks))
-            .await
-            .expect("answered");
-        let allowed = answers
-            .iter()
-            .filter(|a| a.as_ref().unwrap().allowed)
-            .count();
-        assert_eq!(allowed, 2, "{url}: the same policy, counted on this node");
-        assert_eq!(local.local().used("frank"), 2);
-
-        let deny = backend(FailureMode::Deny);
-        let answers = bounded(all_at_once(&deny, &checks))
-            .await
-            .expect("answered");
-        assert!(answers.iter().all(Result::is_err), "{url}: {answers:?}");
-
-        let allow = backend(FailureMode::Allow);
-        let answers = bounded(all_at_once(&allow, &checks))
-            .await
-            .expect("answered");
-        assert!(answers.iter().all(|a| a.as_ref().unwrap().allowed));
+        for one_call in [true, false] {
+            failure_modes(&url, one_call).await;
+        }
     }
+}
+
+/// Each failure mode, for checks that queue together while Redis at `url` cannot answer.
+async fn failure_modes(url: &str, one_call: bool) {
+    let backend = |mode| {
+        grouped(url, 2, one_call)
+            .timeout(Duration::from_millis(100))
+            .failure_mode(mode)
+    };
+    let checks = [("frank", 1); 4];
+    // Bounded so that a hang fails the test instead of stalling it.
+    let bounded = |answers| tokio::time::timeout(Duration::from_secs(10), answers);
+
+    let local = backend(FailureMode::Local);
+    let answers = bounded(all_at_once(&local, &checks))
+        .await
+        .expect("answered");
+    let allowed = answers
+        .iter()
+        .filter(|a| a.as_ref().unwrap().allowed)
+        .count();
+    assert_eq!(allowed, 2, "{url}: the same policy, counted on this node");
+    assert_eq!(local.local().used("frank"), 2);
+
+    let deny = backend(FailureMode::Deny);
+    let answers = bounded(all_at_once(&deny, &checks))
+        .await
+        .expect("answered");
+    assert!(answers.iter().all(Result::is_err), "{url}: {answers:?}");
+
+    let allow = backend(FailureMode::Allow);
+    let answers = bounded(all_at_once(&allow, &checks))
+        .await
+        .expect("answered");
+    assert!(answers.iter().all(|a| a.as_ref().unwrap().allowed));
 }

@@ -1,6 +1,7 @@
-//! Checks that queue up while a script call is in flight go to Redis together, in one
-//! call of the same script (see [`crate::coalesce`]). A single server only: on a cluster
-//! the keys of one call must share a slot.
+//! Checks that queue up while earlier ones are on the wire go to Redis together (see
+//! [`crate::coalesce`]): by default as one pipeline of script calls, one call and one key
+//! per check; with [`Grouping::OneCall`], as one call of the same script on all their keys
+//! (a single server only: on a cluster the keys of one call must share a slot).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,10 +41,22 @@ impl Counted {
     }
 }
 
+/// How a batch of checks is put to Redis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Grouping {
+    /// One script call per check, all in one pipeline: one write and one round trip for
+    /// the batch, and still one key per call (the default).
+    Pipelined,
+    /// One script call on all the batch's keys ([`batch_checks`](super::RedisBackend::batch_checks)):
+    /// also saves Redis the cost of a script call per check.
+    OneCall,
+}
+
 /// Sends batches of checks to one Redis server.
 #[derive(Clone)]
 pub(crate) struct RedisSender {
     pub(super) connection: Connection,
+    pub(super) grouping: Grouping,
     pub(super) target: Arc<str>,
     /// The script's fixed arguments: window length in ms, limit.
     pub(super) window_ms: u64,
@@ -56,15 +69,55 @@ impl SendBatch for RedisSender {
     const MAX_BATCH: usize = MAX_REDIS_BATCH;
 
     async fn send(&self, batch: Vec<Job<Counted>>) {
-        let deadline = batch[0].deadline;
-        let mut evalsha = self.connection.evalsha(batch.len());
-        for job in &batch {
+        match self.grouping {
+            Grouping::Pipelined => self.send_pipelined(batch).await,
+            Grouping::OneCall => self.send_in_one_call(batch).await,
+        }
+    }
+}
+
+impl RedisSender {
+    /// One script call on the keys of `jobs`.
+    fn evalsha(&self, jobs: &[Job<Counted>]) -> redis::Cmd {
+        let mut evalsha = self.connection.evalsha(jobs.len());
+        for job in jobs {
             evalsha.arg(&*job.key);
         }
         evalsha.arg(self.window_ms).arg(self.limit);
-        for job in &batch {
+        for job in jobs {
             evalsha.arg(job.cost);
         }
+        evalsha
+    }
+
+    async fn send_pipelined(&self, batch: Vec<Job<Counted>>) {
+        let deadline = batch[0].deadline;
+        let mut calls = Connection::pipeline(batch.len());
+        for job in batch.chunks(1) {
+            calls.add_command(self.evalsha(job));
+        }
+        let ran = self
+            .connection
+            .run_each_until(&calls, deadline, &self.target, self.timeout);
+        match ran.await {
+            Ok(answers) => {
+                let mut answers = answers.into_iter();
+                for job in batch {
+                    let answer = match answers.next() {
+                        Some(Ok(reply)) => Counted::from_reply(&reply, 0, &self.target),
+                        Some(Err(error)) => Err(unavailable(&self.target, error)),
+                        None => Err(unavailable(&self.target, "fewer answers than calls")),
+                    };
+                    let _ = job.reply.send(answer);
+                }
+            }
+            Err(error) => reply_all(batch, &error),
+        }
+    }
+
+    async fn send_in_one_call(&self, batch: Vec<Job<Counted>>) {
+        let deadline = batch[0].deadline;
+        let evalsha = self.evalsha(&batch);
         let ran = self
             .connection
             .run_until(&evalsha, deadline, &self.target, self.timeout);
@@ -74,12 +127,25 @@ impl SendBatch for RedisSender {
                     let _ = job.reply.send(Counted::from_reply(&reply, i, &self.target));
                 }
             }
-            Err(error) => {
-                for job in batch {
-                    let _ = job.reply.send(Err(copy(&error)));
-                }
-            }
+            Err(error) => reply_all(batch, &error),
         }
+    }
+}
+
+/// Gives every job of `batch` the same `error`.
+fn reply_all(batch: Vec<Job<Counted>>, error: &BackendError) {
+    for job in batch {
+        let _ = job.reply.send(Err(copy(error)));
+    }
+}
+
+fn unavailable(
+    target: &str,
+    why: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> BackendError {
+    BackendError::Unavailable {
+        target: target.to_owned(),
+        source: why.into(),
     }
 }
 

@@ -104,6 +104,70 @@ impl Connection {
         within(deadline, timeout, target.to_owned(), self.run(evalsha)).await
     }
 
+    /// An empty pipeline for [`run_each_until`](Self::run_each_until): it answers each
+    /// call on its own, errors included.
+    pub(super) fn pipeline(calls: usize) -> redis::Pipeline {
+        let mut pipeline = redis::Pipeline::with_capacity(calls);
+        pipeline.ignore_errors();
+        pipeline
+    }
+
+    /// Runs each call of `calls` (a [`pipeline`](Self::pipeline) of
+    /// [`evalsha`](Self::evalsha)s) until `deadline`: one write and one round trip for all
+    /// of them, and each call's own answer.
+    pub(super) async fn run_each_until(
+        &self,
+        calls: &redis::Pipeline,
+        deadline: Instant,
+        target: &str,
+        timeout: Duration,
+    ) -> Result<Vec<RedisResult<Vec<i64>>>, BackendError> {
+        within(deadline, timeout, target.to_owned(), self.run_each(calls)).await
+    }
+
+    async fn run_each(&self, calls: &redis::Pipeline) -> RedisResult<Vec<RedisResult<Vec<i64>>>> {
+        let script = &*self.script;
+        match &self.target {
+            Target::Single(manager) => {
+                let mut connection = manager.clone();
+                self.call_each(script, calls, &mut connection).await
+            }
+            Target::Cluster(cluster) => {
+                let mut connection = cluster.connection().await?;
+                self.call_each(script, calls, &mut connection).await
+            }
+        }
+    }
+
+    /// Sends `calls` as one pipeline; those the server answers `NOSCRIPT` (it lost the
+    /// script: none of them ran) go again, once, after loading it. The others ran and
+    /// counted, so they are not repeated.
+    async fn call_each<C: redis::aio::ConnectionLike>(
+        &self,
+        script: &Script,
+        calls: &redis::Pipeline,
+        connection: &mut C,
+    ) -> RedisResult<Vec<RedisResult<Vec<i64>>>> {
+        self.load_once(script, connection).await?;
+        let mut answers: Vec<RedisResult<Vec<i64>>> = calls.query_async(connection).await?;
+        let lost: Vec<usize> = (0..answers.len())
+            .filter(|&i| matches!(&answers[i], Err(error) if is_no_script(error)))
+            .collect();
+        if !lost.is_empty() {
+            script.prepare_invoke().load_async(connection).await?;
+            let calls: Vec<&redis::Cmd> = calls.cmd_iter().collect();
+            let mut again = Self::pipeline(lost.len());
+            for &i in &lost {
+                again.add_command(calls[i].clone());
+            }
+            let again: Vec<RedisResult<Vec<i64>>> = again.query_async(connection).await?;
+            for (i, answer) in lost.into_iter().zip(again) {
+                answers[i] = answer;
+            }
+        }
+        Ok(answers)
+    }
+
     /// Runs `evalsha` (from [`evalsha`](Self::evalsha)): one round trip (plus one `SCRIPT
     /// LOAD` the first time a server answers `NOSCRIPT`).
     async fn run(&self, evalsha: &redis::Cmd) -> RedisResult<Vec<i64>> {
@@ -130,7 +194,7 @@ impl Connection {
     ) -> RedisResult<Vec<i64>> {
         self.load_once(script, connection).await?;
         match evalsha.query_async(connection).await {
-            Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+            Err(error) if is_no_script(&error) => {
                 script.prepare_invoke().load_async(connection).await?;
                 evalsha.query_async(connection).await
             }
@@ -155,6 +219,11 @@ impl Connection {
             .await
             .copied()
     }
+}
+
+/// Whether the server has lost the script (after a restart or a `SCRIPT FLUSH`).
+fn is_no_script(error: &redis::RedisError) -> bool {
+    error.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
 }
 
 impl LazyCluster {

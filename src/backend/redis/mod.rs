@@ -11,7 +11,7 @@ use std::time::Duration;
 use redis::RedisResult;
 use tokio::time::Instant;
 
-use self::batch::{Counted, RedisSender};
+use self::batch::{Counted, Grouping, RedisSender};
 use self::connection::Connection;
 use super::failure::fail;
 use super::{Backend, BackendError, Check, FailureMode, MemoryBackend, PeerFuture};
@@ -26,9 +26,10 @@ pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(250);
 pub const DEFAULT_PREFIX: &str = "ringlimit:";
 
 /// Fixed-window counters kept in Redis (or a Redis Cluster), where users already trust
-/// them: one atomic script per check, one round trip (or, with
-/// [`batch_checks`](Self::batch_checks), one script call for the checks that arrive
-/// together).
+/// them: one atomic script call per check, on one key, in one round trip. On a single
+/// server, the calls of checks that arrive while others are on the wire go together in one
+/// pipeline (one write, one round trip; each call still its own); with
+/// [`batch_checks`](Self::batch_checks) they share one script call.
 ///
 /// The script runs on the server's clock (`TIME`), so nodes whose clocks disagree still
 /// share each window. It is called by its SHA and reloaded if the server answers
@@ -59,8 +60,9 @@ pub const DEFAULT_PREFIX: &str = "ringlimit:";
 pub struct RedisBackend<C = SystemClock> {
     connection: Connection,
     target: Arc<str>,
-    /// The queue of [`batch_checks`](Self::batch_checks), if on.
-    batches: Option<Arc<Coalescer<RedisSender>>>,
+    /// The queue that groups concurrent checks (a single server only; on a cluster each
+    /// call goes on its own, routed to its key's master).
+    queue: Option<Arc<Coalescer<RedisSender>>>,
     prefix: Arc<str>,
     timeout: Duration,
     failure: FailureMode,
@@ -96,15 +98,20 @@ impl RedisBackend {
     }
 
     fn with_connection(connection: Connection, target: &str, policy: Policy) -> Self {
-        Self {
+        let backend = Self {
             connection,
             target: target.into(),
-            batches: None,
+            queue: None,
             prefix: DEFAULT_PREFIX.into(),
             timeout: DEFAULT_REDIS_TIMEOUT,
             failure: FailureMode::default(),
             circuit: Arc::new(Circuit::new(target, CircuitPolicy::default())),
             local: Arc::new(MemoryBackend::new(policy)),
+        };
+        if backend.connection.is_cluster() {
+            backend
+        } else {
+            backend.grouped(Grouping::Pipelined)
         }
     }
 }
@@ -119,35 +126,44 @@ impl<C: Clock> RedisBackend<C> {
     /// Waits at most `timeout` for Redis (default [`DEFAULT_REDIS_TIMEOUT`]).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
-        if self.batches.is_some() {
-            self = self.batch_checks();
+        match self.queue.as_deref().map(Coalescer::sender) {
+            Some(sender) => {
+                let grouping = sender.grouping;
+                self.grouped(grouping)
+            }
+            None => self,
         }
-        self
     }
 
     /// Sends checks that arrive while a script call is in flight together, in the next
     /// call (up to 128 keys per call), instead of one call per check.
     ///
-    /// Off by default. Under load this saves most of Redis's work per check (one script
-    /// call instead of one per check) and the node's per-command overhead; each check
-    /// stays atomic and exact, and a lone check still goes at once. Each check waits at
-    /// most the timeout, queueing included. A single server only: on a Redis Cluster, one
-    /// call's keys must share a slot, so a cluster backend keeps one key per call (and
-    /// logs a warning if asked to batch).
-    pub fn batch_checks(mut self) -> Self {
+    /// Off by default (by default each check has its own call, and concurrent calls share
+    /// a pipeline). Under load this also saves most of Redis's work per check: one script
+    /// call instead of one per check. Each check stays atomic and exact, and a lone check
+    /// still goes at once. Each check waits at most the timeout, queueing included. A
+    /// single server only: on a Redis Cluster, one call's keys must share a slot, so a
+    /// cluster backend keeps one key per call (and logs a warning if asked to batch).
+    pub fn batch_checks(self) -> Self {
         if self.connection.is_cluster() {
             tracing::warn!(target = %self.target, "batched checks need a single Redis server: one key per call on a cluster");
             return self;
         }
+        self.grouped(Grouping::OneCall)
+    }
+
+    /// Groups concurrent checks by `grouping`, with the current timeout.
+    fn grouped(mut self, grouping: Grouping) -> Self {
         let policy = self.local.policy();
         let sender = RedisSender {
             connection: self.connection.clone(),
+            grouping,
             target: self.target.clone(),
             window_ms: policy.window().as_millis() as u64,
             limit: policy.limit(),
             timeout: self.timeout,
         };
-        self.batches = Some(Arc::new(Coalescer::new(&self.target, self.timeout, sender)));
+        self.queue = Some(Arc::new(Coalescer::new(&self.target, self.timeout, sender)));
         self
     }
 
@@ -173,7 +189,7 @@ impl<C: Clock> RedisBackend<C> {
         RedisBackend {
             connection: self.connection,
             target: self.target,
-            batches: self.batches,
+            queue: self.queue,
             prefix: self.prefix,
             timeout: self.timeout,
             failure: self.failure,
@@ -208,11 +224,11 @@ impl<C: Clock> Backend for RedisBackend<C> {
             return Check::Ready(fail(self.failure, &self.local, key, cost, error));
         };
         let redis_key = self.key_of(key);
-        match &self.batches {
-            Some(batches) => {
+        match &self.queue {
+            Some(queue) => {
                 // Shared by the queued check and the fallback: one copy.
                 let redis_key: Arc<str> = redis_key.into();
-                let answer = batches.check(Arc::clone(&redis_key), cost);
+                let answer = queue.check(Arc::clone(&redis_key), cost);
                 Check::Pending(Box::pin(self.settle(answer, attempt, redis_key, cost)))
             }
             None => {
@@ -224,7 +240,7 @@ impl<C: Clock> Backend for RedisBackend<C> {
 }
 
 impl<C: Clock> RedisBackend<C> {
-    /// One script call for this check alone.
+    /// One script call for this check alone (on a cluster).
     fn call_alone(
         &self,
         redis_key: &str,
@@ -286,7 +302,10 @@ impl<C: fmt::Debug> fmt::Debug for RedisBackend<C> {
         f.debug_struct("RedisBackend")
             .field("target", &self.target)
             .field("prefix", &self.prefix)
-            .field("batch_checks", &self.batches.is_some())
+            .field(
+                "grouping",
+                &self.queue.as_deref().map(|queue| queue.sender().grouping),
+            )
             .field("timeout", &self.timeout)
             .field("failure", &self.failure)
             .field("local", &self.local)
@@ -299,7 +318,7 @@ mod tests {
     use std::num::NonZeroU32;
     use std::time::Duration;
 
-    use super::RedisBackend;
+    use super::{Grouping, RedisBackend};
     use crate::Policy;
 
     fn policy() -> Policy {
@@ -307,14 +326,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn batching_is_for_a_single_server_and_survives_a_new_timeout() {
+    async fn a_single_server_pipelines_batching_is_for_it_only_and_survives_a_new_timeout() {
         // Nothing listens on port 1: both connect lazily, so no server is needed here.
+        let default = RedisBackend::connect("redis://127.0.0.1:1", policy()).unwrap();
+        let grouping = default.queue.as_deref().map(|queue| queue.sender().grouping);
+        assert_eq!(grouping, Some(Grouping::Pipelined), "one call per check");
+
         let single = RedisBackend::connect("redis://127.0.0.1:1", policy())
             .unwrap()
             .batch_checks()
             .timeout(Duration::from_millis(40));
-        assert!(
-            single.batches.is_some(),
+        let grouping = single.queue.as_deref().map(|queue| queue.sender().grouping);
+        assert_eq!(
+            grouping,
+            Some(Grouping::OneCall),
             "a later timeout keeps batching on"
         );
 
@@ -322,6 +347,6 @@ mod tests {
         let cluster = RedisBackend::connect_cluster(&urls, policy())
             .unwrap()
             .batch_checks();
-        assert!(cluster.batches.is_none(), "one key per call on a cluster");
+        assert!(cluster.queue.is_none(), "one call at a time on a cluster");
     }
 }
