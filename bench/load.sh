@@ -6,7 +6,9 @@
 #   - a node on the Redis backend (its own redis-server on a free port), one script call
 #     per check (the default), and one with --redis-batch (checks that arrive together
 #     share a call),
-# then requests/second, the ratios, and Redis operations per check.
+# then requests/second, the ratios, Redis operations per check, and the CPU each setup's
+# processes (its nodes, and redis-server) spent per request, which a noisy machine moves
+# less than requests/second.
 # Loopback only; every run is bounded in time and everything started is stopped.
 #
 # This machine is shared and noisy: the five are measured in turn, ROUNDS times (in
@@ -37,15 +39,16 @@ limit=1000000000   # never reached: every check is a counted, allowed request
 
 bare=$(free_port); one=$(free_port); two_a=$(free_port); two_b=$(free_port)
 redis_node=$(free_port); batched_node=$(free_port); redis_port=$(free_port)
-target/release/examples/bare_hyper "$bare" >/dev/null & pids+=($!)
-"$node" --limit $limit --advertise "127.0.0.1:$one" "$one" "127.0.0.1:$one" >/dev/null & pids+=($!)
+target/release/examples/bare_hyper "$bare" >/dev/null & pids+=($!); bare_pid=$!
+"$node" --limit $limit --advertise "127.0.0.1:$one" "$one" "127.0.0.1:$one" >/dev/null & pids+=($!); one_pid=$!
+two_pids=()
 for port in "$two_a" "$two_b"; do
-  "$node" --limit $limit --advertise "127.0.0.1:$port" "$port" "127.0.0.1:$two_a" "127.0.0.1:$two_b" >/dev/null & pids+=($!)
+  "$node" --limit $limit --advertise "127.0.0.1:$port" "$port" "127.0.0.1:$two_a" "127.0.0.1:$two_b" >/dev/null & pids+=($!); two_pids+=($!)
 done
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$redis_dir" >/dev/null & pids+=($!)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$redis_dir" >/dev/null & pids+=($!); redis_pid=$!
 sleep 0.5
-"$node" --limit $limit --redis "redis://127.0.0.1:$redis_port" "$redis_node" >/dev/null & pids+=($!)
-"$node" --limit $limit --redis "redis://127.0.0.1:$redis_port" --redis-batch "$batched_node" >/dev/null & pids+=($!)
+"$node" --limit $limit --redis "redis://127.0.0.1:$redis_port" "$redis_node" >/dev/null & pids+=($!); redis_node_pid=$!
+"$node" --limit $limit --redis "redis://127.0.0.1:$redis_port" --redis-batch "$batched_node" >/dev/null & pids+=($!); batched_pid=$!
 sleep 1
 
 # One wrk run: prints "REQUESTS_PER_SECOND REQUESTS".
@@ -55,6 +58,15 @@ measure() { # PORT
   if grep -q "Non-2xx" <<<"$out"; then echo "warning: port $1 answered non-2xx: $(grep Non-2xx <<<"$out")" >&2; fi
   echo "$(awk '/Requests\/sec/ {print $2}' <<<"$out") $(awk '/requests in/ {print $1}' <<<"$out")"
 }
+# CPU time (user + system, in clock ticks) that the processes PIDS have used so far.
+ticks() { # PIDS...
+  local sum=0 pid
+  for pid in "$@"; do sum=$(( sum + $(awk '{print $14 + $15}' "/proc/$pid/stat") )); done
+  echo "$sum"
+}
+# Time the hypervisor gave to other guests, in ticks of all cores (the `steal` column).
+stolen() { awk '/^cpu / {print $9}' /proc/stat; }
+hz=$(getconf CLK_TCK)
 median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 # calls of one command (`evalsha`), or of all (`all`, which counts the script's own inner
 # commands too) in INFO commandstats.
@@ -62,7 +74,12 @@ calls() { redis-cli -p "$redis_port" INFO commandstats | awk -F'[=,:]' -v c="$1"
 
 names=("bare hyper (ceiling)" "one-node ring" "two-node ring (half forwarded)" "Redis-backed node" "Redis-backed node, batched")
 ports=("$bare" "$one" "$two_a" "$redis_node" "$batched_node")
-declare -a results=("" "" "" "" "")
+# The processes that work for each setup's requests, measured apart: its node(s), then
+# (for Redis) redis-server.
+serving=("$bare_pid" "$one_pid" "${two_pids[*]}" "$redis_node_pid" "$batched_pid")
+helping=("" "" "" "$redis_pid" "$redis_pid")
+declare -a results=("" "" "" "" "") node_cpu=("" "" "" "" "") redis_cpu=("" "" "" "" "")
+steal_before=$(stolen); started=$(date +%s)
 # Per Redis node (3, 4): EVALSHA calls, all commands, requests.
 declare -A trips=([3]=0 [4]=0) all=([3]=0 [4]=0) served=([3]=0 [4]=0)
 echo "wrk -t2 -c$connections -d${seconds}s x $rounds rounds, random users out of 10,000, $(nproc) cores" >&2
@@ -72,7 +89,13 @@ for round in $(seq "$rounds"); do
   order="0 1 2 3 4"; [ $((round % 2)) = 0 ] && order="4 3 2 1 0"
   for i in $order; do
     if [ "$i" -ge 3 ]; then trips_before=$(calls evalsha); all_before=$(calls all); fi
+    # shellcheck disable=SC2086 # lists of pids
+    node_before=$(ticks ${serving[$i]}); redis_before=$(ticks ${helping[$i]})
     read -r rps requests < <(measure "${ports[$i]}")
+    # shellcheck disable=SC2086
+    node_after=$(ticks ${serving[$i]}); redis_after=$(ticks ${helping[$i]})
+    node_cpu[$i]="${node_cpu[$i]} $(awk -v t=$(( node_after - node_before )) -v n="$requests" -v hz="$hz" 'BEGIN {print t / hz * 1e6 / n}')"
+    redis_cpu[$i]="${redis_cpu[$i]} $(awk -v t=$(( redis_after - redis_before )) -v n="$requests" -v hz="$hz" 'BEGIN {print t / hz * 1e6 / n}')"
     if [ "$i" -ge 3 ]; then
       trips[$i]=$(( trips[$i] + $(calls evalsha) - trips_before ))
       all[$i]=$(( all[$i] + $(calls all) - all_before ))
@@ -98,3 +121,17 @@ for i in 3 4; do
   }'
 done
 echo "(inside the script: TIME once per call; INCRBY per check, PEXPIRE on a window's first hit, DECRBY when over)"
+echo "CPU per request (median; wrk's own is not counted):"
+for i in 0 1 2 3 4; do
+  node_us=$(tr ' ' '\n' <<<"${node_cpu[$i]}" | grep . | median)
+  where="the node"; [ "$i" = 2 ] && where="the two nodes"
+  line=$(printf '  %-32s %5.1f us in %s' "${names[$i]}" "$node_us" "$where")
+  if [ "$i" -ge 3 ]; then
+    line="$line $(printf '+ %4.1f us in redis-server' "$(tr ' ' '\n' <<<"${redis_cpu[$i]}" | grep . | median)")"
+  fi
+  echo "$line"
+done
+elapsed=$(( $(date +%s) - started ))
+awk -v s=$(( $(stolen) - steal_before )) -v hz="$hz" -v t="$elapsed" -v c="$(nproc)" 'BEGIN {
+  printf "stolen by the hypervisor during the runs: %.0f%% of the cores (the noisier, the higher)\n", 100 * s / hz / t / c
+}'
