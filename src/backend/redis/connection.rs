@@ -149,7 +149,8 @@ impl Connection {
         connection: &mut C,
     ) -> RedisResult<Vec<RedisResult<Vec<i64>>>> {
         self.load_once(script, connection).await?;
-        let mut answers: Vec<RedisResult<Vec<i64>>> = calls.query_async(connection).await?;
+        let answers: Vec<redis::Value> = calls.query_async(connection).await?;
+        let mut answers: Vec<RedisResult<Vec<i64>>> = answers.into_iter().map(numbers).collect();
         let lost: Vec<usize> = (0..answers.len())
             .filter(|&i| matches!(&answers[i], Err(error) if is_no_script(error)))
             .collect();
@@ -160,9 +161,9 @@ impl Connection {
             for &i in &lost {
                 again.add_command(calls[i].clone());
             }
-            let again: Vec<RedisResult<Vec<i64>>> = again.query_async(connection).await?;
+            let again: Vec<redis::Value> = again.query_async(connection).await?;
             for (i, answer) in lost.into_iter().zip(again) {
-                answers[i] = answer;
+                answers[i] = numbers(answer);
             }
         }
         Ok(answers)
@@ -221,6 +222,12 @@ impl Connection {
     }
 }
 
+/// One call's answer in a pipeline: its numbers, or its own error (a server error, or a
+/// reply that is not a list of numbers), which does not fail the other calls.
+fn numbers(answer: redis::Value) -> RedisResult<Vec<i64>> {
+    redis::from_redis_value::<RedisResult<Vec<i64>>>(answer)?
+}
+
 /// Whether the server has lost the script (after a restart or a `SCRIPT FLUSH`).
 fn is_no_script(error: &redis::RedisError) -> bool {
     error.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
@@ -239,5 +246,56 @@ impl LazyCluster {
         let connection = self.client.get_async_connection().await?;
         self.connection.store(Some(Arc::new(connection.clone())));
         Ok(connection)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::super::test_server::{available, RedisServer};
+    use super::Connection;
+
+    #[tokio::test]
+    async fn a_pipeline_runs_again_only_the_calls_that_found_no_script() {
+        if !available("a_pipeline_runs_again_only_the_calls_that_found_no_script") {
+            return;
+        }
+        let server = RedisServer::start();
+        let timeout = Duration::from_secs(5);
+        let connection = Connection::single(&server.url(), timeout).unwrap();
+        let check = |key: &str| {
+            let mut evalsha = connection.evalsha(1);
+            evalsha.arg(key).arg(60_000).arg(10).arg(1);
+            evalsha
+        };
+        // The server loses the script in the middle of the pipeline: the first check has
+        // counted by then, the last has not.
+        let mut calls = Connection::pipeline(3);
+        calls.add_command(check("{a}"));
+        calls.add_command(redis::cmd("SCRIPT").arg("FLUSH").clone());
+        calls.add_command(check("{b}"));
+        let deadline = Instant::now() + timeout;
+        let answers = connection
+            .run_each_until(&calls, deadline, "redis", timeout)
+            .await
+            .expect("the pipeline ran");
+
+        let used = |i: usize| answers[i].as_ref().map(|reply| reply[2]).ok();
+        assert_eq!(used(0), Some(1), "{answers:?}");
+        assert!(
+            answers[1].is_err(),
+            "OK is no check answer, and fails alone"
+        );
+        assert_eq!(used(2), Some(1), "run again once the script was loaded");
+        for key in ["{a}", "{b}"] {
+            let counter = server.cli(&["KEYS", &format!("{key}:*")]).unwrap();
+            let counter = counter.lines().next().expect("a counter").to_owned();
+            let value = server.cli(&["GET", &counter]).unwrap();
+            assert_eq!(value.trim(), "1", "{key} counted once");
+        }
+        assert_eq!(server.calls("evalsha"), 3, "{{b}} twice, {{a}} once");
     }
 }

@@ -2,6 +2,11 @@
 
 mod batch;
 mod connection;
+/// The integration tests' real `redis-server`, for the unit tests (it is self-contained).
+#[cfg(test)]
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../../tests/common/redis.rs"]
+mod test_server;
 
 use std::fmt;
 use std::future::Future;
@@ -329,7 +334,10 @@ mod tests {
     async fn a_single_server_pipelines_batching_is_for_it_only_and_survives_a_new_timeout() {
         // Nothing listens on port 1: both connect lazily, so no server is needed here.
         let default = RedisBackend::connect("redis://127.0.0.1:1", policy()).unwrap();
-        let grouping = default.queue.as_deref().map(|queue| queue.sender().grouping);
+        let grouping = default
+            .queue
+            .as_deref()
+            .map(|queue| queue.sender().grouping);
         assert_eq!(grouping, Some(Grouping::Pipelined), "one call per check");
 
         let single = RedisBackend::connect("redis://127.0.0.1:1", policy())
