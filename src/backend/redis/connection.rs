@@ -1,16 +1,16 @@
-//! One shared, multiplexed connection to Redis or to a Redis Cluster, made lazily so that
-//! a node starts (and answers per its failure mode) while Redis is down.
+//! The check script on one shared, multiplexed connection to Redis or to a Redis Cluster,
+//! made lazily so that a node starts (and answers per its failure mode) while Redis is
+//! down: loaded once, reloaded on `NOSCRIPT`, called alone or as a pipeline of calls.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
-use redis::cluster_async::ClusterConnection;
-use redis::{ErrorKind, RedisResult, Script, ServerErrorKind};
+use redis::{ErrorKind, RedisResult, Script, ServerErrorKind, Value};
 use tokio::time::Instant;
 
+use super::live::{LazyCluster, Live};
 use crate::backend::within;
 use crate::BackendError;
 
@@ -31,13 +31,6 @@ enum Target {
     Single(ConnectionManager),
     /// A cluster, through the cluster client (one multiplexed connection per master).
     Cluster(Arc<LazyCluster>),
-}
-
-/// A cluster connection made on first use, and again after a failed attempt.
-pub(super) struct LazyCluster {
-    client: redis::cluster::ClusterClient,
-    connection: ArcSwapOption<ClusterConnection>,
-    connecting: tokio::sync::Mutex<()>,
 }
 
 impl Connection {
@@ -64,11 +57,9 @@ impl Connection {
             .response_timeout(timeout)
             .retries(1)
             .build()?;
-        Ok(Self::new(Target::Cluster(Arc::new(LazyCluster {
+        Ok(Self::new(Target::Cluster(Arc::new(LazyCluster::new(
             client,
-            connection: ArcSwapOption::empty(),
-            connecting: tokio::sync::Mutex::new(()),
-        }))))
+        )))))
     }
 
     fn new(target: Target) -> Self {
@@ -126,30 +117,21 @@ impl Connection {
     }
 
     async fn run_each(&self, calls: &redis::Pipeline) -> RedisResult<Vec<RedisResult<Vec<i64>>>> {
-        let script = &*self.script;
-        match &self.target {
-            Target::Single(manager) => {
-                let mut connection = manager.clone();
-                self.call_each(script, calls, &mut connection).await
-            }
-            Target::Cluster(cluster) => {
-                let mut connection = cluster.connection().await?;
-                self.call_each(script, calls, &mut connection).await
-            }
-        }
+        let mut connection = self.live().await?;
+        self.call_each(&self.script, calls, &mut connection).await
     }
 
     /// Sends `calls` as one pipeline; those the server answers `NOSCRIPT` (it lost the
     /// script: none of them ran) go again, once, after loading it. The others ran and
     /// counted, so they are not repeated.
-    async fn call_each<C: redis::aio::ConnectionLike>(
+    async fn call_each(
         &self,
         script: &Script,
         calls: &redis::Pipeline,
-        connection: &mut C,
+        connection: &mut Live,
     ) -> RedisResult<Vec<RedisResult<Vec<i64>>>> {
         self.load_once(script, connection).await?;
-        let answers: Vec<redis::Value> = calls.query_async(connection).await?;
+        let answers: Vec<Value> = calls.query_async(connection).await?;
         let mut answers: Vec<RedisResult<Vec<i64>>> = answers.into_iter().map(numbers).collect();
         let lost: Vec<usize> = (0..answers.len())
             .filter(|&i| matches!(&answers[i], Err(error) if is_no_script(error)))
@@ -161,7 +143,7 @@ impl Connection {
             for &i in &lost {
                 again.add_command(calls[i].clone());
             }
-            let again: Vec<redis::Value> = again.query_async(connection).await?;
+            let again: Vec<Value> = again.query_async(connection).await?;
             for (i, answer) in lost.into_iter().zip(again) {
                 answers[i] = numbers(answer);
             }
@@ -172,26 +154,25 @@ impl Connection {
     /// Runs `evalsha` (from [`evalsha`](Self::evalsha)): one round trip (plus one `SCRIPT
     /// LOAD` the first time a server answers `NOSCRIPT`).
     async fn run(&self, evalsha: &redis::Cmd) -> RedisResult<Vec<i64>> {
-        let script = &*self.script;
-        match &self.target {
-            Target::Single(manager) => {
-                let mut connection = manager.clone();
-                self.call(script, evalsha, &mut connection).await
-            }
-            Target::Cluster(cluster) => {
-                let mut connection = cluster.connection().await?;
-                self.call(script, evalsha, &mut connection).await
-            }
-        }
+        let mut connection = self.live().await?;
+        self.call(&self.script, evalsha, &mut connection).await
+    }
+
+    /// The connection to use now: the manager's, or the cluster's (made if need be).
+    async fn live(&self) -> RedisResult<Live> {
+        Ok(match &self.target {
+            Target::Single(manager) => Live::Single(manager.clone()),
+            Target::Cluster(cluster) => Live::Cluster(cluster.connection().await?),
+        })
     }
 
     /// Runs `evalsha`, loading `script` first the first time, and again if the server
     /// has lost it (`NOSCRIPT`, after a restart).
-    async fn call<C: redis::aio::ConnectionLike>(
+    async fn call(
         &self,
         script: &Script,
         evalsha: &redis::Cmd,
-        connection: &mut C,
+        connection: &mut Live,
     ) -> RedisResult<Vec<i64>> {
         self.load_once(script, connection).await?;
         match evalsha.query_async(connection).await {
@@ -204,11 +185,7 @@ impl Connection {
     }
 
     /// Loads `script` the first time; later `NOSCRIPT`s are handled by [`call`](Self::call).
-    async fn load_once<C: redis::aio::ConnectionLike>(
-        &self,
-        script: &Script,
-        connection: &mut C,
-    ) -> RedisResult<()> {
+    async fn load_once(&self, script: &Script, connection: &mut Live) -> RedisResult<()> {
         self.loaded
             .get_or_try_init(|| async {
                 script
@@ -224,29 +201,13 @@ impl Connection {
 
 /// One call's answer in a pipeline: its numbers, or its own error (a server error, or a
 /// reply that is not a list of numbers), which does not fail the other calls.
-fn numbers(answer: redis::Value) -> RedisResult<Vec<i64>> {
+fn numbers(answer: Value) -> RedisResult<Vec<i64>> {
     redis::from_redis_value::<RedisResult<Vec<i64>>>(answer)?
 }
 
 /// Whether the server has lost the script (after a restart or a `SCRIPT FLUSH`).
 fn is_no_script(error: &redis::RedisError) -> bool {
     error.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
-}
-
-impl LazyCluster {
-    async fn connection(&self) -> RedisResult<ClusterConnection> {
-        if let Some(connection) = self.connection.load_full() {
-            return Ok((*connection).clone());
-        }
-        // One attempt at a time; the others wait for it (bounded by the caller's timeout).
-        let _connecting = self.connecting.lock().await;
-        if let Some(connection) = self.connection.load_full() {
-            return Ok((*connection).clone());
-        }
-        let connection = self.client.get_async_connection().await?;
-        self.connection.store(Some(Arc::new(connection.clone())));
-        Ok(connection)
-    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 mod batch;
 mod connection;
+mod live;
 /// The integration tests' real `redis-server`, for the unit tests (it is self-contained).
 #[cfg(test)]
 #[allow(dead_code, unreachable_pub)]

@@ -1,0 +1,76 @@
+//! Which connection a call uses: the connection manager's for one server, or the cluster
+//! client's, made on first use.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster_async::ClusterConnection;
+use redis::{RedisFuture, RedisResult, Value};
+
+/// A connection to one server or to a cluster, as one type for the calls above.
+pub(super) enum Live {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Live {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(connection) => connection.req_packed_command(cmd),
+            Self::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(connection) => connection.get_db(),
+            Self::Cluster(connection) => connection.get_db(),
+        }
+    }
+}
+
+/// A cluster connection made on first use, and again after a failed attempt.
+pub(super) struct LazyCluster {
+    client: redis::cluster::ClusterClient,
+    connection: ArcSwapOption<ClusterConnection>,
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl LazyCluster {
+    /// The cluster of `client`, not connected yet.
+    pub(super) fn new(client: redis::cluster::ClusterClient) -> Self {
+        Self {
+            client,
+            connection: ArcSwapOption::empty(),
+            connecting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The cluster's connection, made now if there is none yet.
+    pub(super) async fn connection(&self) -> RedisResult<ClusterConnection> {
+        if let Some(connection) = self.connection.load_full() {
+            return Ok((*connection).clone());
+        }
+        // One attempt at a time; the others wait for it (bounded by the caller's timeout).
+        let _connecting = self.connecting.lock().await;
+        if let Some(connection) = self.connection.load_full() {
+            return Ok((*connection).clone());
+        }
+        let connection = self.client.get_async_connection().await?;
+        self.connection.store(Some(Arc::new(connection.clone())));
+        Ok(connection)
+    }
+}
