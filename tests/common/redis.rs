@@ -116,6 +116,14 @@ impl RedisServer {
         let _ = self.child.wait();
     }
 
+    /// The count in the counter of the user key `key` (`<prefix>{<id>}`), whatever its
+    /// window start: `None` if it has none.
+    pub fn counter(&self, key: &str) -> Option<String> {
+        let counters = self.cli(&["KEYS", &format!("{key}:*")])?;
+        let counter = counters.lines().next()?;
+        Some(self.cli(&["GET", counter])?.trim().to_owned())
+    }
+
     /// `calls` of `INFO commandstats` for `command` (e.g. "evalsha").
     pub fn calls(&self, command: &str) -> u64 {
         let stats = self.cli(&["INFO", "commandstats"]).unwrap_or_default();

@@ -132,11 +132,8 @@ impl<C: Clock> RedisBackend<C> {
     /// Waits at most `timeout` for Redis (default [`DEFAULT_REDIS_TIMEOUT`]).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
-        match self.queue.as_deref().map(Coalescer::sender) {
-            Some(sender) => {
-                let grouping = sender.grouping;
-                self.grouped(grouping)
-            }
+        match self.grouping() {
+            Some(grouping) => self.grouped(grouping),
             None => self,
         }
     }
@@ -303,15 +300,19 @@ impl<C: Clock> RedisBackend<C> {
     }
 }
 
+impl<C> RedisBackend<C> {
+    /// How concurrent checks are grouped: `None` on a cluster (one call at a time).
+    fn grouping(&self) -> Option<Grouping> {
+        self.queue.as_deref().map(|queue| queue.sender().grouping)
+    }
+}
+
 impl<C: fmt::Debug> fmt::Debug for RedisBackend<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisBackend")
             .field("target", &self.target)
             .field("prefix", &self.prefix)
-            .field(
-                "grouping",
-                &self.queue.as_deref().map(|queue| queue.sender().grouping),
-            )
+            .field("grouping", &self.grouping())
             .field("timeout", &self.timeout)
             .field("failure", &self.failure)
             .field("local", &self.local)
@@ -335,19 +336,18 @@ mod tests {
     async fn a_single_server_pipelines_batching_is_for_it_only_and_survives_a_new_timeout() {
         // Nothing listens on port 1: both connect lazily, so no server is needed here.
         let default = RedisBackend::connect("redis://127.0.0.1:1", policy()).unwrap();
-        let grouping = default
-            .queue
-            .as_deref()
-            .map(|queue| queue.sender().grouping);
-        assert_eq!(grouping, Some(Grouping::Pipelined), "one call per check");
+        assert_eq!(
+            default.grouping(),
+            Some(Grouping::Pipelined),
+            "one call per check"
+        );
 
         let single = RedisBackend::connect("redis://127.0.0.1:1", policy())
             .unwrap()
             .batch_checks()
             .timeout(Duration::from_millis(40));
-        let grouping = single.queue.as_deref().map(|queue| queue.sender().grouping);
         assert_eq!(
-            grouping,
+            single.grouping(),
             Some(Grouping::OneCall),
             "a later timeout keeps batching on"
         );
@@ -356,6 +356,6 @@ mod tests {
         let cluster = RedisBackend::connect_cluster(&urls, policy())
             .unwrap()
             .batch_checks();
-        assert!(cluster.queue.is_none(), "one call at a time on a cluster");
+        assert_eq!(cluster.grouping(), None, "one call at a time on a cluster");
     }
 }
