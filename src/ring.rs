@@ -80,6 +80,10 @@ impl Ring {
 
     /// The member that owns `key`.
     pub fn owner(&self, key: &str) -> &str {
+        // Every point of a one-member ring is that member's: no hash needed.
+        if let [only] = &*self.members {
+            return only;
+        }
         let h = hash(key);
         let at = self.points.partition_point(|&(p, _)| p < h);
         let (_, member) = self.points[at % self.points.len()];
@@ -204,6 +208,18 @@ mod tests {
             counts[ring.members().position(|m| m == owner).unwrap()] += 1;
         }
         assert!(counts.iter().all(|&c| c > 500), "{counts:?}");
+    }
+
+    #[test]
+    fn a_one_member_ring_owns_every_key_without_hashing() {
+        let ring = Ring::new(["only:1"]).unwrap();
+        for key in ["alice", "a&user_id=b", "é", ""] {
+            // What the points say (the path a ring of more members takes).
+            let at = ring.points.partition_point(|&(p, _)| p < hash(key));
+            let by_points = &*ring.members[ring.points[at % ring.points.len()].1 as usize];
+            assert_eq!(ring.owner(key), by_points);
+            assert_eq!(ring.owner(key), "only:1");
+        }
     }
 
     #[test]

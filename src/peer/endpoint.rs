@@ -30,6 +30,12 @@ use crate::{headers, Backend, BackendError, Check, Decision};
 /// node that does not own the key forwards it to the owner. Mount it on its own listener
 /// ([`serve`](crate::peer::serve)) or in a router (axum: `route_service("/check", endpoint)`).
 pub struct PeerEndpoint<B> {
+    /// Behind one `Arc`: the server clones the endpoint for every request.
+    settings: Arc<Settings<B>>,
+}
+
+/// What an endpoint is set up with.
+struct Settings<B> {
     backend: Arc<B>,
     key: QueryKey,
     max_key_len: usize,
@@ -42,21 +48,29 @@ impl<B: Backend> PeerEndpoint<B> {
     /// The endpoint of `backend`; share the same `Arc` with the node's layer.
     pub fn new(backend: Arc<B>) -> Self {
         let policy = backend.policy();
-        Self {
+        let settings = Settings {
             backend,
             key: QueryKey::default(),
             max_key_len: DEFAULT_MAX_KEY_LEN,
             cost: policy.cost(),
             policy_header: headers::policy_value(&policy),
             secret: None,
+        };
+        Self {
+            settings: Arc::new(settings),
         }
+    }
+
+    /// The settings to change (copied first if a clone shares them).
+    fn settings_mut(&mut self) -> &mut Settings<B> {
+        Arc::make_mut(&mut self.settings)
     }
 
     /// Refuses, with `401`, checks marked as forwarded that do not carry `secret`; give
     /// every node the same secret ([`ClusterBackend::peer_secret`](crate::ClusterBackend::peer_secret)).
     #[must_use]
     pub fn peer_secret(mut self, secret: &PeerSecret) -> Self {
-        self.secret = Some(secret.clone());
+        self.settings_mut().secret = Some(secret.clone());
         self
     }
 
@@ -64,7 +78,7 @@ impl<B: Backend> PeerEndpoint<B> {
     /// [`DEFAULT_MAX_KEY_LEN`](crate::layer::DEFAULT_MAX_KEY_LEN)).
     #[must_use]
     pub fn max_key_len(mut self, bytes: usize) -> Self {
-        self.max_key_len = bytes;
+        self.settings_mut().max_key_len = bytes;
         self
     }
 
@@ -75,16 +89,22 @@ impl<B: Backend> PeerEndpoint<B> {
         if request.method() != Method::GET {
             return Err(Refusal::MethodNotAllowed("GET"));
         }
-        let key = self.key.extract(request).map_err(Refusal::BadKey)?;
-        if key.len() > self.max_key_len {
+        let key = self
+            .settings
+            .key
+            .extract(request)
+            .map_err(Refusal::BadKey)?;
+        if key.len() > self.settings.max_key_len {
             return Err(Refusal::BadKey(KeyError::TooLong {
-                max: self.max_key_len,
+                max: self.settings.max_key_len,
             }));
         }
         Ok(if self.forwarded(request)? {
-            self.backend.check_forwarded(&key, self.cost)
+            self.settings
+                .backend
+                .check_forwarded(&key, self.settings.cost)
         } else {
-            self.backend.check(&key, self.cost)
+            self.settings.backend.check(&key, self.settings.cost)
         })
     }
 }
@@ -139,7 +159,13 @@ impl<B: Backend> PeerEndpoint<B> {
     fn forwarded<ReqB>(&self, request: &Request<ReqB>) -> Result<bool, Refusal> {
         let headers = request.headers();
         let marked = headers.contains_key(FORWARDED);
-        if marked && self.secret.as_ref().is_some_and(|s| !s.admits(headers)) {
+        if marked
+            && self
+                .settings
+                .secret
+                .as_ref()
+                .is_some_and(|s| !s.admits(headers))
+        {
             return Err(Refusal::Unauthorized);
         }
         Ok(marked)
@@ -166,8 +192,11 @@ where
             let response = match self.admit_batch(&request) {
                 Err(refusal) => refusal.response(),
                 Ok(()) => {
-                    let batch =
-                        answer_batch(self.backend.clone(), self.max_key_len, request.into_body());
+                    let batch = answer_batch(
+                        self.settings.backend.clone(),
+                        self.settings.max_key_len,
+                        request.into_body(),
+                    );
                     return EndpointFuture::Batch {
                         answer: Box::pin(batch),
                     };
@@ -179,11 +208,11 @@ where
         }
         let response = match self.check(&request) {
             Err(refusal) => refusal.response(),
-            Ok(Check::Ready(result)) => answer(result, &self.policy_header),
+            Ok(Check::Ready(result)) => answer(result, &self.settings.policy_header),
             Ok(Check::Pending(check)) => {
                 return EndpointFuture::Checking {
                     check,
-                    policy: self.policy_header.clone(),
+                    policy: self.settings.policy_header.clone(),
                 }
             }
         };
@@ -255,6 +284,14 @@ pub(super) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<
 impl<B> Clone for PeerEndpoint<B> {
     fn clone(&self) -> Self {
         Self {
+            settings: Arc::clone(&self.settings),
+        }
+    }
+}
+
+impl<B> Clone for Settings<B> {
+    fn clone(&self) -> Self {
+        Self {
             backend: self.backend.clone(),
             key: self.key.clone(),
             max_key_len: self.max_key_len,
@@ -268,8 +305,8 @@ impl<B> Clone for PeerEndpoint<B> {
 impl<B: fmt::Debug> fmt::Debug for PeerEndpoint<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PeerEndpoint")
-            .field("backend", &self.backend)
-            .field("max_key_len", &self.max_key_len)
+            .field("backend", &self.settings.backend)
+            .field("max_key_len", &self.settings.max_key_len)
             .finish_non_exhaustive()
     }
 }

@@ -79,7 +79,8 @@ impl SendBatch for RedisSender {
 impl RedisSender {
     /// One script call on the keys of `jobs`.
     fn evalsha(&self, jobs: &[Job<Counted>]) -> redis::Cmd {
-        let mut evalsha = self.connection.evalsha(jobs.len());
+        let key_bytes = jobs.iter().map(|job| job.key.len()).sum();
+        let mut evalsha = self.connection.evalsha(jobs.len(), key_bytes);
         for job in jobs {
             evalsha.arg(&*job.key);
         }

@@ -76,10 +76,14 @@ impl Connection {
     }
 
     /// The check script's call on `keys` keys, without its keys and arguments yet:
-    /// built straight from them, without an intermediate invocation.
-    pub(super) fn evalsha(&self, keys: usize) -> redis::Cmd {
-        let mut evalsha = redis::cmd("EVALSHA");
-        evalsha.arg(self.script.get_hash()).arg(keys);
+    /// built straight from them, without an intermediate invocation. `key_bytes` (the
+    /// keys' length in all) sizes it once, so adding the arguments does not regrow it.
+    pub(super) fn evalsha(&self, keys: usize, key_bytes: usize) -> redis::Cmd {
+        // EVALSHA, the hash, the key count, the keys, window and limit, a cost per key;
+        // numbers take at most 20 bytes.
+        let args = 5 + 2 * keys;
+        let mut evalsha = redis::Cmd::with_capacity(args, 7 + 40 + key_bytes + 20 * (3 + keys));
+        evalsha.arg("EVALSHA").arg(self.script.get_hash()).arg(keys);
         evalsha
     }
 
@@ -228,7 +232,7 @@ mod tests {
         let timeout = Duration::from_secs(5);
         let connection = Connection::single(&server.url(), timeout).unwrap();
         let check = |key: &str| {
-            let mut evalsha = connection.evalsha(1);
+            let mut evalsha = connection.evalsha(1, key.len());
             evalsha.arg(key).arg(60_000).arg(10).arg(1);
             evalsha
         };
