@@ -15,6 +15,8 @@
 # alternating order), and each figure is the median of its rounds.
 #
 #   bash bench/load.sh [SECONDS per run (5)] [CONNECTIONS (64)] [ROUNDS (5)]
+#   WORKERS=1 bash bench/load.sh ...   every server (bare hyper and the nodes alike) on
+#                                      that many Tokio workers (default: one per core)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-5}
@@ -23,6 +25,8 @@ rounds=${3:-5}
 for tool in wrk redis-server redis-cli; do
   command -v "$tool" >/dev/null || { echo "bench/load.sh needs $tool (apt-get install wrk redis-server)"; exit 1; }
 done
+# The servers' runtimes read TOKIO_WORKER_THREADS; wrk does not.
+if [ -n "${WORKERS:-}" ]; then export TOKIO_WORKER_THREADS=$WORKERS; fi
 cargo build --release --features redis --example node --example bare_hyper >/dev/null 2>&1
 node=target/release/examples/node
 pids=()
@@ -82,7 +86,7 @@ declare -a results=("" "" "" "" "") node_cpu=("" "" "" "" "") redis_cpu=("" "" "
 steal_before=$(stolen); started=$(date +%s)
 # Per Redis node (3, 4): EVALSHA calls, all commands, requests.
 declare -A trips=([3]=0 [4]=0) all=([3]=0 [4]=0) served=([3]=0 [4]=0)
-echo "wrk -t2 -c$connections -d${seconds}s x $rounds rounds, random users out of 10,000, $(nproc) cores" >&2
+echo "wrk -t2 -c$connections -d${seconds}s x $rounds rounds, random users out of 10,000, $(nproc) cores, ${WORKERS:-default} Tokio workers per server" >&2
 for round in $(seq "$rounds"); do
   # Odd rounds go forward, even rounds backward, so that a drift of the machine during a
   # round does not favour the setups measured first.

@@ -37,7 +37,10 @@ usage: node [OPTIONS] <PORT> <MEMBER>...
   --redis URL              count in the Redis server at URL (redis://HOST:PORT); no ring
   --redis-cluster URLS     count in the Redis Cluster of these nodes; no ring
   --redis-timeout-ms MS    how long to wait for Redis (default 250)
-  --redis-batch            with --redis: checks that arrive together share one script call";
+  --redis-batch            with --redis: checks that arrive together share one script call
+environment:
+  TOKIO_WORKER_THREADS=N   worker threads (default one per core; fewer can cost less CPU
+                           per forwarded or Redis check where busy processes share the cores)";
 
 struct Options {
     port: u16,
