@@ -11,7 +11,7 @@ use common::{
 use http::{Request, Response};
 use hyper::body::Incoming;
 use ringlimit::peer::{serve, PeerEndpoint, PeerSecret};
-use ringlimit::{ClusterBackend, ManualClock, Ring};
+use ringlimit::{Backend, Check, ClusterBackend, ManualClock, Ring};
 use tower::ServiceExt;
 
 const LIMIT: u32 = 2;
@@ -26,6 +26,30 @@ fn counted_node(
     clock: &ManualClock,
     secret: Option<&PeerSecret>,
 ) -> (Arc<ClusterBackend<ManualClock>>, Counts) {
+    let (backend, counts, _) = counted_node_until(
+        listener,
+        name,
+        members,
+        clock,
+        secret,
+        std::future::pending(),
+    );
+    (backend, counts)
+}
+
+/// The same, serving until `stop` completes; the task ends once it has shut down.
+fn counted_node_until(
+    listener: tokio::net::TcpListener,
+    name: &str,
+    members: &[String],
+    clock: &ManualClock,
+    secret: Option<&PeerSecret>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (
+    Arc<ClusterBackend<ManualClock>>,
+    Counts,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
     let ring = Ring::new(members.to_vec()).unwrap();
     let mut backend = ClusterBackend::new(hourly(LIMIT), name, ring).unwrap();
     if let Some(secret) = secret {
@@ -47,8 +71,8 @@ fn counted_node(
             Ok::<_, std::convert::Infallible>(response)
         }
     });
-    tokio::spawn(serve(listener, service, std::future::pending()));
-    (backend, counts)
+    let serving = tokio::spawn(serve(listener, service, stop));
+    (backend, counts, serving)
 }
 
 /// A node and a counted owner of half the keys, in one ring.
@@ -223,4 +247,53 @@ async fn the_batch_endpoint_serves_marked_posts_only() {
         .await;
     assert_eq!(get.status, 405);
     assert_eq!(get.headers["allow"], "POST");
+}
+
+/// The decisions of `keys` checked together: queued before any is awaited, so they leave
+/// as one batch.
+async fn check_together(backend: &ClusterBackend<ManualClock>, keys: &[String]) -> Vec<bool> {
+    let checks: Vec<_> = keys.iter().map(|key| backend.check(key, 1)).collect();
+    let mut allowed = Vec::new();
+    for check in checks {
+        let decision = match check {
+            Check::Ready(result) => result,
+            Check::Pending(future) => future.await,
+        };
+        allowed.push(decision.expect("an answer").allowed);
+    }
+    allowed
+}
+
+#[tokio::test]
+async fn batches_after_the_owner_restarted_go_on_a_new_connection() {
+    let clock = mid_window_clock();
+    let mut bound = listeners(2).await;
+    let (owner_listener, owner) = bound.pop().unwrap();
+    let (_, me) = bound.pop().unwrap();
+    let members = [me.clone(), owner.clone()];
+    let ring = Ring::new(members.to_vec()).unwrap();
+    // Deny when the owner cannot answer, so that a failed batch shows.
+    let node = ClusterBackend::new(hourly(LIMIT), &me, ring.clone())
+        .unwrap()
+        .failure_mode(ringlimit::backend::FailureMode::Deny)
+        .with_clock(clock.clone());
+    let keys = keys_owned_by(&ring, &owner, 6, |i| format!("restart {i}"));
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let stopped = async {
+        let _ = stopped.await;
+    };
+    let (_, counts, serving) =
+        counted_node_until(owner_listener, &owner, &members, &clock, None, stopped);
+    assert_eq!(check_together(&node, &keys[..3]).await, [true; 3]);
+    assert_eq!(count(&counts, "POST /check/batch"), 1);
+
+    // The owner stops, closing the connection the batch came on, and comes back on the
+    // same port.
+    stop.send(()).unwrap();
+    serving.await.unwrap().unwrap();
+    let listener = tokio::net::TcpListener::bind(&owner).await.unwrap();
+    let (_, counts) = counted_node(listener, &owner, &members, &clock, None);
+    assert_eq!(check_together(&node, &keys[3..]).await, [true; 3]);
+    assert_eq!(count(&counts, "POST /check/batch"), 1);
 }

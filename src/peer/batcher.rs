@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::batch::MAX_BATCH;
+use super::batch_connection::BatchConnection;
 use super::client::{BatchReply, PeerAnswer, PeerClient};
 use crate::coalesce::{copy, Coalescer, Job, SendBatch};
 use crate::BackendError;
@@ -23,6 +24,7 @@ impl Batcher {
         let sender = PeerSender {
             member: member.into(),
             client,
+            connection: Arc::default(),
             batches: Arc::new(AtomicBool::new(true)),
         };
         Coalescer::new(member, timeout, sender)
@@ -34,6 +36,8 @@ impl Batcher {
 pub(crate) struct PeerSender {
     member: Arc<str>,
     client: PeerClient,
+    /// The connection batches go on, kept between them.
+    connection: Arc<BatchConnection>,
     /// Cleared once the peer shows it has no batch endpoint.
     batches: Arc<AtomicBool>,
 }
@@ -50,7 +54,7 @@ impl SendBatch for PeerSender {
         let checks = batch.iter().map(|job| (&*job.key, job.cost));
         match self
             .client
-            .check_batch(&self.member, checks, deadline)
+            .check_batch(&self.connection, &self.member, checks, deadline)
             .await
         {
             Ok(BatchReply::Answers(answers)) => {

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::AUTHORIZATION;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use http::{HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
@@ -14,6 +14,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 
 use super::batch::{decode_answers, encode_checks, Answers, BATCH_PATH, MAX_BATCH};
+use super::batch_connection::BatchConnection;
 use super::secret::PeerSecret;
 use super::wire::{check_path_and_query, peer_state, PeerState, FORWARDED};
 use crate::backend::within;
@@ -85,12 +86,12 @@ impl PeerClient {
         key: &str,
         deadline: Instant,
     ) -> impl Future<Output = Result<PeerAnswer, BackendError>> + Send + 'static {
-        let request = self.forwarded(
-            Method::GET,
-            member,
-            &check_path_and_query(key),
-            Bytes::new(),
-        );
+        let uri = Uri::builder()
+            .scheme("http")
+            .authority(member)
+            .path_and_query(check_path_and_query(key))
+            .build();
+        let request = self.forwarded(Method::GET, member, uri, Bytes::new());
         let (http, timeout, target) = (self.http.clone(), self.timeout, member.to_owned());
         async move {
             let request = request?;
@@ -98,36 +99,37 @@ impl PeerClient {
         }
     }
 
-    /// A request to `member`, marked as forwarded and carrying the peer secret if set.
+    /// A request to `member` for `uri` (absolute for the pooled client, a path with a
+    /// `host` header for a connection of its own), marked as forwarded and carrying the
+    /// peer secret if set.
     fn forwarded(
         &self,
         method: Method,
         member: &str,
-        path_and_query: &str,
+        uri: Result<Uri, http::Error>,
         body: Bytes,
     ) -> Result<Request<Full<Bytes>>, BackendError> {
-        Uri::builder()
-            .scheme("http")
-            .authority(member)
-            .path_and_query(path_and_query)
-            .build()
-            .and_then(|uri| {
-                let mut request = Request::builder()
-                    .method(method)
-                    .uri(uri)
-                    .header(FORWARDED, "1");
-                if let Some(authorization) = &self.authorization {
-                    request = request.header(AUTHORIZATION, authorization.clone());
-                }
-                if !body.is_empty() {
-                    request = request.header(http::header::CONTENT_TYPE, "text/plain");
-                }
-                request.body(Full::new(body))
-            })
-            .map_err(|error| BackendError::Unavailable {
-                target: member.to_owned(),
-                source: error.into(),
-            })
+        uri.and_then(|uri| {
+            let own_connection = uri.authority().is_none();
+            let mut request = Request::builder()
+                .method(method)
+                .uri(uri)
+                .header(FORWARDED, "1");
+            if own_connection {
+                request = request.header(HOST, member);
+            }
+            if let Some(authorization) = &self.authorization {
+                request = request.header(AUTHORIZATION, authorization.clone());
+            }
+            if !body.is_empty() {
+                request = request.header(CONTENT_TYPE, "text/plain");
+            }
+            request.body(Full::new(body))
+        })
+        .map_err(|error| BackendError::Unavailable {
+            target: member.to_owned(),
+            source: error.into(),
+        })
     }
 }
 
@@ -141,24 +143,23 @@ pub(crate) enum BatchReply {
 }
 
 impl PeerClient {
-    /// Asks `member` to check all of `checks` (`(user id, cost)`) in one request; gives
-    /// up at `deadline`.
+    /// Asks `member` to check all of `checks` (`(user id, cost)`) in one request on
+    /// `connection` (the peer's own, not the pool's); gives up at `deadline`.
     pub(crate) async fn check_batch<'a>(
         &self,
+        connection: &BatchConnection,
         member: &str,
         checks: impl ExactSizeIterator<Item = (&'a str, u32)>,
         deadline: Instant,
     ) -> Result<BatchReply, BackendError> {
         let expected = checks.len();
         let body = encode_checks(checks);
-        let request = self.forwarded(Method::POST, member, BATCH_PATH, body)?;
+        let path = Ok(Uri::from_static(BATCH_PATH));
+        let request = self.forwarded(Method::POST, member, path, body)?;
         let asked = async {
-            let response = self.http.request(request).await?;
-            let status = response.status();
-            let body = Limited::new(response.into_body(), MAX_BATCH_ANSWER_BYTES)
-                .collect()
-                .await?
-                .to_bytes();
+            let (status, body) = connection
+                .send(member, request, MAX_BATCH_ANSWER_BYTES)
+                .await?;
             match status {
                 StatusCode::OK => Ok(BatchReply::Answers(decode_answers(&body, expected)?)),
                 // How servers without the endpoint refuse it (the reference's own answer

@@ -31,6 +31,7 @@
 //! ```
 
 pub mod batch;
+mod batch_connection;
 mod batch_endpoint;
 mod batcher;
 mod circuit;

@@ -1,0 +1,121 @@
+//! The keep-alive connection a peer's batches travel on, driven by the task that sends
+//! them (the peer's dispatcher) rather than by a connection task of a pool.
+//!
+//! Why: with a pooled client every batch crosses between the dispatcher and the
+//! connection's own task four times (request, response head, body wanted, body), and on a
+//! multi-threaded runtime each crossing can wake a parked worker thread. Here the
+//! dispatcher polls the connection itself while it waits, so a batch costs no task switch.
+
+use std::error::Error;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::Poll;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+type BoxError = Box<dyn Error + Send + Sync>;
+type Driver = Pin<Box<http1::Connection<TokioIo<TcpStream>, Full<Bytes>>>>;
+
+/// One open connection: what sends on it, and what drives it.
+struct Open {
+    sender: http1::SendRequest<Full<Bytes>>,
+    driver: Driver,
+}
+
+/// The connection to one peer, kept between batches. Only its dispatcher uses it (one
+/// batch at a time), so the lock is never contended.
+#[derive(Default)]
+pub(crate) struct BatchConnection {
+    open: Mutex<Option<Open>>,
+}
+
+impl std::fmt::Debug for BatchConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchConnection").finish_non_exhaustive()
+    }
+}
+
+impl BatchConnection {
+    /// Sends `request` to `member` and reads the whole answer (at most `max_body` bytes),
+    /// opening a connection first if there is none or the last one has closed. A
+    /// connection that fails, or whose batch is given up on (dropped), is not reused.
+    pub(crate) async fn send(
+        &self,
+        member: &str,
+        request: Request<Full<Bytes>>,
+        max_body: usize,
+    ) -> Result<(http::StatusCode, Bytes), BoxError> {
+        let mut kept = self.open.lock().map(|mut open| open.take()).unwrap_or(None);
+        if let Some(open) = &mut kept {
+            if !ready(open).await {
+                // The peer closed it while it was idle.
+                kept = None;
+            }
+        }
+        let mut open = match kept {
+            Some(open) => open,
+            None => connect(member).await?,
+        };
+        let response = drive(&mut open.driver, open.sender.send_request(request)).await??;
+        let status = response.status();
+        let body = read_body(&mut open.driver, response, max_body).await?;
+        if let Ok(mut slot) = self.open.lock() {
+            *slot = Some(open);
+        }
+        Ok((status, body))
+    }
+}
+
+/// Whether a kept connection can take another request; `false` once the peer has
+/// closed it. The driver goes first: it is what reads the close of an idle connection
+/// (the sender alone would still look ready).
+async fn ready(open: &mut Open) -> bool {
+    poll_fn(|cx| match open.driver.as_mut().poll(cx) {
+        Poll::Ready(_) => Poll::Ready(false),
+        Poll::Pending => open.sender.poll_ready(cx).map(|ready| ready.is_ok()),
+    })
+    .await
+}
+
+async fn connect(member: &str) -> Result<Open, BoxError> {
+    let stream = TcpStream::connect(member).await?;
+    // Small requests on a kept-alive connection: never wait for Nagle.
+    stream.set_nodelay(true)?;
+    let (sender, driver) = http1::handshake(TokioIo::new(stream)).await?;
+    Ok(Open {
+        sender,
+        driver: Box::pin(driver),
+    })
+}
+
+/// Waits for `work` while driving the connection; an error if the connection ends first.
+async fn drive<T>(driver: &mut Driver, work: impl Future<Output = T>) -> Result<T, BoxError> {
+    let mut work = std::pin::pin!(work);
+    poll_fn(|cx| {
+        if let Poll::Ready(done) = work.as_mut().poll(cx) {
+            return Poll::Ready(Ok(done));
+        }
+        match driver.as_mut().poll(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(Err("peer closed the connection".into())),
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error.into())),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
+async fn read_body(
+    driver: &mut Driver,
+    response: Response<Incoming>,
+    max_body: usize,
+) -> Result<Bytes, BoxError> {
+    let body = Limited::new(response.into_body(), max_body).collect();
+    Ok(drive(driver, body).await??.to_bytes())
+}
