@@ -1,5 +1,6 @@
-//! Between nodes: the peer endpoint other nodes ask, the pooled client that asks them, and
-//! the wire contract they share with the reference implementation.
+//! Between nodes: the peer endpoint other nodes ask, the client that asks them (pooled
+//! connections for single checks, one kept connection per peer for batches), and the wire
+//! contract they share with the reference implementation.
 //!
 //! # Examples
 //!
