@@ -297,3 +297,41 @@ async fn batches_after_the_owner_restarted_go_on_a_new_connection() {
     assert_eq!(check_together(&node, &keys[3..]).await, [true; 3]);
     assert_eq!(count(&counts, "POST /check/batch"), 1);
 }
+
+#[tokio::test]
+async fn batches_reach_an_owner_that_closes_each_connection_after_one_answer() {
+    let clock = mid_window_clock();
+    let mut bound = listeners(2).await;
+    let (owner_listener, owner) = bound.pop().unwrap();
+    let (_, me) = bound.pop().unwrap();
+    let ring = Ring::new([me.clone(), owner.clone()]).unwrap();
+    let owner_backend = Arc::new(
+        ClusterBackend::new(hourly(LIMIT), &owner, ring.clone())
+            .unwrap()
+            .with_clock(clock.clone()),
+    );
+    // Answers with `connection: close`, then closes: every batch needs a new connection,
+    // and the answer that came with the close still counts.
+    let endpoint = PeerEndpoint::new(owner_backend.clone());
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = owner_listener.accept().await.unwrap();
+            let service = hyper_util::service::TowerToHyperService::new(endpoint.clone());
+            let connection = hyper::server::conn::http1::Builder::new()
+                .keep_alive(false)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::spawn(connection);
+        }
+    });
+    let node = ClusterBackend::new(hourly(LIMIT), &me, ring.clone())
+        .unwrap()
+        .failure_mode(ringlimit::backend::FailureMode::Deny)
+        .with_clock(clock.clone());
+    let keys = keys_owned_by(&ring, &owner, 6, |i| format!("closing {i}"));
+    for pair in keys.chunks(2) {
+        assert_eq!(check_together(&node, pair).await, [true; 2]);
+    }
+    for key in &keys {
+        assert_eq!(owner_backend.local().used(key), 1, "{key:?} at its owner");
+    }
+}

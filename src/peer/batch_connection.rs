@@ -13,20 +13,25 @@ use std::sync::Mutex;
 use std::task::Poll;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::Request;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 type BoxError = Box<dyn Error + Send + Sync>;
-type Driver = Pin<Box<http1::Connection<TokioIo<TcpStream>, Full<Bytes>>>>;
 
 /// One open connection: what sends on it, and what drives it.
 struct Open {
     sender: http1::SendRequest<Full<Bytes>>,
     driver: Driver,
+}
+
+/// Drives a connection's I/O, and remembers when that has ended (a finished connection
+/// is never polled again).
+struct Driver {
+    connection: Pin<Box<http1::Connection<TokioIo<TcpStream>, Full<Bytes>>>>,
+    ended: bool,
 }
 
 /// The connection to one peer, kept between batches. Only its dispatcher uses it (one
@@ -45,7 +50,7 @@ impl std::fmt::Debug for BatchConnection {
 impl BatchConnection {
     /// Sends `request` to `member` and reads the whole answer (at most `max_body` bytes),
     /// opening a connection first if there is none or the last one has closed. A
-    /// connection that fails, or whose batch is given up on (dropped), is not reused.
+    /// connection that fails, ends, or whose batch is given up on (dropped) is not reused.
     pub(crate) async fn send(
         &self,
         member: &str,
@@ -54,7 +59,7 @@ impl BatchConnection {
     ) -> Result<(http::StatusCode, Bytes), BoxError> {
         let mut kept = self.open.lock().map(|mut open| open.take()).unwrap_or(None);
         if let Some(open) = &mut kept {
-            if !ready(open).await {
+            if !open.ready().await {
                 // The peer closed it while it was idle.
                 kept = None;
             }
@@ -63,59 +68,75 @@ impl BatchConnection {
             Some(open) => open,
             None => connect(member).await?,
         };
-        let response = drive(&mut open.driver, open.sender.send_request(request)).await??;
+        let response = open
+            .driver
+            .drive(open.sender.send_request(request))
+            .await??;
         let status = response.status();
-        let body = read_body(&mut open.driver, response, max_body).await?;
-        if let Ok(mut slot) = self.open.lock() {
-            *slot = Some(open);
+        let body = Limited::new(response.into_body(), max_body).collect();
+        let body = open.driver.drive(body).await??.to_bytes();
+        if !open.driver.ended {
+            if let Ok(mut slot) = self.open.lock() {
+                *slot = Some(open);
+            }
         }
         Ok((status, body))
     }
 }
 
-/// Whether a kept connection can take another request; `false` once the peer has
-/// closed it. The driver goes first: it is what reads the close of an idle connection
-/// (the sender alone would still look ready).
-async fn ready(open: &mut Open) -> bool {
-    poll_fn(|cx| match open.driver.as_mut().poll(cx) {
-        Poll::Ready(_) => Poll::Ready(false),
-        Poll::Pending => open.sender.poll_ready(cx).map(|ready| ready.is_ok()),
-    })
-    .await
+impl Open {
+    /// Whether this kept connection can take another request; `false` once the peer has
+    /// closed it. The driver goes first: it is what reads the close of an idle connection
+    /// (the sender alone would still look ready).
+    async fn ready(&mut self) -> bool {
+        let sender = &mut self.sender;
+        matches!(
+            self.driver.drive(poll_fn(|cx| sender.poll_ready(cx))).await,
+            Ok(Ok(()))
+        ) && !self.driver.ended
+    }
 }
 
 async fn connect(member: &str) -> Result<Open, BoxError> {
     let stream = TcpStream::connect(member).await?;
     // Small requests on a kept-alive connection: never wait for Nagle.
     stream.set_nodelay(true)?;
-    let (sender, driver) = http1::handshake(TokioIo::new(stream)).await?;
+    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
     Ok(Open {
         sender,
-        driver: Box::pin(driver),
+        driver: Driver {
+            connection: Box::pin(connection),
+            ended: false,
+        },
     })
 }
 
-/// Waits for `work` while driving the connection; an error if the connection ends first.
-async fn drive<T>(driver: &mut Driver, work: impl Future<Output = T>) -> Result<T, BoxError> {
-    let mut work = std::pin::pin!(work);
-    poll_fn(|cx| {
-        if let Poll::Ready(done) = work.as_mut().poll(cx) {
-            return Poll::Ready(Ok(done));
-        }
-        match driver.as_mut().poll(cx) {
-            Poll::Ready(Ok(())) => Poll::Ready(Err("peer closed the connection".into())),
-            Poll::Ready(Err(error)) => Poll::Ready(Err(error.into())),
-            Poll::Pending => Poll::Pending,
-        }
-    })
-    .await
-}
-
-async fn read_body(
-    driver: &mut Driver,
-    response: Response<Incoming>,
-    max_body: usize,
-) -> Result<Bytes, BoxError> {
-    let body = Limited::new(response.into_body(), max_body).collect();
-    Ok(drive(driver, body).await??.to_bytes())
+impl Driver {
+    /// Waits for `work` while driving the connection. An error if the connection ends
+    /// first, unless its last act finished the work (an answer with `connection: close`).
+    async fn drive<T>(&mut self, work: impl Future<Output = T>) -> Result<T, BoxError> {
+        let mut work = std::pin::pin!(work);
+        poll_fn(|cx| {
+            let ended = match self.ended {
+                // Ended during earlier work: what it left behind may still finish this.
+                true => Some(Ok(())),
+                false => match self.connection.as_mut().poll(cx) {
+                    Poll::Pending => None,
+                    Poll::Ready(result) => {
+                        self.ended = true;
+                        Some(result)
+                    }
+                },
+            };
+            if let Poll::Ready(done) = work.as_mut().poll(cx) {
+                return Poll::Ready(Ok(done));
+            }
+            match ended {
+                None => Poll::Pending,
+                Some(Ok(())) => Poll::Ready(Err("peer closed the connection".into())),
+                Some(Err(error)) => Poll::Ready(Err(error.into())),
+            }
+        })
+        .await
+    }
 }
