@@ -82,10 +82,7 @@ impl<S: SendBatch> Coalescer<S> {
         let queued = self.queue().map(|queue| queue.send(job).is_ok());
         let target = Arc::clone(&self.target);
         async move {
-            let stopped = |why: &str| BackendError::Unavailable {
-                target: target.to_string(),
-                source: why.into(),
-            };
+            let stopped = |why: &str| BackendError::unavailable(&*target, why);
             match queued {
                 Some(true) => {}
                 Some(false) => return Err(stopped("check queue closed")),
@@ -128,8 +125,15 @@ async fn dispatch<S: SendBatch>(sender: S, mut jobs: mpsc::UnboundedReceiver<Job
     }
 }
 
-/// The same failure, for each check of a failed batch.
-pub(crate) fn copy(error: &BackendError) -> BackendError {
+/// Gives every check of a failed `batch` the same `error`.
+pub(crate) fn fail_all<A>(batch: Vec<Job<A>>, error: &BackendError) {
+    for job in batch {
+        let _ = job.reply.send(Err(copy(error)));
+    }
+}
+
+/// The same failure, for another check of a failed batch.
+fn copy(error: &BackendError) -> BackendError {
     match error {
         BackendError::Timeout { target, after } => BackendError::Timeout {
             target: target.clone(),

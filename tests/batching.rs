@@ -264,19 +264,45 @@ async fn check_together(backend: &ClusterBackend<ManualClock>, keys: &[String]) 
     allowed
 }
 
-#[tokio::test]
-async fn batches_after_the_owner_restarted_go_on_a_new_connection() {
-    let clock = mid_window_clock();
+/// A node (not serving) and, in its ring, an owner not started yet.
+struct BesideOwner {
+    /// Denies when the owner cannot answer, so that a failed batch shows.
+    node: ClusterBackend<ManualClock>,
+    owner_listener: tokio::net::TcpListener,
+    owner: String,
+    members: [String; 2],
+    ring: Ring,
+}
+
+async fn beside_owner(clock: &ManualClock) -> BesideOwner {
     let mut bound = listeners(2).await;
     let (owner_listener, owner) = bound.pop().unwrap();
     let (_, me) = bound.pop().unwrap();
     let members = [me.clone(), owner.clone()];
     let ring = Ring::new(members.to_vec()).unwrap();
-    // Deny when the owner cannot answer, so that a failed batch shows.
     let node = ClusterBackend::new(hourly(LIMIT), &me, ring.clone())
         .unwrap()
         .failure_mode(ringlimit::backend::FailureMode::Deny)
         .with_clock(clock.clone());
+    BesideOwner {
+        node,
+        owner_listener,
+        owner,
+        members,
+        ring,
+    }
+}
+
+#[tokio::test]
+async fn batches_after_the_owner_restarted_go_on_a_new_connection() {
+    let clock = mid_window_clock();
+    let BesideOwner {
+        node,
+        owner_listener,
+        owner,
+        members,
+        ring,
+    } = beside_owner(&clock).await;
     let keys = keys_owned_by(&ring, &owner, 6, |i| format!("restart {i}"));
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -301,10 +327,13 @@ async fn batches_after_the_owner_restarted_go_on_a_new_connection() {
 #[tokio::test]
 async fn batches_reach_an_owner_that_closes_each_connection_after_one_answer() {
     let clock = mid_window_clock();
-    let mut bound = listeners(2).await;
-    let (owner_listener, owner) = bound.pop().unwrap();
-    let (_, me) = bound.pop().unwrap();
-    let ring = Ring::new([me.clone(), owner.clone()]).unwrap();
+    let BesideOwner {
+        node,
+        owner_listener,
+        owner,
+        ring,
+        ..
+    } = beside_owner(&clock).await;
     let owner_backend = Arc::new(
         ClusterBackend::new(hourly(LIMIT), &owner, ring.clone())
             .unwrap()
@@ -323,10 +352,6 @@ async fn batches_reach_an_owner_that_closes_each_connection_after_one_answer() {
             tokio::spawn(connection);
         }
     });
-    let node = ClusterBackend::new(hourly(LIMIT), &me, ring.clone())
-        .unwrap()
-        .failure_mode(ringlimit::backend::FailureMode::Deny)
-        .with_clock(clock.clone());
     let keys = keys_owned_by(&ring, &owner, 6, |i| format!("closing {i}"));
     for pair in keys.chunks(2) {
         assert_eq!(check_together(&node, pair).await, [true; 2]);

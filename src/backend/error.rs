@@ -61,6 +61,19 @@ impl Error for BackendError {
     }
 }
 
+impl BackendError {
+    /// `target` could not answer, because of `source`.
+    pub(crate) fn unavailable(
+        target: impl Into<String>,
+        source: impl Into<Box<dyn Error + Send + Sync>>,
+    ) -> Self {
+        Self::Unavailable {
+            target: target.into(),
+            source: source.into(),
+        }
+    }
+}
+
 /// Runs `asked` until `deadline` (`timeout` after it started), naming `target` in any
 /// failure: the one place a remote check's deadline and errors become a [`BackendError`].
 pub(crate) async fn within<T, E>(
@@ -74,10 +87,7 @@ where
 {
     match tokio::time::timeout_at(deadline, asked).await {
         Ok(Ok(answer)) => Ok(answer),
-        Ok(Err(source)) => Err(BackendError::Unavailable {
-            target,
-            source: source.into(),
-        }),
+        Ok(Err(source)) => Err(BackendError::unavailable(target, source)),
         Err(_) => Err(BackendError::Timeout {
             target,
             after: timeout,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::batch::MAX_BATCH;
 use super::batch_connection::BatchConnection;
 use super::client::{BatchReply, PeerAnswer, PeerClient};
-use crate::coalesce::{copy, Coalescer, Job, SendBatch};
+use crate::coalesce::{fail_all, Coalescer, Job, SendBatch};
 use crate::BackendError;
 
 /// The forwarding queue of one peer.
@@ -59,10 +59,8 @@ impl SendBatch for PeerSender {
         {
             Ok(BatchReply::Answers(answers)) => {
                 for (job, answer) in batch.into_iter().zip(answers) {
-                    let answer = answer.map_err(|why| BackendError::Unavailable {
-                        target: self.member.to_string(),
-                        source: why.into(),
-                    });
+                    let answer =
+                        answer.map_err(|why| BackendError::unavailable(&*self.member, why));
                     let _ = job.reply.send(answer);
                 }
             }
@@ -71,11 +69,7 @@ impl SendBatch for PeerSender {
                 self.batches.store(false, Ordering::Relaxed);
                 self.send_one_by_one(batch).await;
             }
-            Err(error) => {
-                for job in batch {
-                    let _ = job.reply.send(Err(copy(&error)));
-                }
-            }
+            Err(error) => fail_all(batch, &error),
         }
     }
 }

@@ -126,10 +126,7 @@ impl PeerClient {
             }
             request.body(Full::new(body))
         })
-        .map_err(|error| BackendError::Unavailable {
-            target: member.to_owned(),
-            source: error.into(),
-        })
+        .map_err(|error| BackendError::unavailable(member, error))
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::connection::Connection;
-use crate::coalesce::{copy, Job, SendBatch};
+use crate::coalesce::{fail_all, Job, SendBatch};
 use crate::BackendError;
 
 /// Keys per script call at most: the call blocks Redis while it runs, so keep it short.
@@ -28,10 +28,8 @@ impl Counted {
     pub(super) fn from_reply(reply: &[i64], i: usize, target: &str) -> Result<Self, BackendError> {
         let answer = (reply.first(), reply.get(1 + 2 * i), reply.get(2 + 2 * i));
         let (Some(&reset_ms), Some(&allowed), Some(&used)) = answer else {
-            return Err(BackendError::Unavailable {
-                target: target.to_owned(),
-                source: format!("the check script answered {reply:?}").into(),
-            });
+            let why = format!("the check script answered {reply:?}");
+            return Err(BackendError::unavailable(target, why));
         };
         Ok(Self {
             allowed: allowed == 1,
@@ -106,13 +104,16 @@ impl RedisSender {
                 for job in batch {
                     let answer = match answers.next() {
                         Some(Ok(reply)) => Counted::from_reply(&reply, 0, &self.target),
-                        Some(Err(error)) => Err(unavailable(&self.target, error)),
-                        None => Err(unavailable(&self.target, "fewer answers than calls")),
+                        Some(Err(error)) => Err(BackendError::unavailable(&*self.target, error)),
+                        None => Err(BackendError::unavailable(
+                            &*self.target,
+                            "fewer answers than calls",
+                        )),
                     };
                     let _ = job.reply.send(answer);
                 }
             }
-            Err(error) => reply_all(batch, &error),
+            Err(error) => fail_all(batch, &error),
         }
     }
 
@@ -128,25 +129,8 @@ impl RedisSender {
                     let _ = job.reply.send(Counted::from_reply(&reply, i, &self.target));
                 }
             }
-            Err(error) => reply_all(batch, &error),
+            Err(error) => fail_all(batch, &error),
         }
-    }
-}
-
-/// Gives every job of `batch` the same `error`.
-fn reply_all(batch: Vec<Job<Counted>>, error: &BackendError) {
-    for job in batch {
-        let _ = job.reply.send(Err(copy(error)));
-    }
-}
-
-fn unavailable(
-    target: &str,
-    why: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-) -> BackendError {
-    BackendError::Unavailable {
-        target: target.to_owned(),
-        source: why.into(),
     }
 }
 
