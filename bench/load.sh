@@ -70,6 +70,9 @@ ticks() { # PIDS...
 }
 # Time the hypervisor gave to other guests, in ticks of all cores (the `steal` column).
 stolen() { awk '/^cpu / {print $9}' /proc/stat; }
+# Ticks of all cores that nothing ran in (idle + iowait), and all ticks: an idle share
+# shows a setup that waits (on a round trip, say) rather than one that lacks CPU.
+idle_and_total() { awk '/^cpu / {print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
 hz=$(getconf CLK_TCK)
 median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 # calls of one command (`evalsha`), or of all (`all`, which counts the script's own inner
@@ -82,7 +85,7 @@ ports=("$bare" "$one" "$two_a" "$redis_node" "$batched_node")
 # (for Redis) redis-server.
 serving=("$bare_pid" "$one_pid" "${two_pids[*]}" "$redis_node_pid" "$batched_pid")
 helping=("" "" "" "$redis_pid" "$redis_pid")
-declare -a results=("" "" "" "" "") node_cpu=("" "" "" "" "") redis_cpu=("" "" "" "" "")
+declare -a results=("" "" "" "" "") node_cpu=("" "" "" "" "") redis_cpu=("" "" "" "" "") idle=("" "" "" "" "")
 steal_before=$(stolen); started=$(date +%s)
 # Per Redis node (3, 4): EVALSHA calls, all commands, requests.
 declare -A trips=([3]=0 [4]=0) all=([3]=0 [4]=0) served=([3]=0 [4]=0)
@@ -95,9 +98,12 @@ for round in $(seq "$rounds"); do
     if [ "$i" -ge 3 ]; then trips_before=$(calls evalsha); all_before=$(calls all); fi
     # shellcheck disable=SC2086 # lists of pids
     node_before=$(ticks ${serving[$i]}); redis_before=$(ticks ${helping[$i]})
+    read -r idle_before total_before < <(idle_and_total)
     read -r rps requests < <(measure "${ports[$i]}")
+    read -r idle_after total_after < <(idle_and_total)
     # shellcheck disable=SC2086
     node_after=$(ticks ${serving[$i]}); redis_after=$(ticks ${helping[$i]})
+    idle[$i]="${idle[$i]} $(awk -v i=$(( idle_after - idle_before )) -v t=$(( total_after - total_before )) 'BEGIN {print (t > 0) ? 100 * i / t : 0}')"
     node_cpu[$i]="${node_cpu[$i]} $(awk -v t=$(( node_after - node_before )) -v n="$requests" -v hz="$hz" 'BEGIN {print t / hz * 1e6 / n}')"
     redis_cpu[$i]="${redis_cpu[$i]} $(awk -v t=$(( redis_after - redis_before )) -v n="$requests" -v hz="$hz" 'BEGIN {print t / hz * 1e6 / n}')"
     if [ "$i" -ge 3 ]; then
@@ -125,7 +131,7 @@ for i in 3 4; do
   }'
 done
 echo "(inside the script: TIME once per call; INCRBY per check, PEXPIRE on a window's first hit, DECRBY when over)"
-echo "CPU per request (median; wrk's own is not counted):"
+echo "CPU per request (median; wrk's own is not counted), and the share of the cores left idle:"
 for i in 0 1 2 3 4; do
   node_us=$(tr ' ' '\n' <<<"${node_cpu[$i]}" | grep . | median)
   where="the node"; [ "$i" = 2 ] && where="the two nodes"
@@ -133,7 +139,7 @@ for i in 0 1 2 3 4; do
   if [ "$i" -ge 3 ]; then
     line="$line $(printf '+ %4.1f us in redis-server' "$(tr ' ' '\n' <<<"${redis_cpu[$i]}" | grep . | median)")"
   fi
-  echo "$line"
+  echo "$line, $(printf '%.0f' "$(tr ' ' '\n' <<<"${idle[$i]}" | grep . | median)")% idle"
 done
 elapsed=$(( $(date +%s) - started ))
 awk -v s=$(( $(stolen) - steal_before )) -v hz="$hz" -v t="$elapsed" -v c="$(nproc)" 'BEGIN {
