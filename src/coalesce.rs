@@ -60,7 +60,8 @@ impl<S: SendBatch> Coalescer<S> {
         }
     }
 
-    /// What sends this queue's batches.
+    /// What sends this queue's batches (the Redis backend reads its grouping from it).
+    #[cfg(feature = "redis")]
     pub(crate) fn sender(&self) -> &S {
         &self.sender
     }
