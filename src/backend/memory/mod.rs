@@ -2,6 +2,7 @@
 
 mod counter;
 mod shard;
+mod stored_key;
 
 use std::fmt;
 use std::future::Ready;

@@ -9,10 +9,11 @@ use crossbeam_utils::sync::ShardedLock;
 use hashbrown::hash_table::{Entry as TableEntry, HashTable};
 
 use super::counter::{Counter, Outcome};
+use super::stored_key::StoredKey;
 
 #[derive(Debug)]
 struct Entry {
-    key: Box<str>,
+    key: StoredKey,
     hash: u64,
     counter: Counter,
 }
@@ -44,7 +45,7 @@ impl Shard {
             // core's then, so a contended key pays no extra transfer for it.
             let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
             if self.swept.load(Ordering::Acquire) >= window {
-                if let Some(entry) = table.find(hash, |e| e.hash == hash && &*e.key == key) {
+                if let Some(entry) = table.find(hash, |e| e.hash == hash && e.key.is(key)) {
                     return entry.counter.check(window, cost, limit);
                 }
             }
@@ -53,7 +54,7 @@ impl Shard {
             self.sweep(window);
         }
         let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
-        match table.entry(hash, |e| e.hash == hash && &*e.key == key, |e| e.hash) {
+        match table.entry(hash, |e| e.hash == hash && e.key.is(key), |e| e.hash) {
             TableEntry::Occupied(entry) => entry.get().counter.check(window, cost, limit),
             TableEntry::Vacant(slot) => {
                 // A reader whose clock lags one that already swept counts in the newer
@@ -61,7 +62,7 @@ impl Shard {
                 let window = window.max(self.swept.load(Ordering::Acquire));
                 let (counter, outcome) = Counter::first(window, cost, limit);
                 slot.insert(Entry {
-                    key: key.into(),
+                    key: StoredKey::new(key),
                     hash,
                     counter,
                 });
@@ -88,7 +89,7 @@ impl Shard {
     pub(super) fn used(&self, key: &str, hash: u64, window: u64) -> u32 {
         let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
         table
-            .find(hash, |e| e.hash == hash && &*e.key == key)
+            .find(hash, |e| e.hash == hash && e.key.is(key))
             .map_or(0, |e| e.counter.used_in(window))
     }
 
