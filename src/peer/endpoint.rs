@@ -81,32 +81,6 @@ impl<B: Backend> PeerEndpoint<B> {
         self.settings_mut().max_key_len = bytes;
         self
     }
-
-    fn check<ReqB>(&self, request: &Request<ReqB>) -> Result<Check<B::Future>, Refusal> {
-        if request.uri().path() != CHECK_PATH {
-            return Err(Refusal::NotFound);
-        }
-        if request.method() != Method::GET {
-            return Err(Refusal::MethodNotAllowed("GET"));
-        }
-        let key = self
-            .settings
-            .key
-            .extract(request)
-            .map_err(Refusal::BadKey)?;
-        if key.len() > self.settings.max_key_len {
-            return Err(Refusal::BadKey(KeyError::TooLong {
-                max: self.settings.max_key_len,
-            }));
-        }
-        Ok(if self.forwarded(request)? {
-            self.settings
-                .backend
-                .check_forwarded(&key, self.settings.cost)
-        } else {
-            self.settings.backend.check(&key, self.settings.cost)
-        })
-    }
 }
 
 /// Why a request never reached the backend.
@@ -142,7 +116,28 @@ impl Refusal {
     }
 }
 
-impl<B: Backend> PeerEndpoint<B> {
+impl<B: Backend> Settings<B> {
+    /// The check `request` asks for, or why it is refused before reaching the backend.
+    fn check<ReqB>(&self, request: &Request<ReqB>) -> Result<Check<B::Future>, Refusal> {
+        if request.uri().path() != CHECK_PATH {
+            return Err(Refusal::NotFound);
+        }
+        if request.method() != Method::GET {
+            return Err(Refusal::MethodNotAllowed("GET"));
+        }
+        let key = self.key.extract(request).map_err(Refusal::BadKey)?;
+        if key.len() > self.max_key_len {
+            return Err(Refusal::BadKey(KeyError::TooLong {
+                max: self.max_key_len,
+            }));
+        }
+        Ok(if self.forwarded(request)? {
+            self.backend.check_forwarded(&key, self.cost)
+        } else {
+            self.backend.check(&key, self.cost)
+        })
+    }
+
     /// Whether a batch request may be answered: `POST`, marked, with the secret if set.
     fn admit_batch<ReqB>(&self, request: &Request<ReqB>) -> Result<(), Refusal> {
         if request.method() != Method::POST {
@@ -159,13 +154,7 @@ impl<B: Backend> PeerEndpoint<B> {
     fn forwarded<ReqB>(&self, request: &Request<ReqB>) -> Result<bool, Refusal> {
         let headers = request.headers();
         let marked = headers.contains_key(FORWARDED);
-        if marked
-            && self
-                .settings
-                .secret
-                .as_ref()
-                .is_some_and(|s| !s.admits(headers))
-        {
+        if marked && self.secret.as_ref().is_some_and(|s| !s.admits(headers)) {
             return Err(Refusal::Unauthorized);
         }
         Ok(marked)
@@ -189,7 +178,7 @@ where
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         if request.uri().path() == BATCH_PATH {
-            let response = match self.admit_batch(&request) {
+            let response = match self.settings.admit_batch(&request) {
                 Err(refusal) => refusal.response(),
                 Ok(()) => {
                     let batch = answer_batch(
@@ -206,7 +195,7 @@ where
                 response: Some(response),
             };
         }
-        let response = match self.check(&request) {
+        let response = match self.settings.check(&request) {
             Err(refusal) => refusal.response(),
             Ok(Check::Ready(result)) => answer(result, &self.settings.policy_header),
             Ok(Check::Pending(check)) => {
