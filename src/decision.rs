@@ -23,8 +23,19 @@ impl Decision {
     /// Seconds until reset, rounded up and at least 1: the value of `Retry-After` and of
     /// the `t` parameter of `RateLimit`.
     pub fn reset_secs(&self) -> u64 {
-        let secs = self.reset.as_secs() + u64::from(self.reset.subsec_nanos() > 0);
+        let secs = (self.reset.as_secs()).saturating_add(u64::from(self.reset.subsec_nanos() > 0));
         secs.max(1)
+    }
+
+    /// This decision, made elsewhere (an owner node, Redis), with its numbers bounded by
+    /// this node's policy: a `remaining` above the limit or a reset later than one
+    /// `window` from now is never believed.
+    pub(crate) fn bounded(self, window: Duration) -> Self {
+        Self {
+            remaining: self.remaining.min(self.limit),
+            reset: self.reset.min(window),
+            ..self
+        }
     }
 }
 
@@ -47,5 +58,20 @@ mod tests {
         assert_eq!(with_reset(Duration::ZERO).reset_secs(), 1);
         assert_eq!(with_reset(Duration::from_millis(36_001)).reset_secs(), 37);
         assert_eq!(with_reset(Duration::from_secs(37)).reset_secs(), 37);
+        assert_eq!(with_reset(Duration::MAX).reset_secs(), u64::MAX);
+    }
+
+    #[test]
+    fn a_remote_decision_is_bounded_by_the_policy() {
+        let told = Decision {
+            allowed: false,
+            limit: 5,
+            remaining: 4_000_000,
+            reset: Duration::from_secs(4_000_000_000),
+        };
+        let bounded = told.bounded(Duration::from_secs(60));
+        assert_eq!(bounded.remaining, 5);
+        assert_eq!(bounded.reset, Duration::from_secs(60));
+        assert_eq!(bounded.reset_secs(), 60);
     }
 }

@@ -240,7 +240,7 @@ async fn the_batch_endpoint_serves_marked_posts_only() {
     assert_eq!(send(post(&no_secret, "1 bob\n")).await.0, 401);
     assert_eq!(backend.local().used("bob"), 0);
     let too_big = format!("1 {}\n", "x".repeat(2_000_000));
-    assert_eq!(send(post(&marked, &too_big)).await.0, 400);
+    assert_eq!(send(post(&marked, &too_big)).await.0, 413);
 
     let get = HttpClient::new()
         .get(&format!("http://{address}/check/batch"), &marked)

@@ -37,7 +37,7 @@ pub use cluster::{ClusterBackend, ClusterError, PeerFuture, DEFAULT_PEER_TIMEOUT
 pub(crate) use error::within;
 pub use error::BackendError;
 pub use failure::{FailureMode, UnknownFailureMode};
-pub use memory::MemoryBackend;
+pub use memory::{MemoryBackend, DEFAULT_MAX_KEYS};
 
 use crate::{Decision, Policy};
 

@@ -22,6 +22,12 @@ pub enum KeyError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The key is given more than once (a query parameter or a header repeated), so the
+    /// request could be counted as one user and served as another.
+    Ambiguous {
+        /// Where the key was found more than once.
+        what: Arc<str>,
+    },
     /// The key is longer than the configured maximum.
     TooLong {
         /// The maximum, in bytes.
@@ -35,6 +41,7 @@ impl fmt::Display for KeyError {
             Self::Missing { what } => write!(f, "missing {what}"),
             Self::Empty { what } => write!(f, "empty {what}"),
             Self::Invalid { what, reason } => write!(f, "invalid {what}: {reason}"),
+            Self::Ambiguous { what } => write!(f, "{what} given more than once"),
             Self::TooLong { max } => write!(f, "rate-limit key longer than {max} bytes"),
         }
     }

@@ -8,7 +8,8 @@ use super::{KeyError, KeyExtractor};
 
 /// Takes the key from a request header, such as `x-user-id` set by an authenticating proxy.
 ///
-/// The first value counts. Values must be UTF-8 (header values are usually ASCII).
+/// Values must be UTF-8 (header values are usually ASCII). A header sent twice is a
+/// [`KeyError::Ambiguous`]: the app behind the layer may read the other value.
 #[derive(Clone, Debug)]
 pub struct HeaderKey {
     name: HeaderName,
@@ -36,12 +37,15 @@ impl HeaderKey {
 
 impl<B> KeyExtractor<B> for HeaderKey {
     fn extract<'r>(&self, request: &'r Request<B>) -> Result<Cow<'r, str>, KeyError> {
-        let value = request
-            .headers()
-            .get(&self.name)
-            .ok_or_else(|| KeyError::Missing {
+        let mut values = request.headers().get_all(&self.name).into_iter();
+        let value = values.next().ok_or_else(|| KeyError::Missing {
+            what: self.what.clone(),
+        })?;
+        if values.next().is_some() {
+            return Err(KeyError::Ambiguous {
                 what: self.what.clone(),
-            })?;
+            });
+        }
         let value = std::str::from_utf8(value.as_bytes()).map_err(|_| KeyError::Invalid {
             what: self.what.clone(),
             reason: "not UTF-8",
@@ -61,7 +65,7 @@ mod tests {
     use http::HeaderValue;
 
     #[test]
-    fn reads_the_first_value_and_refuses_empty_or_non_utf8() {
+    fn reads_the_value_and_refuses_empty_repeated_or_non_utf8() {
         let key = HeaderKey::from_static("x-user-id");
         let mut request = Request::get("/").body(()).unwrap();
         assert_eq!(
@@ -78,8 +82,15 @@ mod tests {
             "x-user-id",
             HeaderValue::from_bytes("é".as_bytes()).unwrap(),
         );
-        headers.append("x-user-id", HeaderValue::from_static("bob"));
         assert_eq!(key.extract(&request).unwrap(), "é");
+        // Regression: the first of two values was counted; an app may read the other.
+        request
+            .headers_mut()
+            .append("x-user-id", HeaderValue::from_static("bob"));
+        assert_eq!(
+            key.extract(&request).unwrap_err().to_string(),
+            "header `x-user-id` given more than once"
+        );
 
         let mut request = Request::get("/").body(()).unwrap();
         let bad = HeaderValue::from_bytes(&[0xff, 0xfe]).unwrap();

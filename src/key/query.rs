@@ -8,9 +8,10 @@ use super::{KeyError, KeyExtractor};
 
 /// Takes the key from a query parameter: `user_id` by default, as the reference does.
 ///
-/// Decoded as a form value (`+` is a space, `%XX` a byte); the first occurrence wins.
-/// Bad percent-encoding, or bytes that are not UTF-8, are a [`KeyError::Invalid`] rather
-/// than being silently altered into another user's id.
+/// Decoded as a form value (`+` is a space, `%XX` a byte). Bad percent-encoding, or bytes
+/// that are not UTF-8, are a [`KeyError::Invalid`] rather than being silently altered into
+/// another user's id; a parameter given twice is a [`KeyError::Ambiguous`], since the app
+/// behind the layer may read the other value and serve another user than was counted.
 #[derive(Clone, Debug)]
 pub struct QueryKey {
     name: Arc<str>,
@@ -46,24 +47,41 @@ impl<B> KeyExtractor<B> for QueryKey {
             Ok(None) => Err(KeyError::Missing {
                 what: self.what.clone(),
             }),
-            Err(reason) => Err(KeyError::Invalid {
+            Err(ParamError::Invalid(reason)) => Err(KeyError::Invalid {
                 what: self.what.clone(),
                 reason,
+            }),
+            Err(ParamError::Repeated) => Err(KeyError::Ambiguous {
+                what: self.what.clone(),
             }),
         }
     }
 }
 
-/// The decoded value of the first parameter `name` in a raw query string.
-fn query_param<'q>(query: &'q str, name: &str) -> Result<Option<Cow<'q, str>>, &'static str> {
+/// Why a query has no single value for a parameter.
+#[derive(Debug, PartialEq, Eq)]
+enum ParamError {
+    Invalid(&'static str),
+    Repeated,
+}
+
+/// The decoded value of the parameter `name` in a raw query string, which must appear at
+/// most once.
+fn query_param<'q>(query: &'q str, name: &str) -> Result<Option<Cow<'q, str>>, ParamError> {
+    let mut found = None;
     for pair in query.split('&') {
         let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
         // A name that fails to decode cannot be `name`; only the value's errors matter.
         if decode_form(raw_name).is_ok_and(|n| n == name) {
-            return decode_form(raw_value).map(Some);
+            if found.is_some() {
+                return Err(ParamError::Repeated);
+            }
+            found = Some(raw_value);
         }
     }
-    Ok(None)
+    found
+        .map(|raw| decode_form(raw).map_err(ParamError::Invalid))
+        .transpose()
 }
 
 /// Decodes one `application/x-www-form-urlencoded` component, strictly.
@@ -96,13 +114,31 @@ mod tests {
     use super::*;
 
     fn param(query: &str) -> Result<Option<Cow<'_, str>>, &'static str> {
-        query_param(query, "user_id")
+        query_param(query, "user_id").map_err(|e| match e {
+            ParamError::Invalid(reason) => reason,
+            ParamError::Repeated => "repeated",
+        })
     }
 
     #[test]
-    fn finds_the_first_parameter_and_borrows_plain_values() {
-        let value = param("a=1&user_id=alice&user_id=bob").unwrap().unwrap();
+    fn finds_the_parameter_and_borrows_plain_values() {
+        let value = param("a=1&user_id=alice&b=2").unwrap().unwrap();
         assert!(matches!(value, Cow::Borrowed("alice")));
+    }
+
+    // Regression: with two `user_id`s the first was counted, and an app reading the last
+    // served another user (rotating the first got 30 of 30 allowed).
+    #[test]
+    fn a_repeated_parameter_is_ambiguous_however_it_is_spelled() {
+        assert_eq!(param("user_id=alice&user_id=bob"), Err("repeated"));
+        assert_eq!(param("user_id=alice&user_id=alice"), Err("repeated"));
+        assert_eq!(param("user_id=alice&user%5Fid=bob"), Err("repeated"));
+        assert_eq!(param("user_id=&user_id=bob"), Err("repeated"));
+        assert_eq!(param("user_id=%zz&user_id=bob"), Err("repeated"));
+        assert_eq!(
+            param("user_id=alice&user_idx=bob").unwrap().unwrap(),
+            "alice"
+        );
     }
 
     #[test]
@@ -150,6 +186,12 @@ mod tests {
                 .unwrap_err()
                 .to_string(),
             "invalid query parameter `user_id`: bad percent-encoding"
+        );
+        assert_eq!(
+            key.extract(&request("/x?user_id=a&user_id=b"))
+                .unwrap_err()
+                .to_string(),
+            "query parameter `user_id` given more than once"
         );
     }
 }

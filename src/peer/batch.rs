@@ -21,8 +21,6 @@ use crate::Decision;
 pub const BATCH_PATH: &str = "/check/batch";
 /// The most checks in one batch.
 pub const MAX_BATCH: usize = 256;
-/// The largest batch body read.
-pub(crate) const MAX_BATCH_BYTES: usize = MAX_BATCH * (4 + 3 * 1024);
 
 /// The body asking for `checks` (`(user id, cost)`). Numbers are written with `itoa` and
 /// ids pushed chunk by chunk: no formatting machinery on this path.

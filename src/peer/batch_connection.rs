@@ -14,9 +14,11 @@ use std::task::Poll;
 
 use bytes::Bytes;
 use http::Request;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+
+use super::read_body::read_body;
 use tokio::net::TcpStream;
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -73,8 +75,8 @@ impl BatchConnection {
             .drive(open.sender.send_request(request))
             .await??;
         let status = response.status();
-        let body = Limited::new(response.into_body(), max_body).collect();
-        let body = open.driver.drive(body).await??.to_bytes();
+        let body = read_body(response.into_body(), max_body);
+        let body = open.driver.drive(body).await??;
         if !open.driver.ended {
             if let Ok(mut slot) = self.open.lock() {
                 *slot = Some(open);

@@ -1,35 +1,65 @@
 //! The owner's side of a batch: read the checks, decide each here, answer in order.
+//!
+//! The body comes from outside, so it is bounded three ways: a byte cap (copied into one
+//! buffer as it arrives, see `read_body`), a deadline for the whole body, and a permit
+//! from a fixed pool, so that only so many bodies are read at once. A batch refused for
+//! any of these is answered with `connection: close`: its body is never drained.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Response, StatusCode};
+use http::{header, HeaderValue, Response, StatusCode};
 use http_body::Body;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
+use tokio::sync::OwnedSemaphorePermit;
 
-use super::batch::{decode_checks, encode_answer, MAX_BATCH_BYTES};
+use super::batch::{decode_checks, encode_answer, MAX_BATCH};
+use super::endpoint::text;
+use super::read_body::{read_body, BodyError};
 use crate::{Backend, Check};
 
+/// How long a peer has to send a whole batch body, by default.
+pub const DEFAULT_BATCH_BODY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How many batch bodies an endpoint reads at once, by default; more are refused (`503`).
+pub const DEFAULT_MAX_BATCHES_READING: usize = 64;
+
+/// The largest batch body for ids of at most `max_key_len` bytes: a cost of up to 10
+/// digits, a space, the id percent-encoded (3 bytes per byte at most) and a newline.
+pub(super) fn max_batch_bytes(max_key_len: usize) -> usize {
+    MAX_BATCH.saturating_mul(12 + max_key_len.saturating_mul(3))
+}
+
 /// Answers a batch body; every check in it was forwarded, so none is forwarded again.
+/// `_permit` is held until the body is read and answered.
 pub(super) async fn answer_batch<B, ReqB>(
     backend: Arc<B>,
     max_key_len: usize,
+    timeout: Duration,
     body: ReqB,
+    _permit: OwnedSemaphorePermit,
 ) -> Response<Full<Bytes>>
 where
     B: Backend,
     ReqB: Body,
     ReqB::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let Ok(collected) = Limited::new(body, MAX_BATCH_BYTES).collect().await else {
-        return super::endpoint::text(StatusCode::BAD_REQUEST, "unreadable or oversized batch\n");
+    let read = tokio::time::timeout(timeout, read_body(body, max_batch_bytes(max_key_len))).await;
+    let bytes = match read {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(BodyError::TooLarge)) => {
+            return closing(StatusCode::PAYLOAD_TOO_LARGE, "batch body too large\n")
+        }
+        Ok(Err(BodyError::Broken(_))) => {
+            return closing(StatusCode::BAD_REQUEST, "unreadable batch body\n")
+        }
+        Err(_) => return closing(StatusCode::REQUEST_TIMEOUT, "batch body too slow\n"),
     };
-    let bytes = collected.to_bytes();
-    let Ok(text) = std::str::from_utf8(&bytes) else {
-        return super::endpoint::text(StatusCode::BAD_REQUEST, "batch is not UTF-8\n");
+    let Ok(checks) = std::str::from_utf8(&bytes) else {
+        return text(StatusCode::BAD_REQUEST, "batch is not UTF-8\n");
     };
-    let mut answers = String::with_capacity(16 * text.lines().count().min(super::batch::MAX_BATCH));
-    for check in decode_checks(text) {
+    let mut answers = String::with_capacity(16 * checks.lines().count().min(MAX_BATCH));
+    for check in decode_checks(checks) {
         let decided = match check {
             Some((key, cost)) if key.len() <= max_key_len => {
                 match backend.check_forwarded(&key, cost) {
@@ -43,5 +73,14 @@ where
         };
         encode_answer(&mut answers, decided.as_ref());
     }
-    super::endpoint::text(StatusCode::OK, answers)
+    text(StatusCode::OK, answers)
+}
+
+/// A refusal after which the connection closes: the rest of the body is never read.
+pub(super) fn closing(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = text(status, body);
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }

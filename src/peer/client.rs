@@ -8,13 +8,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use http::{HeaderValue, Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 
 use super::batch::{decode_answers, encode_checks, Answers, BATCH_PATH, MAX_BATCH};
 use super::batch_connection::BatchConnection;
+use super::read_body::read_body;
 use super::secret::PeerSecret;
 use super::wire::{check_path_and_query, peer_state, PeerState, FORWARDED};
 use crate::backend::within;
@@ -184,8 +185,6 @@ async fn ask(
     };
     let state = peer_state(response.headers());
     // Read the short body to its end so the connection goes back to the pool.
-    Limited::new(response.into_body(), MAX_ANSWER_BYTES)
-        .collect()
-        .await?;
+    read_body(response.into_body(), MAX_ANSWER_BYTES).await?;
     Ok(PeerAnswer { allowed, state })
 }

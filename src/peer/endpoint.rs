@@ -7,15 +7,19 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_service::Service;
 
 use super::batch::BATCH_PATH;
-use super::batch_endpoint::answer_batch;
+use super::batch_endpoint::{
+    answer_batch, closing, DEFAULT_BATCH_BODY_TIMEOUT, DEFAULT_MAX_BATCHES_READING,
+};
 use super::secret::PeerSecret;
 use super::wire::{ALLOWED_BODY, CHECK_PATH, EXCEEDED_BODY, FORWARDED};
 use crate::key::{KeyError, KeyExtractor, QueryKey};
@@ -29,6 +33,12 @@ use crate::{headers, Backend, BackendError, Check, Decision};
 /// ([`Backend::check_forwarded`]); an unmarked one is routed like any other check, so a
 /// node that does not own the key forwards it to the owner. Mount it on its own listener
 /// ([`serve`](crate::peer::serve)) or in a router (axum: `route_service("/check", endpoint)`).
+///
+/// Batch bodies (`POST /check/batch`, between ringlimit nodes) come from outside, so each
+/// is bounded: at most 256 checks of ids within [`max_key_len`](Self::max_key_len)
+/// (`413` beyond), the whole body within [`batch_body_timeout`](Self::batch_body_timeout)
+/// (`408`), and at most [`max_batches_reading`](Self::max_batches_reading) bodies read at
+/// once (`503`); each of these refusals closes the connection.
 pub struct PeerEndpoint<B> {
     /// Behind one `Arc`: the server clones the endpoint for every request.
     settings: Arc<Settings<B>>,
@@ -42,6 +52,9 @@ struct Settings<B> {
     cost: u32,
     policy_header: HeaderValue,
     secret: Option<PeerSecret>,
+    batch_body_timeout: Duration,
+    /// One permit per batch body being read and answered.
+    batches: Arc<Semaphore>,
 }
 
 impl<B: Backend> PeerEndpoint<B> {
@@ -55,6 +68,8 @@ impl<B: Backend> PeerEndpoint<B> {
             cost: policy.cost(),
             policy_header: headers::policy_value(&policy),
             secret: None,
+            batch_body_timeout: DEFAULT_BATCH_BODY_TIMEOUT,
+            batches: Arc::new(Semaphore::new(DEFAULT_MAX_BATCHES_READING)),
         };
         Self {
             settings: Arc::new(settings),
@@ -81,6 +96,22 @@ impl<B: Backend> PeerEndpoint<B> {
         self.settings_mut().max_key_len = bytes;
         self
     }
+
+    /// Gives a peer at most `timeout` to send a whole batch body; a slower one gets `408`
+    /// and its connection is closed (default 2 s: peers send a batch at once).
+    #[must_use]
+    pub fn batch_body_timeout(mut self, timeout: Duration) -> Self {
+        self.settings_mut().batch_body_timeout = timeout;
+        self
+    }
+
+    /// Reads at most `n` batch bodies at once; a batch beyond them gets `503` and its
+    /// connection is closed (default 64). Bounds the memory that unfinished bodies take.
+    #[must_use]
+    pub fn max_batches_reading(mut self, n: usize) -> Self {
+        self.settings_mut().batches = Arc::new(Semaphore::new(n));
+        self
+    }
 }
 
 /// Why a request never reached the backend.
@@ -90,6 +121,7 @@ enum Refusal {
     BadKey(KeyError),
     Unauthorized,
     NotForwarded,
+    Busy,
 }
 
 impl Refusal {
@@ -112,6 +144,16 @@ impl Refusal {
                 StatusCode::UNAUTHORIZED,
                 "forwarded check without the peer secret\n",
             ),
+            Self::Busy => {
+                let mut response = closing(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many batches in progress\n",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+            }
         }
     }
 }
@@ -138,15 +180,18 @@ impl<B: Backend> Settings<B> {
         })
     }
 
-    /// Whether a batch request may be answered: `POST`, marked, with the secret if set.
-    fn admit_batch<ReqB>(&self, request: &Request<ReqB>) -> Result<(), Refusal> {
+    /// Whether a batch request may be answered: `POST`, marked, with the secret if set,
+    /// and a permit to read its body.
+    fn admit_batch<ReqB>(&self, request: &Request<ReqB>) -> Result<OwnedSemaphorePermit, Refusal> {
         if request.method() != Method::POST {
             return Err(Refusal::MethodNotAllowed("POST"));
         }
-        match self.forwarded(request)? {
-            true => Ok(()),
-            false => Err(Refusal::NotForwarded),
+        if !self.forwarded(request)? {
+            return Err(Refusal::NotForwarded);
         }
+        Arc::clone(&self.batches)
+            .try_acquire_owned()
+            .map_err(|_| Refusal::Busy)
     }
 
     /// Whether `request` is marked as forwarded; a mark without the peer secret (when one
@@ -180,11 +225,13 @@ where
         if request.uri().path() == BATCH_PATH {
             let response = match self.settings.admit_batch(&request) {
                 Err(refusal) => refusal.response(),
-                Ok(()) => {
+                Ok(permit) => {
                     let batch = answer_batch(
                         self.settings.backend.clone(),
                         self.settings.max_key_len,
+                        self.settings.batch_body_timeout,
                         request.into_body(),
+                        permit,
                     );
                     return EndpointFuture::Batch {
                         answer: Box::pin(batch),
@@ -287,6 +334,8 @@ impl<B> Clone for Settings<B> {
             cost: self.cost,
             policy_header: self.policy_header.clone(),
             secret: self.secret.clone(),
+            batch_body_timeout: self.batch_body_timeout,
+            batches: self.batches.clone(),
         }
     }
 }

@@ -38,11 +38,13 @@ mod batcher;
 mod circuit;
 mod client;
 mod endpoint;
+mod read_body;
 mod secret;
 mod serve;
 pub mod wire;
 
 pub use crate::coalesce::MAX_IN_FLIGHT;
+pub use batch_endpoint::{DEFAULT_BATCH_BODY_TIMEOUT, DEFAULT_MAX_BATCHES_READING};
 pub(crate) use batcher::Batcher;
 #[cfg(feature = "redis")]
 pub(crate) use circuit::Attempt;

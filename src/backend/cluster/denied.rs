@@ -1,6 +1,10 @@
 //! Keys that their owner has denied for the rest of the window, remembered by the nodes
 //! that forwarded them: until the window ends the key stays denied (a fixed window's count
 //! only grows), so asking the owner again would only cost a round trip.
+//!
+//! The cache only saves round trips, so it is bounded: each shard holds at most
+//! [`MAX_PER_SHARD`] denials, and a denial that finds its shard full is not remembered
+//! (the owner is asked again). Sweeps therefore touch a bounded number of entries.
 
 use std::hash::BuildHasher;
 use std::sync::{Mutex, PoisonError};
@@ -11,6 +15,8 @@ use std::collections::HashMap;
 use crate::Decision;
 
 const SHARDS: usize = 64;
+/// Denials one shard holds at most: 65,536 in all.
+const MAX_PER_SHARD: usize = 1024;
 
 #[derive(Debug)]
 pub(super) struct DeniedCache {
@@ -59,23 +65,28 @@ impl DeniedCache {
         })
     }
 
-    /// Remembers that the owner denied `key` at `now_ms`, as `decision` says.
-    pub(super) fn remember(&self, key: &str, decision: &Decision, now_ms: u64) {
-        let until_ms = now_ms + decision.reset.as_millis() as u64;
+    /// Remembers that the owner denied `key` at `now_ms`, with `remaining` units left, for
+    /// `reset` more.
+    pub(super) fn remember(&self, key: &str, remaining: u32, reset: Duration, now_ms: u64) {
+        let reset_ms = u64::try_from(reset.as_millis()).unwrap_or(u64::MAX);
+        let until_ms = now_ms.saturating_add(reset_ms);
         let mut shard = self.shard(key);
-        if now_ms >= shard.next_sweep_ms {
+        let full = shard.denials.len() >= MAX_PER_SHARD;
+        if now_ms >= shard.next_sweep_ms || full {
             shard.denials.retain(|_, d| d.until_ms > now_ms);
-            shard.next_sweep_ms = now_ms + 1000;
+            shard.next_sweep_ms = now_ms.saturating_add(1000);
         }
         let denial = Denial {
             until_ms,
-            remaining: decision.remaining,
+            remaining,
         };
+        let room = shard.denials.len() < MAX_PER_SHARD;
         match shard.denials.get_mut(key) {
             Some(known) => *known = denial,
-            None => {
+            None if room => {
                 shard.denials.insert(key.into(), denial);
             }
+            None => {}
         }
     }
 
@@ -98,20 +109,15 @@ impl DeniedCache {
 mod tests {
     use super::*;
 
-    fn denied(remaining: u32, reset_ms: u64) -> Decision {
-        Decision {
-            allowed: false,
-            limit: 5,
-            remaining,
-            reset: Duration::from_millis(reset_ms),
-        }
+    fn remember(cache: &DeniedCache, key: &str, remaining: u32, reset_ms: u64, now_ms: u64) {
+        cache.remember(key, remaining, Duration::from_millis(reset_ms), now_ms);
     }
 
     #[test]
     fn a_denial_holds_until_the_owners_window_ends() {
         let cache = DeniedCache::new();
         assert!(cache.get("alice", 1, 5, 1_000).is_none());
-        cache.remember("alice", &denied(0, 500), 1_000);
+        remember(&cache, "alice", 0, 500, 1_000);
         let d = cache.get("alice", 1, 5, 1_200).unwrap();
         assert!(!d.allowed);
         assert_eq!(d.reset, Duration::from_millis(300));
@@ -122,7 +128,7 @@ mod tests {
     #[test]
     fn a_smaller_cost_that_still_fits_is_asked_again() {
         let cache = DeniedCache::new();
-        cache.remember("alice", &denied(2, 500), 0);
+        remember(&cache, "alice", 2, 500, 0);
         assert!(cache.get("alice", 3, 5, 10).is_some());
         assert!(cache.get("alice", 2, 5, 10).is_none());
     }
@@ -131,12 +137,26 @@ mod tests {
     fn ended_denials_are_swept() {
         let cache = DeniedCache::new();
         for i in 0..1000 {
-            cache.remember(&format!("user-{i}"), &denied(0, 100), 0);
+            remember(&cache, &format!("user-{i}"), 0, 100, 0);
         }
         assert_eq!(cache.len(), 1000);
         for i in 0..1000 {
-            cache.remember(&format!("next-{i}"), &denied(0, 100), 5_000);
+            remember(&cache, &format!("next-{i}"), 0, 100, 5_000);
         }
         assert_eq!(cache.len(), 1000, "only the current denials remain");
+    }
+
+    #[test]
+    fn the_cache_is_bounded_and_a_huge_reset_does_not_wrap() {
+        let cache = DeniedCache::new();
+        for i in 0..SHARDS * MAX_PER_SHARD * 2 {
+            remember(&cache, &format!("user-{i}"), 0, 60_000, 0);
+        }
+        assert!(cache.len() <= SHARDS * MAX_PER_SHARD);
+
+        let cache = DeniedCache::new();
+        cache.remember("liar", 0, Duration::MAX, u64::MAX - 5);
+        cache.remember("liar", 0, Duration::MAX, 10);
+        assert!(!cache.get("liar", 1, 5, 20).unwrap().allowed);
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::topology::Peer;
 use super::{ClusterBackend, PeerFuture};
 use crate::backend::failure::fail;
-use crate::backend::{BackendError, Check};
+use crate::backend::{Backend, BackendError, Check};
 use crate::clock::Clock;
 use crate::peer::PeerAnswer;
 use crate::Decision;
@@ -27,6 +27,7 @@ impl<C: Clock> ClusterBackend<C> {
             return Check::Ready(fail(self.failure, &self.local, key, cost, error));
         };
         let limit = self.local.policy_limit();
+        let window = Backend::policy(&*self.local).window();
         // All nodes share the epoch-aligned windows, so the reset is known here too.
         let reset = self.local.reset_now();
         // One copy of the key, shared by the queued check and the fallback.
@@ -38,9 +39,12 @@ impl<C: Clock> ClusterBackend<C> {
             match answer.await {
                 Ok(answer) => {
                     attempt.succeeded();
-                    let decision = decision(answer, limit, cost, reset);
+                    let decision = decision(answer, limit, cost, reset).bounded(window);
                     if !decision.allowed {
-                        denied.remember(&key, &decision, local.now_ms());
+                        // Never remembered past this node's own window: a new window
+                        // starts afresh whatever the owner said.
+                        let until = decision.reset.min(local.reset_now());
+                        denied.remember(&key, decision.remaining, until, local.now_ms());
                     }
                     Ok(decision)
                 }

@@ -102,6 +102,15 @@ impl<C: Clock> ClusterBackend<C> {
         self
     }
 
+    /// Tracks at most `max_keys` keys on this node (default
+    /// [`DEFAULT_MAX_KEYS`](crate::backend::DEFAULT_MAX_KEYS)): the keys it owns, and the
+    /// keys it counts itself under [`FailureMode::Local`]. See
+    /// [`MemoryBackend::max_keys`] for what happens at the cap.
+    pub fn max_keys(mut self, max_keys: usize) -> Self {
+        MemoryBackend::arc_max_keys(&mut self.local, max_keys);
+        self
+    }
+
     /// When a peer's circuit opens and how long it stays open (default
     /// [`CircuitPolicy::default`]).
     pub fn circuit(mut self, policy: CircuitPolicy) -> Self {

@@ -85,10 +85,9 @@ impl Counter {
         }
     }
 
-    /// Whether this counter belongs to a window before `window`.
-    pub(super) fn is_older_than(&self, window: u64) -> bool {
-        let (stored, _) = unpack(self.0.load(Ordering::Acquire));
-        (stored.wrapping_sub(window as u32) as i32) < 0
+    /// Units counted in the counter's own window.
+    pub(super) fn used(&self) -> u32 {
+        unpack(self.0.load(Ordering::Acquire)).1
     }
 }
 
@@ -121,8 +120,7 @@ mod tests {
         assert!(!counter.check(7, 1, 3).allowed);
         let next = counter.check(8, 1, 3);
         assert_eq!((next.allowed, next.used, next.window), (true, 1, 8));
-        assert!(counter.is_older_than(9));
-        assert!(!counter.is_older_than(8));
+        assert_eq!(counter.used(), 1);
     }
 
     #[test]
@@ -145,6 +143,6 @@ mod tests {
         let (counter, _) = Counter::first(w, 1, 3);
         let next = counter.check(w + 1, 1, 3);
         assert_eq!((next.used, next.window), (1, w + 1));
-        assert!(!counter.is_older_than(w + 1));
+        assert_eq!(counter.used_in(w + 1), 1);
     }
 }

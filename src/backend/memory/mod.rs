@@ -1,8 +1,11 @@
 //! The embedded in-memory backend (the default).
 
+mod capacity;
 mod counter;
+mod retired;
 mod shard;
 mod stored_key;
+mod table;
 
 use std::fmt;
 use std::future::Ready;
@@ -11,6 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use self::capacity::Capacity;
+pub use self::capacity::DEFAULT_MAX_KEYS;
 use self::shard::Shard;
 use super::{Backend, BackendError, Check};
 use crate::clock::{Clock, SystemClock};
@@ -24,9 +29,20 @@ use crate::{Decision, Policy};
 /// over many shards, each with its own read-write lock; a key that already has a counter
 /// takes a shared lock and allocates nothing. The shared side of each lock is itself split
 /// by thread (crossbeam's `ShardedLock`), so threads checking the same hot key do not pass
-/// a lock word between cores: only the key's counter moves. Counters of past windows are swept out by the
-/// next request that reaches their shard in a new window, so memory stays bounded by the
-/// keys active in the current window without any cleanup call.
+/// a lock word between cores: only the key's counter moves.
+///
+/// Memory is bounded two ways, with no cleanup call:
+/// - **Past windows**: the first request to reach a shard in a new window swaps in an
+///   empty table; the old one is dropped a few entries per request that follows, so no
+///   request pays for dropping millions of keys at a window boundary.
+/// - **A cap on tracked keys** ([`max_keys`](Self::max_keys), default
+///   [`DEFAULT_MAX_KEYS`]), split evenly over the shards. A new key that finds its shard
+///   full evicts the oldest key counted for one request at most, so a flood of one-request
+///   ids evicts its own ids and a user who comes back keeps an exact count. Only if every
+///   key examined (8 at most) has been counted more than once does the least used of them
+///   go; it may then be allowed its evicted units again in this window. Evictions are
+///   counted ([`evicted_keys`](Self::evicted_keys)) and the first of each window is logged
+///   at `warn`.
 ///
 /// # Examples
 ///
@@ -54,6 +70,7 @@ pub struct MemoryBackend<C = SystemClock> {
     shard_shift: u32,
     /// The index of the window last seen, so the hot path needs no division.
     current_window: AtomicU64,
+    capacity: Capacity,
 }
 
 impl MemoryBackend {
@@ -68,6 +85,7 @@ impl MemoryBackend {
             shards: (0..shards).map(|_| Shard::default()).collect(),
             shard_shift: 64 - shards.trailing_zeros(),
             current_window: AtomicU64::new(0),
+            capacity: Capacity::new(DEFAULT_MAX_KEYS, shards, policy.cost()),
         }
     }
 }
@@ -82,7 +100,43 @@ impl<C: Clock> MemoryBackend<C> {
             shards: self.shards,
             shard_shift: self.shard_shift,
             current_window: self.current_window,
+            capacity: self.capacity,
         }
+    }
+
+    /// Tracks at most `max_keys` keys (default [`DEFAULT_MAX_KEYS`]); `usize::MAX` lifts
+    /// the cap. What happens at the cap is in the type's docs. The cap is split evenly
+    /// over the shards (64 or more), so evictions can begin a little before the total is
+    /// reached; a cap below the number of shards gives each shard one key.
+    #[must_use]
+    pub fn max_keys(mut self, max_keys: usize) -> Self {
+        self.set_max_keys(max_keys);
+        self
+    }
+
+    /// [`max_keys`](Self::max_keys) for a backend held in an `Arc` by its one owner.
+    ///
+    /// # Panics
+    ///
+    /// If the `Arc` is shared: the cap is set before a backend is put to use.
+    pub(crate) fn arc_max_keys(this: &mut Arc<Self>, max_keys: usize) {
+        let this = Arc::get_mut(this).expect("max_keys must be set before the backend is shared");
+        this.set_max_keys(max_keys);
+    }
+
+    fn set_max_keys(&mut self, max_keys: usize) {
+        let one_request = self.policy.cost();
+        self.capacity = Capacity::new(max_keys, self.shards.len(), one_request);
+    }
+
+    /// The cap on tracked keys in force.
+    pub fn key_cap(&self) -> usize {
+        self.capacity.max_keys()
+    }
+
+    /// Keys evicted at the cap since the backend was made.
+    pub fn evicted_keys(&self) -> u64 {
+        self.capacity.evicted()
     }
 
     /// [`with_clock`](Self::with_clock) for a backend held in an `Arc` by its one owner.
@@ -96,7 +150,7 @@ impl<C: Clock> MemoryBackend<C> {
         Arc::new(this.with_clock(clock))
     }
 
-    /// How many keys have a counter, including counters of past windows not yet swept.
+    /// How many keys have a counter, including counters of past windows not yet dropped.
     pub fn tracked_keys(&self) -> usize {
         self.shards.iter().map(Shard::len).sum()
     }
@@ -114,7 +168,7 @@ impl<C: Clock> MemoryBackend<C> {
         let window = self.window_index(millis(now));
         let (shard, hash) = self.shard_of(key);
         let limit = self.policy.limit();
-        let outcome = shard.check(key, hash, window, cost, limit);
+        let outcome = shard.check(key, hash, window, cost, limit, &self.capacity);
         Decision {
             allowed: outcome.allowed,
             limit,

@@ -1,22 +1,17 @@
-//! One shard of the in-memory store: a hash table of counters behind its own lock, which
-//! sweeps out the counters of past windows the first time it is used in a new window.
+//! One shard of the in-memory store: a table of counters behind its own lock. The first
+//! check of a new window swaps in an empty table and retires the old one, which the
+//! checks that follow drop a few entries at a time (`retired`): no check does work that
+//! grows with the number of keys.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::PoisonError;
 
 use crossbeam_utils::sync::ShardedLock;
 
-use hashbrown::hash_table::{Entry as TableEntry, HashTable};
-
+use super::capacity::Capacity;
 use super::counter::{Counter, Outcome};
-use super::stored_key::StoredKey;
-
-#[derive(Debug)]
-struct Entry {
-    key: StoredKey,
-    hash: u64,
-    counter: Counter,
-}
+use super::retired::Retired;
+use super::table::{Entry, Table};
 
 /// Aligned to a cache line so that neighbouring shards' locks do not share one.
 #[derive(Debug, Default)]
@@ -24,9 +19,11 @@ struct Entry {
 pub(super) struct Shard {
     /// Readers lock one of several cache lines, chosen by thread, so that threads reading
     /// the same shard (one hot key) do not pass a lock word back and forth.
-    table: ShardedLock<HashTable<Entry>>,
-    /// The newest window this shard has been swept for.
+    table: ShardedLock<Table>,
+    /// The window the table holds counters of.
     swept: AtomicU64,
+    /// Tables of past windows, still being dropped.
+    retired: Retired<Entry>,
 }
 
 impl Shard {
@@ -39,65 +36,101 @@ impl Shard {
         window: u64,
         cost: u32,
         limit: u32,
+        capacity: &Capacity,
     ) -> Outcome {
-        {
-            // The sweep mark is read under the lock: the lock's cache line is already this
-            // core's then, so a contended key pays no extra transfer for it.
-            let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
-            if self.swept.load(Ordering::Acquire) >= window {
-                if let Some(entry) = table.find(hash, |e| e.hash == hash && e.key.is(key)) {
-                    return entry.counter.check(window, cost, limit);
-                }
-            }
-        }
+        let outcome = self.check_known(key, hash, window, cost, limit);
+        let outcome =
+            outcome.unwrap_or_else(|| self.check_new(key, hash, window, cost, limit, capacity));
+        self.retired.reclaim_some();
+        outcome
+    }
+
+    /// The check of a key that has a counter in this window already, under the shared lock.
+    fn check_known(
+        &self,
+        key: &str,
+        hash: u64,
+        window: u64,
+        cost: u32,
+        limit: u32,
+    ) -> Option<Outcome> {
+        // The window mark is read under the lock: the lock's cache line is already this
+        // core's then, so a contended key pays no extra transfer for it.
+        let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
         if self.swept.load(Ordering::Acquire) < window {
-            self.sweep(window);
+            return None;
+        }
+        let entry = table.find(key, hash)?;
+        Some(entry.counter.check(window, cost, limit))
+    }
+
+    /// The check of a key seen first in this window (or of a window not started here yet).
+    fn check_new(
+        &self,
+        key: &str,
+        hash: u64,
+        window: u64,
+        cost: u32,
+        limit: u32,
+        capacity: &Capacity,
+    ) -> Outcome {
+        if self.swept.load(Ordering::Acquire) < window {
+            self.start_window(window);
         }
         let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
-        match table.entry(hash, |e| e.hash == hash && e.key.is(key), |e| e.hash) {
-            TableEntry::Occupied(entry) => entry.get().counter.check(window, cost, limit),
-            TableEntry::Vacant(slot) => {
-                // A reader whose clock lags one that already swept counts in the newer
-                // window, so a swept window can never be counted twice.
-                let window = window.max(self.swept.load(Ordering::Acquire));
-                let (counter, outcome) = Counter::first(window, cost, limit);
-                slot.insert(Entry {
-                    key: StoredKey::new(key),
-                    hash,
-                    counter,
-                });
-                outcome
-            }
+        if let Some(entry) = table.find(key, hash) {
+            return entry.counter.check(window, cost, limit);
+        }
+        // A reader whose clock lags one that already started a newer window counts in
+        // the newer one, so a window left behind can never be counted in again.
+        let window = window.max(self.swept.load(Ordering::Acquire));
+        if capacity.is_capped() {
+            self.make_room(&mut table, window, capacity);
+        }
+        let (counter, outcome) = Counter::first(window, cost, limit);
+        table.insert(key, hash, counter, capacity.is_capped());
+        outcome
+    }
+
+    /// Below the shard's share of the cap before one more key goes in: old windows' keys
+    /// go first, then one of this window's (see `table`).
+    fn make_room(&self, table: &mut Table, window: u64, capacity: &Capacity) {
+        let held = table.len() + self.retired.pending();
+        if held < capacity.per_shard {
+            return;
+        }
+        let excess = held + 1 - capacity.per_shard;
+        let reclaimed = self.retired.reclaim(excess);
+        if reclaimed < excess && table.evict_one(capacity.one_request) {
+            capacity.record_eviction(window);
         }
     }
 
-    /// Drops counters of windows before `window` and gives back memory they no longer need.
-    fn sweep(&self, window: u64) {
-        let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
-        if self.swept.load(Ordering::Acquire) >= window {
-            return;
-        }
-        table.retain(|e| !e.counter.is_older_than(window));
-        let live = table.len();
-        if table.capacity() > 64 && live < table.capacity() / 4 {
-            table.shrink_to(live * 2, |e| e.hash);
-        }
-        self.swept.fetch_max(window, Ordering::AcqRel);
+    /// Swaps in an empty table for `window` and retires the old one, unless another
+    /// thread has already started this window or a newer one.
+    fn start_window(&self, window: u64) {
+        let old = {
+            let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
+            if self.swept.load(Ordering::Acquire) >= window {
+                return;
+            }
+            self.swept.store(window, Ordering::Release);
+            table.take()
+        };
+        self.retired.add(old);
     }
 
     /// Units `key` has used in `window`, without counting anything.
     pub(super) fn used(&self, key: &str, hash: u64, window: u64) -> u32 {
         let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
         table
-            .find(hash, |e| e.hash == hash && e.key.is(key))
+            .find(key, hash)
             .map_or(0, |e| e.counter.used_in(window))
     }
 
-    /// Counters held, of this and (until swept) past windows.
+    /// Counters held: this window's, and past windows' not yet dropped.
     pub(super) fn len(&self) -> usize {
-        self.table
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+        table.len() + self.retired.pending()
     }
 }

@@ -176,6 +176,14 @@ impl<C: Clock> RedisBackend<C> {
         self
     }
 
+    /// Tracks at most `max_keys` keys in the local fallback of [`FailureMode::Local`]
+    /// (default [`DEFAULT_MAX_KEYS`](crate::backend::DEFAULT_MAX_KEYS)); see
+    /// [`MemoryBackend::max_keys`].
+    pub fn max_keys(mut self, max_keys: usize) -> Self {
+        MemoryBackend::arc_max_keys(&mut self.local, max_keys);
+        self
+    }
+
     /// When the circuit to Redis opens and how long it stays open.
     pub fn circuit(mut self, policy: CircuitPolicy) -> Self {
         self.circuit = Arc::new(Circuit::new(&self.target, policy));
@@ -282,6 +290,7 @@ impl<C: Clock> RedisBackend<C> {
         cost: u32,
     ) -> impl Future<Output = Result<Decision, BackendError>> + Send + 'static {
         let limit = self.local.policy_limit();
+        let window = self.local.policy().window();
         let (local, mode) = (self.local.clone(), self.failure);
         // The user id inside `<prefix>{<id>}`, for the local fallback: no second copy.
         let id = self.prefix.len() + 1..redis_key.as_ref().len() - 1;
@@ -295,7 +304,8 @@ impl<C: Clock> RedisBackend<C> {
                         limit,
                         remaining: limit.saturating_sub(used),
                         reset: Duration::from_millis(counted.reset_ms.max(0) as u64),
-                    })
+                    }
+                    .bounded(window))
                 }
                 Err(error) => {
                     attempt.failed();
