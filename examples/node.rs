@@ -15,7 +15,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringlimit::backend::{ClusterBackend, FailureMode, UnknownFailureMode, DEFAULT_PEER_TIMEOUT};
+use ringlimit::backend::{
+    ClusterBackend, FailureMode, UnknownFailureMode, DEFAULT_MAX_KEYS, DEFAULT_PEER_TIMEOUT,
+};
 use ringlimit::peer::{serve, PeerEndpoint, PeerSecret};
 use ringlimit::{Backend, Policy, Ring};
 use support::{main_with, parse, shutdown_signal, value};
@@ -31,7 +33,12 @@ usage: node [OPTIONS] <PORT> <MEMBER>...
   --window SECS            window length in seconds (default 60)
   --peer-timeout-ms MS     how long to wait for a key's owner (default 250)
   --failure MODE           when an owner cannot answer: allow, deny or local (default local)
-  --peer-secret S          shared secret for forwarded checks (or RINGLIMIT_PEER_SECRET)
+  --peer-secret S          shared secret for forwarded checks (or RINGLIMIT_PEER_SECRET);
+                           needed to bind an address other than loopback
+  --insecure-peers         bind an address other than loopback without a peer secret
+                           (only where no client can reach this port)
+  --max-keys N             track at most N keys; at the cap the least used (one-request
+                           keys first) are evicted (default 1000000)
   --members-file PATH      read the members from PATH (one host:port a line) instead,
                            and again on SIGHUP
   --redis URL              count in the Redis server at URL (redis://HOST:PORT); no ring
@@ -53,6 +60,8 @@ struct Options {
     failure: FailureMode,
     secret: Option<PeerSecret>,
     members_file: Option<PathBuf>,
+    insecure_peers: bool,
+    max_keys: usize,
     redis: Option<RedisOption>,
     redis_timeout: Duration,
     redis_batch: bool,
@@ -86,6 +95,8 @@ fn options(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
         failure: FailureMode::default(),
         secret: None,
         members_file: None,
+        insecure_peers: false,
+        max_keys: DEFAULT_MAX_KEYS,
         redis: None,
         redis_timeout: Duration::from_millis(250),
         redis_batch: false,
@@ -122,6 +133,13 @@ fn options(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
                 options.redis = Some(RedisOption::Cluster(urls));
             }
             "--redis-batch" => options.redis_batch = true,
+            "--insecure-peers" => options.insecure_peers = true,
+            "--max-keys" => {
+                options.max_keys = parse("--max-keys", &value(&mut args, "--max-keys")?)?;
+                if options.max_keys == 0 {
+                    return Err("--max-keys must be at least 1".into());
+                }
+            }
             "--redis-timeout-ms" => {
                 let ms: u64 = parse(
                     "--redis-timeout-ms",
@@ -159,6 +177,19 @@ fn options(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
         let secret = PeerSecret::new(&secret)
             .ok_or("the peer secret must be non-empty visible ASCII, without spaces")?;
         options.secret = Some(secret);
+    }
+    if options.secret.is_none()
+        && options.redis.is_none()
+        && !options.bind.is_loopback()
+        && !options.insecure_peers
+    {
+        return Err(format!(
+            "refusing to serve /check on {} without a peer secret: anyone who can reach it \
+             could mark checks as forwarded and be counted once per node. Give every node \
+             --peer-secret (or RINGLIMIT_PEER_SECRET), or --insecure-peers if no client can \
+             reach this port",
+            options.bind
+        ));
     }
     Ok(options)
 }
@@ -217,7 +248,8 @@ async fn run(options: Options) -> Result<(), String> {
             let mut backend = ClusterBackend::new(policy, me.as_str(), ring)
                 .map_err(|e| e.to_string())?
                 .peer_timeout(options.peer_timeout)
-                .failure_mode(options.failure);
+                .failure_mode(options.failure)
+                .max_keys(options.max_keys);
             if let Some(secret) = &options.secret {
                 backend = backend.peer_secret(secret);
             }
@@ -262,7 +294,8 @@ async fn serve_redis(
     }
     .map_err(|e| format!("bad Redis URL: {e}"))?
     .timeout(options.redis_timeout)
-    .failure_mode(options.failure);
+    .failure_mode(options.failure)
+    .max_keys(options.max_keys);
     let backend = if options.redis_batch {
         backend.batch_checks()
     } else {
@@ -305,3 +338,29 @@ async fn reload_on_sighup(backend: Arc<ClusterBackend>, path: PathBuf) {
 
 #[cfg(not(unix))]
 async fn reload_on_sighup(_: Arc<ClusterBackend>, _: PathBuf) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(args: &str) -> Result<Options, String> {
+        options(args.split_whitespace().map(str::to_owned))
+    }
+
+    #[test]
+    fn an_address_other_than_loopback_needs_a_peer_secret() {
+        let refused = parsed("--bind 0.0.0.0 5000 a:5000").err().unwrap();
+        assert!(refused.contains("without a peer secret"), "{refused}");
+        assert!(parsed("--bind 0.0.0.0 --peer-secret s3cret 5000 a:5000").is_ok());
+        assert!(parsed("--bind 0.0.0.0 --insecure-peers 5000 a:5000").is_ok());
+        assert!(parsed("--bind ::1 5000 a:5000").is_ok());
+        assert!(parsed("5000 a:5000").is_ok(), "loopback by default");
+    }
+
+    #[test]
+    fn max_keys_defaults_to_the_library_cap_and_must_be_positive() {
+        assert_eq!(parsed("5000 a:5000").unwrap().max_keys, DEFAULT_MAX_KEYS);
+        assert_eq!(parsed("--max-keys 10 5000 a:5000").unwrap().max_keys, 10);
+        assert!(parsed("--max-keys 0 5000 a:5000").is_err());
+    }
+}

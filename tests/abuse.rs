@@ -87,6 +87,13 @@ async fn bad_requests_get_clear_4xx_and_count_nothing() {
             400,
             "rate-limit key longer than 256 bytes\n",
         ),
+        // Regression: the first of two was counted, an app reading the last served
+        // another user, and rotating the first got 30 of 30 allowed.
+        (
+            url("user_id=a&user_id=b"),
+            400,
+            "query parameter `user_id` given more than once\n",
+        ),
         (
             format!("http://{address}/nope?user_id=a"),
             404,
@@ -228,4 +235,57 @@ async fn nodes_sharing_a_secret_forward_to_each_other() {
     );
     assert_eq!(nodes[1].1.local().tracked_keys(), 1, "counted by the owner");
     assert_eq!(nodes[0].1.local().tracked_keys(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_distinct_ids_stays_under_the_key_cap_and_a_user_arriving_meanwhile_stays_exact()
+{
+    const CAP: usize = 500;
+    const HONEST_LIMIT: u32 = 10;
+    let (listener, me) = listeners(1).await.pop().unwrap();
+    let ring = Ring::new([me.clone()]).unwrap();
+    let backend = ClusterBackend::new(hourly(HONEST_LIMIT), me.as_str(), ring)
+        .unwrap()
+        .max_keys(CAP)
+        .with_clock(mid_window_clock());
+    let backend = Arc::new(backend);
+    let address = listener.local_addr().unwrap();
+    let endpoint = PeerEndpoint::new(backend.clone());
+    tokio::spawn(serve(listener, endpoint, std::future::pending()));
+
+    let client = HttpClient::new();
+    let flooders: Vec<_> = (0..4)
+        .map(|t| {
+            let (client, backend) = (client.clone(), backend.clone());
+            tokio::spawn(async move {
+                for i in 0..2_500 {
+                    let reply = client
+                        .get(&check_url(address, &format!("flood-{t}-{i}")), &[])
+                        .await;
+                    assert_eq!(reply.status, 200, "every one-request id is answered");
+                    assert!(backend.local().tracked_keys() <= CAP);
+                }
+            })
+        })
+        .collect();
+    let mut honest_allowed = 0;
+    let mut honest_requests = 0;
+    while !flooders.iter().all(|f| f.is_finished()) {
+        let reply = client.get(&check_url(address, "honest"), &[]).await;
+        honest_allowed += u32::from(reply.status == 200);
+        honest_requests += 1;
+    }
+    for flooder in flooders {
+        flooder.await.unwrap();
+    }
+    assert!(
+        honest_requests > HONEST_LIMIT * 2,
+        "{honest_requests} requests during the flood"
+    );
+    assert_eq!(
+        honest_allowed, HONEST_LIMIT,
+        "limited exactly through the flood"
+    );
+    assert!(backend.local().tracked_keys() <= CAP);
+    assert!(backend.local().evicted_keys() >= 10_000 - CAP as u64);
 }

@@ -68,6 +68,12 @@ async fn responses_carry_the_headers_and_rejections_are_clear() {
     let anonymous = client.get(&url, &[]).await;
     assert_eq!(anonymous.status, 400);
     assert_eq!(anonymous.body, "missing header `x-user-id`\n");
+    // Regression: the first of two headers was counted; the app may read the other.
+    let twice = client
+        .get(&url, &[("x-user-id", "dave"), ("x-user-id", "carol")])
+        .await;
+    assert_eq!(twice.status, 400);
+    assert_eq!(twice.body, "header `x-user-id` given more than once\n");
     assert_eq!(
         anonymous.headers["content-type"],
         "text/plain; charset=utf-8"
