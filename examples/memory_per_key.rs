@@ -1,5 +1,5 @@
-//! Bytes per tracked key in the in-memory backend at 1,000,000 keys, and proof that they
-//! are given back once their window is over.
+//! Bytes per tracked key in the in-memory backend at 1,000,000 keys, proof that they are
+//! given back once their window is over, and the memory a key cap holds a flood to.
 //!
 //! ```text
 //! cargo run --release --example memory_per_key [KEYS (1000000)]
@@ -55,7 +55,9 @@ fn main() {
         .map_or(1_000_000, |n| n.parse().expect("KEYS is a number"));
     let clock = ManualClock::new(Duration::from_secs(1_800_000_000));
     let policy = Policy::per_window(NonZeroU32::new(100).unwrap(), Duration::from_secs(60));
-    let backend = MemoryBackend::new(policy).with_clock(clock.clone());
+    let backend = MemoryBackend::new(policy)
+        .max_keys(usize::MAX)
+        .with_clock(clock.clone());
     // Keys are built on the fly, so only the backend's copies stay allocated.
     let key = |i: usize| format!("user-{i:07}");
     let key_bytes: usize = (0..keys).map(|i| key(i).len()).sum();
@@ -84,15 +86,39 @@ fn main() {
         );
     }
 
-    // A new window: the next requests sweep the old counters out, with no cleanup call.
+    // A new window: the requests that follow drop the old counters, with no cleanup call.
     clock.advance(Duration::from_secs(60));
-    for i in 0..1_000 {
-        backend.decide(&format!("next-{i}"), 1);
+    for i in 0..keys / 8 {
+        backend.decide(&format!("next-{}", i % 1_000), 1);
     }
     let left = IN_USE.load(Ordering::Relaxed) - heap_before;
     println!(
-        "after the window ends and 1000 new keys arrive: {} keys tracked, {:.1} KiB held",
+        "after the window ends and {} requests of 1000 new keys: {} keys tracked, {:.1} KiB held",
+        keys / 8,
         backend.tracked_keys(),
         left as f64 / 1024.0
+    );
+    drop(backend);
+
+    // Under a cap of a tenth of the keys: a flood of all of them, against the cap's worth.
+    let cap = keys / 10;
+    let held = |sent: usize| {
+        let before = IN_USE.load(Ordering::Relaxed);
+        let capped = MemoryBackend::new(policy).max_keys(cap);
+        for i in 0..sent {
+            capped.decide(&key(i), 1);
+        }
+        let held = IN_USE.load(Ordering::Relaxed) - before;
+        (held as f64, capped.tracked_keys(), capped.evicted_keys())
+    };
+    let (alone, _, _) = held(cap);
+    let (flooded, tracked, evicted) = held(keys);
+    println!(
+        "cap of {cap} keys: {:.1} MiB for {cap} keys; a flood of {keys} keys holds {:.1} MiB \
+         ({:.2} of it; {tracked} tracked, {evicted} evicted); {:.1} bytes per key beyond the key",
+        alone / 1048576.0,
+        flooded / 1048576.0,
+        flooded / alone,
+        (alone - (0..cap).map(|i| key(i).len()).sum::<usize>() as f64) / cap as f64,
     );
 }

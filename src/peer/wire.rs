@@ -1,5 +1,5 @@
-//! The peer wire contract shared with the reference implementation (DESIGN.md, "The peer
-//! endpoint"): paths, bodies, the forwarding mark, and how user ids are encoded.
+//! The peer wire contract shared with the reference implementation: paths, bodies, the
+//! forwarding mark, and how user ids are encoded.
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The low 32 bits of the window index and the units counted in it.
 ///
 /// Window indexes are compared with wrapping arithmetic: a counter is never older than
-/// 2^31 windows because shards sweep old counters before using them.
+/// 2^31 windows because a shard swaps in a new table at each new window.
 #[derive(Debug)]
 pub(super) struct Counter(AtomicU64);
 

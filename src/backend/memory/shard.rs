@@ -21,7 +21,7 @@ pub(super) struct Shard {
     /// the same shard (one hot key) do not pass a lock word back and forth.
     table: ShardedLock<Table>,
     /// The window the table holds counters of.
-    swept: AtomicU64,
+    window: AtomicU64,
     /// Tables of past windows, still being dropped.
     retired: Retired<Entry>,
 }
@@ -57,7 +57,7 @@ impl Shard {
         // The window mark is read under the lock: the lock's cache line is already this
         // core's then, so a contended key pays no extra transfer for it.
         let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
-        if self.swept.load(Ordering::Acquire) < window {
+        if self.window.load(Ordering::Acquire) < window {
             return None;
         }
         let entry = table.find(key, hash)?;
@@ -74,7 +74,7 @@ impl Shard {
         limit: u32,
         capacity: &Capacity,
     ) -> Outcome {
-        if self.swept.load(Ordering::Acquire) < window {
+        if self.window.load(Ordering::Acquire) < window {
             self.start_window(window);
         }
         let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
@@ -83,7 +83,7 @@ impl Shard {
         }
         // A reader whose clock lags one that already started a newer window counts in
         // the newer one, so a window left behind can never be counted in again.
-        let window = window.max(self.swept.load(Ordering::Acquire));
+        let window = window.max(self.window.load(Ordering::Acquire));
         if capacity.is_capped() {
             self.make_room(&mut table, window, capacity);
         }
@@ -111,10 +111,10 @@ impl Shard {
     fn start_window(&self, window: u64) {
         let old = {
             let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
-            if self.swept.load(Ordering::Acquire) >= window {
+            if self.window.load(Ordering::Acquire) >= window {
                 return;
             }
-            self.swept.store(window, Ordering::Release);
+            self.window.store(window, Ordering::Release);
             table.take()
         };
         self.retired.add(old);

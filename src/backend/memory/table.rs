@@ -39,6 +39,9 @@ impl Table {
 
     /// Adds `key`'s counter; `capped` keeps its arrival for eviction.
     pub(super) fn insert(&mut self, key: &str, hash: u64, counter: Counter, capped: bool) {
+        if capped && self.entries.len() == self.entries.capacity() {
+            self.rebuild();
+        }
         let entry = Entry {
             key: StoredKey::new(key),
             hash,
@@ -48,6 +51,22 @@ impl Table {
         if capped {
             self.arrivals.push_back(hash);
         }
+    }
+
+    /// Moves the entries into a table sized for them and an eighth more.
+    ///
+    /// Why: where hashbrown removes an entry it may leave a tombstone, which takes room
+    /// until the table is rebuilt, and its own rebuild of a table more than half full
+    /// doubles it. At the cap, where every new key follows an eviction, that would hold
+    /// the tables at twice the size the cap needs. Rebuilt here at the size they need,
+    /// with an eighth to spare, a rebuild comes at most once per `len / 8` new keys.
+    fn rebuild(&mut self) {
+        let len = self.entries.len();
+        let mut rebuilt = HashTable::with_capacity(len + len / 8 + 1);
+        for entry in self.entries.drain() {
+            rebuilt.insert_unique(entry.hash, entry, |e| e.hash);
+        }
+        self.entries = rebuilt;
     }
 
     /// Empties the table for a new window, handing back the old counters.
@@ -139,6 +158,21 @@ mod tests {
         assert_eq!(held(&table), [0]);
         assert!(table.evict_one(1));
         assert!(!table.evict_one(1), "nothing left to evict");
+    }
+
+    #[test]
+    fn evictions_at_the_cap_do_not_grow_the_table() {
+        let mut table = Table::default();
+        for i in 0..1_500u64 {
+            table.insert(&i.to_string(), i, Counter::first(1, 1, 100).0, true);
+        }
+        let buckets = table.entries.num_buckets();
+        for i in 1_500..100_000u64 {
+            assert!(table.evict_one(1));
+            table.insert(&i.to_string(), i, Counter::first(1, 1, 100).0, true);
+        }
+        assert_eq!(table.len(), 1_500);
+        assert_eq!(table.entries.num_buckets(), buckets);
     }
 
     #[test]
