@@ -38,7 +38,7 @@ start_node() {
   echo "node on $port did not start"; exit 1
 }
 stop_node() { kill "$node_pid"; wait "$node_pid" 2>/dev/null || true; }
-uncapped() { [ "$has_cap" -gt 0 ] && echo "--max-keys 1000000000000" || true; }
+uncapped() { [ "$has_cap" -gt 0 ] && echo "--max-keys 18446744073709551615" || true; }
 
 drip() {
   echo "== slow batch bodies"

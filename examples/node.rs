@@ -82,7 +82,11 @@ impl RedisOption {
     }
 }
 
-fn options(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
+/// The options in `args`; `env_secret` is `RINGLIMIT_PEER_SECRET`, if set.
+fn options(
+    mut args: impl Iterator<Item = String>,
+    env_secret: Option<String>,
+) -> Result<Options, String> {
     let mut positional = Vec::new();
     let mut options = Options {
         port: 0,
@@ -101,7 +105,7 @@ fn options(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
         redis_timeout: Duration::from_millis(250),
         redis_batch: false,
     };
-    let mut secret = std::env::var("RINGLIMIT_PEER_SECRET").ok();
+    let mut secret = env_secret;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--bind" => options.bind = parse("--bind", &value(&mut args, "--bind")?)?,
@@ -213,7 +217,9 @@ fn read_members(path: &Path) -> Result<Vec<String>, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let parsed = options(std::env::args().skip(1));
+    support::init_logging();
+    let env_secret = std::env::var("RINGLIMIT_PEER_SECRET").ok();
+    let parsed = options(std::env::args().skip(1), env_secret);
     main_with("node", USAGE, parsed, run).await
 }
 
@@ -257,7 +263,11 @@ async fn run(options: Options) -> Result<(), String> {
             if let Some(path) = options.members_file.clone() {
                 tokio::spawn(reload_on_sighup(backend.clone(), path));
             }
-            serve_endpoint(listener, backend, &options).await?;
+            serve_endpoint(listener, backend.clone(), &options).await?;
+            let evicted = backend.local().evicted_keys();
+            if evicted > 0 {
+                println!("node {me}: {evicted} keys evicted at the cap (--max-keys)");
+            }
         }
         Some(redis) => serve_redis(listener, redis, policy, &options).await?,
     }
@@ -344,7 +354,7 @@ mod tests {
     use super::*;
 
     fn parsed(args: &str) -> Result<Options, String> {
-        options(args.split_whitespace().map(str::to_owned))
+        options(args.split_whitespace().map(str::to_owned), None)
     }
 
     #[test]

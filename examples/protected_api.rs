@@ -77,6 +77,7 @@ fn options(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    support::init_logging();
     let parsed = options(std::env::args().skip(1));
     main_with("protected_api", USAGE, parsed, run).await
 }

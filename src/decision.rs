@@ -23,7 +23,10 @@ impl Decision {
     /// Seconds until reset, rounded up and at least 1: the value of `Retry-After` and of
     /// the `t` parameter of `RateLimit`.
     pub fn reset_secs(&self) -> u64 {
-        let secs = (self.reset.as_secs()).saturating_add(u64::from(self.reset.subsec_nanos() > 0));
+        let secs = self
+            .reset
+            .as_secs()
+            .saturating_add(u64::from(self.reset.subsec_nanos() > 0));
         secs.max(1)
     }
 

@@ -6,6 +6,7 @@
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,8 +49,11 @@ fn live_bytes() -> isize {
 }
 
 const CONNECTIONS: usize = 10;
-const BODY_DEADLINE: Duration = Duration::from_millis(1500);
+/// Long enough that the drip below ends well before it, even on a busy machine.
+const BODY_DEADLINE: Duration = Duration::from_secs(4);
 const READING_AT_ONCE: usize = 16;
+/// Body bytes each connection drips, one every 2 ms.
+const DRIPPED: usize = 200;
 
 /// A marked batch request head; `framing` is its `content-length` or
 /// `transfer-encoding` line.
@@ -57,6 +61,13 @@ fn head(framing: &str) -> String {
     format!(
         "POST /check/batch HTTP/1.1\r\nhost: node\r\nx-ringlimit-forwarded: 1\r\n{framing}\r\n\r\n"
     )
+}
+
+/// Opens a connection and sends the head of a batch framed by `framing`.
+async fn open(address: std::net::SocketAddr, framing: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    stream.write_all(head(framing).as_bytes()).await.unwrap();
+    stream
 }
 
 /// What the server sent before closing the connection, or `None` if it still had not
@@ -77,21 +88,10 @@ async fn answer_then_close(stream: &mut TcpStream, wait: Duration) -> Option<Str
     Some(String::from_utf8_lossy(&answer).into_owned())
 }
 
-/// Sends one byte of `body` (a one-byte chunk when `chunked`) every 2 ms on every stream,
-/// for `duration`; a stream the server has closed is skipped.
-async fn drip(streams: &mut [TcpStream], chunked: bool, duration: Duration) -> usize {
-    let started = tokio::time::Instant::now();
-    let mut sent = 0;
-    while started.elapsed() < duration {
-        for stream in streams.iter_mut() {
-            let byte: &[u8] = if chunked { b"1\r\nx\r\n" } else { b"x" };
-            if stream.write_all(byte).await.is_ok() {
-                sent += 1;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    sent
+/// Whether the server has neither answered nor closed `stream` yet.
+fn still_waiting(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
 // Regression: 37 KB dripped over 10 connections took a node from 4 MB to 155 MB (each
@@ -104,60 +104,67 @@ async fn slow_batch_bodies_take_flat_memory_and_are_cut_off_at_the_deadline() {
     let backend = Arc::new(backend.with_clock(mid_window_clock()));
     let endpoint = PeerEndpoint::new(backend.clone())
         .batch_body_timeout(BODY_DEADLINE)
-        .max_batches_reading(READING_AT_ONCE);
+        .max_batches_reading(NonZeroUsize::new(READING_AT_ONCE).unwrap());
     let address = listener.local_addr().unwrap();
     tokio::spawn(serve(listener, endpoint, std::future::pending()));
 
     // A body announced beyond the cap is refused before a byte of it is read.
-    let mut stream = TcpStream::connect(address).await.unwrap();
-    let announced = head("content-length: 700000");
-    stream.write_all(announced.as_bytes()).await.unwrap();
+    let mut stream = open(address, "content-length: 70000000").await;
     let refused = answer_then_close(&mut stream, Duration::from_secs(5)).await;
     let refused = refused.expect("connection closed after the refusal");
     assert!(refused.starts_with("HTTP/1.1 413"), "{refused}");
 
-    for (framing, chunked) in [
-        ("content-length: 150000", false),
-        ("transfer-encoding: chunked", true),
-    ] {
-        let before = live_bytes();
-        let mut streams = Vec::new();
-        for _ in 0..CONNECTIONS {
-            let mut stream = TcpStream::connect(address).await.unwrap();
-            stream.write_all(head(framing).as_bytes()).await.unwrap();
-            streams.push(stream);
-        }
-        let sent = drip(&mut streams, chunked, Duration::from_millis(1000)).await;
-        let grown = live_bytes() - before;
-        eprintln!("{framing}: {sent} one-byte writes, heap grew by {grown} bytes");
-        assert!(sent >= CONNECTIONS * 100, "the drip ran ({sent} writes)");
-        // Each connection holds its socket, hyper's buffers and the bytes it sent; before
-        // the fix every byte pinned a few KiB.
-        assert!(
-            grown < (CONNECTIONS * 64 * 1024) as isize,
-            "{framing}: {grown} bytes of heap for {sent} bytes sent"
-        );
-        for stream in &mut streams {
-            let answer = answer_then_close(stream, BODY_DEADLINE * 3).await;
-            let answer = answer.expect("the connection is closed at the body deadline");
-            assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-        }
+    // Half chunked (one-byte chunks), half with a length under the cap.
+    let before = live_bytes();
+    let mut streams = Vec::new();
+    for i in 0..CONNECTIONS {
+        let framing = match i % 2 {
+            0 => "transfer-encoding: chunked",
+            _ => "content-length: 150000",
+        };
+        streams.push((open(address, framing).await, i % 2 == 0));
     }
+    for _ in 0..DRIPPED {
+        for (stream, chunked) in &mut streams {
+            let byte: &[u8] = if *chunked { b"1\r\nx\r\n" } else { b"x" };
+            stream.write_all(byte).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let grown = live_bytes() - before;
+    let waiting = streams.iter().filter(|(s, _)| still_waiting(s)).count();
+    eprintln!(
+        "{} bytes dripped: heap grew by {grown} bytes",
+        CONNECTIONS * DRIPPED
+    );
+    assert_eq!(
+        waiting, CONNECTIONS,
+        "every body was still being read when measured"
+    );
+    // Each connection holds its socket, hyper's buffers and the bytes it sent; before
+    // the fix every byte pinned a few KiB (25 MB here).
+    assert!(
+        grown < (CONNECTIONS * 64 * 1024) as isize,
+        "{grown} bytes of heap for {} bytes sent",
+        CONNECTIONS * DRIPPED
+    );
 
     // More unfinished bodies than the endpoint reads at once: the rest are refused now.
-    let mut streams = Vec::new();
-    for _ in 0..READING_AT_ONCE + 4 {
-        let mut stream = TcpStream::connect(address).await.unwrap();
-        let framing = head("transfer-encoding: chunked");
-        stream.write_all(framing.as_bytes()).await.unwrap();
-        streams.push(stream);
+    let mut extra = Vec::new();
+    for _ in 0..READING_AT_ONCE {
+        extra.push(open(address, "transfer-encoding: chunked").await);
     }
     let mut busy = 0;
-    for stream in &mut streams {
+    for stream in &mut extra {
         let answer = answer_then_close(stream, BODY_DEADLINE * 3).await.unwrap();
         busy += usize::from(answer.starts_with("HTTP/1.1 503"));
     }
-    assert_eq!(busy, 4, "bodies beyond the bound are refused at once");
+    assert_eq!(busy, CONNECTIONS, "bodies beyond the bound are refused");
 
+    for (stream, _) in &mut streams {
+        let answer = answer_then_close(stream, BODY_DEADLINE * 3).await;
+        let answer = answer.expect("the connection is closed at the body deadline");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
     assert_eq!(backend.local().tracked_keys(), 0, "nothing was counted");
 }

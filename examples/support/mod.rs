@@ -46,6 +46,20 @@ pub fn value(args: &mut impl Iterator<Item = String>, name: &str) -> Result<Stri
     args.next().ok_or_else(|| format!("{name} needs a value"))
 }
 
+/// Prints the library's log events (a circuit that opens, the key cap reached) to
+/// standard error, at `RUST_LOG`'s level (`error`, `warn`, `info`, `debug`, `trace`;
+/// default `info`).
+pub fn init_logging() {
+    let level = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|level| level.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::INFO);
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 /// Completes on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

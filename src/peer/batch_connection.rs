@@ -17,9 +17,9 @@ use http::Request;
 use http_body_util::Full;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 
 use super::read_body::read_body;
-use tokio::net::TcpStream;
 
 type BoxError = Box<dyn Error + Send + Sync>;
 

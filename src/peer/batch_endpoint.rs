@@ -22,12 +22,16 @@ use crate::{Backend, Check};
 /// How long a peer has to send a whole batch body, by default.
 pub const DEFAULT_BATCH_BODY_TIMEOUT: Duration = Duration::from_secs(2);
 /// How many batch bodies an endpoint reads at once, by default; more are refused (`503`).
-pub const DEFAULT_MAX_BATCHES_READING: usize = 64;
+/// A peer has one batch on the wire to a given node at a time, so this serves rings of
+/// up to 257 nodes.
+pub const DEFAULT_MAX_BATCHES_READING: usize = 256;
 
-/// The largest batch body for ids of at most `max_key_len` bytes: a cost of up to 10
-/// digits, a space, the id percent-encoded (3 bytes per byte at most) and a newline.
+/// The largest batch body read: 256 checks, each a cost of up to 10 digits, a space, the
+/// id percent-encoded (3 bytes per byte at most) and a newline, for ids of
+/// `max_key_len` bytes and never less than 1 KiB (so that a peer that allows longer ids
+/// gets its long ones refused line by line, not its whole batch).
 pub(super) fn max_batch_bytes(max_key_len: usize) -> usize {
-    MAX_BATCH.saturating_mul(12 + max_key_len.saturating_mul(3))
+    MAX_BATCH.saturating_mul(12 + max_key_len.max(1024).saturating_mul(3))
 }
 
 /// Answers a batch body; every check in it was forwarded, so none is forwarded again.

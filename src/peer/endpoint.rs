@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
+use std::num::NonZeroUsize;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -35,10 +36,12 @@ use crate::{headers, Backend, BackendError, Check, Decision};
 /// ([`serve`](crate::peer::serve)) or in a router (axum: `route_service("/check", endpoint)`).
 ///
 /// Batch bodies (`POST /check/batch`, between ringlimit nodes) come from outside, so each
-/// is bounded: at most 256 checks of ids within [`max_key_len`](Self::max_key_len)
-/// (`413` beyond), the whole body within [`batch_body_timeout`](Self::batch_body_timeout)
-/// (`408`), and at most [`max_batches_reading`](Self::max_batches_reading) bodies read at
-/// once (`503`); each of these refusals closes the connection.
+/// is bounded: in bytes, room for 256 checks of ids of
+/// [`max_key_len`](Self::max_key_len) (or 1 KiB, if more) percent-encoded (`413`
+/// beyond; an over-long id in a batch that fits is refused on its own line), in time
+/// ([`batch_body_timeout`](Self::batch_body_timeout), `408`), and in number
+/// ([`max_batches_reading`](Self::max_batches_reading), `503`); each of these refusals
+/// closes the connection.
 pub struct PeerEndpoint<B> {
     /// Behind one `Arc`: the server clones the endpoint for every request.
     settings: Arc<Settings<B>>,
@@ -106,10 +109,12 @@ impl<B: Backend> PeerEndpoint<B> {
     }
 
     /// Reads at most `n` batch bodies at once; a batch beyond them gets `503` and its
-    /// connection is closed (default 64). Bounds the memory that unfinished bodies take.
+    /// connection is closed (default [`DEFAULT_MAX_BATCHES_READING`], 256). Bounds the
+    /// memory that unfinished bodies take; give it at least the number of nodes, since
+    /// each peer has at most one batch on the wire to this node.
     #[must_use]
-    pub fn max_batches_reading(mut self, n: usize) -> Self {
-        self.settings_mut().batches = Arc::new(Semaphore::new(n));
+    pub fn max_batches_reading(mut self, n: NonZeroUsize) -> Self {
+        self.settings_mut().batches = Arc::new(Semaphore::new(n.get()));
         self
     }
 }

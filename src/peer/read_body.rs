@@ -3,8 +3,9 @@
 //!
 //! Why not `Limited::collect`: it keeps every frame as it came, and each frame is a slice
 //! of the connection's read buffer, which it keeps alive. A body sent one byte at a time
-//! then pins a few KiB of buffer per byte received. Here every frame is copied out and
-//! dropped at once, so a body takes the bytes it has sent, never more than the cap.
+//! then pins a few KiB of buffer per byte received. Here every frame after the first is
+//! copied out and dropped at once, so a body holds the bytes it has sent (in one buffer
+//! that grows by doubling) and at most one read buffer, never more than the cap.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http_body::Body;

@@ -71,8 +71,7 @@ impl DeniedCache {
         let reset_ms = u64::try_from(reset.as_millis()).unwrap_or(u64::MAX);
         let until_ms = now_ms.saturating_add(reset_ms);
         let mut shard = self.shard(key);
-        let full = shard.denials.len() >= MAX_PER_SHARD;
-        if now_ms >= shard.next_sweep_ms || full {
+        if now_ms >= shard.next_sweep_ms {
             shard.denials.retain(|_, d| d.until_ms > now_ms);
             shard.next_sweep_ms = now_ms.saturating_add(1000);
         }

@@ -106,6 +106,10 @@ impl<C: Clock> ClusterBackend<C> {
     /// [`DEFAULT_MAX_KEYS`](crate::backend::DEFAULT_MAX_KEYS)): the keys it owns, and the
     /// keys it counts itself under [`FailureMode::Local`]. See
     /// [`MemoryBackend::max_keys`] for what happens at the cap.
+    ///
+    /// # Panics
+    ///
+    /// If the backend has already been used (set it when building the backend).
     pub fn max_keys(mut self, max_keys: usize) -> Self {
         MemoryBackend::arc_max_keys(&mut self.local, max_keys);
         self

@@ -33,16 +33,18 @@ use crate::{Decision, Policy};
 ///
 /// Memory is bounded two ways, with no cleanup call:
 /// - **Past windows**: the first request to reach a shard in a new window swaps in an
-///   empty table; the old one is dropped a few entries per request that follows, so no
-///   request pays for dropping millions of keys at a window boundary.
+///   empty table; the old one is dropped 16 entries per request that reaches the shard
+///   after it, so no request pays for dropping millions of keys at a window boundary (a
+///   shard no request reaches keeps its old table until one does).
 /// - **A cap on tracked keys** ([`max_keys`](Self::max_keys), default
 ///   [`DEFAULT_MAX_KEYS`]), split evenly over the shards. A new key that finds its shard
 ///   full evicts the oldest key counted for one request at most, so a flood of one-request
-///   ids evicts its own ids and a user who comes back keeps an exact count. Only if every
-///   key examined (8 at most) has been counted more than once does the least used of them
-///   go; it may then be allowed its evicted units again in this window. Evictions are
-///   counted ([`evicted_keys`](Self::evicted_keys)) and the first of each window is logged
-///   at `warn`.
+///   ids evicts its own ids and a user who comes back keeps an exact count. Keys found
+///   counted more than once are set aside, and only when no key seen once is left does
+///   one of them go: the least used of the 8 set aside longest, which may then be allowed
+///   its evicted units again in this window. Evictions are counted
+///   ([`evicted_keys`](Self::evicted_keys)) and the first of each window is logged at
+///   `warn`.
 ///
 /// # Examples
 ///
@@ -76,8 +78,7 @@ pub struct MemoryBackend<C = SystemClock> {
 impl MemoryBackend {
     /// Counters for `policy`, on the system clock.
     pub fn new(policy: Policy) -> Self {
-        let parallelism = std::thread::available_parallelism().map_or(4, |n| n.get());
-        let shards = (parallelism * 16).next_power_of_two().clamp(64, 1024);
+        let shards = shard_count(DEFAULT_MAX_KEYS);
         Self {
             policy,
             clock: SystemClock,
@@ -88,6 +89,27 @@ impl MemoryBackend {
             capacity: Capacity::new(DEFAULT_MAX_KEYS, shards, policy.cost()),
         }
     }
+}
+
+/// The most shards a backend has: each costs about 1 KiB (its lock's cache lines).
+const MAX_SHARDS: usize = 16_384;
+
+/// How many shards hold `max_keys` keys: one per core and then some, so that threads
+/// rarely meet on a lock; at least 64 keys to a shard, so that a shard's share of the cap
+/// leaves room for the keys that come back; and at most 65,536 (up to a billion keys,
+/// [`MAX_SHARDS`] shards), so that rebuilding a shard's table at the cap stays short.
+fn shard_count(max_keys: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
+    let by_cores = (cores * 16).next_power_of_two().clamp(64, 1024);
+    if max_keys == usize::MAX {
+        return by_cores;
+    }
+    let fewest = (max_keys / 65_536).min(MAX_SHARDS).next_power_of_two();
+    let most = match max_keys / 64 {
+        0 => 1,
+        n => 1 << n.ilog2(),
+    };
+    by_cores.max(fewest).min(most)
 }
 
 impl<C: Clock> MemoryBackend<C> {
@@ -106,8 +128,11 @@ impl<C: Clock> MemoryBackend<C> {
 
     /// Tracks at most `max_keys` keys (default [`DEFAULT_MAX_KEYS`]); `usize::MAX` lifts
     /// the cap. What happens at the cap is in the type's docs. The cap is split evenly
-    /// over the shards (64 or more), so evictions can begin a little before the total is
-    /// reached; a cap below the number of shards gives each shard one key.
+    /// over the shards (a few to many, so that each holds 64 to 65,536 keys), so evictions
+    /// can begin a little before the total is reached, and a shard can hold 1/32 more
+    /// than its share while it sets aside keys that came back.
+    ///
+    /// Set it when building the backend: it starts the counters afresh.
     #[must_use]
     pub fn max_keys(mut self, max_keys: usize) -> Self {
         self.set_max_keys(max_keys);
@@ -125,8 +150,10 @@ impl<C: Clock> MemoryBackend<C> {
     }
 
     fn set_max_keys(&mut self, max_keys: usize) {
-        let one_request = self.policy.cost();
-        self.capacity = Capacity::new(max_keys, self.shards.len(), one_request);
+        let shards = shard_count(max_keys);
+        self.shards = (0..shards).map(|_| Shard::default()).collect();
+        self.shard_shift = 64 - shards.trailing_zeros();
+        self.capacity = Capacity::new(max_keys, shards, self.policy.cost());
     }
 
     /// The cap on tracked keys in force.
@@ -185,8 +212,9 @@ impl<C: Clock> MemoryBackend<C> {
     /// The shard holding `key`, and the key's hash.
     fn shard_of(&self, key: &str) -> (&Shard, u64) {
         let hash = self.hasher.hash_one(key);
-        // hashbrown uses the top 7 bits and the low bits; pick the shard from the middle.
-        let index = ((hash << 7) >> self.shard_shift) as usize;
+        // hashbrown uses the top 7 bits and the low bits; pick the shard from the middle
+        // (with one shard, the shift is 64 and there is nothing to pick).
+        let index = (hash << 7).checked_shr(self.shard_shift).unwrap_or(0) as usize;
         (&self.shards[index], hash)
     }
 

@@ -2,10 +2,11 @@
 //!
 //! Why: dropping a table of a million counters (and their long keys) at once took the
 //! first request of a new window hundreds of milliseconds. A retired table is instead
-//! emptied [`PER_CHECK`] entries per check that reaches its shard. A check adds at most
-//! one key, so reclaiming outpaces growth: a shard never holds more than the most keys
-//! one window brought it, and a busy shard is empty of old keys within
-//! `keys / PER_CHECK` checks.
+//! emptied [`PER_CHECK`] entries per check that reaches its shard (unless another thread
+//! is dropping entries of the same shard at that moment). A check adds at most one key,
+//! so reclaiming outpaces growth, and a busy shard is rid of its old keys within about
+//! `keys / PER_CHECK` checks. A shard that no request reaches keeps its old table until
+//! one does; under a key cap, old keys count against the cap and go first.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};

@@ -11,7 +11,7 @@ use crossbeam_utils::sync::ShardedLock;
 use super::capacity::Capacity;
 use super::counter::{Counter, Outcome};
 use super::retired::Retired;
-use super::table::{Entry, Table};
+use super::table::{Entry, Eviction, Table};
 
 /// Aligned to a cache line so that neighbouring shards' locks do not share one.
 #[derive(Debug, Default)]
@@ -101,7 +101,7 @@ impl Shard {
         }
         let excess = held + 1 - capacity.per_shard;
         let reclaimed = self.retired.reclaim(excess);
-        if reclaimed < excess && table.evict_one(capacity.one_request) {
+        if reclaimed < excess && table.evict_one(capacity.one_request) == Eviction::Evicted {
             capacity.record_eviction(window);
         }
     }

@@ -1,12 +1,15 @@
 //! The counters of one shard for the current window, and whom to evict when the shard is
 //! at its share of the key cap.
 //!
-//! Eviction is a clock sweep over the keys in the order they arrived: the oldest key
-//! that has been counted for one request at most goes first (a flood of one-request ids
-//! evicts its own ids). A key counted more than once is passed over and goes to the back.
-//! Only when every key examined has been counted more than once does the least used of
-//! them go. So what the cap costs falls on the keys with the least use, and a user who
-//! comes back keeps an exact count.
+//! Keys wait in two queues, as in a segmented LRU: new keys in `newcomers`, in the order
+//! they arrived; keys found counted more than once in `returning`. The oldest newcomer
+//! still counted for one request at most is evicted first, so a flood of one-request ids
+//! evicts its own ids. A newcomer found counted more than once moves to `returning`
+//! instead (each key moves once per window, at most [`MOVES_PER_EVICTION`] per call, so
+//! no call does work that grows with the keys). Only when no newcomer is left does a
+//! returning key go: the least used of the [`EXAMINED_PER_EVICTION`] oldest. So what the
+//! cap costs falls on the keys with the least use, and a user who comes back keeps an
+//! exact count while any one-request key is left to evict.
 
 use std::collections::VecDeque;
 
@@ -15,8 +18,23 @@ use hashbrown::hash_table::HashTable;
 use super::counter::Counter;
 use super::stored_key::StoredKey;
 
-/// Keys examined for one eviction, at most.
+/// Newcomers moved to `returning` by one eviction, at most.
+const MOVES_PER_EVICTION: usize = 32;
+/// Returning keys examined for one eviction, at most.
 const EXAMINED_PER_EVICTION: usize = 8;
+
+/// What one eviction did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Eviction {
+    /// A key went.
+    Evicted,
+    /// Newcomers that came back were moved aside and none went: the shard holds one key
+    /// more than its share from now on. This happens once per [`MOVES_PER_EVICTION`]
+    /// keys moved, so a shard holds at most 1/32 more than its share.
+    Moved,
+    /// The table is empty.
+    Nothing,
+}
 
 #[derive(Debug)]
 pub(super) struct Entry {
@@ -27,9 +45,11 @@ pub(super) struct Entry {
 
 #[derive(Debug, Default)]
 pub(super) struct Table {
-    pub(super) entries: HashTable<Entry>,
-    /// The hashes of the keys in the order they arrived (kept only under a cap).
-    arrivals: VecDeque<u64>,
+    entries: HashTable<Entry>,
+    /// The hashes of this window's new keys, oldest first (kept only under a cap).
+    newcomers: VecDeque<u64>,
+    /// The hashes of keys found counted more than once, oldest first.
+    returning: VecDeque<u64>,
 }
 
 impl Table {
@@ -49,7 +69,7 @@ impl Table {
         };
         self.entries.insert_unique(hash, entry, |e| e.hash);
         if capped {
-            self.arrivals.push_back(hash);
+            self.newcomers.push_back(hash);
         }
     }
 
@@ -71,43 +91,61 @@ impl Table {
 
     /// Empties the table for a new window, handing back the old counters.
     pub(super) fn take(&mut self) -> HashTable<Entry> {
-        self.arrivals = VecDeque::new();
+        self.newcomers = VecDeque::new();
+        self.returning = VecDeque::new();
         std::mem::take(&mut self.entries)
     }
 
     /// Evicts one key, chosen as the module docs say; `one_request` is the units one
-    /// request counts. Whether one was evicted (not when the table is empty).
-    pub(super) fn evict_one(&mut self, one_request: u32) -> bool {
-        let mut kept = [0u64; EXAMINED_PER_EVICTION];
-        let mut examined = 0;
-        // The least used of the keys examined, and its place in `kept`.
+    /// request counts.
+    pub(super) fn evict_one(&mut self, one_request: u32) -> Eviction {
+        let mut moved = 0;
+        while let Some(hash) = self.newcomers.pop_front() {
+            match self.used_by(hash) {
+                Some(used) if used <= one_request => {
+                    self.remove(hash);
+                    return Eviction::Evicted;
+                }
+                Some(_) => self.returning.push_back(hash),
+                None => {} // no longer held
+            }
+            moved += 1;
+            if moved == MOVES_PER_EVICTION {
+                return Eviction::Moved;
+            }
+        }
+        self.evict_least_used_returning()
+    }
+
+    /// Evicts the least used of the oldest returning keys; the others keep their place.
+    fn evict_least_used_returning(&mut self) -> Eviction {
+        let mut examined = [0u64; EXAMINED_PER_EVICTION];
+        let mut held = 0;
+        // The least used key examined, and its place in `examined`.
         let mut least: Option<(u32, usize)> = None;
-        while examined < EXAMINED_PER_EVICTION {
-            let Some(hash) = self.arrivals.pop_front() else {
+        while held < EXAMINED_PER_EVICTION {
+            let Some(hash) = self.returning.pop_front() else {
                 break;
             };
             let Some(used) = self.used_by(hash) else {
                 continue; // no longer held
             };
-            if used <= one_request {
-                self.remove(hash);
-                self.arrivals.extend(&kept[..examined]);
-                return true;
-            }
             if least.is_none_or(|(fewest, _)| used < fewest) {
-                least = Some((used, examined));
+                least = Some((used, held));
             }
-            kept[examined] = hash;
-            examined += 1;
+            examined[held] = hash;
+            held += 1;
         }
         let Some((_, victim)) = least else {
-            return false;
+            return Eviction::Nothing;
         };
-        self.remove(kept[victim]);
-        let survivors = kept[..examined].iter().enumerate();
-        self.arrivals
-            .extend(survivors.filter(|&(i, _)| i != victim).map(|(_, &h)| h));
-        true
+        self.remove(examined[victim]);
+        for (i, &hash) in examined[..held].iter().enumerate().rev() {
+            if i != victim {
+                self.returning.push_front(hash);
+            }
+        }
+        Eviction::Evicted
     }
 
     fn used_by(&self, hash: u64) -> Option<u32> {
@@ -147,17 +185,37 @@ mod tests {
     }
 
     #[test]
-    fn the_oldest_one_request_key_goes_first() {
+    fn the_oldest_one_request_key_goes_first_then_the_least_used() {
         let mut table = table_with(&[5, 1, 3, 1]);
-        assert!(table.evict_one(1));
+        assert_eq!(table.evict_one(1), Eviction::Evicted);
         assert_eq!(held(&table), [0, 2, 3]);
-        assert!(table.evict_one(1));
+        assert_eq!(table.evict_one(1), Eviction::Evicted);
         assert_eq!(held(&table), [0, 2]);
-        // Only repeat users are left: the least used of them goes.
-        assert!(table.evict_one(1));
+        // Only returning users are left: the least used of them goes.
+        assert_eq!(table.evict_one(1), Eviction::Evicted);
         assert_eq!(held(&table), [0]);
-        assert!(table.evict_one(1));
-        assert!(!table.evict_one(1), "nothing left to evict");
+        assert_eq!(table.evict_one(1), Eviction::Evicted);
+        assert_eq!(table.evict_one(1), Eviction::Nothing);
+    }
+
+    // Regression: with only the 8 oldest keys examined, a flood that followed returning
+    // users evicted one of them per new key until the flood's own ids came up.
+    #[test]
+    fn returning_users_who_came_first_outlast_a_flood_that_follows() {
+        let mut table = table_with(&[2; 100]);
+        let mut moved = 0;
+        for i in 100..10_000u64 {
+            match table.evict_one(1) {
+                Eviction::Evicted => {}
+                Eviction::Moved => moved += 1,
+                Eviction::Nothing => unreachable!("the table is full"),
+            }
+            table.insert(&i.to_string(), i, Counter::first(1, 1, 100).0, true);
+        }
+        assert_eq!(moved, 100 / MOVES_PER_EVICTION);
+        assert_eq!(table.len(), 100 + moved, "over the share by one per move");
+        let returning = table.entries.iter().filter(|e| e.counter.used() == 2);
+        assert_eq!(returning.count(), 100, "no returning user was evicted");
     }
 
     #[test]
@@ -168,7 +226,7 @@ mod tests {
         }
         let buckets = table.entries.num_buckets();
         for i in 1_500..100_000u64 {
-            assert!(table.evict_one(1));
+            assert_eq!(table.evict_one(1), Eviction::Evicted);
             table.insert(&i.to_string(), i, Counter::first(1, 1, 100).0, true);
         }
         assert_eq!(table.len(), 1_500);
@@ -176,12 +234,11 @@ mod tests {
     }
 
     #[test]
-    fn repeat_users_passed_over_keep_their_turn_behind_newer_keys() {
-        let mut table = table_with(&[4, 4]);
-        let (counter, _) = Counter::first(1, 1, 100);
-        table.insert("newcomer", 9, counter, true);
-        assert!(table.evict_one(1));
-        assert_eq!(held(&table), [0, 1]);
-        assert_eq!(table.arrivals, [0, 1]);
+    fn the_least_used_returning_key_goes_and_the_rest_keep_their_place() {
+        let mut table = table_with(&[4, 3, 6]);
+        // All three move to `returning`; then the least used of them goes.
+        assert_eq!(table.evict_one(1), Eviction::Evicted);
+        assert_eq!(held(&table), [0, 2]);
+        assert_eq!(table.returning, [0, 2]);
     }
 }

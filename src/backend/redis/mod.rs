@@ -179,6 +179,10 @@ impl<C: Clock> RedisBackend<C> {
     /// Tracks at most `max_keys` keys in the local fallback of [`FailureMode::Local`]
     /// (default [`DEFAULT_MAX_KEYS`](crate::backend::DEFAULT_MAX_KEYS)); see
     /// [`MemoryBackend::max_keys`].
+    ///
+    /// # Panics
+    ///
+    /// If the backend has already been used (set it when building the backend).
     pub fn max_keys(mut self, max_keys: usize) -> Self {
         MemoryBackend::arc_max_keys(&mut self.local, max_keys);
         self
