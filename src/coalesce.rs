@@ -3,12 +3,20 @@
 //!
 //! A check never waits for company: the dispatcher sends whatever is queued the moment the
 //! previous batch is answered (one batch per target on the wire, [`MAX_IN_FLIGHT`]), so a
-//! lone check goes at once and batches form only under load, up to the sender's cap.
+//! lone check goes at once and batches form only under load, up to the sender's cap. A
+//! check whose deadline passed while it queued is answered as timed out and never sent:
+//! its caller has had its answer (perhaps from the failure mode), so counting it at the
+//! target would count it twice.
+//!
+//! The dispatcher runs on the runtime of the check that started it. If that runtime is
+//! dropped (a test, a CLI that builds a runtime per command), the next check starts a new
+//! dispatcher on its own runtime.
 
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -39,14 +47,19 @@ pub(crate) trait SendBatch: Clone + Send + Sync + 'static {
     fn send(&self, batch: Vec<Job<Self::Answer>>) -> impl Future<Output = ()> + Send;
 }
 
-/// The queue of one target. Its dispatcher task starts on first use and ends when the
-/// queue is dropped.
+type Queue<A> = mpsc::UnboundedSender<Job<A>>;
+
+/// The queue of one target. Its dispatcher task starts on first use (again if its runtime
+/// is gone) and ends when the queue is dropped.
 #[derive(Debug)]
 pub(crate) struct Coalescer<S: SendBatch> {
     target: Arc<str>,
     timeout: Duration,
     sender: S,
-    queue: OnceLock<mpsc::UnboundedSender<Job<S::Answer>>>,
+    /// Read by every check without a lock.
+    queue: ArcSwapOption<Queue<S::Answer>>,
+    /// Held while a dispatcher is started, so that only one starts.
+    starting: Mutex<()>,
 }
 
 impl<S: SendBatch> Coalescer<S> {
@@ -56,7 +69,8 @@ impl<S: SendBatch> Coalescer<S> {
             target: target.into(),
             timeout,
             sender,
-            queue: OnceLock::new(),
+            queue: ArcSwapOption::empty(),
+            starting: Mutex::new(()),
         }
     }
 
@@ -80,14 +94,12 @@ impl<S: SendBatch> Coalescer<S> {
             deadline: Instant::now() + self.timeout,
             reply,
         };
-        let queued = self.queue().map(|queue| queue.send(job).is_ok());
+        let queued = self.enqueue(job);
         let target = Arc::clone(&self.target);
         async move {
             let stopped = |why: &str| BackendError::unavailable(&*target, why);
-            match queued {
-                Some(true) => {}
-                Some(false) => return Err(stopped("check queue closed")),
-                None => return Err(stopped("no Tokio runtime to check from")),
+            if !queued {
+                return Err(stopped("no Tokio runtime to check from"));
             }
             match answer.await {
                 Ok(result) => result,
@@ -96,23 +108,50 @@ impl<S: SendBatch> Coalescer<S> {
         }
     }
 
-    /// The queue, starting its dispatcher on first use (inside a Tokio runtime).
-    fn queue(&self) -> Option<&mpsc::UnboundedSender<Job<S::Answer>>> {
-        if let Some(queue) = self.queue.get() {
-            return Some(queue);
+    /// Sends `job` to the running dispatcher; gives it back if there is none.
+    fn try_send(&self, job: Job<S::Answer>) -> Result<(), Job<S::Answer>> {
+        match self.queue.load().as_deref() {
+            Some(queue) => queue.send(job).map_err(|unsent| unsent.0),
+            None => Err(job),
         }
-        let runtime = tokio::runtime::Handle::try_current().ok()?;
-        Some(self.queue.get_or_init(|| {
-            let (queue, jobs) = mpsc::unbounded_channel();
-            runtime.spawn(dispatch(self.sender.clone(), jobs));
-            queue
-        }))
+    }
+
+    /// Queues `job` for the dispatcher, starting one (inside a Tokio runtime) if there is
+    /// none or its runtime is gone. Whether it was queued.
+    fn enqueue(&self, job: Job<S::Answer>) -> bool {
+        let Err(job) = self.try_send(job) else {
+            return true;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        let _starting = self.starting.lock().unwrap_or_else(PoisonError::into_inner);
+        // Another check may have started one meanwhile.
+        let Err(job) = self.try_send(job) else {
+            return true;
+        };
+        let (queue, jobs) = mpsc::unbounded_channel();
+        runtime.spawn(dispatch(
+            self.sender.clone(),
+            jobs,
+            Arc::clone(&self.target),
+            self.timeout,
+        ));
+        let queued = queue.send(job).is_ok();
+        self.queue.store(Some(Arc::new(queue)));
+        queued
     }
 }
 
 /// Sends everything that queued up while the last batch was out, up to the cap, as one
-/// batch; one batch at a time ([`MAX_IN_FLIGHT`]), sent from this task itself.
-async fn dispatch<S: SendBatch>(sender: S, mut jobs: mpsc::UnboundedReceiver<Job<S::Answer>>) {
+/// batch; one batch at a time ([`MAX_IN_FLIGHT`]), sent from this task itself. Checks
+/// whose deadline has passed, or whose caller is gone, are left out.
+async fn dispatch<S: SendBatch>(
+    sender: S,
+    mut jobs: mpsc::UnboundedReceiver<Job<S::Answer>>,
+    target: Arc<str>,
+    timeout: Duration,
+) {
     let mut batch = Vec::new();
     while let Some(first) = jobs.recv().await {
         batch.push(first);
@@ -122,7 +161,17 @@ async fn dispatch<S: SendBatch>(sender: S, mut jobs: mpsc::UnboundedReceiver<Job
                 Err(_) => break,
             }
         }
-        sender.send(std::mem::take(&mut batch)).await;
+        let now = Instant::now();
+        batch.retain(|job| !job.reply.is_closed());
+        let (live, expired): (Vec<_>, Vec<_>) = batch.drain(..).partition(|job| job.deadline > now);
+        let timed_out = BackendError::Timeout {
+            target: target.to_string(),
+            after: timeout,
+        };
+        fail_all(expired, &timed_out);
+        if !live.is_empty() {
+            sender.send(live).await;
+        }
     }
 }
 
@@ -147,5 +196,69 @@ fn copy(error: &BackendError) -> BackendError {
             target: target.clone(),
             source: source.to_string().into(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex as StdMutex;
+
+    /// A target that takes 200 ms per batch and records the keys it was sent.
+    #[derive(Clone, Default)]
+    struct SlowTarget {
+        sent: Arc<StdMutex<Vec<Vec<String>>>>,
+    }
+
+    impl SendBatch for SlowTarget {
+        type Answer = ();
+        const MAX_BATCH: usize = 16;
+
+        async fn send(&self, batch: Vec<Job<()>>) {
+            let keys = batch.iter().map(|job| job.key.to_string()).collect();
+            self.sent.lock().unwrap().push(keys);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            for job in batch {
+                let _ = job.reply.send(Ok(()));
+            }
+        }
+    }
+
+    // Regression: under a backlog the dispatcher sent every queued check, so the owner
+    // counted checks whose callers had already been answered (twice under `local`).
+    #[tokio::test(start_paused = true)]
+    async fn a_check_whose_deadline_passed_in_the_queue_is_never_sent() {
+        let target = SlowTarget::default();
+        let queue = Coalescer::new("owner", Duration::from_millis(100), target.clone());
+        let first = tokio::spawn(queue.check("first".into(), 1));
+        tokio::task::yield_now().await;
+        let queued: Vec<_> = ["late-1", "late-2"]
+            .into_iter()
+            .map(|key| tokio::spawn(queue.check(key.into(), 1)))
+            .collect();
+        assert!(first.await.unwrap().is_ok());
+        for late in queued {
+            let error = late.await.unwrap().unwrap_err();
+            assert!(matches!(error, BackendError::Timeout { .. }), "{error}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(*target.sent.lock().unwrap(), [vec!["first".to_owned()]]);
+    }
+
+    // Regression: the dispatcher died with the runtime of the first check, and every
+    // later check failed with "check queue closed".
+    #[test]
+    fn a_queue_outlives_the_runtime_that_first_used_it() {
+        let target = SlowTarget::default();
+        let queue = Coalescer::new("owner", Duration::from_secs(1), target.clone());
+        for _ in 0..3 {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            let checked = runtime.block_on(async { queue.check("alice".into(), 1).await });
+            checked.unwrap();
+        }
+        assert_eq!(target.sent.lock().unwrap().len(), 3);
     }
 }

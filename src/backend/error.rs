@@ -85,12 +85,17 @@ pub(crate) async fn within<T, E>(
 where
     E: Into<Box<dyn Error + Send + Sync>>,
 {
+    let timed_out = |target| BackendError::Timeout {
+        target,
+        after: timeout,
+    };
+    // Past its deadline, a check is not even started: its caller already has an answer.
+    if Instant::now() >= deadline {
+        return Err(timed_out(target));
+    }
     match tokio::time::timeout_at(deadline, asked).await {
         Ok(Ok(answer)) => Ok(answer),
         Ok(Err(source)) => Err(BackendError::unavailable(target, source)),
-        Err(_) => Err(BackendError::Timeout {
-            target,
-            after: timeout,
-        }),
+        Err(_) => Err(timed_out(target)),
     }
 }
