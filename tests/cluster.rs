@@ -344,3 +344,28 @@ async fn concurrent_checks_to_a_reference_peer_are_sent_one_by_one() {
         "nothing fell back to local counting"
     );
 }
+
+// Regression: a check forwarded alone went as `GET /check` without its cost, so the owner
+// charged its own policy's cost (1) where a batched one cost what was asked.
+#[tokio::test]
+async fn a_check_forwarded_alone_keeps_its_cost() {
+    let clock = mid_window_clock();
+    let nodes = start_cluster(2, hourly(10), &clock).await;
+    let key = key_owned_by(&nodes[0].backend.ring(), &nodes[1].name);
+    let decision = match nodes[0].backend.check(&key, 3) {
+        ringlimit::Check::Pending(future) => future.await.unwrap(),
+        ringlimit::Check::Ready(_) => panic!("{key} is owned by the other node"),
+    };
+    assert_eq!(decision.remaining, 7);
+    assert_eq!(nodes[1].backend.local().used(&key), 3);
+
+    // A client's own `cost` is not read: only forwarded checks carry one.
+    let client = HttpClient::new();
+    let url = format!("{}&cost=1000", nodes[1].check_url(&key));
+    assert_eq!(client.get(&url, &[]).await.status, 200);
+    assert_eq!(nodes[1].backend.local().used(&key), 4);
+    let marked = [("x-ringlimit-forwarded", "1")];
+    let bad = format!("{}&cost=0", nodes[1].check_url(&key));
+    assert_eq!(client.get(&bad, &marked).await.status, 400);
+    assert_eq!(nodes[1].backend.local().used(&key), 4);
+}

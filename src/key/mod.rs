@@ -23,7 +23,7 @@ mod closure;
 mod error;
 mod header;
 mod peer_ip;
-mod query;
+pub(crate) mod query;
 
 use std::borrow::Cow;
 

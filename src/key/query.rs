@@ -60,14 +60,17 @@ impl<B> KeyExtractor<B> for QueryKey {
 
 /// Why a query has no single value for a parameter.
 #[derive(Debug, PartialEq, Eq)]
-enum ParamError {
+pub(crate) enum ParamError {
     Invalid(&'static str),
     Repeated,
 }
 
 /// The decoded value of the parameter `name` in a raw query string, which must appear at
 /// most once.
-fn query_param<'q>(query: &'q str, name: &str) -> Result<Option<Cow<'q, str>>, ParamError> {
+pub(crate) fn query_param<'q>(
+    query: &'q str,
+    name: &str,
+) -> Result<Option<Cow<'q, str>>, ParamError> {
     let mut found = None;
     for pair in query.split('&') {
         let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));

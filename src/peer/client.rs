@@ -17,7 +17,7 @@ use super::batch::{decode_answers, encode_checks, Answers, BATCH_PATH, MAX_BATCH
 use super::batch_connection::BatchConnection;
 use super::read_body::read_body;
 use super::secret::PeerSecret;
-use super::wire::{check_path_and_query, peer_state, PeerState, FORWARDED};
+use super::wire::{forward_path_and_query, peer_state, PeerState, FORWARDED};
 use crate::backend::within;
 use crate::BackendError;
 
@@ -79,18 +79,19 @@ impl PeerClient {
         self.timeout
     }
 
-    /// Asks `member` (`host:port`) to check `key`, marked as forwarded; gives up at
-    /// `deadline`.
+    /// Asks `member` (`host:port`) to check `key` at `cost`, marked as forwarded; gives up
+    /// at `deadline`.
     pub(crate) fn check(
         &self,
         member: &str,
         key: &str,
+        cost: u32,
         deadline: Instant,
     ) -> impl Future<Output = Result<PeerAnswer, BackendError>> + Send + 'static {
         let uri = Uri::builder()
             .scheme("http")
             .authority(member)
-            .path_and_query(check_path_and_query(key))
+            .path_and_query(forward_path_and_query(key, cost))
             .build();
         let request = self.forwarded(Method::GET, member, uri, Bytes::new());
         let (http, timeout, target) = (self.http.clone(), self.timeout, member.to_owned());

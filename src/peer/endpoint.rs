@@ -22,7 +22,7 @@ use super::batch_endpoint::{
     answer_batch, closing, DEFAULT_BATCH_BODY_TIMEOUT, DEFAULT_MAX_BATCHES_READING,
 };
 use super::secret::PeerSecret;
-use super::wire::{ALLOWED_BODY, CHECK_PATH, EXCEEDED_BODY, FORWARDED};
+use super::wire::{forwarded_cost, ALLOWED_BODY, CHECK_PATH, EXCEEDED_BODY, FORWARDED};
 use crate::key::{KeyError, KeyExtractor, QueryKey};
 use crate::layer::DEFAULT_MAX_KEY_LEN;
 use crate::{headers, Backend, BackendError, Check, Decision};
@@ -127,6 +127,7 @@ enum Refusal {
     Unauthorized,
     NotForwarded,
     Busy,
+    BadCost(&'static str),
 }
 
 impl Refusal {
@@ -145,6 +146,7 @@ impl Refusal {
                 "batches are for ringlimit nodes: mark them x-ringlimit-forwarded\n",
             ),
             Self::BadKey(error) => text(StatusCode::BAD_REQUEST, format!("{error}\n")),
+            Self::BadCost(why) => text(StatusCode::BAD_REQUEST, format!("{why}\n")),
             Self::Unauthorized => text(
                 StatusCode::UNAUTHORIZED,
                 "forwarded check without the peer secret\n",
@@ -179,7 +181,10 @@ impl<B: Backend> Settings<B> {
             }));
         }
         Ok(if self.forwarded(request)? {
-            self.backend.check_forwarded(&key, self.cost)
+            let query = request.uri().query().unwrap_or("");
+            let cost = forwarded_cost(query).map_err(Refusal::BadCost)?;
+            self.backend
+                .check_forwarded(&key, cost.unwrap_or(self.cost))
         } else {
             self.backend.check(&key, self.cost)
         })

@@ -8,11 +8,16 @@ use http::HeaderMap;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::headers::RATELIMIT;
+use crate::key::query::{query_param, ParamError};
 
 /// The peer endpoint's path.
 pub const CHECK_PATH: &str = "/check";
 /// The query parameter that carries the user id.
 pub const USER_ID_PARAM: &str = "user_id";
+/// The optional query parameter of a forwarded check that carries its cost (units, at
+/// least 1). Without it the owner charges its own policy's cost, as the reference does;
+/// it is read only on checks marked as forwarded, so a client cannot lower its own cost.
+pub const COST_PARAM: &str = "cost";
 /// Body of a counted, allowed check.
 pub const ALLOWED_BODY: &str = "ALLOWED";
 /// Body of a check over the limit.
@@ -38,6 +43,31 @@ pub(crate) fn check_path_and_query(user_id: &str) -> String {
     path.push('=');
     path.extend(encoded);
     path
+}
+
+/// The path and query of a forwarded check for `user_id` costing `cost`:
+/// `/check?user_id=<percent-encoded>&cost=<cost>` (the reference ignores the cost).
+pub(crate) fn forward_path_and_query(user_id: &str, cost: u32) -> String {
+    let mut path = check_path_and_query(user_id);
+    path.push('&');
+    path.push_str(COST_PARAM);
+    path.push('=');
+    path.push_str(itoa::Buffer::new().format(cost));
+    path
+}
+
+/// The cost a forwarded check's `query` asks for, if it names one; an error for a cost
+/// that is not a number from 1 to `u32::MAX`, or is given twice.
+pub(crate) fn forwarded_cost(query: &str) -> Result<Option<u32>, &'static str> {
+    match query_param(query, COST_PARAM) {
+        Ok(None) => Ok(None),
+        Ok(Some(cost)) => match cost.parse::<u32>() {
+            Ok(cost) if cost > 0 => Ok(Some(cost)),
+            _ => Err("invalid query parameter `cost`: not a whole number from 1"),
+        },
+        Err(ParamError::Repeated) => Err("query parameter `cost` given more than once"),
+        Err(ParamError::Invalid(_)) => Err("invalid query parameter `cost`: bad encoding"),
+    }
 }
 
 /// What a peer's `RateLimit` header said, when it sent one (the reference sends none).
@@ -84,6 +114,26 @@ mod tests {
             check_path_and_query("a-b.c_d~e"),
             "/check?user_id=a-b.c_d~e"
         );
+    }
+
+    #[test]
+    fn a_forward_carries_its_cost_and_the_cost_is_read_strictly() {
+        assert_eq!(
+            forward_path_and_query("a&b", 3),
+            "/check?user_id=a%26b&cost=3"
+        );
+        assert_eq!(forwarded_cost("user_id=a&cost=3"), Ok(Some(3)));
+        assert_eq!(forwarded_cost("user_id=a"), Ok(None));
+        for bad in [
+            "cost=0",
+            "cost=-1",
+            "cost=x",
+            "cost=4294967296",
+            "cost=1&cost=2",
+            "cost=%zz",
+        ] {
+            assert!(forwarded_cost(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
