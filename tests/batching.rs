@@ -131,7 +131,7 @@ async fn concurrent_forwards_leave_in_batches_and_stay_exact() {
             "{key:?} at its owner"
         );
     }
-    let batches = count(&counts, "POST /check/batch");
+    let batches = count(&counts, "POST /check");
     let singles = count(&counts, "GET /check");
     assert!(batches > 0, "some checks were batched");
     assert!(
@@ -148,7 +148,7 @@ async fn a_lone_check_is_a_plain_get() {
     let reply = HttpClient::new().get(&node.check_url(key), &[]).await;
     assert_eq!(reply.status, 200);
     assert_eq!(count(&counts, "GET /check"), 1);
-    assert_eq!(count(&counts, "POST /check/batch"), 0);
+    assert_eq!(count(&counts, "POST /check"), 0);
 }
 
 #[tokio::test]
@@ -191,7 +191,8 @@ async fn the_batch_endpoint_serves_marked_posts_only() {
         &clock,
         Some(&secret),
     );
-    let url = format!("http://{address}/check/batch");
+    // Batches are `POST /check`; `/check/batch` is where older nodes send them.
+    let url = format!("http://{address}/check");
     let post = |headers: &[(&str, &str)], body: &str| {
         let mut request = Request::post(&url).header("content-type", "text/plain");
         for (name, value) in headers {
@@ -239,6 +240,13 @@ async fn the_batch_endpoint_serves_marked_posts_only() {
     let no_secret = [("x-ringlimit-forwarded", "1")];
     assert_eq!(send(post(&no_secret, "1 bob\n")).await.0, 401);
     assert_eq!(backend.local().used("bob"), 0);
+    let legacy = Request::post(format!("http://{address}/check/batch"))
+        .header("x-ringlimit-forwarded", "1")
+        .header("authorization", "Bearer s3cret")
+        .body(http_body_util::Full::new(bytes::Bytes::from("1 carol\n")))
+        .unwrap();
+    let (status, body) = send(legacy).await;
+    assert_eq!((status, body.split(' ').next()), (200, Some("200")));
     let too_big = format!("1 {}\n", "x".repeat(2_000_000));
     assert_eq!(send(post(&marked, &too_big)).await.0, 413);
 
@@ -312,7 +320,7 @@ async fn batches_after_the_owner_restarted_go_on_a_new_connection() {
     let (_, counts, serving) =
         counted_node_until(owner_listener, &owner, &members, &clock, None, stopped);
     assert_eq!(check_together(&node, &keys[..3]).await, [true; 3]);
-    assert_eq!(count(&counts, "POST /check/batch"), 1);
+    assert_eq!(count(&counts, "POST /check"), 1);
 
     // The owner stops, closing the connection the batch came on, and comes back on the
     // same port.
@@ -321,7 +329,7 @@ async fn batches_after_the_owner_restarted_go_on_a_new_connection() {
     let listener = tokio::net::TcpListener::bind(&owner).await.unwrap();
     let (_, counts) = counted_node(listener, &owner, &members, &clock, None);
     assert_eq!(check_together(&node, &keys[3..]).await, [true; 3]);
-    assert_eq!(count(&counts, "POST /check/batch"), 1);
+    assert_eq!(count(&counts, "POST /check"), 1);
 }
 
 #[tokio::test]
@@ -359,4 +367,47 @@ async fn batches_reach_an_owner_that_closes_each_connection_after_one_answer() {
     for key in &keys {
         assert_eq!(owner_backend.local().used(key), 1, "{key:?} at its owner");
     }
+}
+
+// Regression: mounted as the README shows (`route_service("/check", ..)`), a node answered
+// batches (then sent to `/check/batch`) with 404, and its peers silently asked it one
+// check at a time for the rest of the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_mounted_as_the_readme_shows_still_send_batches() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let clock = mid_window_clock();
+    let bound = listeners(2).await;
+    let members: Vec<String> = bound.iter().map(|(_, name)| name.clone()).collect();
+    let singles = Arc::new(AtomicUsize::new(0));
+    let mut backends = Vec::new();
+    for (listener, me) in bound {
+        let ring = Ring::new(members.clone()).unwrap();
+        let backend = ClusterBackend::new(hourly(LIMIT), me.as_str(), ring).unwrap();
+        let backend = Arc::new(backend.with_clock(clock.clone()));
+        let counter = singles.clone();
+        let count_gets = move |request: Request<axum::body::Body>| {
+            if request.method() == http::Method::GET {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+            request
+        };
+        let app = axum::Router::new()
+            .route("/hello", axum::routing::get(|| async { "hello" }))
+            .layer(ringlimit::RateLimitLayer::shared(backend.clone()))
+            .route_service("/check", PeerEndpoint::new(backend.clone()))
+            .layer(tower::util::MapRequestLayer::new(count_gets));
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        backends.push(backend);
+    }
+    let keys = keys_owned_by(&backends[0].ring(), &members[1], 50, |i| {
+        format!("user-{i}")
+    });
+    for _ in 0..2 {
+        assert!(check_together(&backends[0], &keys).await.iter().all(|&a| a));
+    }
+    for key in &keys {
+        assert_eq!(backends[1].local().used(key), 2, "{key}");
+    }
+    let singles = singles.load(Ordering::SeqCst);
+    assert!(singles < 10, "{singles} of 100 checks went one at a time");
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use common::{key_owned_by, keys_owned_by, serve};
 use http::StatusCode;
@@ -55,9 +55,7 @@ async fn liar(reset_secs: u64) -> Liar {
                 .collect::<String>()
         }
     };
-    let app = Router::new()
-        .route("/check", get(single))
-        .route("/check/batch", post(batch));
+    let app = Router::new().route("/check", get(single).post(batch));
     let address = serve(app).await;
     Liar {
         name: address.to_string(),

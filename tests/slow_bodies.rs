@@ -58,9 +58,7 @@ const DRIPPED: usize = 200;
 /// A marked batch request head; `framing` is its `content-length` or
 /// `transfer-encoding` line.
 fn head(framing: &str) -> String {
-    format!(
-        "POST /check/batch HTTP/1.1\r\nhost: node\r\nx-ringlimit-forwarded: 1\r\n{framing}\r\n\r\n"
-    )
+    format!("POST /check HTTP/1.1\r\nhost: node\r\nx-ringlimit-forwarded: 1\r\n{framing}\r\n\r\n")
 }
 
 /// Opens a connection and sends the head of a batch framed by `framing`.

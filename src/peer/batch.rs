@@ -1,6 +1,7 @@
 //! The batch wire format between ringlimit nodes: many checks in one request.
 //!
-//! `POST /check/batch`, marked as forwarded, body one check a line:
+//! `POST /check` (or, as older ringlimit nodes send it, `POST /check/batch`), marked as
+//! forwarded, body one check a line:
 //! `<cost> <percent-encoded user id>\n`. The answer (`200`, `text/plain`) has one line per
 //! check, in order: `<status> <remaining> <reset ms>\n`, where status is `200` (counted and
 //! allowed), `429` (over the limit) or `400` (a line that is not a valid check). Reference
@@ -17,7 +18,7 @@ use super::wire::{PeerState, USER_ID_ESCAPES};
 use super::PeerAnswer;
 use crate::Decision;
 
-/// The batch endpoint's path.
+/// Where ringlimit nodes before batches went to `POST /check` sent them; still served.
 pub const BATCH_PATH: &str = "/check/batch";
 /// The most checks in one batch.
 pub const MAX_BATCH: usize = 256;

@@ -1,18 +1,25 @@
 //! Coalescing the checks forwarded to one peer (see [`crate::coalesce`]): checks that
 //! queue up while earlier ones are on the wire leave together, as one batch request.
 //!
-//! A lone check is asked with `GET /check`, as are all checks to a peer without the batch
-//! endpoint (a reference node, found out on its first refusal: `400`, `404`, `405` or
-//! `501`).
+//! A lone check is asked with `GET /check`, as are all checks to a peer that refuses
+//! batches (a reference node, or an older ringlimit node: `400`, `404`, `405` or `501`).
+//! A refusal is logged at `warn`, and the peer is offered batches again after
+//! [`BATCHES_RETRY`]: it may have been upgraded, or mounted differently.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::batch::MAX_BATCH;
 use super::batch_connection::BatchConnection;
 use super::client::{BatchReply, PeerAnswer, PeerClient};
 use crate::coalesce::{fail_all, Coalescer, Job, SendBatch};
 use crate::BackendError;
+
+/// How long a peer that refused a batch is asked one check at a time before it is
+/// offered batches again.
+pub(crate) const BATCHES_RETRY: Duration = Duration::from_secs(60);
 
 /// The forwarding queue of one peer.
 pub(crate) type Batcher = Coalescer<PeerSender>;
@@ -25,7 +32,7 @@ impl Batcher {
             member: member.into(),
             client,
             connection: Arc::default(),
-            batches: Arc::new(AtomicBool::new(true)),
+            batches_refused: Arc::default(),
         };
         Coalescer::new(member, timeout, sender)
     }
@@ -38,8 +45,8 @@ pub(crate) struct PeerSender {
     client: PeerClient,
     /// The connection batches go on, kept between them.
     connection: Arc<BatchConnection>,
-    /// Cleared once the peer shows it has no batch endpoint.
-    batches: Arc<AtomicBool>,
+    /// When the peer last refused a batch, if it did within [`BATCHES_RETRY`].
+    batches_refused: Arc<Mutex<Option<Instant>>>,
 }
 
 impl SendBatch for PeerSender {
@@ -47,7 +54,7 @@ impl SendBatch for PeerSender {
     const MAX_BATCH: usize = MAX_BATCH;
 
     async fn send(&self, batch: Vec<Job<PeerAnswer>>) {
-        if batch.len() == 1 || !self.batches.load(Ordering::Relaxed) {
+        if batch.len() == 1 || !self.takes_batches() {
             return self.send_one_by_one(batch).await;
         }
         let deadline = batch[0].deadline;
@@ -65,8 +72,13 @@ impl SendBatch for PeerSender {
                 }
             }
             Ok(BatchReply::Unsupported) => {
-                tracing::info!(peer = %self.member, "peer has no batch endpoint: asking it one check at a time");
-                self.batches.store(false, Ordering::Relaxed);
+                tracing::warn!(
+                    peer = %self.member,
+                    retry_in = ?BATCHES_RETRY,
+                    "peer refused a batch of checks (no batch endpoint where it is mounted?): \
+                     asking it one check at a time"
+                );
+                *self.refused() = Some(Instant::now());
                 self.send_one_by_one(batch).await;
             }
             Err(error) => fail_all(batch, &error),
@@ -75,6 +87,25 @@ impl SendBatch for PeerSender {
 }
 
 impl PeerSender {
+    /// Whether batches go to this peer: it has not refused one within [`BATCHES_RETRY`].
+    fn takes_batches(&self) -> bool {
+        let mut refused = self.refused();
+        match *refused {
+            Some(at) if at.elapsed() < BATCHES_RETRY => false,
+            Some(_) => {
+                *refused = None;
+                true
+            }
+            None => true,
+        }
+    }
+
+    fn refused(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.batches_refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Plain `GET /check`s, all at once.
     async fn send_one_by_one(&self, batch: Vec<Job<PeerAnswer>>) {
         let mut last = None;
@@ -90,5 +121,31 @@ impl PeerSender {
         if let Some(last) = last {
             let _ = last.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Regression: a peer that refused one batch was asked one check at a time for the
+    // rest of the process.
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_refused_batches_is_offered_them_again_later() {
+        let client = PeerClient::new(Duration::from_millis(250));
+        let sender = PeerSender {
+            member: "127.0.0.1:1".into(),
+            client,
+            connection: Arc::default(),
+            batches_refused: Arc::default(),
+        };
+        assert!(sender.takes_batches());
+        *sender.refused() = Some(Instant::now());
+        assert!(!sender.takes_batches());
+        tokio::time::advance(BATCHES_RETRY - Duration::from_secs(1)).await;
+        assert!(!sender.takes_batches());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(sender.takes_batches());
+        assert!(sender.refused().is_none());
     }
 }

@@ -13,11 +13,11 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 
-use super::batch::{decode_answers, encode_checks, Answers, BATCH_PATH, MAX_BATCH};
+use super::batch::{decode_answers, encode_checks, Answers, MAX_BATCH};
 use super::batch_connection::BatchConnection;
 use super::read_body::read_body;
 use super::secret::PeerSecret;
-use super::wire::{forward_path_and_query, peer_state, PeerState, FORWARDED};
+use super::wire::{forward_path_and_query, peer_state, PeerState, CHECK_PATH, FORWARDED};
 use crate::backend::within;
 use crate::BackendError;
 
@@ -137,7 +137,8 @@ impl PeerClient {
 pub(crate) enum BatchReply {
     /// One answer per check, in order.
     Answers(Answers),
-    /// The peer has no batch endpoint (a reference node): ask it one check at a time.
+    /// The peer refused the batch (a reference node, or one mounted without it): ask it
+    /// one check at a time for a while.
     Unsupported,
 }
 
@@ -153,7 +154,7 @@ impl PeerClient {
     ) -> Result<BatchReply, BackendError> {
         let expected = checks.len();
         let body = encode_checks(checks);
-        let path = Ok(Uri::from_static(BATCH_PATH));
+        let path = Ok(Uri::from_static(CHECK_PATH));
         let request = self.forwarded(Method::POST, member, path, body)?;
         let asked = async {
             let (status, body) = connection

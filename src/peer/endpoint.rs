@@ -35,7 +35,7 @@ use crate::{headers, Backend, BackendError, Check, Decision};
 /// node that does not own the key forwards it to the owner. Mount it on its own listener
 /// ([`serve`](crate::peer::serve)) or in a router (axum: `route_service("/check", endpoint)`).
 ///
-/// Batch bodies (`POST /check/batch`, between ringlimit nodes) come from outside, so each
+/// Batch bodies (`POST /check`, between ringlimit nodes) come from outside, so each
 /// is bounded: in bytes, room for 256 checks of ids of
 /// [`max_key_len`](Self::max_key_len) (or 1 KiB, if more) percent-encoded (`413`
 /// beyond; an over-long id in a batch that fits is refused on its own line), in time
@@ -172,7 +172,7 @@ impl<B: Backend> Settings<B> {
             return Err(Refusal::NotFound);
         }
         if request.method() != Method::GET {
-            return Err(Refusal::MethodNotAllowed("GET"));
+            return Err(Refusal::MethodNotAllowed("GET, POST"));
         }
         let key = self.key.extract(request).map_err(Refusal::BadKey)?;
         if key.len() > self.max_key_len {
@@ -232,7 +232,10 @@ where
     }
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
-        if request.uri().path() == BATCH_PATH {
+        let path = request.uri().path();
+        // A batch is `POST /check`, so one route serves both; older ringlimit nodes send
+        // it to `/check/batch`, which is still served.
+        if path == BATCH_PATH || (path == CHECK_PATH && request.method() == Method::POST) {
             let response = match self.settings.admit_batch(&request) {
                 Err(refusal) => refusal.response(),
                 Ok(permit) => {
