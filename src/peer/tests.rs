@@ -58,14 +58,19 @@ async fn serves_the_wire_contract() {
     ] {
         assert_eq!(ask(&endpoint, get(uri)).await.0, status, "{uri}");
     }
-    let post = Request::builder()
-        .method(Method::POST)
-        .uri("/check?user_id=bob")
-        .body(String::new())
-        .unwrap();
-    let (status, _, headers) = ask(&endpoint, post).await;
+    let with_method = |method| {
+        Request::builder()
+            .method(method)
+            .uri("/check?user_id=bob")
+            .body(String::new())
+            .unwrap()
+    };
+    let (status, _, headers) = ask(&endpoint, with_method(Method::DELETE)).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(headers["allow"], "GET");
+    assert_eq!(headers["allow"], "GET, POST");
+    // `POST /check` is a batch, which only nodes send (marked as forwarded).
+    let (status, _, _) = ask(&endpoint, with_method(Method::POST)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     // None of the refused requests counted bob.
     assert_eq!(
         ask(&endpoint, get("/check?user_id=bob")).await.0,

@@ -20,6 +20,7 @@ pub(super) struct Capacity {
 
 impl Capacity {
     pub(super) fn new(max_keys: usize, shards: usize, one_request: u32) -> Self {
+        let max_keys = max_keys.max(1);
         let per_shard = match max_keys {
             usize::MAX => usize::MAX,
             max => (max / shards).max(1),

@@ -39,7 +39,8 @@ use crate::{Decision, Policy};
 /// - **A cap on tracked keys** ([`max_keys`](Self::max_keys), default
 ///   [`DEFAULT_MAX_KEYS`]), split evenly over the shards. A new key that finds its shard
 ///   full evicts the oldest key counted for one request at most, so a flood of one-request
-///   ids evicts its own ids and a user who comes back keeps an exact count. Keys found
+///   ids evicts its own ids and a user who comes back keeps an exact count (with a limit
+///   of one request, a user at the limit looks like one seen once). Keys found
 ///   counted more than once are set aside, and only when no key seen once is left does
 ///   one of them go: the least used of the 8 set aside longest, which may then be allowed
 ///   its evicted units again in this window. Evictions are counted
@@ -126,11 +127,12 @@ impl<C: Clock> MemoryBackend<C> {
         }
     }
 
-    /// Tracks at most `max_keys` keys (default [`DEFAULT_MAX_KEYS`]); `usize::MAX` lifts
-    /// the cap. What happens at the cap is in the type's docs. The cap is split evenly
-    /// over the shards (a few to many, so that each holds 64 to 65,536 keys), so evictions
-    /// can begin a little before the total is reached, and a shard can hold 1/32 more
-    /// than its share while it sets aside keys that came back.
+    /// Tracks at most `max_keys` keys (default [`DEFAULT_MAX_KEYS`]; 0 counts as 1);
+    /// `usize::MAX` lifts the cap. What happens at the cap is in the type's docs. The cap
+    /// is split evenly over the shards (as many as give each 64 to 65,536 keys, for caps
+    /// from 64 to a billion), so evictions can begin a little before the total is
+    /// reached, and a shard can hold 1/31 more than its share while it sets aside keys
+    /// that came back.
     ///
     /// Set it when building the backend: it starts the counters afresh.
     #[must_use]

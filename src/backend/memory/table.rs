@@ -5,8 +5,8 @@
 //! they arrived; keys found counted more than once in `returning`. The oldest newcomer
 //! still counted for one request at most is evicted first, so a flood of one-request ids
 //! evicts its own ids. A newcomer found counted more than once moves to `returning`
-//! instead (each key moves once per window, at most [`MOVES_PER_EVICTION`] per call, so
-//! no call does work that grows with the keys). Only when no newcomer is left does a
+//! instead (at most [`MOVES_PER_EVICTION`] per call, so no call does work that grows
+//! with the keys). Only when no newcomer is left does a
 //! returning key go: the least used of the [`EXAMINED_PER_EVICTION`] oldest. So what the
 //! cap costs falls on the keys with the least use, and a user who comes back keeps an
 //! exact count while any one-request key is left to evict.
@@ -30,7 +30,8 @@ pub(super) enum Eviction {
     Evicted,
     /// Newcomers that came back were moved aside and none went: the shard holds one key
     /// more than its share from now on. This happens once per [`MOVES_PER_EVICTION`]
-    /// keys moved, so a shard holds at most 1/32 more than its share.
+    /// keys moved while one more arrives, so a shard holds at most 1/31 more than its
+    /// share.
     Moved,
     /// The table is empty.
     Nothing,
