@@ -5,6 +5,9 @@
 //! cargo run --release --example protected_api -- [--port 3000] [--limit 5] [--window 60]
 //! curl -i -H 'x-user-id: alice' http://127.0.0.1:3000/hello
 //!
+//! # Keyed by the client's IP address instead (axum's connect info: the `axum` feature).
+//! cargo run --release --features axum --example protected_api -- --key ip
+//!
 //! # Two app nodes sharing limits: each exposes its peer endpoint on an internal port.
 //! cargo run --release --example protected_api -- --port 3000 --peer-port 4000 --members 127.0.0.1:4000,127.0.0.1:4001
 //! cargo run --release --example protected_api -- --port 3001 --peer-port 4001 --members 127.0.0.1:4000,127.0.0.1:4001
@@ -17,9 +20,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::borrow::Cow;
+use std::net::SocketAddr;
+
 use axum::{routing::get, Router};
+use http::Request;
+use ringlimit::key::{HeaderKey, KeyExtractor, PeerIpKey};
 use ringlimit::peer::{serve, PeerEndpoint};
-use ringlimit::{key::HeaderKey, ClusterBackend, MemoryBackend, Policy, RateLimitLayer, Ring};
+use ringlimit::{ClusterBackend, KeyError, MemoryBackend, Policy, RateLimitLayer, Ring};
 use support::{main_with, parse, shutdown_signal, value};
 
 const USAGE: &str = "\
@@ -27,6 +35,8 @@ usage: protected_api [OPTIONS]
   --port N                 port of the API (default 3000)
   --limit N                requests per user per window (default 5)
   --window SECS            window length in seconds (default 60)
+  --key header|ip          key users by the x-user-id header (default) or by client IP
+                           (needs the `axum` feature: --features axum)
  to join a ring:
   --members A,B,...        every node's peer endpoint host:port, this one's included
   --peer-port N            port of this node's peer endpoint (an internal port)
@@ -39,6 +49,7 @@ struct Options {
     members: Vec<String>,
     peer_port: Option<u16>,
     advertise: Option<String>,
+    by_ip: bool,
 }
 
 fn options(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -49,6 +60,7 @@ fn options(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
         members: Vec::new(),
         peer_port: None,
         advertise: None,
+        by_ip: false,
     };
     while let Some(flag) = args.next() {
         let flag = flag.as_str();
@@ -62,6 +74,14 @@ fn options(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
             }
             "--peer-port" => options.peer_port = Some(parse(flag, &value(&mut args, flag)?)?),
             "--advertise" => options.advertise = Some(value(&mut args, flag)?),
+            "--key" => {
+                options.by_ip = match value(&mut args, flag)?.as_str() {
+                    "header" => false,
+                    "ip" if cfg!(feature = "axum") => true,
+                    "ip" => return Err("--key ip needs the `axum` feature: --features axum".into()),
+                    other => return Err(format!("--key: {other:?} is not header or ip")),
+                }
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -84,8 +104,11 @@ async fn main() -> ExitCode {
 
 async fn run(options: Options) -> Result<(), String> {
     let policy = Policy::per_window(options.limit, Duration::from_secs(options.window_secs));
-    let key = HeaderKey::from_static("x-user-id");
     let app = Router::new().route("/hello", get(|| async { "hello\n" }));
+    let key = match options.by_ip {
+        true => UserKey::Ip(PeerIpKey::new()),
+        false => UserKey::Header(HeaderKey::from_static("x-user-id")),
+    };
     let app = match options.peer_port {
         None => app.layer(RateLimitLayer::new(MemoryBackend::new(policy)).key(key)),
         Some(peer_port) => {
@@ -118,11 +141,30 @@ async fn run(options: Options) -> Result<(), String> {
         options.limit, options.window_secs
     );
     println!("try: curl -i -H 'x-user-id: alice' http://{local}/hello");
-    serve(listener, app, shutdown_signal())
+    // Served as axum apps usually are; the connect info gives `--key ip` the client address.
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| e.to_string())?;
     println!("protected_api: stopped");
     Ok(())
+}
+
+/// Who a request is from: the `x-user-id` header, or the client's IP address.
+#[derive(Clone)]
+enum UserKey {
+    Header(HeaderKey),
+    Ip(PeerIpKey),
+}
+
+impl<B> KeyExtractor<B> for UserKey {
+    fn extract<'r>(&self, request: &'r Request<B>) -> Result<Cow<'r, str>, KeyError> {
+        match self {
+            Self::Header(key) => key.extract(request),
+            Self::Ip(key) => key.extract(request),
+        }
+    }
 }
 
 async fn bind(port: u16) -> Result<tokio::net::TcpListener, String> {

@@ -372,7 +372,9 @@ async fn batches_reach_an_owner_that_closes_each_connection_after_one_answer() {
 // Regression: mounted as the README shows (`route_service("/check", ..)`), a node answered
 // batches (then sent to `/check/batch`) with 404, and its peers silently asked it one
 // check at a time for the rest of the process.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// One thread: the checks are all queued before the dispatcher first runs, so they leave
+// as one batch, whatever the machine's load.
+#[tokio::test]
 async fn nodes_mounted_as_the_readme_shows_still_send_batches() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let clock = mid_window_clock();
@@ -408,6 +410,9 @@ async fn nodes_mounted_as_the_readme_shows_still_send_batches() {
     for key in &keys {
         assert_eq!(backends[1].local().used(key), 2, "{key}");
     }
-    let singles = singles.load(Ordering::SeqCst);
-    assert!(singles < 10, "{singles} of 100 checks went one at a time");
+    assert_eq!(
+        singles.load(Ordering::SeqCst),
+        0,
+        "no check went one at a time"
+    );
 }

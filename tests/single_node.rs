@@ -108,3 +108,40 @@ async fn the_peer_ip_key_limits_by_client_address_over_real_http() {
     ];
     assert_eq!(statuses.map(|s| s.as_u16()), [200, 200, 429]);
 }
+
+// Regression: under `axum::serve` with connect info, every request got `400` with a body
+// that told the client how the server was set up.
+#[tokio::test]
+async fn the_peer_ip_key_reads_the_client_address_under_axum_serve() {
+    use ringlimit::key::PeerIpKey;
+    use std::net::SocketAddr;
+    let policy = Policy::per_window(NonZeroU32::new(2).unwrap(), Duration::from_secs(3600));
+    let app = |backend: MemoryBackend<ManualClock>| {
+        Router::new()
+            .route("/hello", get(|| async { "hello" }))
+            .layer(RateLimitLayer::new(backend).key(PeerIpKey::new()))
+    };
+    let clock = ManualClock::new(Duration::from_secs(1_800_000_000 + 1800));
+    let client = HttpClient::new();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let served = app(MemoryBackend::new(policy).with_clock(clock.clone()));
+    let served = served.into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, served).await.unwrap() });
+    let url = format!("http://{address}/hello");
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(client.get(&url, &[]).await.status.as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+
+    // Served without connect info, the server has no address to give: its fault, `500`.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let served = app(MemoryBackend::new(policy).with_clock(clock));
+    tokio::spawn(async move { axum::serve(listener, served).await.unwrap() });
+    let reply = client.get(&format!("http://{address}/hello"), &[]).await;
+    assert_eq!(reply.status, 500);
+    assert_eq!(reply.body, "internal server error\n");
+}

@@ -1,7 +1,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-/// Why a request has no usable rate-limit key. Answered with `400 Bad Request`.
+/// Why a request has no usable rate-limit key. Answered with `400 Bad Request`, or, for
+/// [`Unconfigured`](KeyError::Unconfigured), the server's own fault, `500`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KeyError {
@@ -28,6 +29,12 @@ pub enum KeyError {
         /// Where the key was found more than once.
         what: Arc<str>,
     },
+    /// The server gives the extractor nothing to read: no client address recorded for
+    /// [`PeerIpKey`](crate::key::PeerIpKey). The server is set up wrong, not the client.
+    Unconfigured {
+        /// What is missing, and how to provide it.
+        what: Arc<str>,
+    },
     /// The key is longer than the configured maximum.
     TooLong {
         /// The maximum, in bytes.
@@ -42,8 +49,16 @@ impl fmt::Display for KeyError {
             Self::Empty { what } => write!(f, "empty {what}"),
             Self::Invalid { what, reason } => write!(f, "invalid {what}: {reason}"),
             Self::Ambiguous { what } => write!(f, "{what} given more than once"),
+            Self::Unconfigured { what } => write!(f, "server set up without {what}"),
             Self::TooLong { max } => write!(f, "rate-limit key longer than {max} bytes"),
         }
+    }
+}
+
+impl KeyError {
+    /// Whether the server, not the client, is at fault (answered with `500`).
+    pub fn is_server_error(&self) -> bool {
+        matches!(self, Self::Unconfigured { .. })
     }
 }
 

@@ -7,12 +7,21 @@ use http::Request;
 use super::{KeyError, KeyExtractor};
 
 /// The address of the connection a request came on, put into the request's extensions by
-/// [`peer::serve`](crate::peer::serve) (or by your own server: insert it yourself).
+/// [`peer::serve`](crate::peer::serve) (or by your own server: insert it, or a plain
+/// `SocketAddr`, yourself).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
 
 /// Takes the key from the client's IP address: the connection's peer address, or, behind
 /// proxies you trust, the rightmost `X-Forwarded-For` address that is not one of them.
+///
+/// The connection's address is read from the request's extensions: a [`PeerAddr`]
+/// ([`peer::serve`](crate::peer::serve) records one), a plain `SocketAddr` (as other
+/// hyper servers record it), or, with the cargo feature `axum`, axum's
+/// `ConnectInfo<SocketAddr>` (`axum::serve(listener,
+/// app.into_make_service_with_connect_info::<SocketAddr>())`). A request with none of
+/// them is the server's fault: [`KeyError::Unconfigured`], which the layer answers with
+/// `500` and logs at `error`.
 ///
 /// `X-Forwarded-For` is read only when the connection comes from a trusted proxy, and only
 /// from the right, so a client cannot choose its own key by sending the header itself.
@@ -57,13 +66,12 @@ impl PeerIpKey {
 
 impl<B> KeyExtractor<B> for PeerIpKey {
     fn extract<'r>(&self, request: &'r Request<B>) -> Result<Cow<'r, str>, KeyError> {
-        let peer = request
-            .extensions()
-            .get::<PeerAddr>()
-            .ok_or_else(|| KeyError::Missing {
-                what: "peer address (serve with ringlimit::peer::serve, or insert PeerAddr)".into(),
+        let peer = connection_address(request)
+            .ok_or_else(|| KeyError::Unconfigured {
+                what: "a client address for PeerIpKey (serve with ringlimit::peer::serve, \
+                       with axum's connect info and the `axum` feature, or insert PeerAddr)"
+                    .into(),
             })?
-            .0
             .ip();
         let mut client = peer;
         if self.trusts(&peer) {
@@ -80,6 +88,19 @@ impl<B> KeyExtractor<B> for PeerIpKey {
         }
         Ok(Cow::Owned(client.to_string()))
     }
+}
+
+/// The address of the connection `request` came on, as the server recorded it.
+fn connection_address<B>(request: &Request<B>) -> Option<SocketAddr> {
+    let extensions = request.extensions();
+    let recorded = extensions.get::<PeerAddr>().map(|peer| peer.0);
+    let recorded = recorded.or_else(|| extensions.get::<SocketAddr>().copied());
+    #[cfg(feature = "axum")]
+    let recorded = recorded.or_else(|| {
+        let info = extensions.get::<axum::extract::ConnectInfo<SocketAddr>>();
+        info.map(|info| info.0)
+    });
+    recorded
 }
 
 fn invalid() -> KeyError {
@@ -110,6 +131,25 @@ mod tests {
     }
 
     #[test]
+    fn the_address_is_read_as_any_common_server_records_it() {
+        let key = PeerIpKey::new();
+        let mut plain = Request::get("/").body(()).unwrap();
+        plain
+            .extensions_mut()
+            .insert("203.0.113.5:1234".parse::<SocketAddr>().unwrap());
+        assert_eq!(key.extract(&plain).unwrap(), "203.0.113.5");
+        #[cfg(feature = "axum")]
+        {
+            let mut axum_served = Request::get("/").body(()).unwrap();
+            let address: SocketAddr = "203.0.113.6:1234".parse().unwrap();
+            axum_served
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(address));
+            assert_eq!(key.extract(&axum_served).unwrap(), "203.0.113.6");
+        }
+    }
+
+    #[test]
     fn a_direct_client_is_its_peer_address_whatever_it_claims() {
         let key = key();
         assert_eq!(
@@ -137,11 +177,11 @@ mod tests {
             key.extract(&garbage).unwrap_err().to_string(),
             "invalid header `x-forwarded-for`: not a list of IP addresses"
         );
+        // Regression: a server that records no address got `400` blaming the client.
         let no_peer = Request::get("/").body(()).unwrap();
-        assert!(matches!(
-            key.extract(&no_peer),
-            Err(KeyError::Missing { .. })
-        ));
+        let error = key.extract(&no_peer).unwrap_err();
+        assert!(matches!(error, KeyError::Unconfigured { .. }));
+        assert!(error.is_server_error());
         // Only proxies in the header: the leftmost (oldest) hop is all there is.
         let only_proxies = request("10.0.0.1", &["10.0.0.2"]);
         assert_eq!(key.extract(&only_proxies).unwrap(), "10.0.0.2");

@@ -9,7 +9,8 @@ use crate::{BackendError, Decision, KeyError};
 pub enum Rejection {
     /// Over the limit: `429 Too Many Requests` by default.
     Limited(Decision),
-    /// No usable key: `400 Bad Request` by default.
+    /// No usable key: `400 Bad Request` by default (`500` with a generic body when the
+    /// server is at fault, [`KeyError::is_server_error`]).
     BadKey(KeyError),
     /// The backend could not decide: `503 Service Unavailable` by default.
     Unavailable(BackendError),
@@ -47,6 +48,10 @@ impl OnRejection for PlainTextRejection {
             Rejection::Limited(_) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate limit exceeded\n".into(),
+            ),
+            Rejection::BadKey(error) if error.is_server_error() => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal server error\n".into(),
             ),
             Rejection::BadKey(error) => (StatusCode::BAD_REQUEST, format!("{error}\n")),
             Rejection::Unavailable(_) => (

@@ -58,7 +58,12 @@ where
                 max: shared.max_key_len,
             }),
             Ok(key) => Ok(shared.backend.check(&key, shared.cost)),
-            Err(error) => Err(error),
+            Err(error) => {
+                if error.is_server_error() {
+                    tracing::error!(%error, "ringlimit: cannot key requests");
+                }
+                Err(error)
+            }
         };
         let policy = shared.policy_header.clone();
         let on_rejection = &shared.on_rejection;
