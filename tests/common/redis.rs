@@ -119,9 +119,8 @@ impl RedisServer {
     /// The count in the counter of the user key `key` (`<prefix>{<id>}`), whatever its
     /// window start: `None` if it has none.
     pub fn counter(&self, key: &str) -> Option<String> {
-        let counters = self.cli(&["KEYS", &format!("{key}:*")])?;
-        let counter = counters.lines().next()?;
-        Some(self.cli(&["GET", counter])?.trim().to_owned())
+        let used = self.cli(&["HGET", key, "n"])?.trim().to_owned();
+        (!used.is_empty()).then_some(used)
     }
 
     /// `calls` of `INFO commandstats` for `command` (e.g. "evalsha").

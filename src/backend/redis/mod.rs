@@ -39,10 +39,11 @@ pub const DEFAULT_PREFIX: &str = "ringlimit:";
 ///
 /// The script runs on the server's clock (`TIME`), so nodes whose clocks disagree still
 /// share each window. It is called by its SHA and reloaded if the server answers
-/// `NOSCRIPT` (after a restart, say). Each check touches one key,
-/// `<prefix>{<user id>}:<window start in ms>` (e.g. `ringlimit:{alice}:1764284400000`),
-/// created with an expiry at the end of its window on the window's first hit; the hash tag
-/// keeps everything of one user in one slot, so the same backend works on Redis Cluster.
+/// `NOSCRIPT` (after a restart, say). Each check touches one key, the one it declares,
+/// `<prefix>{<user id>}` (e.g. `ringlimit:{alice}`): a hash of the window's start (`s`, ms)
+/// and the units used in it (`n`), given an expiry at the end of its window on the
+/// window's first count. The hash tag keeps everything of one user in one slot, so the
+/// same backend works on Redis Cluster and on servers that refuse undeclared keys.
 ///
 /// All checks share one multiplexed connection (per cluster master), made lazily: a node
 /// starts while Redis is down, and until Redis answers within the timeout (default
