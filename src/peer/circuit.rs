@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 /// When a circuit opens and how long it stays open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CircuitPolicy {
-    /// Consecutive failures that open the circuit.
+    /// Consecutive failures that open the circuit; 0 never opens it (every check then
+    /// waits for its target, however often it fails).
     pub threshold: u32,
     /// How long an open circuit refuses checks before one probe is let through.
     pub cooldown: Duration,
@@ -101,7 +102,8 @@ impl Circuit {
             .fetch_add(1, Ordering::AcqRel)
             .saturating_add(1);
         if probe || failures == self.policy.threshold {
-            let until = self.now_ms() + self.policy.cooldown.as_millis() as u64;
+            let cooldown = u64::try_from(self.policy.cooldown.as_millis()).unwrap_or(u64::MAX);
+            let until = self.now_ms().saturating_add(cooldown);
             self.open_until.store(until, Ordering::Release);
             if !probe {
                 tracing::warn!(peer = %self.target, failures, "peer failing: circuit open");
@@ -184,6 +186,30 @@ mod tests {
         c.attempt().expect("probe again").succeeded();
         assert!(!c.is_open());
         assert!(c.attempt().is_some());
+    }
+
+    #[test]
+    fn a_threshold_of_zero_never_opens_and_a_huge_cooldown_does_not_overflow() {
+        let never = Arc::new(Circuit::new(
+            "127.0.0.1:9",
+            CircuitPolicy {
+                threshold: 0,
+                cooldown: Duration::from_secs(1),
+            },
+        ));
+        for _ in 0..10 {
+            never.attempt().expect("never open").failed();
+        }
+        assert!(!never.is_open());
+        let long = Arc::new(Circuit::new(
+            "127.0.0.1:9",
+            CircuitPolicy {
+                threshold: 1,
+                cooldown: Duration::MAX,
+            },
+        ));
+        long.attempt().unwrap().failed();
+        assert!(long.attempt().is_none(), "open for good");
     }
 
     #[test]

@@ -81,8 +81,12 @@ where
                         let _ = connection.await;
                     });
                 }
-                // Out of file descriptors or a connection reset while queued: keep serving.
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                // Out of file descriptors or a connection reset while queued: keep serving,
+                // and say so (at most 50 lines a second: the pause is 20 ms).
+                Err(error) => {
+                    tracing::warn!(%error, "accepting a connection failed; retrying in 20 ms");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
             },
             () = &mut shutdown => break,
         }
