@@ -88,12 +88,14 @@ impl<S: SendBatch> Coalescer<S> {
         cost: u32,
     ) -> impl Future<Output = Result<S::Answer, BackendError>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
+        let deadline = Instant::now() + self.timeout;
         let job = Job {
             key,
             cost,
-            deadline: Instant::now() + self.timeout,
+            deadline,
             reply,
         };
+        let timeout = self.timeout;
         let queued = self.enqueue(job);
         let target = Arc::clone(&self.target);
         async move {
@@ -101,9 +103,14 @@ impl<S: SendBatch> Coalescer<S> {
             if !queued {
                 return Err(stopped("no Tokio runtime to check from"));
             }
-            match answer.await {
-                Ok(result) => result,
-                Err(_) => Err(stopped("check dropped")),
+            // Bounded even if the dispatcher's runtime is alive but no longer driven.
+            match tokio::time::timeout_at(deadline, answer).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(stopped("check dropped")),
+                Err(_) => Err(BackendError::Timeout {
+                    target: target.to_string(),
+                    after: timeout,
+                }),
             }
         }
     }

@@ -280,3 +280,29 @@ async fn a_node_started_while_redis_is_down_uses_it_once_it_is_up() {
     let keys = server.cli(&["KEYS", "ringlimit:{dora}"]).unwrap();
     assert_eq!(keys.lines().count(), 1, "counting in Redis once it is up");
 }
+
+// Regression: after Redis restarted, each idle node's first check failed on its dead
+// connection and was counted on the node (failure mode `local`): 7 allowed of 5.
+#[tokio::test]
+async fn a_restart_of_redis_does_not_grant_the_limit_again() {
+    if !available("a_restart_of_redis_does_not_grant_the_limit_again") {
+        return;
+    }
+    let mut server = RedisServer::start();
+    let backend =
+        RedisBackend::connect(&server.url(), policy(5, Duration::from_secs(3600))).unwrap();
+    assert!(run(backend.check("warm", 1)).await.unwrap().allowed);
+
+    server.restart();
+    let mut allowed = 0;
+    for _ in 0..7 {
+        allowed += u32::from(run(backend.check("erin", 1)).await.unwrap().allowed);
+    }
+    assert_eq!(allowed, 5, "exactly the limit, all counted in Redis");
+    assert_eq!(
+        backend.local().used("erin"),
+        0,
+        "nothing counted on the node"
+    );
+    assert_eq!(server.counter("ringlimit:{erin}").as_deref(), Some("5"));
+}

@@ -59,8 +59,8 @@ where
             }),
             Ok(key) => Ok(shared.backend.check(&key, shared.cost)),
             Err(error) => {
-                if error.is_server_error() {
-                    tracing::error!(%error, "ringlimit: cannot key requests");
+                if error.is_server_error() && misconfiguration_not_logged_lately() {
+                    tracing::error!(%error, "ringlimit: cannot key requests (logged once a minute)");
                 }
                 Err(error)
             }
@@ -107,4 +107,19 @@ impl<S: fmt::Debug, B: fmt::Debug, K: fmt::Debug, R> fmt::Debug for RateLimit<S,
             .field("max_key_len", &self.shared.max_key_len)
             .finish_non_exhaustive()
     }
+}
+
+/// Whether a server misconfiguration (every request failing alike) has gone unlogged for
+/// a minute: logged once a minute, not once a request.
+fn misconfiguration_not_logged_lately() -> bool {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LOGGED_AT: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    let last = LOGGED_AT.load(Ordering::Relaxed);
+    now >= last.saturating_add(60)
+        && LOGGED_AT
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
 }

@@ -28,7 +28,8 @@ use crate::layer::DEFAULT_MAX_KEY_LEN;
 use crate::{headers, Backend, BackendError, Check, Decision};
 
 /// Serves the peer wire contract on a backend: `200 ALLOWED`, `429 RATE LIMIT EXCEEDED`,
-/// `400` without a usable `user_id`, `404` on other paths, `405` on other methods.
+/// `400` without a usable `user_id`, `404` on other paths, `405` on methods other than
+/// `GET` and `POST` (a batch from another node: `400` unless marked as forwarded).
 ///
 /// A request marked `x-ringlimit-forwarded` is answered from this node's own counters
 /// ([`Backend::check_forwarded`]); an unmarked one is routed like any other check, so a

@@ -16,7 +16,9 @@ pub const CHECK_PATH: &str = "/check";
 pub const USER_ID_PARAM: &str = "user_id";
 /// The optional query parameter of a forwarded check that carries its cost (units, at
 /// least 1). Without it the owner charges its own policy's cost, as the reference does;
-/// it is read only on checks marked as forwarded, so a client cannot lower its own cost.
+/// it is read only on checks marked as forwarded, so with a peer secret set a client
+/// cannot lower its own cost (without one, a client that can reach the peer endpoint can
+/// send the mark, and choose its cost, as with batches).
 pub const COST_PARAM: &str = "cost";
 /// Body of a counted, allowed check.
 pub const ALLOWED_BODY: &str = "ALLOWED";

@@ -122,7 +122,13 @@ impl Connection {
 
     async fn run_each(&self, calls: &redis::Pipeline) -> RedisResult<Vec<RedisResult<Vec<i64>>>> {
         let mut connection = self.live().await?;
-        self.call_each(&self.script, calls, &mut connection).await
+        match self.call_each(&self.script, calls, &mut connection).await {
+            Err(error) if is_broken(&error) => {
+                let mut connection = self.live().await?;
+                self.call_each(&self.script, calls, &mut connection).await
+            }
+            answers => answers,
+        }
     }
 
     /// Sends `calls` as one pipeline; those the server answers `NOSCRIPT` (it lost the
@@ -159,7 +165,13 @@ impl Connection {
     /// LOAD` the first time a server answers `NOSCRIPT`).
     async fn run(&self, evalsha: &redis::Cmd) -> RedisResult<Vec<i64>> {
         let mut connection = self.live().await?;
-        self.call(&self.script, evalsha, &mut connection).await
+        match self.call(&self.script, evalsha, &mut connection).await {
+            Err(error) if is_broken(&error) => {
+                let mut connection = self.live().await?;
+                self.call(&self.script, evalsha, &mut connection).await
+            }
+            answer => answer,
+        }
     }
 
     /// The connection to use now: the manager's, or the cluster's (made if need be).
@@ -207,6 +219,16 @@ impl Connection {
 /// reply that is not a list of numbers), which does not fail the other calls.
 fn numbers(answer: Value) -> RedisResult<Vec<i64>> {
     redis::from_redis_value::<RedisResult<Vec<i64>>>(answer)?
+}
+
+/// Whether the connection was found broken (Redis restarted, say). The manager makes a
+/// new one, and the call goes once more on it, within the same deadline, before the
+/// failure mode decides: without that, every idle node's first check after a restart
+/// was counted on the node, and a user got the limit again there. A server that
+/// restarted lost the call with the connection; only a call that ran and then lost its
+/// answer to a broken connection can be counted twice, and only by one.
+fn is_broken(error: &redis::RedisError) -> bool {
+    error.is_connection_dropped() || error.is_unrecoverable_error()
 }
 
 /// Whether the server has lost the script (after a restart or a `SCRIPT FLUSH`).
