@@ -15,39 +15,82 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringlimit::backend::{
-    ClusterBackend, FailureMode, UnknownFailureMode, DEFAULT_MAX_KEYS, DEFAULT_PEER_TIMEOUT,
-};
+use clap::Parser;
+use ringlimit::backend::{ClusterBackend, FailureMode, DEFAULT_MAX_KEYS};
 use ringlimit::peer::{serve, PeerEndpoint, PeerSecret};
 use ringlimit::{Backend, Policy, Ring};
-use support::{main_with, parse, shutdown_signal, value};
+use support::{main_with, parse_window, shutdown_signal};
 
-const USAGE: &str = "\
-usage: node [OPTIONS] <PORT> <MEMBER>...
-       node [OPTIONS] (--redis URL | --redis-cluster URL,URL,...) <PORT>
-  PORT                     port to serve /check on
-  MEMBER                   host:port of every node, this one included
-  --bind ADDR              address to listen on (default 127.0.0.1)
-  --advertise HOST:PORT    this node's name on the ring (default localhost:PORT)
-  --limit N                requests per user per window (default 5)
-  --window SECS            window length in seconds (default 60)
-  --peer-timeout-ms MS     how long to wait for a key's owner (default 250)
-  --failure MODE           when an owner cannot answer: allow, deny or local (default local)
-  --peer-secret S          shared secret for forwarded checks (or RINGLIMIT_PEER_SECRET);
-                           needed to bind an address other than loopback
-  --insecure-peers         bind an address other than loopback without a peer secret
-                           (only where no client can reach this port)
-  --max-keys N             track at most N keys; at the cap the least used (one-request
-                           keys first) are evicted (default 1000000)
-  --members-file PATH      read the members from PATH (one host:port a line) instead,
-                           and again on SIGHUP
-  --redis URL              count in the Redis server at URL (redis://HOST:PORT); no ring
-  --redis-cluster URLS     count in the Redis Cluster of these nodes; no ring
-  --redis-timeout-ms MS    how long to wait for Redis (default 250)
-  --redis-batch            with --redis: checks that arrive together share one script call
-environment:
-  TOKIO_WORKER_THREADS=N   worker threads (default one per core; fewer can cost less CPU
-                           per forwarded or Redis check where busy processes share the cores)";
+/// The reference node, rebuilt on ringlimit: serves `GET /check?user_id=` for clients and
+/// peers alike, counting the keys it owns and forwarding the others to their owners.
+#[derive(Parser, Debug)]
+#[command(
+    name = "node",
+    override_usage = "node [OPTIONS] <PORT> <MEMBER>...\n       \
+                      node [OPTIONS] (--redis URL | --redis-cluster URL,URL,...) <PORT>",
+    after_help = "Environment:\n  \
+        RINGLIMIT_PEER_SECRET    the peer secret, if --peer-secret is not given\n  \
+        RUST_LOG=LEVEL           the log events printed: error, warn, info (default), debug\n  \
+        TOKIO_WORKER_THREADS=N   worker threads (default one per core; fewer can cost less\n                           \
+        CPU per forwarded or Redis check where busy processes share the cores)"
+)]
+struct Args {
+    /// Port to serve /check on
+    #[arg(value_name = "PORT")]
+    port: u16,
+    /// host:port of every node, this one included
+    #[arg(value_name = "MEMBER")]
+    members: Vec<String>,
+    /// Address to listen on
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// This node's name on the ring [default: localhost:PORT]
+    #[arg(long, value_name = "HOST:PORT")]
+    advertise: Option<String>,
+    /// Requests per user per window
+    #[arg(long, value_name = "N", default_value_t = NonZeroU32::new(5).unwrap())]
+    limit: NonZeroU32,
+    /// Window length: 500ms, 60s, 1m, 1h, or plain seconds
+    #[arg(long, value_name = "LENGTH", default_value = "60s", value_parser = parse_window)]
+    window: Duration,
+    /// How long to wait for a key's owner, in ms
+    #[arg(long, value_name = "MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..))]
+    peer_timeout_ms: u64,
+    /// When an owner (or Redis) cannot answer: allow, deny or local
+    #[arg(long, value_name = "MODE", default_value = "local")]
+    failure: FailureMode,
+    /// Shared secret for forwarded checks (or RINGLIMIT_PEER_SECRET); needed to bind an
+    /// address other than loopback
+    #[arg(long, value_name = "S")]
+    peer_secret: Option<String>,
+    /// Bind an address other than loopback without a peer secret (only where no client
+    /// can reach this port)
+    #[arg(long)]
+    insecure_peers: bool,
+    /// Track at most N keys; at the cap the least used (one-request keys first) are evicted
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_KEYS as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    max_keys: u64,
+    /// Read the members from PATH (one host:port a line) instead, and again on SIGHUP
+    #[arg(long, value_name = "PATH", conflicts_with = "members")]
+    members_file: Option<PathBuf>,
+    /// Count in the Redis server at URL (redis://HOST:PORT); no ring
+    #[arg(long, value_name = "URL", conflicts_with_all = ["members", "redis_cluster"])]
+    redis: Option<String>,
+    /// Count in the Redis Cluster of these nodes; no ring
+    #[arg(
+        long,
+        value_name = "URL,URL,...",
+        value_delimiter = ',',
+        conflicts_with = "members"
+    )]
+    redis_cluster: Vec<String>,
+    /// How long to wait for Redis, in ms
+    #[arg(long, value_name = "MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..))]
+    redis_timeout_ms: u64,
+    /// With --redis: checks that arrive together share one script call
+    #[arg(long)]
+    redis_batch: bool,
+}
 
 struct Options {
     port: u16,
@@ -60,7 +103,6 @@ struct Options {
     failure: FailureMode,
     secret: Option<PeerSecret>,
     members_file: Option<PathBuf>,
-    insecure_peers: bool,
     max_keys: usize,
     redis: Option<RedisOption>,
     redis_timeout: Duration,
@@ -82,124 +124,58 @@ impl RedisOption {
     }
 }
 
-/// The options in `args`; `env_secret` is `RINGLIMIT_PEER_SECRET`, if set.
-fn options(
-    mut args: impl Iterator<Item = String>,
-    env_secret: Option<String>,
-) -> Result<Options, String> {
-    let mut positional = Vec::new();
-    let mut options = Options {
-        port: 0,
-        members: Vec::new(),
-        bind: IpAddr::from([127, 0, 0, 1]),
-        advertise: None,
-        limit: NonZeroU32::new(5).unwrap(),
-        window: Duration::from_secs(60),
-        peer_timeout: DEFAULT_PEER_TIMEOUT,
-        failure: FailureMode::default(),
-        secret: None,
-        members_file: None,
-        insecure_peers: false,
-        max_keys: DEFAULT_MAX_KEYS,
-        redis: None,
-        redis_timeout: Duration::from_millis(250),
-        redis_batch: false,
-    };
-    let mut secret = env_secret;
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--bind" => options.bind = parse("--bind", &value(&mut args, "--bind")?)?,
-            "--advertise" => options.advertise = Some(value(&mut args, "--advertise")?),
-            "--limit" => options.limit = parse("--limit", &value(&mut args, "--limit")?)?,
-            "--window" => {
-                let secs: u64 = parse("--window", &value(&mut args, "--window")?)?;
-                if secs == 0 {
-                    return Err("--window must be at least 1 second".into());
-                }
-                options.window = Duration::from_secs(secs);
-            }
-            "--peer-timeout-ms" => {
-                let ms: u64 = parse("--peer-timeout-ms", &value(&mut args, "--peer-timeout-ms")?)?;
-                if ms == 0 {
-                    return Err("--peer-timeout-ms must be at least 1".into());
-                }
-                options.peer_timeout = Duration::from_millis(ms);
-            }
-            "--failure" => options.failure = parse_with(&value(&mut args, "--failure")?)?,
-            "--peer-secret" => secret = Some(value(&mut args, "--peer-secret")?),
-            "--members-file" => {
-                options.members_file = Some(value(&mut args, "--members-file")?.into());
-            }
-            "--redis" => options.redis = Some(RedisOption::Server(value(&mut args, "--redis")?)),
-            "--redis-cluster" => {
-                let urls = value(&mut args, "--redis-cluster")?;
-                let urls = urls.split(',').map(str::to_owned).collect();
-                options.redis = Some(RedisOption::Cluster(urls));
-            }
-            "--redis-batch" => options.redis_batch = true,
-            "--insecure-peers" => options.insecure_peers = true,
-            "--max-keys" => {
-                options.max_keys = parse("--max-keys", &value(&mut args, "--max-keys")?)?;
-                if options.max_keys == 0 {
-                    return Err("--max-keys must be at least 1".into());
-                }
-            }
-            "--redis-timeout-ms" => {
-                let ms: u64 = parse(
-                    "--redis-timeout-ms",
-                    &value(&mut args, "--redis-timeout-ms")?,
-                )?;
-                if ms == 0 {
-                    return Err("--redis-timeout-ms must be at least 1".into());
-                }
-                options.redis_timeout = Duration::from_millis(ms);
-            }
-            "-h" | "--help" => return Err(String::new()),
-            flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
-            _ => positional.push(arg),
-        }
-    }
-    let mut positional = positional.into_iter();
-    let port = positional.next().ok_or("missing PORT")?;
-    options.port = parse("PORT", &port)?;
-    options.members = positional.collect();
-    if let Some(path) = &options.members_file {
-        if !options.members.is_empty() {
-            return Err("give MEMBERs or --members-file, not both".into());
-        }
-        options.members = read_members(path)?;
-    }
-    if options.members.is_empty() && options.redis.is_none() {
-        return Err("missing MEMBER: list every node, this one included".into());
-    }
-    if options.redis_batch && !matches!(options.redis, Some(RedisOption::Server(_))) {
+/// The options `args` say, checked together; `env_secret` is `RINGLIMIT_PEER_SECRET`,
+/// if set.
+fn options(args: Args, env_secret: Option<String>) -> Result<Options, String> {
+    if args.redis_batch && args.redis.is_none() {
         return Err(
             "--redis-batch needs --redis (one server; a cluster takes one key per call)".into(),
         );
     }
-    if let Some(secret) = secret {
-        let secret = PeerSecret::new(&secret)
-            .ok_or("the peer secret must be non-empty visible ASCII, without spaces")?;
-        options.secret = Some(secret);
+    let redis = match (args.redis, args.redis_cluster.is_empty()) {
+        (Some(url), _) => Some(RedisOption::Server(url)),
+        (None, false) => Some(RedisOption::Cluster(args.redis_cluster)),
+        (None, true) => None,
+    };
+    let mut members = args.members;
+    if let Some(path) = &args.members_file {
+        members = read_members(path)?;
     }
-    if options.secret.is_none()
-        && options.redis.is_none()
-        && !options.bind.is_loopback()
-        && !options.insecure_peers
-    {
+    if members.is_empty() && redis.is_none() {
+        return Err("missing MEMBER: list every node, this one included".into());
+    }
+    let secret = match args.peer_secret.or(env_secret) {
+        Some(secret) => Some(
+            PeerSecret::new(&secret)
+                .ok_or("the peer secret must be non-empty visible ASCII, without spaces")?,
+        ),
+        None => None,
+    };
+    if secret.is_none() && redis.is_none() && !args.bind.is_loopback() && !args.insecure_peers {
         return Err(format!(
             "refusing to serve /check on {} without a peer secret: anyone who can reach it \
              could mark checks as forwarded and be counted once per node. Give every node \
              --peer-secret (or RINGLIMIT_PEER_SECRET), or --insecure-peers if no client can \
              reach this port",
-            options.bind
+            args.bind
         ));
     }
-    Ok(options)
-}
-
-fn parse_with(text: &str) -> Result<FailureMode, String> {
-    text.parse().map_err(|e: UnknownFailureMode| e.to_string())
+    Ok(Options {
+        port: args.port,
+        members,
+        bind: args.bind,
+        advertise: args.advertise,
+        limit: args.limit,
+        window: args.window,
+        peer_timeout: Duration::from_millis(args.peer_timeout_ms),
+        failure: args.failure,
+        secret,
+        members_file: args.members_file,
+        max_keys: usize::try_from(args.max_keys).unwrap_or(usize::MAX),
+        redis,
+        redis_timeout: Duration::from_millis(args.redis_timeout_ms),
+        redis_batch: args.redis_batch,
+    })
 }
 
 /// The members listed in `path`: one `host:port` a line; blank lines and `#` comments
@@ -219,8 +195,8 @@ fn read_members(path: &Path) -> Result<Vec<String>, String> {
 async fn main() -> ExitCode {
     support::init_logging();
     let env_secret = std::env::var("RINGLIMIT_PEER_SECRET").ok();
-    let parsed = options(std::env::args().skip(1), env_secret);
-    main_with("node", USAGE, parsed, run).await
+    let parsed = options(Args::parse(), env_secret);
+    main_with("node", parsed, run).await
 }
 
 async fn run(options: Options) -> Result<(), String> {
@@ -238,9 +214,9 @@ async fn run(options: Options) -> Result<(), String> {
         Some(redis) => format!("Redis at {}", redis.urls().join(",")),
     };
     println!(
-        "node {me}: serving /check on http://{local} ({} per user per {} s, counters: {counters}, failure mode {})",
+        "node {me}: serving /check on http://{local} ({} per user per {:?}, counters: {counters}, failure mode {})",
         options.limit,
-        options.window.as_secs(),
+        options.window,
         options.failure
     );
     if options.secret.is_none() && options.redis.is_none() {
@@ -354,7 +330,9 @@ mod tests {
     use super::*;
 
     fn parsed(args: &str) -> Result<Options, String> {
-        options(args.split_whitespace().map(str::to_owned), None)
+        let args = std::iter::once("node").chain(args.split_whitespace());
+        let args = Args::try_parse_from(args).map_err(|e| e.to_string())?;
+        options(args, None)
     }
 
     #[test]
@@ -365,6 +343,8 @@ mod tests {
         assert!(parsed("--bind 0.0.0.0 --insecure-peers 5000 a:5000").is_ok());
         assert!(parsed("--bind ::1 5000 a:5000").is_ok());
         assert!(parsed("5000 a:5000").is_ok(), "loopback by default");
+        let from_env = Args::try_parse_from(["node", "--bind", "0.0.0.0", "5000", "a:5000"]);
+        assert!(options(from_env.unwrap(), Some("s3cret".into())).is_ok());
     }
 
     #[test]
@@ -372,5 +352,33 @@ mod tests {
         assert_eq!(parsed("5000 a:5000").unwrap().max_keys, DEFAULT_MAX_KEYS);
         assert_eq!(parsed("--max-keys 10 5000 a:5000").unwrap().max_keys, 10);
         assert!(parsed("--max-keys 0 5000 a:5000").is_err());
+    }
+
+    #[test]
+    fn options_read_like_any_rust_cli() {
+        let options = parsed("--limit=7 --window 500ms --failure=deny 5000 a:5000 b:5001").unwrap();
+        assert_eq!(options.limit.get(), 7);
+        assert_eq!(options.window, Duration::from_millis(500));
+        assert_eq!(options.failure, FailureMode::Deny);
+        assert_eq!(options.members, ["a:5000", "b:5001"]);
+        assert_eq!(
+            parsed("--window 90 5000 a:5000").unwrap().window,
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            parsed("--window 1h 5000 a:5000").unwrap().window,
+            Duration::from_secs(3600)
+        );
+        assert!(parsed("--window 0 5000 a:5000").is_err());
+        assert!(parsed("--failure open 5000 a:5000").is_err());
+        assert!(parsed("5000").err().unwrap().contains("missing MEMBER"));
+        assert!(parsed("--redis redis://127.0.0.1:1 5000").is_ok());
+        assert!(
+            parsed("--redis-batch 5000 a:5000").is_err(),
+            "needs --redis"
+        );
+        let help = Args::try_parse_from(["node", "--help"]).unwrap_err();
+        assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
+        assert!(help.to_string().contains("--max-keys"));
     }
 }

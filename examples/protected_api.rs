@@ -24,90 +24,75 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use axum::{routing::get, Router};
+use clap::Parser;
 use http::Request;
 use ringlimit::key::{HeaderKey, KeyExtractor, PeerIpKey};
 use ringlimit::peer::{serve, PeerEndpoint};
 use ringlimit::{ClusterBackend, KeyError, MemoryBackend, Policy, RateLimitLayer, Ring};
-use support::{main_with, parse, shutdown_signal, value};
+use support::{main_with, parse_window, shutdown_signal};
 
-const USAGE: &str = "\
-usage: protected_api [OPTIONS]
-  --port N                 port of the API (default 3000)
-  --limit N                requests per user per window (default 5)
-  --window SECS            window length in seconds (default 60)
-  --key header|ip          key users by the x-user-id header (default) or by client IP
-                           (needs the `axum` feature: --features axum)
- to join a ring:
-  --members A,B,...        every node's peer endpoint host:port, this one's included
-  --peer-port N            port of this node's peer endpoint (an internal port)
-  --advertise HOST:PORT    this node's name on the ring (default 127.0.0.1:<peer-port>)";
-
-struct Options {
+/// An axum API protected by ringlimit, on its own or as one node of a ring.
+#[derive(Parser, Debug)]
+#[command(
+    name = "protected_api",
+    after_help = "Environment:\n  RUST_LOG=LEVEL  the log events printed: error, warn, info (default), debug"
+)]
+struct Args {
+    /// Port of the API
+    #[arg(long, value_name = "N", default_value_t = 3000)]
     port: u16,
+    /// Requests per user per window
+    #[arg(long, value_name = "N", default_value_t = NonZeroU32::new(5).unwrap())]
     limit: NonZeroU32,
-    window_secs: u64,
+    /// Window length: 500ms, 60s, 1m, 1h, or plain seconds
+    #[arg(long, value_name = "LENGTH", default_value = "60s", value_parser = parse_window)]
+    window: Duration,
+    /// Who a request is from: the x-user-id header, or the client's IP (needs the `axum`
+    /// feature: --features axum)
+    #[arg(long, value_enum, default_value_t = KeyChoice::Header)]
+    key: KeyChoice,
+    /// To join a ring: every node's peer endpoint host:port, this one's included
+    #[arg(
+        long,
+        value_name = "A,B,...",
+        value_delimiter = ',',
+        requires = "peer_port"
+    )]
     members: Vec<String>,
+    /// Port of this node's peer endpoint (an internal port)
+    #[arg(long, value_name = "N", requires = "members")]
     peer_port: Option<u16>,
+    /// This node's name on the ring [default: 127.0.0.1:<peer-port>]
+    #[arg(long, value_name = "HOST:PORT", requires = "peer_port")]
     advertise: Option<String>,
-    by_ip: bool,
 }
 
-fn options(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
-    let mut options = Options {
-        port: 3000,
-        limit: NonZeroU32::new(5).unwrap(),
-        window_secs: 60,
-        members: Vec::new(),
-        peer_port: None,
-        advertise: None,
-        by_ip: false,
-    };
-    while let Some(flag) = args.next() {
-        let flag = flag.as_str();
-        match flag {
-            "--port" => options.port = parse(flag, &value(&mut args, flag)?)?,
-            "--limit" => options.limit = parse(flag, &value(&mut args, flag)?)?,
-            "--window" => options.window_secs = parse(flag, &value(&mut args, flag)?)?,
-            "--members" => {
-                let list = value(&mut args, flag)?;
-                options.members = list.split(',').map(str::to_owned).collect();
-            }
-            "--peer-port" => options.peer_port = Some(parse(flag, &value(&mut args, flag)?)?),
-            "--advertise" => options.advertise = Some(value(&mut args, flag)?),
-            "--key" => {
-                options.by_ip = match value(&mut args, flag)?.as_str() {
-                    "header" => false,
-                    "ip" if cfg!(feature = "axum") => true,
-                    "ip" => return Err("--key ip needs the `axum` feature: --features axum".into()),
-                    other => return Err(format!("--key: {other:?} is not header or ip")),
-                }
-            }
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other:?}")),
-        }
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum KeyChoice {
+    Header,
+    Ip,
+}
+
+/// The options, checked together.
+fn options(args: Args) -> Result<Args, String> {
+    if args.key == KeyChoice::Ip && !cfg!(feature = "axum") {
+        return Err("--key ip needs the `axum` feature: run it with --features axum".into());
     }
-    if options.window_secs == 0 {
-        return Err("--window must be at least 1 second".into());
-    }
-    if options.members.is_empty() != options.peer_port.is_none() {
-        return Err("--members and --peer-port go together".into());
-    }
-    Ok(options)
+    Ok(args)
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     support::init_logging();
-    let parsed = options(std::env::args().skip(1));
-    main_with("protected_api", USAGE, parsed, run).await
+    main_with("protected_api", options(Args::parse()), run).await
 }
 
-async fn run(options: Options) -> Result<(), String> {
-    let policy = Policy::per_window(options.limit, Duration::from_secs(options.window_secs));
+async fn run(options: Args) -> Result<(), String> {
+    let policy = Policy::per_window(options.limit, options.window);
     let app = Router::new().route("/hello", get(|| async { "hello\n" }));
-    let key = match options.by_ip {
-        true => UserKey::Ip(PeerIpKey::new()),
-        false => UserKey::Header(HeaderKey::from_static("x-user-id")),
+    let key = match options.key {
+        KeyChoice::Ip => UserKey::Ip(PeerIpKey::new()),
+        KeyChoice::Header => UserKey::Header(HeaderKey::from_static("x-user-id")),
     };
     let app = match options.peer_port {
         None => app.layer(RateLimitLayer::new(MemoryBackend::new(policy)).key(key)),
@@ -137,8 +122,8 @@ async fn run(options: Options) -> Result<(), String> {
     let listener = bind(options.port).await?;
     let local = address(&listener);
     println!(
-        "protected_api: listening on http://{local} ({} requests per user per {} s)",
-        options.limit, options.window_secs
+        "protected_api: listening on http://{local} ({} requests per user per {:?})",
+        options.limit, options.window
     );
     println!("try: curl -i -H 'x-user-id: alice' http://{local}/hello");
     // Served as axum apps usually are; the connect info gives `--key ip` the client address.

@@ -3,26 +3,23 @@
 
 use std::future::Future;
 use std::process::ExitCode;
-use std::str::FromStr;
+use std::time::Duration;
 
-/// Runs `run` on the parsed options; on a parse error prints it and `usage` (exit 2), on a
-/// run error prints it (exit 1). An empty parse error is a request for help.
+/// Runs `run` on the options, once checked: a check that fails is printed with a pointer
+/// to `--help` (exit 2), a run that fails is printed (exit 1). Parsing itself is clap's:
+/// `--help` prints to standard output and exits 0, a bad argument exits 2.
 pub async fn main_with<O, F>(
     program: &str,
-    usage: &str,
-    parsed: Result<O, String>,
+    checked: Result<O, String>,
     run: impl FnOnce(O) -> F,
 ) -> ExitCode
 where
     F: Future<Output = Result<(), String>>,
 {
-    let options = match parsed {
+    let options = match checked {
         Ok(options) => options,
         Err(message) => {
-            if !message.is_empty() {
-                eprintln!("{program}: {message}");
-            }
-            eprintln!("{usage}");
+            eprintln!("{program}: {message}\n\nFor more information, try '--help'.");
             return ExitCode::from(2);
         }
     };
@@ -35,15 +32,26 @@ where
     }
 }
 
-/// Parses `text` as the value of option `name`, with a message naming both on failure.
-pub fn parse<T: FromStr>(name: &str, text: &str) -> Result<T, String> {
-    text.parse()
-        .map_err(|_| format!("{name}: {text:?} is not a valid value"))
-}
-
-/// The next argument, as the value of option `name`.
-pub fn value(args: &mut impl Iterator<Item = String>, name: &str) -> Result<String, String> {
-    args.next().ok_or_else(|| format!("{name} needs a value"))
+/// A window length: `500ms`, `60s`, `1m`, `1h`, or plain seconds; at least 1 ms.
+pub fn parse_window(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a length such as 500ms, 60s, 1m or 1h"))?;
+    let window = match unit {
+        "ms" => Duration::from_millis(number),
+        "" | "s" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number.saturating_mul(60)),
+        "h" => Duration::from_secs(number.saturating_mul(3600)),
+        _ => return Err(format!("{text:?}: the unit is ms, s, m or h")),
+    };
+    if window < Duration::from_millis(1) {
+        return Err("a window is at least 1 ms".into());
+    }
+    Ok(window)
 }
 
 /// Prints the library's log events (a circuit that opens, the key cap reached) to
