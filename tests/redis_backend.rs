@@ -40,6 +40,7 @@ async fn fresh_window(server: &RedisServer, window: Duration, margin: Duration) 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(ringlimit_no_redis_server, ignore = "redis-server is not installed")]
 async fn sixty_four_clients_over_three_nodes_get_exactly_the_limit() {
     if !available("sixty_four_clients_over_three_nodes_get_exactly_the_limit") {
         return;
@@ -83,6 +84,7 @@ async fn sixty_four_clients_over_three_nodes_get_exactly_the_limit() {
 }
 
 #[tokio::test]
+#[cfg_attr(ringlimit_no_redis_server, ignore = "redis-server is not installed")]
 async fn a_window_expires_with_its_key() {
     if !available("a_window_expires_with_its_key") {
         return;
@@ -123,6 +125,7 @@ async fn a_window_expires_with_its_key() {
 }
 
 #[tokio::test]
+#[cfg_attr(ringlimit_no_redis_server, ignore = "redis-server is not installed")]
 async fn redis_down_gets_each_failure_mode_and_nodes_start_anyway() {
     if !available("redis_down_gets_each_failure_mode_and_nodes_start_anyway") {
         return;
@@ -157,6 +160,7 @@ async fn redis_down_gets_each_failure_mode_and_nodes_start_anyway() {
 }
 
 #[tokio::test]
+#[cfg_attr(ringlimit_no_redis_server, ignore = "redis-server is not installed")]
 async fn counting_resumes_in_redis_after_a_restart() {
     if !available("counting_resumes_in_redis_after_a_restart") {
         return;
@@ -196,6 +200,7 @@ async fn counting_resumes_in_redis_after_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(ringlimit_no_redis_server, ignore = "redis-server is not installed")]
 async fn a_three_master_cluster_counts_exactly_across_slots() {
     if !available("a_three_master_cluster_counts_exactly_across_slots") {
         return;
@@ -246,6 +251,7 @@ async fn a_three_master_cluster_counts_exactly_across_slots() {
 }
 
 #[tokio::test]
+#[cfg_attr(ringlimit_no_redis_server, ignore = "redis-server is not installed")]
 async fn a_node_started_while_redis_is_down_uses_it_once_it_is_up() {
     if !available("a_node_started_while_redis_is_down_uses_it_once_it_is_up") {
         return;
@@ -284,6 +290,7 @@ async fn a_node_started_while_redis_is_down_uses_it_once_it_is_up() {
 // Regression: after Redis restarted, each idle node's first check failed on its dead
 // connection and was counted on the node (failure mode `local`): 7 allowed of 5.
 #[tokio::test]
+#[cfg_attr(ringlimit_no_redis_server, ignore = "redis-server is not installed")]
 async fn a_restart_of_redis_does_not_grant_the_limit_again() {
     if !available("a_restart_of_redis_does_not_grant_the_limit_again") {
         return;

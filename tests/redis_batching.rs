@@ -62,6 +62,7 @@ async fn all_at_once<B: Backend<Future = PeerFuture>>(
 }
 
 #[tokio::test(flavor = "current_thread")]
+#[cfg_attr(ringlimit_no_redis_server, ignore = "redis-server is not installed")]
 async fn checks_queued_together_share_one_script_call_and_each_stays_exact() {
     if !available("checks_queued_together_share_one_script_call_and_each_stays_exact") {
         return;
@@ -117,6 +118,7 @@ async fn eleven_queued_checks(one_call: bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(ringlimit_no_redis_server, ignore = "redis-server is not installed")]
 async fn sixty_four_clients_over_three_batching_nodes_get_exactly_the_limit() {
     if !available("sixty_four_clients_over_three_batching_nodes_get_exactly_the_limit") {
         return;
@@ -143,6 +145,7 @@ async fn sixty_four_clients_over_three_batching_nodes_get_exactly_the_limit() {
 }
 
 #[tokio::test(flavor = "current_thread")]
+#[cfg_attr(ringlimit_no_redis_server, ignore = "redis-server is not installed")]
 async fn a_batch_survives_the_server_losing_its_scripts() {
     // Both ways: all the calls of a pipeline answer NOSCRIPT, and go again once loaded.
     if !available("a_batch_survives_the_server_losing_its_scripts") {
@@ -172,6 +175,7 @@ async fn survives_losing_scripts(server: &RedisServer, backend: RedisBackend) {
 }
 
 #[tokio::test(flavor = "current_thread")]
+#[cfg_attr(ringlimit_no_redis_server, ignore = "redis-server is not installed")]
 async fn batched_checks_get_the_failure_mode_when_redis_is_down_or_hung() {
     if !available("batched_checks_get_the_failure_mode_when_redis_is_down_or_hung") {
         return;

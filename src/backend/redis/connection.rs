@@ -246,6 +246,7 @@ mod tests {
     use super::Connection;
 
     #[tokio::test]
+    #[cfg_attr(ringlimit_no_redis_server, ignore = "redis-server is not installed")]
     async fn a_pipeline_runs_again_only_the_calls_that_found_no_script() {
         if !available("a_pipeline_runs_again_only_the_calls_that_found_no_script") {
             return;
