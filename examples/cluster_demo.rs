@@ -27,6 +27,7 @@ const REQUESTS_PER_USER: usize = 8;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    support::init_logging();
     // Bind first, so every node's address is known before the ring is built.
     let mut listeners = Vec::new();
     for _ in 0..NODES {
