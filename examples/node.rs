@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use ringlimit::backend::{ClusterBackend, FailureMode, DEFAULT_MAX_KEYS};
+use ringlimit::backend::{ClusterBackend, FailureMode, DEFAULT_MAX_KEYS, DEFAULT_PEER_TIMEOUT};
 use ringlimit::peer::{serve, PeerEndpoint, PeerSecret};
 use ringlimit::{Backend, Policy, Ring};
 use support::{main_with, parse_window, shutdown_signal};
@@ -30,7 +30,7 @@ use support::{main_with, parse_window, shutdown_signal};
                       node [OPTIONS] (--redis URL | --redis-cluster URL,URL,...) <PORT>",
     after_help = "Environment:\n  \
         RINGLIMIT_PEER_SECRET    the peer secret, if --peer-secret is not given\n  \
-        RUST_LOG=LEVEL           the log events printed: error, warn, info (default), debug\n  \
+        RUST_LOG=FILTER          the log events printed, e.g. warn, ringlimit=debug (default info)\n  \
         TOKIO_WORKER_THREADS=N   worker threads (default one per core; fewer can cost less\n                           \
         CPU per forwarded or Redis check where busy processes share the cores)"
 )]
@@ -54,14 +54,14 @@ struct Args {
     #[arg(long, value_name = "LENGTH", default_value = "60s", value_parser = parse_window)]
     window: Duration,
     /// How long to wait for a key's owner, in ms
-    #[arg(long, value_name = "MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_PEER_TIMEOUT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..))]
     peer_timeout_ms: u64,
     /// When an owner (or Redis) cannot answer: allow, deny or local
     #[arg(long, value_name = "MODE", default_value = "local")]
     failure: FailureMode,
     /// Shared secret for forwarded checks (or RINGLIMIT_PEER_SECRET); needed to bind an
     /// address other than loopback
-    #[arg(long, value_name = "S")]
+    #[arg(long, value_name = "S", allow_hyphen_values = true)]
     peer_secret: Option<String>,
     /// Bind an address other than loopback without a peer secret (only where no client
     /// can reach this port)
@@ -343,6 +343,7 @@ mod tests {
         assert!(parsed("--bind 0.0.0.0 --insecure-peers 5000 a:5000").is_ok());
         assert!(parsed("--bind ::1 5000 a:5000").is_ok());
         assert!(parsed("5000 a:5000").is_ok(), "loopback by default");
+        assert!(parsed("--bind 0.0.0.0 --peer-secret -starts-with-a-dash 5000 a:5000").is_ok());
         let from_env = Args::try_parse_from(["node", "--bind", "0.0.0.0", "5000", "a:5000"]);
         assert!(options(from_env.unwrap(), Some("s3cret".into())).is_ok());
     }
@@ -370,6 +371,7 @@ mod tests {
             Duration::from_secs(3600)
         );
         assert!(parsed("--window 0 5000 a:5000").is_err());
+        assert!(parsed("--window 99999999999999999 5000 a:5000").is_err());
         assert!(parsed("--failure open 5000 a:5000").is_err());
         assert!(parsed("5000").err().unwrap().contains("missing MEMBER"));
         assert!(parsed("--redis redis://127.0.0.1:1 5000").is_ok());

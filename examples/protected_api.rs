@@ -35,7 +35,7 @@ use support::{main_with, parse_window, shutdown_signal};
 #[derive(Parser, Debug)]
 #[command(
     name = "protected_api",
-    after_help = "Environment:\n  RUST_LOG=LEVEL  the log events printed: error, warn, info (default), debug"
+    after_help = "Environment:\n  RUST_LOG=FILTER  the log events printed, e.g. warn, ringlimit=debug (default info)"
 )]
 struct Args {
     /// Port of the API

@@ -43,7 +43,8 @@ pub(crate) trait SendBatch: Clone + Send + Sync + 'static {
     const MAX_BATCH: usize;
 
     /// Sends `batch` and replies to each of its jobs. A batch gives up at the deadline of
-    /// its oldest job (the first), so no timer is armed per check.
+    /// its oldest job (the first), so no timer is armed per check for the send (each
+    /// caller's own wait has one, so that it is bounded whatever the dispatcher does).
     fn send(&self, batch: Vec<Job<Self::Answer>>) -> impl Future<Output = ()> + Send;
 }
 

@@ -48,22 +48,20 @@ pub fn parse_window(text: &str) -> Result<Duration, String> {
         "h" => Duration::from_secs(number.saturating_mul(3600)),
         _ => return Err(format!("{text:?}: the unit is ms, s, m or h")),
     };
-    if window < Duration::from_millis(1) {
-        return Err("a window is at least 1 ms".into());
+    if window < Duration::from_millis(1) || window.as_millis() > u128::from(u64::MAX) {
+        return Err("a window is at least 1 ms and at most u64::MAX ms".into());
     }
     Ok(window)
 }
 
 /// Prints the library's log events (a circuit that opens, the key cap reached) to
-/// standard error, at `RUST_LOG`'s level (`error`, `warn`, `info`, `debug`, `trace`;
-/// default `info`).
+/// standard error, filtered by `RUST_LOG` (e.g. `warn`, `ringlimit=debug`, `off`; default
+/// `info`).
 pub fn init_logging() {
-    let level = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|level| level.parse::<tracing::Level>().ok())
-        .unwrap_or(tracing::Level::INFO);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
-        .with_max_level(level)
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
 }

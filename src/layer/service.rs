@@ -118,7 +118,7 @@ fn misconfiguration_not_logged_lately() -> bool {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| since.as_secs());
     let last = LOGGED_AT.load(Ordering::Relaxed);
-    now >= last.saturating_add(60)
+    now.abs_diff(last) >= 60
         && LOGGED_AT
             .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()

@@ -226,9 +226,10 @@ fn numbers(answer: Value) -> RedisResult<Vec<i64>> {
 /// failure mode decides: without that, every idle node's first check after a restart
 /// was counted on the node, and a user got the limit again there. A server that
 /// restarted lost the call with the connection; only a call that ran and then lost its
-/// answer to a broken connection can be counted twice, and only by one.
+/// answer to a broken connection can be counted twice, and only by one. A refused
+/// connection (Redis down) is not retried: it would only wait for the next attempt.
 fn is_broken(error: &redis::RedisError) -> bool {
-    error.is_connection_dropped() || error.is_unrecoverable_error()
+    error.is_connection_dropped() && !error.is_connection_refusal()
 }
 
 /// Whether the server has lost the script (after a restart or a `SCRIPT FLUSH`).
