@@ -2,7 +2,8 @@
 //! together, as one request. Shared by the peer forwarding queue and the Redis backend.
 //!
 //! A check never waits for company: the dispatcher sends whatever is queued the moment the
-//! previous batch is answered (one batch per target on the wire, [`MAX_IN_FLIGHT`]), so a
+//! previous batch is answered (one batch per target on the wire: measured best for peers,
+//! where a second batch in flight only splits the queue, and no worse for Redis), so a
 //! lone check goes at once and batches form only under load, up to the sender's cap. A
 //! check whose deadline passed while it queued is answered as timed out and never sent:
 //! its caller has had its answer (perhaps from the failure mode), so counting it at the
@@ -21,10 +22,6 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::BackendError;
-
-/// Batches in flight to one target at most. One measured best for peers (a second batch
-/// in flight only splits the queue into smaller batches) and no worse for Redis.
-pub const MAX_IN_FLIGHT: usize = 1;
 
 /// One queued check.
 pub(crate) struct Job<A> {
@@ -152,7 +149,7 @@ impl<S: SendBatch> Coalescer<S> {
 }
 
 /// Sends everything that queued up while the last batch was out, up to the cap, as one
-/// batch; one batch at a time ([`MAX_IN_FLIGHT`]), sent from this task itself. Checks
+/// batch; one batch at a time, sent from this task itself. Checks
 /// whose deadline has passed, or whose caller is gone, are left out.
 async fn dispatch<S: SendBatch>(
     sender: S,

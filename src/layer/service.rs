@@ -30,9 +30,40 @@ pub struct RateLimit<S, B, K, R> {
     shared: Arc<Shared<B, K, R>>,
 }
 
+impl<B: Backend> RateLimit<(), B, crate::key::QueryKey, super::PlainTextRejection> {
+    /// The layer that makes this service, as [`RateLimitLayer::new`](crate::RateLimitLayer::new).
+    ///
+    /// ```
+    /// use ringlimit::{MemoryBackend, Policy, RateLimit};
+    /// use std::{num::NonZeroU32, time::Duration};
+    ///
+    /// let policy = Policy::per_window(NonZeroU32::new(5).unwrap(), Duration::from_secs(60));
+    /// let layer = RateLimit::layer(MemoryBackend::new(policy));
+    /// # let _ = layer;
+    /// ```
+    pub fn layer(backend: B) -> crate::RateLimitLayer<B> {
+        crate::RateLimitLayer::new(backend)
+    }
+}
+
 impl<S, B, K, R> RateLimit<S, B, K, R> {
     pub(super) fn new(inner: S, shared: Arc<Shared<B, K, R>>) -> Self {
         Self { inner, shared }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, to change.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, without the limiter.
+    pub fn into_inner(self) -> S {
+        self.inner
     }
 }
 

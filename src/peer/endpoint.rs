@@ -247,42 +247,59 @@ where
                         request.into_body(),
                         permit,
                     );
-                    return EndpointFuture::Batch {
+                    return EndpointFuture::new(State::Batch {
                         answer: Box::pin(batch),
-                    };
+                    });
                 }
             };
-            return EndpointFuture::Ready {
-                response: Some(response),
-            };
+            return EndpointFuture::ready(response);
         }
         let response = match self.settings.check(&request) {
             Err(refusal) => refusal.response(),
             Ok(Check::Ready(result)) => answer(result, &self.settings.policy_header),
             Ok(Check::Pending(check)) => {
-                return EndpointFuture::Checking {
+                return EndpointFuture::new(State::Checking {
                     check,
                     policy: self.settings.policy_header.clone(),
-                }
+                })
             }
         };
-        EndpointFuture::Ready {
-            response: Some(response),
-        }
+        EndpointFuture::ready(response)
     }
 }
 
 pin_project! {
     /// The response future of [`PeerEndpoint`].
-    #[project = EndpointProj]
-    #[allow(missing_docs)]
-    pub enum EndpointFuture<F> {
-        #[doc(hidden)]
+    pub struct EndpointFuture<F> {
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
         Ready { response: Option<Response<Full<Bytes>>> },
-        #[doc(hidden)]
         Checking { #[pin] check: F, policy: HeaderValue },
-        #[doc(hidden)]
         Batch { answer: Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>> },
+    }
+}
+
+impl<F> EndpointFuture<F> {
+    fn new(state: State<F>) -> Self {
+        Self { state }
+    }
+
+    fn ready(response: Response<Full<Bytes>>) -> Self {
+        Self::new(State::Ready {
+            response: Some(response),
+        })
+    }
+}
+
+impl<F> fmt::Debug for EndpointFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EndpointFuture").finish_non_exhaustive()
     }
 }
 
@@ -293,15 +310,15 @@ where
     type Output = Result<Response<Full<Bytes>>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            EndpointProj::Ready { response } => {
+        match self.project().state.project() {
+            StateProj::Ready { response } => {
                 Poll::Ready(Ok(response.take().expect("polled after completion")))
             }
-            EndpointProj::Checking { check, policy } => {
+            StateProj::Checking { check, policy } => {
                 let result = ready!(check.poll(cx));
                 Poll::Ready(Ok(answer(result, policy)))
             }
-            EndpointProj::Batch { answer } => answer.as_mut().poll(cx).map(Ok),
+            StateProj::Batch { answer } => answer.as_mut().poll(cx).map(Ok),
         }
     }
 }

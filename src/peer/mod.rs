@@ -43,7 +43,6 @@ mod secret;
 mod serve;
 pub mod wire;
 
-pub use crate::coalesce::MAX_IN_FLIGHT;
 pub use batch_endpoint::{DEFAULT_BATCH_BODY_TIMEOUT, DEFAULT_MAX_BATCHES_READING};
 pub(crate) use batcher::Batcher;
 #[cfg(feature = "redis")]
