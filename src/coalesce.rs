@@ -183,24 +183,7 @@ async fn dispatch<S: SendBatch>(
 /// Gives every check of a failed `batch` the same `error`.
 pub(crate) fn fail_all<A>(batch: Vec<Job<A>>, error: &BackendError) {
     for job in batch {
-        let _ = job.reply.send(Err(copy(error)));
-    }
-}
-
-/// The same failure, for another check of a failed batch.
-fn copy(error: &BackendError) -> BackendError {
-    match error {
-        BackendError::Timeout { target, after } => BackendError::Timeout {
-            target: target.clone(),
-            after: *after,
-        },
-        BackendError::CircuitOpen { target } => BackendError::CircuitOpen {
-            target: target.clone(),
-        },
-        BackendError::Unavailable { target, source } => BackendError::Unavailable {
-            target: target.clone(),
-            source: source.to_string().into(),
-        },
+        let _ = job.reply.send(Err(error.clone()));
     }
 }
 

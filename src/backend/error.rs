@@ -1,14 +1,16 @@
 use std::error::Error;
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 /// Why a backend could not decide.
 ///
-/// The layer answers such a request with `503 Service Unavailable` by default.
-#[derive(Debug)]
+/// The layer answers such a request with `503 Service Unavailable` by default. Cheap to
+/// clone: the checks of one failed batch share one error.
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum BackendError {
     /// The node or server holding the counter could not be reached or gave a bad answer.
@@ -16,7 +18,7 @@ pub enum BackendError {
         /// Which node or server (`host:port`, or a URL).
         target: String,
         /// What went wrong.
-        source: Box<dyn Error + Send + Sync>,
+        source: Arc<dyn Error + Send + Sync>,
     },
     /// The node or server holding the counter did not answer in time.
     Timeout {
@@ -67,9 +69,10 @@ impl BackendError {
         target: impl Into<String>,
         source: impl Into<Box<dyn Error + Send + Sync>>,
     ) -> Self {
+        let source: Box<dyn Error + Send + Sync> = source.into();
         Self::Unavailable {
             target: target.into(),
-            source: source.into(),
+            source: Arc::from(source),
         }
     }
 }

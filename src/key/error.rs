@@ -56,6 +56,15 @@ impl fmt::Display for KeyError {
 }
 
 impl KeyError {
+    /// `Ok` if `key` is at most `max` bytes long: the one length check of keys, for the
+    /// layer, the peer endpoint and batches alike.
+    pub(crate) fn check_length(key: &str, max: usize) -> Result<(), Self> {
+        match key.len() > max {
+            true => Err(Self::TooLong { max }),
+            false => Ok(()),
+        }
+    }
+
     /// Whether the server, not the client, is at fault (answered with `500`).
     pub fn is_server_error(&self) -> bool {
         matches!(self, Self::Unconfigured { .. })

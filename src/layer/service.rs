@@ -85,10 +85,8 @@ where
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         let shared = &*self.shared;
         let check = match shared.key.extract(&request) {
-            Ok(key) if key.len() > shared.max_key_len => Err(KeyError::TooLong {
-                max: shared.max_key_len,
-            }),
-            Ok(key) => Ok(shared.backend.check(&key, shared.cost)),
+            Ok(key) => KeyError::check_length(&key, shared.max_key_len)
+                .map(|()| shared.backend.check(&key, shared.cost)),
             Err(error) => {
                 if error.is_server_error() && misconfiguration_not_logged_lately() {
                     tracing::error!(%error, "ringlimit: cannot key requests (logged once a minute)");

@@ -17,7 +17,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::batch::{decode_checks, encode_answer, MAX_BATCH};
 use super::endpoint::text;
 use super::read_body::{read_body, BodyError};
-use crate::{Backend, Check};
+use crate::{Backend, Check, KeyError};
 
 /// How long a peer has to send a whole batch body, by default.
 pub const DEFAULT_BATCH_BODY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -65,14 +65,12 @@ where
     let mut answers = String::with_capacity(16 * checks.lines().count().min(MAX_BATCH));
     for check in decode_checks(checks) {
         let decided = match check {
-            Some((key, cost)) if key.len() <= max_key_len => {
-                match backend.check_forwarded(&key, cost) {
-                    Check::Ready(result) => result.map_err(|_| StatusCode::SERVICE_UNAVAILABLE),
-                    Check::Pending(future) => {
-                        future.await.map_err(|_| StatusCode::SERVICE_UNAVAILABLE)
-                    }
-                }
-            }
+            Some((key, cost)) if KeyError::check_length(&key, max_key_len).is_ok() => match backend
+                .check_forwarded(&key, cost)
+            {
+                Check::Ready(result) => result.map_err(|_| StatusCode::SERVICE_UNAVAILABLE),
+                Check::Pending(future) => future.await.map_err(|_| StatusCode::SERVICE_UNAVAILABLE),
+            },
             _ => Err(StatusCode::BAD_REQUEST),
         };
         encode_answer(&mut answers, decided.as_ref());

@@ -176,11 +176,7 @@ impl<B: Backend> Settings<B> {
             return Err(Refusal::MethodNotAllowed("GET, POST"));
         }
         let key = self.key.extract(request).map_err(Refusal::BadKey)?;
-        if key.len() > self.max_key_len {
-            return Err(Refusal::BadKey(KeyError::TooLong {
-                max: self.max_key_len,
-            }));
-        }
+        KeyError::check_length(&key, self.max_key_len).map_err(Refusal::BadKey)?;
         Ok(if self.forwarded(request)? {
             let query = request.uri().query().unwrap_or("");
             let cost = forwarded_cost(query).map_err(Refusal::BadCost)?;
