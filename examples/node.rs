@@ -1,5 +1,6 @@
-//! The reference node, rebuilt on ringlimit: serves `GET /check?user_id=` for clients and
-//! peers alike, counting the keys it owns and forwarding the others to their owners.
+//! A standalone rate-limit node built on ringlimit, with the Python node's command line:
+//! serves `GET /check?user_id=` for clients and peers alike, counting the keys it owns and
+//! forwarding the others to their owners.
 //!
 //! ```text
 //! cargo run --release --example node -- [OPTIONS] <PORT> <MEMBER>...
@@ -21,7 +22,7 @@ use ringlimit::peer::{serve, PeerEndpoint, PeerSecret};
 use ringlimit::{Backend, Policy, Ring};
 use support::{main_with, parse_window, shutdown_signal};
 
-/// The reference node, rebuilt on ringlimit: serves `GET /check?user_id=` for clients and
+/// A standalone rate-limit node built on ringlimit: serves `GET /check?user_id=` for clients and
 /// peers alike, counting the keys it owns and forwarding the others to their owners.
 #[derive(Parser, Debug)]
 #[command(

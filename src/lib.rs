@@ -71,7 +71,7 @@
 //! # Behaviour
 //!
 //! - **Windows** are fixed and aligned to the Unix epoch (`start = now - now % window`), as in
-//!   the reference implementation, so all nodes agree on them.
+//!   the original Python node, so all nodes agree on them.
 //! - **Keys**: the `user_id` query parameter by default; see [`key`] for headers and
 //!   closures. A request without a usable key gets `400` with the reason, never a free pass.
 //! - **Headers** (draft-ietf-httpapi-ratelimit-headers-10): `RateLimit-Policy` and

@@ -1,6 +1,6 @@
 //! The consistent-hash ring that says which node owns a key. Pure: no I/O.
 //!
-//! Placement is a wire contract shared with the reference implementation: members are
+//! Placement is a wire contract shared with the original Python node: members are
 //! hashed as given with MD5 (read as a big-endian `u128`), each member gets `replicas`
 //! points `"{member}-{i}"`, and a key belongs to the first point at or after its hash,
 //! wrapping past the last.
@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use md5::{Digest, Md5};
 
-/// Virtual nodes per member, as in the reference implementation.
+/// Virtual nodes per member, as in the Python node.
 pub const DEFAULT_REPLICAS: u32 = 100;
 
 /// MD5 of the UTF-8 bytes of `s`, read as a big-endian unsigned 128-bit integer.

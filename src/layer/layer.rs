@@ -13,7 +13,7 @@ pub const DEFAULT_MAX_KEY_LEN: usize = 256;
 
 /// Applies a per-key rate limit to every request: a tower [`Layer`].
 ///
-/// Defaults: the key is the `user_id` query parameter (the reference's), at most
+/// Defaults: the key is the `user_id` query parameter (the Python node's), at most
 /// [`DEFAULT_MAX_KEY_LEN`] bytes; each request costs the backend policy's cost; rejections
 /// are plain text.
 ///

@@ -1,5 +1,5 @@
 //! The pooled HTTP client that asks a key's owner: keep-alive HTTP/1.1 connections reused
-//! across requests, a timeout on every ask, and the reference's answers understood.
+//! across requests, a timeout on every ask, and the Python node's bare answers understood.
 
 use std::error::Error;
 use std::future::Future;
@@ -137,7 +137,7 @@ impl PeerClient {
 pub(crate) enum BatchReply {
     /// One answer per check, in order.
     Answers(Answers),
-    /// The peer refused the batch (a reference node, or one mounted without it): ask it
+    /// The peer refused the batch (a Python node, or one mounted without it): ask it
     /// one check at a time for a while.
     Unsupported,
 }
@@ -162,7 +162,7 @@ impl PeerClient {
                 .await?;
             match status {
                 StatusCode::OK => Ok(BatchReply::Answers(decode_answers(&body, expected)?)),
-                // How servers without the endpoint refuse it (the reference's own answer
+                // How servers without the endpoint refuse it (the Python node's own answer
                 // to an unknown request, or a plain HTTP server's).
                 StatusCode::BAD_REQUEST
                 | StatusCode::NOT_FOUND

@@ -1,5 +1,5 @@
-//! The peer endpoint: `GET /check?user_id=` as the reference serves it, for other nodes
-//! (and, as in the reference, for clients).
+//! The peer endpoint: `GET /check?user_id=` as the Python node serves it, for other nodes
+//! (and, as there, for clients).
 
 use std::convert::Infallible;
 use std::fmt;

@@ -1,6 +1,6 @@
 //! Between nodes: the peer endpoint other nodes ask, the client that asks them (pooled
 //! connections for single checks, one kept connection per peer for batches), and the wire
-//! contract they share with the reference implementation.
+//! contract they share with the original Python node (see `docs/PROTOCOL.md`).
 //!
 //! # Examples
 //!

@@ -1,4 +1,4 @@
-//! The peer wire contract shared with the reference implementation: paths, bodies, the
+//! The peer wire contract shared with the original Python node: paths, bodies, the
 //! forwarding mark, and how user ids are encoded.
 
 use std::time::Duration;
@@ -15,7 +15,7 @@ pub const CHECK_PATH: &str = "/check";
 /// The query parameter that carries the user id.
 pub const USER_ID_PARAM: &str = "user_id";
 /// The optional query parameter of a forwarded check that carries its cost (units, at
-/// least 1). Without it the owner charges its own policy's cost, as the reference does;
+/// least 1). Without it the owner charges its own policy's cost, as the Python node does;
 /// it is read only on checks marked as forwarded, so with a peer secret set a client
 /// cannot lower its own cost (without one, a client that can reach the peer endpoint can
 /// send the mark, and choose its cost, as with batches).
@@ -48,7 +48,7 @@ pub(crate) fn check_path_and_query(user_id: &str) -> String {
 }
 
 /// The path and query of a forwarded check for `user_id` costing `cost`:
-/// `/check?user_id=<percent-encoded>&cost=<cost>` (the reference ignores the cost).
+/// `/check?user_id=<percent-encoded>&cost=<cost>` (a Python node ignores the cost).
 pub(crate) fn forward_path_and_query(user_id: &str, cost: u32) -> String {
     let mut path = check_path_and_query(user_id);
     path.push('&');
@@ -72,7 +72,7 @@ pub(crate) fn forwarded_cost(query: &str) -> Result<Option<u32>, &'static str> {
     }
 }
 
-/// What a peer's `RateLimit` header said, when it sent one (the reference sends none).
+/// What a peer's `RateLimit` header said, when it sent one (a Python node sends none).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct PeerState {
     pub(crate) remaining: Option<u32>,

@@ -57,7 +57,7 @@ impl<C: Clock> ClusterBackend<C> {
     }
 }
 
-/// The owner's answer as a decision. The reference sends no counter state: on an
+/// The owner's answer as a decision. A Python node sends no counter state: on an
 /// allowed answer assume the best.
 fn decision(answer: PeerAnswer, limit: u32, cost: u32, reset: Duration) -> Decision {
     let remaining = match answer.state.remaining {
