@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::time::Duration;
 
 use common::{check_url, hourly, listeners, mid_window_clock, start_node, HttpClient};
 use ringlimit::backend::ClusterError;
@@ -67,13 +66,25 @@ async fn a_member_list_without_this_node_is_refused_and_the_old_one_kept() {
 
 #[tokio::test]
 async fn shutdown_stops_accepting_and_finishes_requests_in_flight() {
+    use std::sync::Arc;
+    use tokio::sync::Notify;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let slow = tower::service_fn(|_: http::Request<hyper::body::Incoming>| async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
-            bytes::Bytes::from_static(b"done"),
-        )))
+    // The request arrives, then waits until the test lets it answer: in flight for sure
+    // when the shutdown comes, with no sleep.
+    let (arrived, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let slow = tower::service_fn({
+        let (arrived, release) = (arrived.clone(), release.clone());
+        move |_: http::Request<hyper::body::Incoming>| {
+            let (arrived, release) = (arrived.clone(), release.clone());
+            async move {
+                arrived.notify_one();
+                release.notified().await;
+                Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                    bytes::Bytes::from_static(b"done"),
+                )))
+            }
+        }
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(ringlimit::peer::serve(listener, slow, async {
@@ -85,8 +96,10 @@ async fn shutdown_stops_accepting_and_finishes_requests_in_flight() {
         let client = client.clone();
         async move { client.get(&check_url(address, "a"), &[]).await }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    arrived.notified().await;
     stop.send(()).unwrap();
+    tokio::task::yield_now().await;
+    release.notify_one();
     let reply = in_flight.await.unwrap();
     assert_eq!((reply.status.as_u16(), reply.body.as_str()), (200, "done"));
     server.await.unwrap().unwrap();

@@ -6,7 +6,10 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// Tokio's clock (the system's outside a runtime), so that tests can pause and advance it.
+use tokio::time::Instant;
 
 /// When a circuit opens and how long it stays open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,8 +65,10 @@ impl Circuit {
     }
 
     fn now_ms(&self) -> u64 {
-        // At least 1, so that 0 can mean "closed".
-        (self.born.elapsed().as_millis() as u64).max(1)
+        // Shifted by 1, so that 0 can mean "closed".
+        u64::try_from(self.born.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1)
     }
 
     /// Leave to send a check now, or `None` while the circuit is open.
@@ -157,6 +162,11 @@ mod tests {
         ))
     }
 
+    /// Lets the paused clock move past a cooldown of `ms`.
+    async fn wait(ms: u64) {
+        tokio::time::advance(Duration::from_millis(ms)).await;
+    }
+
     #[test]
     fn opens_after_consecutive_failures_only() {
         let c = circuit(60_000);
@@ -171,18 +181,19 @@ mod tests {
         assert!(c.attempt().is_none());
     }
 
-    #[test]
-    fn one_probe_after_the_cooldown_closes_or_reopens() {
-        let c = circuit(0);
+    #[tokio::test(start_paused = true)]
+    async fn one_probe_after_the_cooldown_closes_or_reopens() {
+        let c = circuit(10);
         for _ in 0..3 {
             c.attempt().unwrap().failed();
         }
-        std::thread::sleep(Duration::from_millis(2));
+        assert!(c.attempt().is_none(), "cooling down");
+        wait(10).await;
         let probe = c.attempt().expect("cooled down: one probe");
         assert!(c.attempt().is_none(), "only one probe at a time");
         probe.failed();
         assert!(c.is_open());
-        std::thread::sleep(Duration::from_millis(2));
+        wait(10).await;
         c.attempt().expect("probe again").succeeded();
         assert!(!c.is_open());
         assert!(c.attempt().is_some());
@@ -212,13 +223,13 @@ mod tests {
         assert!(long.attempt().is_none(), "open for good");
     }
 
-    #[test]
-    fn an_abandoned_probe_frees_the_slot() {
-        let c = circuit(0);
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_probe_frees_the_slot() {
+        let c = circuit(10);
         for _ in 0..3 {
             c.attempt().unwrap().failed();
         }
-        std::thread::sleep(Duration::from_millis(2));
+        wait(10).await;
         drop(c.attempt().expect("probe"));
         assert!(c.attempt().is_some(), "a new probe may go");
     }

@@ -141,6 +141,8 @@ pub fn hourly(limit: u32) -> ringlimit::Policy {
     )
 }
 
+/// Real `redis-server`s, from the crate's own test support (self-contained).
+#[path = "../../src/backend/redis/test_server.rs"]
 pub mod redis;
 
 /// `n` user ids named `name(i)` that `ring` places on `member`.

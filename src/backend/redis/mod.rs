@@ -3,10 +3,10 @@
 mod batch;
 mod connection;
 mod live;
-/// The integration tests' real `redis-server`, for the unit tests (it is self-contained).
+/// Real `redis-server`s for the tests: the unit tests here, and the integration tests,
+/// which include this file (it is self-contained).
 #[cfg(test)]
 #[allow(dead_code, unreachable_pub)]
-#[path = "../../../tests/common/redis.rs"]
 mod test_server;
 
 use std::fmt;
