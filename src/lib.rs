@@ -80,6 +80,7 @@
 //!   [`Decision`] is in every limited response's extensions.
 
 pub mod backend;
+mod circuit;
 mod clock;
 mod coalesce;
 mod decision;

@@ -2,7 +2,6 @@
 
 mod common;
 
-
 use common::{check_url, hourly, listeners, mid_window_clock, start_node, HttpClient};
 use ringlimit::backend::ClusterError;
 use ringlimit::Ring;

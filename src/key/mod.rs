@@ -35,6 +35,10 @@ pub use header::HeaderKey;
 pub use peer_ip::{PeerAddr, PeerIpKey};
 pub use query::QueryKey;
 
+/// The longest key accepted by default (the layer's and the peer endpoint's
+/// `max_key_len`); longer keys get `400`.
+pub const DEFAULT_MAX_KEY_LEN: usize = 256;
+
 /// Finds the rate-limit key (the user id) of a request.
 ///
 /// Return a borrowed key where you can: the layer's request path then allocates nothing

@@ -8,8 +8,7 @@ use crate::headers;
 use crate::key::QueryKey;
 use crate::Backend;
 
-/// Default longest key, in bytes: longer keys are answered with `400`.
-pub const DEFAULT_MAX_KEY_LEN: usize = 256;
+pub use crate::key::DEFAULT_MAX_KEY_LEN;
 
 /// Applies a per-key rate limit to every request: a tower [`Layer`].
 ///

@@ -23,8 +23,8 @@ use super::batch_endpoint::{
 };
 use super::secret::PeerSecret;
 use super::wire::{forwarded_cost, ALLOWED_BODY, CHECK_PATH, EXCEEDED_BODY, FORWARDED};
+use crate::key::DEFAULT_MAX_KEY_LEN;
 use crate::key::{KeyError, KeyExtractor, QueryKey};
-use crate::layer::DEFAULT_MAX_KEY_LEN;
 use crate::{headers, Backend, BackendError, Check, Decision};
 
 /// Serves the peer wire contract on a backend: `200 ALLOWED`, `429 RATE LIMIT EXCEEDED`,
@@ -94,7 +94,7 @@ impl<B: Backend> PeerEndpoint<B> {
     }
 
     /// Answers `user_id`s longer than `bytes` with `400` (default
-    /// [`DEFAULT_MAX_KEY_LEN`](crate::layer::DEFAULT_MAX_KEY_LEN)).
+    /// [`DEFAULT_MAX_KEY_LEN`](crate::key::DEFAULT_MAX_KEY_LEN)).
     #[must_use]
     pub fn max_key_len(mut self, bytes: usize) -> Self {
         self.settings_mut().max_key_len = bytes;

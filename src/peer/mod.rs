@@ -35,7 +35,6 @@ pub mod batch;
 mod batch_connection;
 mod batch_endpoint;
 mod batcher;
-mod circuit;
 mod client;
 mod endpoint;
 mod read_body;
@@ -43,12 +42,9 @@ mod secret;
 mod serve;
 pub mod wire;
 
+pub use crate::circuit::CircuitPolicy;
 pub use batch_endpoint::{DEFAULT_BATCH_BODY_TIMEOUT, DEFAULT_MAX_BATCHES_READING};
 pub(crate) use batcher::Batcher;
-#[cfg(feature = "redis")]
-pub(crate) use circuit::Attempt;
-pub(crate) use circuit::Circuit;
-pub use circuit::CircuitPolicy;
 pub(crate) use client::{PeerAnswer, PeerClient};
 pub use endpoint::{EndpointFuture, PeerEndpoint};
 pub use secret::PeerSecret;

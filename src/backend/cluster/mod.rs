@@ -18,8 +18,9 @@ use self::denied::DeniedCache;
 pub use self::error::ClusterError;
 use self::topology::Topology;
 use super::{Backend, BackendError, Check, FailureMode, MemoryBackend};
+use crate::circuit::CircuitPolicy;
 use crate::clock::{Clock, SystemClock};
-use crate::peer::{CircuitPolicy, PeerClient, PeerSecret};
+use crate::peer::{PeerClient, PeerSecret};
 use crate::{Decision, Policy, Ring};
 
 /// How long a node waits for a key's owner by default.

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use http::uri::Authority;
 
 use super::ClusterError;
-use crate::peer::{Batcher, Circuit, CircuitPolicy, PeerClient};
+use crate::circuit::{Circuit, CircuitPolicy};
+use crate::peer::{Batcher, PeerClient};
 use crate::Ring;
 
 #[derive(Debug)]

@@ -21,9 +21,9 @@ use self::batch::{Counted, Grouping, RedisSender};
 use self::connection::Connection;
 use super::failure::fail;
 use super::{Backend, BackendError, Check, FailureMode, MemoryBackend, PeerFuture};
+use crate::circuit::{Attempt, Circuit, CircuitPolicy};
 use crate::clock::{Clock, SystemClock};
 use crate::coalesce::Coalescer;
-use crate::peer::{Attempt, Circuit, CircuitPolicy};
 use crate::{Decision, Policy};
 
 /// How long a check waits for Redis by default.

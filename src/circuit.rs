@@ -1,4 +1,5 @@
-//! A circuit breaker per peer: after consecutive failures, stop paying the timeout.
+//! A circuit breaker per destination (a peer node, or Redis): after consecutive failures,
+//! stop paying the timeout. Shared by the cluster and Redis backends.
 //!
 //! Closed: every check is sent. After `threshold` consecutive failures the circuit opens
 //! for `cooldown`: checks for that peer fail at once. Then one probe is let through; its
