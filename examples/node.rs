@@ -93,6 +93,8 @@ struct Args {
     redis_batch: bool,
 }
 
+/// The options, checked (the Redis ones are read by builds with `redis`).
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 struct Options {
     port: u16,
     members: Vec<String>,
@@ -110,7 +112,8 @@ struct Options {
     redis_batch: bool,
 }
 
-/// Where the counters live when the ring is not used.
+/// Where the counters live when the ring is not used (read by builds with `redis`).
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 enum RedisOption {
     Server(String),
     Cluster(Vec<String>),

@@ -114,7 +114,6 @@ async fn the_peer_ip_key_limits_by_client_address_over_real_http() {
 #[tokio::test]
 async fn the_peer_ip_key_reads_the_client_address_under_axum_serve() {
     use ringlimit::key::PeerIpKey;
-    use std::net::SocketAddr;
     let policy = Policy::per_window(NonZeroU32::new(2).unwrap(), Duration::from_secs(3600));
     let app = |backend: MemoryBackend<ManualClock>| {
         Router::new()
@@ -130,7 +129,7 @@ async fn the_peer_ip_key_reads_the_client_address_under_axum_serve() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let served = app(MemoryBackend::new(policy).with_clock(clock.clone()));
-        let served = served.into_make_service_with_connect_info::<SocketAddr>();
+        let served = served.into_make_service_with_connect_info::<std::net::SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, served).await.unwrap() });
         let url = format!("http://{address}/hello");
         let mut statuses = Vec::new();
