@@ -122,7 +122,7 @@ impl RedisSender {
         let evalsha = self.evalsha(&batch);
         let ran = self
             .connection
-            .run_until(&evalsha, deadline, &self.target, self.timeout);
+            .run_until(evalsha, deadline, &self.target, self.timeout);
         match ran.await {
             Ok(reply) => {
                 for (i, job) in batch.into_iter().enumerate() {

@@ -88,15 +88,24 @@ impl Connection {
     }
 
     /// Runs `evalsha` until `deadline`, with its failure as a [`BackendError`] of `target`
-    /// (`timeout` being what the deadline allowed).
+    /// (`timeout` being what the deadline allowed). It goes as a pipeline of one, so that
+    /// one path handles `NOSCRIPT` and broken connections for every call.
     pub(super) async fn run_until(
         &self,
-        evalsha: &redis::Cmd,
+        evalsha: redis::Cmd,
         deadline: Instant,
         target: &str,
         timeout: Duration,
     ) -> Result<Vec<i64>, BackendError> {
-        within(deadline, timeout, target.to_owned(), self.run(evalsha)).await
+        let mut alone = Self::pipeline(1);
+        alone.add_command(evalsha);
+        let mut answers = self
+            .run_each_until(&alone, deadline, target, timeout)
+            .await?;
+        match answers.pop() {
+            Some(answer) => answer.map_err(|error| BackendError::unavailable(target, error)),
+            None => Err(BackendError::unavailable(target, "no answer to the call")),
+        }
     }
 
     /// An empty pipeline for [`run_each_until`](Self::run_each_until): it answers each
@@ -161,19 +170,6 @@ impl Connection {
         Ok(answers)
     }
 
-    /// Runs `evalsha` (from [`evalsha`](Self::evalsha)): one round trip (plus one `SCRIPT
-    /// LOAD` the first time a server answers `NOSCRIPT`).
-    async fn run(&self, evalsha: &redis::Cmd) -> RedisResult<Vec<i64>> {
-        let mut connection = self.live().await?;
-        match self.call(&self.script, evalsha, &mut connection).await {
-            Err(error) if is_broken(&error) => {
-                let mut connection = self.live().await?;
-                self.call(&self.script, evalsha, &mut connection).await
-            }
-            answer => answer,
-        }
-    }
-
     /// The connection to use now: the manager's, or the cluster's (made if need be).
     async fn live(&self) -> RedisResult<Live> {
         Ok(match &self.target {
@@ -182,25 +178,8 @@ impl Connection {
         })
     }
 
-    /// Runs `evalsha`, loading `script` first the first time, and again if the server
-    /// has lost it (`NOSCRIPT`, after a restart).
-    async fn call(
-        &self,
-        script: &Script,
-        evalsha: &redis::Cmd,
-        connection: &mut Live,
-    ) -> RedisResult<Vec<i64>> {
-        self.load_once(script, connection).await?;
-        match evalsha.query_async(connection).await {
-            Err(error) if is_no_script(&error) => {
-                script.prepare_invoke().load_async(connection).await?;
-                evalsha.query_async(connection).await
-            }
-            result => result,
-        }
-    }
-
-    /// Loads `script` the first time; later `NOSCRIPT`s are handled by [`call`](Self::call).
+    /// Loads `script` the first time; later `NOSCRIPT`s are handled by
+    /// [`call_each`](Self::call_each).
     async fn load_once(&self, script: &Script, connection: &mut Live) -> RedisResult<()> {
         self.loaded
             .get_or_try_init(|| async {

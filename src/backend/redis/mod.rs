@@ -280,7 +280,7 @@ impl<C: Clock> RedisBackend<C> {
         async move {
             let deadline = Instant::now() + timeout;
             let reply = connection
-                .run_until(&evalsha, deadline, &target, timeout)
+                .run_until(evalsha, deadline, &target, timeout)
                 .await?;
             Counted::from_reply(&reply, 0, &target)
         }
