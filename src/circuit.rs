@@ -32,7 +32,7 @@ impl Default for CircuitPolicy {
     }
 }
 
-/// The circuit of one peer.
+/// The circuit of one destination (a peer node, or Redis).
 #[derive(Debug)]
 pub(crate) struct Circuit {
     target: Box<str>,

@@ -240,7 +240,7 @@ async fn a_hung_owner_times_out_after_the_peer_timeout() {
     drop(listener);
 }
 
-/// A stand-in for the reference implementation's node: answers the wire contract with
+/// A stand-in for the original Python node: answers the wire contract with
 /// bare bodies and no `RateLimit` headers, counting per decoded `user_id`.
 fn reference_node(listener: tokio::net::TcpListener, limit: u32) {
     let counts = Arc::new(std::sync::Mutex::new(HashMap::<String, u32>::new()));

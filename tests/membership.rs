@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{check_url, hourly, listeners, mid_window_clock, start_node, HttpClient};
 use ringlimit::backend::ClusterError;
 use ringlimit::Ring;
@@ -95,9 +97,16 @@ async fn shutdown_stops_accepting_and_finishes_requests_in_flight() {
         let client = client.clone();
         async move { client.get(&check_url(address, "a"), &[]).await }
     });
-    arrived.notified().await;
+    let arrived = tokio::time::timeout(Duration::from_secs(5), arrived.notified()).await;
+    arrived.expect("the request reached the service");
     stop.send(()).unwrap();
-    tokio::task::yield_now().await;
+    // Released only once the server has stopped accepting: the request is in flight then.
+    for _ in 0..500 {
+        if tokio::net::TcpStream::connect(address).await.is_err() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
     release.notify_one();
     let reply = in_flight.await.unwrap();
     assert_eq!((reply.status.as_u16(), reply.body.as_str()), (200, "done"));
