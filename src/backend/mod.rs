@@ -22,6 +22,7 @@
 mod cluster;
 mod error;
 mod failure;
+mod guarded;
 mod memory;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

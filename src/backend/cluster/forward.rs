@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use super::topology::Peer;
 use super::{ClusterBackend, PeerFuture};
-use crate::backend::failure::fail;
-use crate::backend::{Backend, BackendError, Check};
+use crate::backend::guarded::Guard;
+use crate::backend::{Backend, Check};
 use crate::clock::Clock;
 use crate::peer::PeerAnswer;
 use crate::Decision;
@@ -20,40 +20,34 @@ impl<C: Clock> ClusterBackend<C> {
         key: &str,
         cost: u32,
     ) -> Check<PeerFuture> {
-        let Some(attempt) = peer.circuit.attempt() else {
-            let error = BackendError::CircuitOpen {
-                target: owner.to_owned(),
-            };
-            return Check::Ready(fail(self.failure, &self.local, key, cost, error));
+        let guard = Guard {
+            circuit: &peer.circuit,
+            target: owner,
+            mode: self.failure,
+            local: &self.local,
         };
         let limit = self.local.policy_limit();
         let window = Backend::policy(&*self.local).window();
         // All nodes share the epoch-aligned windows, so the reset is known here too.
         let reset = self.local.reset_now();
+        let (local, denied) = (Arc::clone(&self.local), Arc::clone(&self.denied));
         // One copy of the key, shared by the queued check and the fallback.
         let key: Arc<str> = key.into();
-        let answer = peer.batcher.check(Arc::clone(&key), cost);
-        let (local, mode) = (Arc::clone(&self.local), self.failure);
-        let denied = Arc::clone(&self.denied);
-        Check::Pending(Box::pin(async move {
-            match answer.await {
-                Ok(answer) => {
-                    attempt.succeeded();
-                    let decision = decision(answer, limit, cost, reset).bounded(window);
-                    if !decision.allowed {
-                        // Never remembered past this node's own window: a new window
-                        // starts afresh whatever the owner said.
-                        let until = decision.reset.min(local.reset_now());
-                        denied.remember(&key, decision.remaining, until, local.now_ms());
-                    }
-                    Ok(decision)
+        guard.call(
+            key,
+            cost,
+            |key| peer.batcher.check(Arc::clone(key), cost),
+            move |answer, key| {
+                let decision = decision(answer, limit, cost, reset).bounded(window);
+                if !decision.allowed {
+                    // Never remembered past this node's own window: a new window starts
+                    // afresh whatever the owner said.
+                    let until = decision.reset.min(local.reset_now());
+                    denied.remember(key, decision.remaining, until, local.now_ms());
                 }
-                Err(error) => {
-                    attempt.failed();
-                    fail(mode, &local, &key, cost, error)
-                }
-            }
-        }))
+                decision
+            },
+        )
     }
 }
 

@@ -19,9 +19,9 @@ use tokio::time::Instant;
 
 use self::batch::{Counted, Grouping, RedisSender};
 use self::connection::Connection;
-use super::failure::fail;
+use super::guarded::Guard;
 use super::{Backend, BackendError, Check, FailureMode, MemoryBackend, PeerFuture};
-use crate::circuit::{Attempt, Circuit, CircuitPolicy};
+use crate::circuit::{Circuit, CircuitPolicy};
 use crate::clock::{Clock, SystemClock};
 use crate::coalesce::Coalescer;
 use crate::{Decision, Policy};
@@ -239,25 +239,62 @@ impl<C: Clock> Backend for RedisBackend<C> {
     }
 
     fn check(&self, key: &str, cost: u32) -> Check<PeerFuture> {
-        let Some(attempt) = self.circuit.attempt() else {
-            let error = BackendError::CircuitOpen {
-                target: self.target.to_string(),
-            };
-            return Check::Ready(fail(self.failure, &self.local, key, cost, error));
+        let guard = Guard {
+            circuit: &self.circuit,
+            target: &self.target,
+            mode: self.failure,
+            local: &self.local,
         };
-        let redis_key = self.key_of(key);
-        match &self.queue {
-            Some(queue) => {
-                // Shared by the queued check and the fallback: one copy.
-                let redis_key: Arc<str> = redis_key.into();
-                let answer = queue.check(Arc::clone(&redis_key), cost);
-                Check::Pending(Box::pin(self.settle(answer, attempt, redis_key, cost)))
-            }
-            None => {
-                let answer = self.call_alone(&redis_key, cost);
-                Check::Pending(Box::pin(self.settle(answer, attempt, redis_key, cost)))
-            }
-        }
+        // Shared by the call and the fallback: one copy of the key.
+        let redis_key: Arc<str> = self.key_of(key).into();
+        let user = UserOf {
+            id: self.prefix.len() + 1..redis_key.len() - 1,
+            redis_key,
+        };
+        let limit = self.local.policy_limit();
+        let window = self.local.policy().window();
+        guard.call(
+            user,
+            cost,
+            |user| {
+                let queued = self.queue.as_ref();
+                let queued = queued.map(|queue| queue.check(Arc::clone(&user.redis_key), cost));
+                let alone = match queued {
+                    Some(_) => None,
+                    None => Some(self.call_alone(&user.redis_key, cost)),
+                };
+                async move {
+                    match (queued, alone) {
+                        (Some(queued), _) => queued.await,
+                        (None, Some(alone)) => alone.await,
+                        (None, None) => unreachable!("one of the two is made"),
+                    }
+                }
+            },
+            move |counted: Counted, _| {
+                let used = u32::try_from(counted.used.max(0)).unwrap_or(u32::MAX);
+                Decision {
+                    allowed: counted.allowed,
+                    limit,
+                    remaining: limit.saturating_sub(used),
+                    reset: Duration::from_millis(counted.reset_ms.max(0) as u64),
+                }
+                .bounded(window)
+            },
+        )
+    }
+}
+
+/// A user's Redis key, `<prefix>{<id>}`, read as the user id (for the local fallback).
+struct UserOf {
+    redis_key: Arc<str>,
+    /// Where the id is in the key.
+    id: std::ops::Range<usize>,
+}
+
+impl AsRef<str> for UserOf {
+    fn as_ref(&self) -> &str {
+        &self.redis_key[self.id.clone()]
     }
 }
 
@@ -283,40 +320,6 @@ impl<C: Clock> RedisBackend<C> {
                 .run_until(evalsha, deadline, &target, timeout)
                 .await?;
             Counted::from_reply(&reply, 0, &target)
-        }
-    }
-
-    /// The decision from Redis's `answer`, or from the failure mode if there is none.
-    fn settle(
-        &self,
-        answer: impl Future<Output = Result<Counted, BackendError>> + Send + 'static,
-        attempt: Attempt,
-        redis_key: impl AsRef<str> + Send + 'static,
-        cost: u32,
-    ) -> impl Future<Output = Result<Decision, BackendError>> + Send + 'static {
-        let limit = self.local.policy_limit();
-        let window = self.local.policy().window();
-        let (local, mode) = (self.local.clone(), self.failure);
-        // The user id inside `<prefix>{<id>}`, for the local fallback: no second copy.
-        let id = self.prefix.len() + 1..redis_key.as_ref().len() - 1;
-        async move {
-            match answer.await {
-                Ok(counted) => {
-                    attempt.succeeded();
-                    let used = u32::try_from(counted.used.max(0)).unwrap_or(u32::MAX);
-                    Ok(Decision {
-                        allowed: counted.allowed,
-                        limit,
-                        remaining: limit.saturating_sub(used),
-                        reset: Duration::from_millis(counted.reset_ms.max(0) as u64),
-                    }
-                    .bounded(window))
-                }
-                Err(error) => {
-                    attempt.failed();
-                    fail(mode, &local, &redis_key.as_ref()[id], cost, error)
-                }
-            }
         }
     }
 }
