@@ -20,7 +20,7 @@ use clap::Parser;
 use ringlimit::backend::{ClusterBackend, FailureMode, DEFAULT_MAX_KEYS, DEFAULT_PEER_TIMEOUT};
 use ringlimit::peer::{serve, PeerEndpoint, PeerSecret};
 use ringlimit::{Backend, Policy, Ring};
-use support::{main_with, parse_window, shutdown_signal};
+use support::{main_with, shutdown_signal, PolicyArgs};
 
 /// A standalone rate-limit node built on ringlimit: serves `GET /check?user_id=` for clients and
 /// peers alike, counting the keys it owns and forwarding the others to their owners.
@@ -48,12 +48,8 @@ struct Args {
     /// This node's name on the ring [default: localhost:PORT]
     #[arg(long, value_name = "HOST:PORT")]
     advertise: Option<String>,
-    /// Requests per user per window
-    #[arg(long, value_name = "N", default_value_t = NonZeroU32::new(5).unwrap())]
-    limit: NonZeroU32,
-    /// Window length: 500ms, 60s, 1m, 1h, or plain seconds
-    #[arg(long, value_name = "LENGTH", default_value = "60s", value_parser = parse_window)]
-    window: Duration,
+    #[command(flatten)]
+    policy: PolicyArgs,
     /// How long to wait for a key's owner, in ms
     #[arg(long, value_name = "MS", default_value_t = DEFAULT_PEER_TIMEOUT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..))]
     peer_timeout_ms: u64,
@@ -169,8 +165,8 @@ fn options(args: Args, env_secret: Option<String>) -> Result<Options, String> {
         members,
         bind: args.bind,
         advertise: args.advertise,
-        limit: args.limit,
-        window: args.window,
+        limit: args.policy.limit,
+        window: args.policy.window,
         peer_timeout: Duration::from_millis(args.peer_timeout_ms),
         failure: args.failure,
         secret,

@@ -15,10 +15,8 @@
 
 mod support;
 
-use std::num::NonZeroU32;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -28,8 +26,8 @@ use clap::Parser;
 use http::Request;
 use ringlimit::key::{HeaderKey, KeyExtractor, PeerIpKey};
 use ringlimit::peer::{serve, PeerEndpoint};
-use ringlimit::{ClusterBackend, KeyError, MemoryBackend, Policy, RateLimitLayer, Ring};
-use support::{main_with, parse_window, shutdown_signal};
+use ringlimit::{ClusterBackend, KeyError, MemoryBackend, RateLimitLayer, Ring};
+use support::{main_with, shutdown_signal, PolicyArgs};
 
 /// An axum API protected by ringlimit, on its own or as one node of a ring.
 #[derive(Parser, Debug)]
@@ -41,12 +39,8 @@ struct Args {
     /// Port of the API
     #[arg(long, value_name = "N", default_value_t = 3000)]
     port: u16,
-    /// Requests per user per window
-    #[arg(long, value_name = "N", default_value_t = NonZeroU32::new(5).unwrap())]
-    limit: NonZeroU32,
-    /// Window length: 500ms, 60s, 1m, 1h, or plain seconds
-    #[arg(long, value_name = "LENGTH", default_value = "60s", value_parser = parse_window)]
-    window: Duration,
+    #[command(flatten)]
+    policy: PolicyArgs,
     /// Who a request is from: the x-user-id header, or the client's IP (needs the `axum`
     /// feature: --features axum)
     #[arg(long, value_enum, default_value_t = KeyChoice::Header)]
@@ -88,7 +82,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(options: Args) -> Result<(), String> {
-    let policy = Policy::per_window(options.limit, options.window);
+    let policy = options.policy.policy();
     let app = Router::new().route("/hello", get(|| async { "hello\n" }));
     let key = match options.key {
         KeyChoice::Ip => UserKey::Ip(PeerIpKey::new()),
@@ -123,7 +117,7 @@ async fn run(options: Args) -> Result<(), String> {
     let local = address(&listener);
     println!(
         "protected_api: listening on http://{local} ({} requests per user per {:?})",
-        options.limit, options.window
+        options.policy.limit, options.policy.window
     );
     println!("try: curl -i -H 'x-user-id: alice' http://{local}/hello");
     // Served as axum apps usually are; the connect info gives `--key ip` the client address.

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -29,6 +30,24 @@ where
             eprintln!("{program}: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The policy options the examples share.
+#[derive(clap::Args, Debug)]
+pub struct PolicyArgs {
+    /// Requests per user per window
+    #[arg(long, value_name = "N", default_value_t = NonZeroU32::new(5).unwrap())]
+    pub limit: NonZeroU32,
+    /// Window length: 500ms, 60s, 1m, 1h, or plain seconds
+    #[arg(long, value_name = "LENGTH", default_value = "60s", value_parser = parse_window)]
+    pub window: Duration,
+}
+
+impl PolicyArgs {
+    /// The policy these options say.
+    pub fn policy(&self) -> ringlimit::Policy {
+        ringlimit::Policy::per_window(self.limit, self.window)
     }
 }
 

@@ -55,7 +55,8 @@ impl<C: Clock> ClusterBackend<C> {
 /// allowed answer assume the best.
 fn decision(answer: PeerAnswer, limit: u32, cost: u32, reset: Duration) -> Decision {
     let remaining = match answer.state.remaining {
-        Some(remaining) => remaining.min(limit),
+        // Bounded by the limit with the rest of the answer (`Decision::bounded`).
+        Some(remaining) => remaining,
         None if answer.allowed => limit.saturating_sub(cost),
         None => 0,
     };

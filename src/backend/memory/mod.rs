@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use self::capacity::Capacity;
 pub use self::capacity::DEFAULT_MAX_KEYS;
-use self::shard::Shard;
+use self::shard::{Ask, Shard};
 use super::{Backend, BackendError, Check};
 use crate::clock::{Clock, SystemClock};
 use crate::policy::millis;
@@ -197,7 +197,14 @@ impl<C: Clock> MemoryBackend<C> {
         let window = self.window_index(millis(now));
         let (shard, hash) = self.shard_of(key);
         let limit = self.policy.limit();
-        let outcome = shard.check(key, hash, window, cost, limit, &self.capacity);
+        let ask = Ask {
+            key,
+            hash,
+            window,
+            cost,
+            limit,
+        };
+        let outcome = shard.check(ask, &self.capacity);
         Decision {
             allowed: outcome.allowed,
             limit,

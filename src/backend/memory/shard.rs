@@ -27,69 +27,57 @@ pub(super) struct Shard {
     retired: Retired<Entry>,
 }
 
+/// One check as a shard takes it: `cost` units for `key` (of `hash`) in `window`, under
+/// `limit`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Ask<'k> {
+    pub(super) key: &'k str,
+    pub(super) hash: u64,
+    pub(super) window: u64,
+    pub(super) cost: u32,
+    pub(super) limit: u32,
+}
+
 impl Shard {
-    /// Counts `cost` for `key` in `window`. A key that already has a counter takes only the
-    /// shared lock and allocates nothing.
-    pub(super) fn check(
-        &self,
-        key: &str,
-        hash: u64,
-        window: u64,
-        cost: u32,
-        limit: u32,
-        capacity: &Capacity,
-    ) -> Outcome {
-        let outcome = self.check_known(key, hash, window, cost, limit);
-        let outcome =
-            outcome.unwrap_or_else(|| self.check_new(key, hash, window, cost, limit, capacity));
+    /// Counts the check. A key that already has a counter takes only the shared lock and
+    /// allocates nothing.
+    pub(super) fn check(&self, ask: Ask<'_>, capacity: &Capacity) -> Outcome {
+        let outcome = self.check_known(ask);
+        let outcome = outcome.unwrap_or_else(|| self.check_new(ask, capacity));
         self.retired.reclaim_some();
         outcome
     }
 
     /// The check of a key that has a counter in this window already, under the shared lock.
-    fn check_known(
-        &self,
-        key: &str,
-        hash: u64,
-        window: u64,
-        cost: u32,
-        limit: u32,
-    ) -> Option<Outcome> {
+    fn check_known(&self, ask: Ask<'_>) -> Option<Outcome> {
         // The window mark is read under the lock: the lock's cache line is already this
         // core's then, so a contended key pays no extra transfer for it.
         let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
-        if self.window.load(Ordering::Acquire) < window {
+        if self.window.load(Ordering::Acquire) < ask.window {
             return None;
         }
-        let entry = table.find(key, hash)?;
-        Some(entry.counter.check(window, cost, limit))
+        let entry = table.find(ask.key, ask.hash)?;
+        Some(entry.counter.check(ask.window, ask.cost, ask.limit))
     }
 
     /// The check of a key seen first in this window (or of a window not started here yet).
-    fn check_new(
-        &self,
-        key: &str,
-        hash: u64,
-        window: u64,
-        cost: u32,
-        limit: u32,
-        capacity: &Capacity,
-    ) -> Outcome {
-        if self.window.load(Ordering::Acquire) < window {
-            self.start_window(window);
+    fn check_new(&self, ask: Ask<'_>, capacity: &Capacity) -> Outcome {
+        if self.window.load(Ordering::Acquire) < ask.window {
+            self.start_window(ask.window);
         }
         let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = table.find(key, hash) {
-            return entry.counter.check(window, cost, limit);
+        if let Some(entry) = table.find(ask.key, ask.hash) {
+            return entry.counter.check(ask.window, ask.cost, ask.limit);
         }
         // A reader whose clock lags one that already started a newer window counts in
         // the newer one, so a window left behind can never be counted in again.
-        let window = window.max(self.window.load(Ordering::Acquire));
-        if capacity.is_capped() {
+        let window = ask.window.max(self.window.load(Ordering::Acquire));
+        let capped = capacity.is_capped();
+        if capped {
             self.make_room(&mut table, window, capacity);
         }
-        let (counter, outcome) = Counter::first(window, cost, limit);
-        table.insert(key, hash, counter, capacity.is_capped());
+        let (counter, outcome) = Counter::first(window, ask.cost, ask.limit);
+        table.insert(ask.key, ask.hash, counter, capped);
         outcome
     }
 

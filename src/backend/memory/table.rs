@@ -102,13 +102,13 @@ impl Table {
     pub(super) fn evict_one(&mut self, one_request: u32) -> Eviction {
         let mut moved = 0;
         while let Some(hash) = self.newcomers.pop_front() {
-            match self.used_by(hash) {
-                Some(used) if used <= one_request => {
-                    self.remove(hash);
+            match self.entries.find_entry(hash, |e| e.hash == hash) {
+                Ok(entry) if entry.get().counter.used() <= one_request => {
+                    entry.remove();
                     return Eviction::Evicted;
                 }
-                Some(_) => self.returning.push_back(hash),
-                None => {} // no longer held
+                Ok(_) => self.returning.push_back(hash),
+                Err(_) => {} // no longer held
             }
             moved += 1;
             if moved == MOVES_PER_EVICTION {

@@ -253,35 +253,31 @@ impl<C: Clock> Backend for RedisBackend<C> {
         };
         let limit = self.local.policy_limit();
         let window = self.local.policy().window();
-        guard.call(
-            user,
-            cost,
-            |user| {
-                let queued = self.queue.as_ref();
-                let queued = queued.map(|queue| queue.check(Arc::clone(&user.redis_key), cost));
-                let alone = match queued {
-                    Some(_) => None,
-                    None => Some(self.call_alone(&user.redis_key, cost)),
-                };
-                async move {
-                    match (queued, alone) {
-                        (Some(queued), _) => queued.await,
-                        (None, Some(alone)) => alone.await,
-                        (None, None) => unreachable!("one of the two is made"),
-                    }
-                }
-            },
-            move |counted: Counted, _| {
-                let used = u32::try_from(counted.used.max(0)).unwrap_or(u32::MAX);
-                Decision {
-                    allowed: counted.allowed,
-                    limit,
-                    remaining: limit.saturating_sub(used),
-                    reset: Duration::from_millis(counted.reset_ms.max(0) as u64),
-                }
-                .bounded(window)
-            },
-        )
+        // Only `Copy` numbers inside: one decision for both ways of calling.
+        let decide = move |counted: Counted, _: &UserOf| {
+            let used = u32::try_from(counted.used.max(0)).unwrap_or(u32::MAX);
+            Decision {
+                allowed: counted.allowed,
+                limit,
+                remaining: limit.saturating_sub(used),
+                reset: Duration::from_millis(counted.reset_ms.max(0) as u64),
+            }
+            .bounded(window)
+        };
+        match &self.queue {
+            Some(queue) => guard.call(
+                user,
+                cost,
+                |user| queue.check(Arc::clone(&user.redis_key), cost),
+                decide,
+            ),
+            None => guard.call(
+                user,
+                cost,
+                |user| self.call_alone(&user.redis_key, cost),
+                decide,
+            ),
+        }
     }
 }
 
