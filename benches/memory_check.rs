@@ -9,6 +9,7 @@
 mod common;
 
 use std::hint::black_box;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use common::{key_sets, timed, warmed};
@@ -23,7 +24,7 @@ fn bench(c: &mut Criterion) {
                 b.iter_custom(|iters| {
                     let backend = backend.clone();
                     timed(threads, iters, keys, move |key| {
-                        black_box(backend.decide(key, 1));
+                        black_box(backend.decide(key, NonZeroU32::MIN));
                     })
                 })
             });

@@ -12,6 +12,7 @@
 mod common;
 
 use std::hint::black_box;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,7 +37,7 @@ fn main() {
             let ours = || {
                 let backend = backend.clone();
                 timed(threads, CHECKS, keys, move |key| {
-                    black_box(backend.decide(key, 1));
+                    black_box(backend.decide(key, NonZeroU32::MIN));
                 })
             };
             let theirs = || {
@@ -58,7 +59,7 @@ fn main() {
         let ours = || {
             let backend = ringlimit_backend();
             timed(threads, checks, &fresh, move |key| {
-                black_box(backend.decide(key, 1));
+                black_box(backend.decide(key, NonZeroU32::MIN));
             })
         };
         let theirs = || {

@@ -55,16 +55,17 @@ fn main() {
         .map_or(1_000_000, |n| n.parse().expect("KEYS is a number"));
     let clock = ManualClock::new(Duration::from_secs(1_800_000_000));
     let policy = Policy::per_window(NonZeroU32::new(100).unwrap(), Duration::from_secs(60));
-    let backend = MemoryBackend::new(policy)
+    let backend = MemoryBackend::builder(policy)
         .max_keys(usize::MAX)
-        .with_clock(clock.clone());
+        .clock(clock.clone())
+        .build();
     // Keys are built on the fly, so only the backend's copies stay allocated.
     let key = |i: usize| format!("user-{i:07}");
     let key_bytes: usize = (0..keys).map(|i| key(i).len()).sum();
 
     let (heap_before, rss_before) = (IN_USE.load(Ordering::Relaxed), resident_bytes());
     for i in 0..keys {
-        backend.decide(&key(i), 1);
+        backend.decide(&key(i), NonZeroU32::MIN);
     }
     let heap = (IN_USE.load(Ordering::Relaxed) - heap_before) as f64;
     println!("tracked keys:            {}", backend.tracked_keys());
@@ -89,7 +90,7 @@ fn main() {
     // A new window: the requests that follow drop the old counters, with no cleanup call.
     clock.advance(Duration::from_secs(60));
     for i in 0..keys / 8 {
-        backend.decide(&format!("next-{}", i % 1_000), 1);
+        backend.decide(&format!("next-{}", i % 1_000), NonZeroU32::MIN);
     }
     let left = IN_USE.load(Ordering::Relaxed) - heap_before;
     println!(
@@ -104,9 +105,9 @@ fn main() {
     let cap = keys / 10;
     let held = |sent: usize| {
         let before = IN_USE.load(Ordering::Relaxed);
-        let capped = MemoryBackend::new(policy).max_keys(cap);
+        let capped = MemoryBackend::builder(policy).max_keys(cap).build();
         for i in 0..sent {
-            capped.decide(&key(i), 1);
+            capped.decide(&key(i), NonZeroU32::MIN);
         }
         let held = IN_USE.load(Ordering::Relaxed) - before;
         (held as f64, capped.tracked_keys(), capped.evicted_keys())

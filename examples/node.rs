@@ -17,9 +17,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use ringlimit::backend::{ClusterBackend, FailureMode, DEFAULT_MAX_KEYS, DEFAULT_PEER_TIMEOUT};
-use ringlimit::peer::{serve, PeerEndpoint, PeerSecret};
-use ringlimit::{Backend, Policy, Ring};
+use ringlimit::backend::{
+    ClusterBackend, FailureMode, Owner, DEFAULT_MAX_KEYS, DEFAULT_PEER_TIMEOUT,
+};
+use ringlimit::protocol::PeerSecret;
+use ringlimit::server::{serve, PeerEndpoint};
+use ringlimit::{Policy, Ring};
 use support::{main_with, shutdown_signal, PolicyArgs};
 
 /// A standalone rate-limit node built on ringlimit: serves `GET /check?user_id=` for clients and
@@ -227,15 +230,14 @@ async fn run(options: Options) -> Result<(), String> {
     match &options.redis {
         None => {
             let ring = Ring::new(options.members.clone()).map_err(|e| e.to_string())?;
-            let mut backend = ClusterBackend::new(policy, me.as_str(), ring)
-                .map_err(|e| e.to_string())?
+            let mut backend = ClusterBackend::builder(policy, me.as_str(), ring)
                 .peer_timeout(options.peer_timeout)
                 .failure_mode(options.failure)
                 .max_keys(options.max_keys);
             if let Some(secret) = &options.secret {
                 backend = backend.peer_secret(secret);
             }
-            let backend = Arc::new(backend);
+            let backend = Arc::new(backend.build().map_err(|e| e.to_string())?);
             if let Some(path) = options.members_file.clone() {
                 tokio::spawn(reload_on_sighup(backend.clone(), path));
             }
@@ -252,7 +254,7 @@ async fn run(options: Options) -> Result<(), String> {
 }
 
 /// Serves the peer endpoint of `backend` until Ctrl-C or SIGTERM.
-async fn serve_endpoint<B: Backend>(
+async fn serve_endpoint<B: Owner>(
     listener: tokio::net::TcpListener,
     backend: Arc<B>,
     options: &Options,
@@ -275,18 +277,15 @@ async fn serve_redis(
 ) -> Result<(), String> {
     use ringlimit::backend::RedisBackend;
     let backend = match redis {
-        RedisOption::Server(url) => RedisBackend::connect(url, policy),
-        RedisOption::Cluster(urls) => RedisBackend::connect_cluster(urls, policy),
+        RedisOption::Server(url) => RedisBackend::builder(policy, url),
+        RedisOption::Cluster(urls) => RedisBackend::cluster_builder(policy, urls),
     }
-    .map_err(|e| format!("bad Redis URL: {e}"))?
     .timeout(options.redis_timeout)
     .failure_mode(options.failure)
-    .max_keys(options.max_keys);
-    let backend = if options.redis_batch {
-        backend.batch_checks()
-    } else {
-        backend
-    };
+    .max_keys(options.max_keys)
+    .batch_checks(options.redis_batch)
+    .build()
+    .map_err(|e| format!("bad Redis URL: {e}"))?;
     serve_endpoint(listener, Arc::new(backend), options).await
 }
 

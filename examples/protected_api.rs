@@ -25,7 +25,7 @@ use axum::{routing::get, Router};
 use clap::Parser;
 use http::Request;
 use ringlimit::key::{HeaderKey, KeyExtractor, PeerIpKey};
-use ringlimit::peer::{serve, PeerEndpoint};
+use ringlimit::server::{serve, PeerEndpoint};
 use ringlimit::{ClusterBackend, KeyError, MemoryBackend, RateLimitLayer, Ring};
 use support::{main_with, shutdown_signal, PolicyArgs};
 

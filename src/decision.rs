@@ -33,6 +33,7 @@ impl Decision {
     /// This decision, made elsewhere (an owner node, Redis), with its numbers bounded by
     /// this node's policy: a `remaining` above the limit or a reset later than one
     /// `window` from now is never believed.
+    #[cfg(any(feature = "cluster", feature = "redis"))]
     pub(crate) fn bounded(self, window: Duration) -> Self {
         Self {
             remaining: self.remaining.min(self.limit),
@@ -65,6 +66,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(any(feature = "cluster", feature = "redis"))]
     fn a_remote_decision_is_bounded_by_the_policy() {
         let told = Decision {
             allowed: false,

@@ -80,26 +80,37 @@
 //!   [`Decision`] is in every limited response's extensions.
 
 pub mod backend;
-mod circuit;
 mod clock;
-mod coalesce;
 mod decision;
 pub mod headers;
 pub mod key;
 pub mod layer;
-pub mod peer;
+mod plain_text;
 mod policy;
+#[cfg(feature = "cluster")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+pub mod protocol;
+#[cfg(feature = "cluster")]
+mod read_body;
+#[cfg(feature = "cluster")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
 pub mod ring;
+#[cfg(feature = "cluster")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+pub mod server;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-pub use backend::{Backend, BackendError, Check, ClusterBackend, MemoryBackend};
+#[cfg(feature = "cluster")]
+pub use backend::ClusterBackend;
+pub use backend::{Backend, BackendError, Check, MemoryBackend};
 pub use clock::{Clock, ManualClock, PreciseClock, SystemClock};
 pub use decision::Decision;
 pub use key::{KeyError, KeyExtractor};
 pub use layer::{OnRejection, RateLimit, RateLimitLayer, Rejection};
 pub use policy::Policy;
+#[cfg(feature = "cluster")]
 pub use ring::Ring;

@@ -18,13 +18,13 @@ use std::time::Duration;
 /// let policy = Policy::per_window(NonZeroU32::new(5).unwrap(), Duration::from_secs(60));
 /// assert_eq!(policy.limit(), 5);
 /// assert_eq!(policy.window(), Duration::from_secs(60));
-/// assert_eq!(policy.cost(), 1);
+/// assert_eq!(policy.cost(), NonZeroU32::MIN);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
     limit: u32,
     window_ms: u64,
-    cost: u32,
+    cost: NonZeroU32,
 }
 
 impl Policy {
@@ -43,7 +43,7 @@ impl Policy {
         Self {
             limit: limit.get(),
             window_ms,
-            cost: 1,
+            cost: NonZeroU32::MIN,
         }
     }
 
@@ -51,7 +51,7 @@ impl Policy {
     /// always denied.
     #[must_use]
     pub fn with_cost(mut self, cost: NonZeroU32) -> Self {
-        self.cost = cost.get();
+        self.cost = cost;
         self
     }
 
@@ -66,7 +66,7 @@ impl Policy {
     }
 
     /// Units one request uses.
-    pub fn cost(&self) -> u32 {
+    pub fn cost(&self) -> NonZeroU32 {
         self.cost
     }
 

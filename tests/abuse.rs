@@ -1,5 +1,6 @@
 //! Hostile input and the peer secret: clear 4xx answers, nothing counted, no panic, and
 //! the node keeps serving.
+#![cfg(feature = "cluster")]
 
 mod common;
 
@@ -7,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{check_url, hourly, listeners, mid_window_clock, HttpClient};
-use ringlimit::peer::{serve, PeerEndpoint, PeerSecret};
+use ringlimit::protocol::PeerSecret;
+use ringlimit::server::{serve, PeerEndpoint};
 use ringlimit::{ClusterBackend, ManualClock, Ring};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -44,11 +46,11 @@ async fn single_node(
 ) -> (std::net::SocketAddr, Arc<ClusterBackend<ManualClock>>) {
     let (listener, me) = listeners(1).await.pop().unwrap();
     let ring = Ring::new([me.clone()]).unwrap();
-    let mut backend = ClusterBackend::new(hourly(LIMIT), me.as_str(), ring).unwrap();
+    let mut backend = ClusterBackend::builder(hourly(LIMIT), me.as_str(), ring);
     if let Some(secret) = secret {
         backend = backend.peer_secret(secret);
     }
-    let backend = Arc::new(backend.with_clock(mid_window_clock()));
+    let backend = Arc::new(backend.clock(mid_window_clock()).build().unwrap());
     let mut endpoint = PeerEndpoint::new(backend.clone());
     if let Some(secret) = secret {
         endpoint = endpoint.peer_secret(secret);
@@ -210,10 +212,11 @@ async fn nodes_sharing_a_secret_forward_to_each_other() {
     let mut nodes = Vec::new();
     for (listener, me) in bound {
         let ring = Ring::new(members.clone()).unwrap();
-        let backend = ClusterBackend::new(hourly(LIMIT), me.as_str(), ring)
-            .unwrap()
+        let backend = ClusterBackend::builder(hourly(LIMIT), me.as_str(), ring)
             .peer_secret(&secret)
-            .with_clock(clock.clone());
+            .clock(clock.clone())
+            .build()
+            .unwrap();
         let backend = Arc::new(backend);
         let endpoint = PeerEndpoint::new(backend.clone()).peer_secret(&secret);
         let address = listener.local_addr().unwrap();
@@ -244,10 +247,11 @@ async fn a_flood_of_distinct_ids_stays_under_the_key_cap_and_a_user_arriving_mea
     const HONEST_LIMIT: u32 = 10;
     let (listener, me) = listeners(1).await.pop().unwrap();
     let ring = Ring::new([me.clone()]).unwrap();
-    let backend = ClusterBackend::new(hourly(HONEST_LIMIT), me.as_str(), ring)
-        .unwrap()
+    let backend = ClusterBackend::builder(hourly(HONEST_LIMIT), me.as_str(), ring)
         .max_keys(CAP)
-        .with_clock(mid_window_clock());
+        .clock(mid_window_clock())
+        .build()
+        .unwrap();
     let backend = Arc::new(backend);
     let address = listener.local_addr().unwrap();
     let endpoint = PeerEndpoint::new(backend.clone());

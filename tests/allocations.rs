@@ -64,8 +64,8 @@ fn now<F: Future>(future: F) -> F::Output {
 #[test]
 fn a_check_on_a_known_key_allocates_nothing() {
     let backend = MemoryBackend::new(policy());
-    backend.decide("alice", 1);
-    let (allocated, decision) = allocations(|| backend.decide("alice", 1));
+    backend.decide("alice", NonZeroU32::MIN);
+    let (allocated, decision) = allocations(|| backend.decide("alice", NonZeroU32::MIN));
     assert!(decision.allowed);
     assert_eq!(allocated, 0);
 }

@@ -1,8 +1,10 @@
 //! Batched forwards between ringlimit nodes, and the cache of denied keys.
+#![cfg(feature = "cluster")]
 
 mod common;
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
 use common::{
@@ -10,7 +12,8 @@ use common::{
 };
 use http::{Request, Response};
 use hyper::body::Incoming;
-use ringlimit::peer::{serve, PeerEndpoint, PeerSecret};
+use ringlimit::protocol::PeerSecret;
+use ringlimit::server::{serve, PeerEndpoint};
 use ringlimit::{Backend, Check, ClusterBackend, ManualClock, Ring};
 use tower::ServiceExt;
 
@@ -51,11 +54,11 @@ fn counted_node_until(
     tokio::task::JoinHandle<std::io::Result<()>>,
 ) {
     let ring = Ring::new(members.to_vec()).unwrap();
-    let mut backend = ClusterBackend::new(hourly(LIMIT), name, ring).unwrap();
+    let mut backend = ClusterBackend::builder(hourly(LIMIT), name, ring);
     if let Some(secret) = secret {
         backend = backend.peer_secret(secret);
     }
-    let backend = Arc::new(backend.with_clock(clock.clone()));
+    let backend = Arc::new(backend.clock(clock.clone()).build().unwrap());
     let mut endpoint = PeerEndpoint::new(backend.clone());
     if let Some(secret) = secret {
         endpoint = endpoint.peer_secret(secret);
@@ -260,7 +263,10 @@ async fn the_batch_endpoint_serves_marked_posts_only() {
 /// The decisions of `keys` checked together: queued before any is awaited, so they leave
 /// as one batch.
 async fn check_together(backend: &ClusterBackend<ManualClock>, keys: &[String]) -> Vec<bool> {
-    let checks: Vec<_> = keys.iter().map(|key| backend.check(key, 1)).collect();
+    let checks: Vec<_> = keys
+        .iter()
+        .map(|key| backend.check(key, NonZeroU32::MIN))
+        .collect();
     let mut allowed = Vec::new();
     for check in checks {
         let decision = match check {
@@ -288,10 +294,11 @@ async fn beside_owner(clock: &ManualClock) -> BesideOwner {
     let (_, me) = bound.pop().unwrap();
     let members = [me.clone(), owner.clone()];
     let ring = Ring::new(members.to_vec()).unwrap();
-    let node = ClusterBackend::new(hourly(LIMIT), &me, ring.clone())
-        .unwrap()
+    let node = ClusterBackend::builder(hourly(LIMIT), &me, ring.clone())
         .failure_mode(ringlimit::backend::FailureMode::Deny)
-        .with_clock(clock.clone());
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     BesideOwner {
         node,
         owner_listener,
@@ -343,9 +350,10 @@ async fn batches_reach_an_owner_that_closes_each_connection_after_one_answer() {
         ..
     } = beside_owner(&clock).await;
     let owner_backend = Arc::new(
-        ClusterBackend::new(hourly(LIMIT), &owner, ring.clone())
-            .unwrap()
-            .with_clock(clock.clone()),
+        ClusterBackend::builder(hourly(LIMIT), &owner, ring.clone())
+            .clock(clock.clone())
+            .build()
+            .unwrap(),
     );
     // Answers with `connection: close`, then closes: every batch needs a new connection,
     // and the answer that came with the close still counts.
@@ -384,8 +392,11 @@ async fn nodes_mounted_as_the_readme_shows_still_send_batches() {
     let mut backends = Vec::new();
     for (listener, me) in bound {
         let ring = Ring::new(members.clone()).unwrap();
-        let backend = ClusterBackend::new(hourly(LIMIT), me.as_str(), ring).unwrap();
-        let backend = Arc::new(backend.with_clock(clock.clone()));
+        let backend = ClusterBackend::builder(hourly(LIMIT), me.as_str(), ring)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let backend = Arc::new(backend);
         let counter = singles.clone();
         let count_gets = move |request: Request<axum::body::Body>| {
             if request.method() == http::Method::GET {

@@ -1,8 +1,10 @@
 //! Real nodes on loopback ports, talking the peer wire contract to each other.
+#![cfg(feature = "cluster")]
 
 mod common;
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,13 +135,14 @@ async fn the_owner_is_asked_through_one_pooled_connection() {
     // The owner's endpoint behind an accept loop that counts connections.
     let ring = Ring::new(members.clone()).unwrap();
     let owner_backend = Arc::new(
-        ClusterBackend::new(hourly(LIMIT), owner.as_str(), ring)
-            .unwrap()
-            .with_clock(clock.clone()),
+        ClusterBackend::builder(hourly(LIMIT), owner.as_str(), ring)
+            .clock(clock.clone())
+            .build()
+            .unwrap(),
     );
     let accepted = Arc::new(AtomicUsize::new(0));
     let counter = accepted.clone();
-    let endpoint = ringlimit::peer::PeerEndpoint::new(owner_backend.clone());
+    let endpoint = ringlimit::server::PeerEndpoint::new(owner_backend.clone());
     tokio::spawn(async move {
         loop {
             let (stream, _) = owner_listener.accept().await.unwrap();
@@ -221,13 +224,14 @@ async fn a_hung_owner_times_out_after_the_peer_timeout() {
         }
     });
     let ring = Ring::new([me.clone(), hung_name.clone()]).unwrap();
-    let backend = ClusterBackend::new(hourly(LIMIT), me.as_str(), ring)
-        .unwrap()
+    let backend = ClusterBackend::builder(hourly(LIMIT), me.as_str(), ring)
         .peer_timeout(Duration::from_millis(100))
         .failure_mode(ringlimit::backend::FailureMode::Deny)
-        .with_clock(clock);
+        .clock(clock)
+        .build()
+        .unwrap();
     let key = key_owned_by(&backend.ring(), &hung_name);
-    let ringlimit::Check::Pending(check) = backend.check(&key, 1) else {
+    let ringlimit::Check::Pending(check) = backend.check(&key, NonZeroU32::MIN) else {
         panic!("a key owned by a peer must be forwarded");
     };
     match check.await {
@@ -274,7 +278,7 @@ fn reference_node(listener: tokio::net::TcpListener, limit: u32) {
             Ok::<_, std::convert::Infallible>(response)
         }
     });
-    tokio::spawn(ringlimit::peer::serve(
+    tokio::spawn(ringlimit::server::serve(
         listener,
         service,
         std::future::pending(),
@@ -352,7 +356,7 @@ async fn a_check_forwarded_alone_keeps_its_cost() {
     let clock = mid_window_clock();
     let nodes = start_cluster(2, hourly(10), &clock).await;
     let key = key_owned_by(&nodes[0].backend.ring(), &nodes[1].name);
-    let decision = match nodes[0].backend.check(&key, 3) {
+    let decision = match nodes[0].backend.check(&key, NonZeroU32::new(3).unwrap()) {
         ringlimit::Check::Pending(future) => future.await.unwrap(),
         ringlimit::Check::Ready(_) => panic!("{key} is owned by the other node"),
     };

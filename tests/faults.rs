@@ -1,14 +1,16 @@
 //! Dead and hung owners, failure modes and circuits, against real sockets on loopback.
+#![cfg(feature = "cluster")]
 
 mod common;
 
+use std::num::NonZeroU32;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::{hourly, hung_peer, listeners, mid_window_clock, start_node, HttpClient};
+use ringlimit::backend::CircuitPolicy;
 use ringlimit::backend::FailureMode;
-use ringlimit::peer::CircuitPolicy;
 use ringlimit::{Backend, BackendError, Check, ClusterBackend, Decision, ManualClock, Ring};
 
 const LIMIT: u32 = 2;
@@ -24,21 +26,22 @@ fn node_with_peer(peer: &str, mode: FailureMode) -> (ClusterBackend<ManualClock>
     let me = "127.0.0.1:1";
     let ring = Ring::new([me, peer]).unwrap();
     let key = common::key_owned_by(&ring, peer);
-    let backend = ClusterBackend::new(hourly(LIMIT), me, ring)
-        .unwrap()
+    let backend = ClusterBackend::builder(hourly(LIMIT), me, ring)
         .peer_timeout(Duration::from_millis(100))
         .failure_mode(mode)
         .circuit(CircuitPolicy {
             threshold: 3,
             cooldown: Duration::from_millis(50),
         })
-        .with_clock(mid_window_clock());
+        .clock(mid_window_clock())
+        .build()
+        .unwrap();
     (backend, key)
 }
 
 /// Runs a check to its end, saying whether it needed a future (a wait on the network).
 async fn run(
-    check: Check<ringlimit::backend::PeerFuture>,
+    check: Check<ringlimit::backend::RemoteFuture>,
 ) -> (bool, Result<Decision, BackendError>) {
     match check {
         Check::Ready(result) => (false, result),
@@ -52,19 +55,24 @@ async fn a_dead_owner_gets_each_failure_mode() {
 
     let (allow, key) = node_with_peer(&dead, FailureMode::Allow);
     for _ in 0..LIMIT + 1 {
-        let (_, result) = run(allow.check(&key, 1)).await;
+        let (_, result) = run(allow.check(&key, NonZeroU32::MIN)).await;
         assert!(result.unwrap().allowed, "fail open");
     }
     assert_eq!(allow.local().tracked_keys(), 0, "allow counts nothing");
 
     let (deny, key) = node_with_peer(&dead, FailureMode::Deny);
-    let (_, result) = run(deny.check(&key, 1)).await;
+    let (_, result) = run(deny.check(&key, NonZeroU32::MIN)).await;
     assert!(matches!(result, Err(BackendError::Unavailable { ref target, .. }) if *target == dead));
 
     let (local, key) = node_with_peer(&dead, FailureMode::Local);
     let mut allowed = 0;
     for _ in 0..LIMIT + 3 {
-        if run(local.check(&key, 1)).await.1.unwrap().allowed {
+        if run(local.check(&key, NonZeroU32::MIN))
+            .await
+            .1
+            .unwrap()
+            .allowed
+        {
             allowed += 1;
         }
     }
@@ -77,12 +85,12 @@ async fn a_dead_owners_circuit_opens_then_a_probe_closes_it() {
     let dead = dead_port().await;
     let (backend, key) = node_with_peer(&dead, FailureMode::Deny);
     for _ in 0..3 {
-        let (waited, result) = run(backend.check(&key, 1)).await;
+        let (waited, result) = run(backend.check(&key, NonZeroU32::MIN)).await;
         assert!(waited);
         assert!(matches!(result, Err(BackendError::Unavailable { .. })));
     }
     // Open: the failure mode applies at once, with no network wait and no future.
-    let (waited, result) = run(backend.check(&key, 1)).await;
+    let (waited, result) = run(backend.check(&key, NonZeroU32::MIN)).await;
     assert!(!waited);
     assert!(matches!(result, Err(BackendError::CircuitOpen { .. })));
 
@@ -95,10 +103,10 @@ async fn a_dead_owners_circuit_opens_then_a_probe_closes_it() {
     tokio::time::pause();
     tokio::time::advance(Duration::from_millis(50)).await;
     tokio::time::resume();
-    let (waited, result) = run(backend.check(&key, 1)).await;
+    let (waited, result) = run(backend.check(&key, NonZeroU32::MIN)).await;
     assert!(waited, "the probe goes to the owner");
     assert!(result.unwrap().allowed);
-    let (waited, result) = run(backend.check(&key, 1)).await;
+    let (waited, result) = run(backend.check(&key, NonZeroU32::MIN)).await;
     assert!(waited, "closed again: checks go to the owner");
     assert!(result.unwrap().allowed);
 }
@@ -108,7 +116,7 @@ async fn a_hung_owner_stops_costing_the_timeout_once_its_circuit_opens() {
     let (hung, accepted) = hung_peer().await;
     let (backend, key) = node_with_peer(&hung, FailureMode::Local);
     for _ in 0..3 {
-        let (waited, result) = run(backend.check(&key, 1)).await;
+        let (waited, result) = run(backend.check(&key, NonZeroU32::MIN)).await;
         assert!(waited);
         assert!(result.is_ok(), "answered locally after the timeout");
     }
@@ -116,7 +124,7 @@ async fn a_hung_owner_stops_costing_the_timeout_once_its_circuit_opens() {
     assert!(asked >= 1);
     // Open: answered locally at once, and the hung peer is not asked again.
     for _ in 0..5 {
-        let (waited, _) = run(backend.check(&key, 1)).await;
+        let (waited, _) = run(backend.check(&key, NonZeroU32::MIN)).await;
         assert!(!waited, "no wait once the circuit is open");
     }
     assert_eq!(accepted.load(Ordering::SeqCst), asked);
@@ -130,13 +138,14 @@ async fn over_http_a_hung_owner_gets_503_under_deny() {
     let (listener, me) = bound.pop().unwrap();
     let ring = Ring::new([me.clone(), hung.clone()]).unwrap();
     let key = common::key_owned_by(&ring, &hung);
-    let backend = ClusterBackend::new(hourly(LIMIT), me.as_str(), ring)
-        .unwrap()
+    let backend = ClusterBackend::builder(hourly(LIMIT), me.as_str(), ring)
         .peer_timeout(Duration::from_millis(50))
-        .failure_mode(FailureMode::Deny);
-    let endpoint = ringlimit::peer::PeerEndpoint::new(Arc::new(backend));
+        .failure_mode(FailureMode::Deny)
+        .build()
+        .unwrap();
+    let endpoint = ringlimit::server::PeerEndpoint::new(Arc::new(backend));
     let address = listener.local_addr().unwrap();
-    tokio::spawn(ringlimit::peer::serve(
+    tokio::spawn(ringlimit::server::serve(
         listener,
         endpoint,
         std::future::pending(),

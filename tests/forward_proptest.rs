@@ -1,5 +1,6 @@
 //! Any user id, forwarded between real nodes over HTTP, is counted by its owner under
 //! exactly that id.
+#![cfg(feature = "cluster")]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! A peer whose numbers are wrong (a lie, or a node started with a longer window): a
 //! node bounds them by its own policy before using them.
+#![cfg(feature = "cluster")]
 
 mod common;
 
@@ -69,14 +70,15 @@ fn node(me: &str, peer: &str) -> (ClusterBackend<ManualClock>, ManualClock) {
     let clock = ManualClock::new(Duration::from_secs(1_800_000_000));
     let policy = Policy::per_window(NonZeroU32::new(LIMIT).unwrap(), WINDOW);
     let ring = Ring::new([me, peer]).unwrap();
-    let backend = ClusterBackend::new(policy, me, ring)
-        .unwrap()
-        .with_clock(clock.clone());
+    let backend = ClusterBackend::builder(policy, me, ring)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     (backend, clock)
 }
 
 async fn decide(backend: &ClusterBackend<ManualClock>, key: &str) -> Decision {
-    match backend.check(key, 1) {
+    match backend.check(key, NonZeroU32::MIN) {
         Check::Ready(result) => result.unwrap(),
         Check::Pending(future) => future.await.unwrap(),
     }
@@ -123,7 +125,10 @@ async fn a_batch_answer_with_absurd_numbers_is_bounded_too() {
     let (backend, _) = node(ME, &peer.name);
     let keys = keys_owned_by(&backend.ring(), &peer.name, 20, |i| format!("user-{i}"));
     // Queued before any is awaited: the first goes alone, the rest as a batch.
-    let checks: Vec<_> = keys.iter().map(|key| backend.check(key, 1)).collect();
+    let checks: Vec<_> = keys
+        .iter()
+        .map(|key| backend.check(key, NonZeroU32::MIN))
+        .collect();
     for check in checks {
         let decision = match check {
             Check::Ready(result) => result.unwrap(),

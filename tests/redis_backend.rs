@@ -1,5 +1,5 @@
 //! The Redis backend against real `redis-server` processes started by the tests.
-#![cfg(feature = "redis")]
+#![cfg(all(feature = "redis", feature = "cluster"))]
 
 mod common;
 
@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use common::redis::{available, RedisCluster, RedisServer};
 use common::{allowed_per_user, visits_round_robin};
-use ringlimit::backend::{FailureMode, PeerFuture, RedisBackend};
-use ringlimit::peer::{serve, CircuitPolicy, PeerEndpoint};
+use ringlimit::backend::CircuitPolicy;
+use ringlimit::backend::{FailureMode, RedisBackend, RemoteFuture};
+use ringlimit::server::{serve, PeerEndpoint};
 use ringlimit::{Backend, BackendError, Check, Decision, Policy};
 use tokio::sync::Mutex;
 
@@ -21,7 +22,7 @@ fn policy(limit: u32, window: Duration) -> Policy {
     Policy::per_window(NonZeroU32::new(limit).unwrap(), window)
 }
 
-async fn run(check: Check<PeerFuture>) -> Result<Decision, BackendError> {
+async fn run(check: Check<RemoteFuture>) -> Result<Decision, BackendError> {
     match check {
         Check::Ready(result) => result,
         Check::Pending(future) => future.await,
@@ -49,7 +50,7 @@ async fn sixty_four_clients_over_three_nodes_get_exactly_the_limit() {
     let window = Duration::from_secs(3600);
     let mut addresses = Vec::new();
     for _ in 0..3 {
-        let backend = RedisBackend::connect(&server.url(), policy(LIMIT, window)).unwrap();
+        let backend = RedisBackend::new(policy(LIMIT, window), &server.url()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         addresses.push(listener.local_addr().unwrap());
         let endpoint = PeerEndpoint::new(Arc::new(backend));
@@ -92,15 +93,21 @@ async fn a_window_expires_with_its_key() {
     let server = RedisServer::start();
     // Windows follow the Redis server's clock, which a test cannot move: a 1 s window.
     let window = Duration::from_secs(1);
-    let backend = RedisBackend::connect(&server.url(), policy(2, window))
-        .unwrap()
-        .prefix("test:");
+    let backend = RedisBackend::builder(policy(2, window), &server.url())
+        .prefix("test:")
+        .build()
+        .unwrap();
     fresh_window(&server, window, Duration::from_millis(500)).await;
-    assert!(run(backend.check("alice", 1)).await.unwrap().allowed);
-    let second = run(backend.check("alice", 1)).await.unwrap();
+    assert!(
+        run(backend.check("alice", NonZeroU32::MIN))
+            .await
+            .unwrap()
+            .allowed
+    );
+    let second = run(backend.check("alice", NonZeroU32::MIN)).await.unwrap();
     assert!(second.allowed);
     assert_eq!(second.remaining, 0);
-    let denied = run(backend.check("alice", 1)).await.unwrap();
+    let denied = run(backend.check("alice", NonZeroU32::MIN)).await.unwrap();
     assert!(!denied.allowed);
     assert!(denied.reset <= window);
 
@@ -119,7 +126,7 @@ async fn a_window_expires_with_its_key() {
     );
 
     tokio::time::sleep(denied.reset + Duration::from_millis(20)).await;
-    let fresh = run(backend.check("alice", 1)).await.unwrap();
+    let fresh = run(backend.check("alice", NonZeroU32::MIN)).await.unwrap();
     assert!(fresh.allowed);
     assert_eq!(fresh.remaining, 1);
 }
@@ -133,25 +140,35 @@ async fn redis_down_gets_each_failure_mode_and_nodes_start_anyway() {
     let dead = format!("redis://127.0.0.1:{}", common::redis::free_port());
     let hourly = policy(2, Duration::from_secs(3600));
     let backend = |mode| {
-        RedisBackend::connect(&dead, hourly)
-            .expect("a node starts while Redis is down")
+        RedisBackend::builder(hourly, &dead)
             .timeout(Duration::from_millis(100))
             .failure_mode(mode)
+            .build()
+            .expect("a node starts while Redis is down")
     };
 
     let allow = backend(FailureMode::Allow);
     for _ in 0..3 {
-        assert!(run(allow.check("bob", 1)).await.unwrap().allowed);
+        assert!(
+            run(allow.check("bob", NonZeroU32::MIN))
+                .await
+                .unwrap()
+                .allowed
+        );
     }
     assert_eq!(allow.local().used("bob"), 0);
 
     let deny = backend(FailureMode::Deny);
-    assert!(run(deny.check("bob", 1)).await.is_err());
+    assert!(run(deny.check("bob", NonZeroU32::MIN)).await.is_err());
 
     let local = backend(FailureMode::Local);
     let mut allowed = 0;
     for _ in 0..4 {
-        if run(local.check("bob", 1)).await.unwrap().allowed {
+        if run(local.check("bob", NonZeroU32::MIN))
+            .await
+            .unwrap()
+            .allowed
+        {
             allowed += 1;
         }
     }
@@ -166,19 +183,30 @@ async fn counting_resumes_in_redis_after_a_restart() {
         return;
     }
     let mut server = RedisServer::start();
-    let backend = RedisBackend::connect(&server.url(), policy(1000, Duration::from_secs(3600)))
-        .unwrap()
+    let backend = RedisBackend::builder(policy(1000, Duration::from_secs(3600)), &server.url())
         .timeout(Duration::from_millis(200))
         .circuit(CircuitPolicy {
             threshold: 3,
             cooldown: Duration::from_millis(50),
-        });
-    assert!(run(backend.check("carol", 1)).await.unwrap().allowed);
+        })
+        .build()
+        .unwrap();
+    assert!(
+        run(backend.check("carol", NonZeroU32::MIN))
+            .await
+            .unwrap()
+            .allowed
+    );
     assert_eq!(backend.local().used("carol"), 0, "counted in Redis");
 
     server.stop();
     for _ in 0..5 {
-        assert!(run(backend.check("carol", 1)).await.unwrap().allowed);
+        assert!(
+            run(backend.check("carol", NonZeroU32::MIN))
+                .await
+                .unwrap()
+                .allowed
+        );
     }
     assert!(
         backend.local().used("carol") > 0,
@@ -189,7 +217,7 @@ async fn counting_resumes_in_redis_after_a_restart() {
     let evalsha = || server.calls("evalsha");
     // Bounded: the connection comes back within a few attempts.
     for _ in 0..100 {
-        let _ = run(backend.check("carol", 1)).await;
+        let _ = run(backend.check("carol", NonZeroU32::MIN)).await;
         if evalsha() > 0 {
             break;
         }
@@ -207,9 +235,10 @@ async fn a_three_master_cluster_counts_exactly_across_slots() {
     }
     let cluster = RedisCluster::start();
     let backend =
-        RedisBackend::connect_cluster(&cluster.urls(), policy(3, Duration::from_secs(3600)))
-            .unwrap()
-            .timeout(Duration::from_secs(2));
+        RedisBackend::cluster_builder(policy(3, Duration::from_secs(3600)), &cluster.urls())
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
     fresh_window(
         &cluster.servers[0],
         Duration::from_secs(3600),
@@ -225,7 +254,11 @@ async fn a_three_master_cluster_counts_exactly_across_slots() {
             tokio::spawn(async move {
                 for round in 0..5 {
                     for user in users.iter().skip((t + round) % 64).step_by(64) {
-                        if run(backend.check(user, 1)).await.unwrap().allowed {
+                        if run(backend.check(user, NonZeroU32::MIN))
+                            .await
+                            .unwrap()
+                            .allowed
+                        {
                             *allowed.lock().await.entry(user.clone()).or_default() += 1;
                         }
                     }
@@ -257,17 +290,23 @@ async fn a_node_started_while_redis_is_down_uses_it_once_it_is_up() {
         return;
     }
     let port = common::redis::free_port();
-    let backend = RedisBackend::connect(
-        &format!("redis://127.0.0.1:{port}"),
+    let backend = RedisBackend::builder(
         policy(100, Duration::from_secs(3600)),
+        &format!("redis://127.0.0.1:{port}"),
     )
-    .unwrap()
     .timeout(Duration::from_millis(200))
     .circuit(CircuitPolicy {
         threshold: 3,
         cooldown: Duration::from_millis(50),
-    });
-    assert!(run(backend.check("dora", 1)).await.unwrap().allowed);
+    })
+    .build()
+    .unwrap();
+    assert!(
+        run(backend.check("dora", NonZeroU32::MIN))
+            .await
+            .unwrap()
+            .allowed
+    );
     assert_eq!(
         backend.local().used("dora"),
         1,
@@ -277,7 +316,7 @@ async fn a_node_started_while_redis_is_down_uses_it_once_it_is_up() {
     let server = RedisServer::start_on(port, false);
     // Bounded: a few attempts until the lazy connection is made.
     for _ in 0..100 {
-        let _ = run(backend.check("dora", 1)).await;
+        let _ = run(backend.check("dora", NonZeroU32::MIN)).await;
         if server.calls("evalsha") > 0 {
             break;
         }
@@ -296,14 +335,23 @@ async fn a_restart_of_redis_does_not_grant_the_limit_again() {
         return;
     }
     let mut server = RedisServer::start();
-    let backend =
-        RedisBackend::connect(&server.url(), policy(5, Duration::from_secs(3600))).unwrap();
-    assert!(run(backend.check("warm", 1)).await.unwrap().allowed);
+    let backend = RedisBackend::new(policy(5, Duration::from_secs(3600)), &server.url()).unwrap();
+    assert!(
+        run(backend.check("warm", NonZeroU32::MIN))
+            .await
+            .unwrap()
+            .allowed
+    );
 
     server.restart();
     let mut allowed = 0;
     for _ in 0..7 {
-        allowed += u32::from(run(backend.check("erin", 1)).await.unwrap().allowed);
+        allowed += u32::from(
+            run(backend.check("erin", NonZeroU32::MIN))
+                .await
+                .unwrap()
+                .allowed,
+        );
     }
     assert_eq!(allowed, 5, "exactly the limit, all counted in Redis");
     assert_eq!(

@@ -1,7 +1,7 @@
 //! Checks that arrive together at a Redis backend go together: by default as one pipeline
 //! of script calls (one call per check), with `RedisBackend::batch_checks` as one script
 //! call. Each stays exact; against real `redis-server` processes started by the tests.
-#![cfg(feature = "redis")]
+#![cfg(all(feature = "redis", feature = "cluster"))]
 
 mod common;
 
@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use common::redis::{available, RedisServer};
 use common::{allowed_per_user, hung_peer, visits_round_robin};
-use ringlimit::backend::{FailureMode, PeerFuture, RedisBackend};
-use ringlimit::peer::{serve, PeerEndpoint};
+use ringlimit::backend::{FailureMode, RedisBackend, RedisBuilder, RemoteFuture};
+use ringlimit::server::{serve, PeerEndpoint};
 use ringlimit::{Backend, BackendError, Check, Decision, Policy};
 use tokio::task::JoinSet;
 
@@ -28,23 +28,22 @@ fn batching(server: &RedisServer, limit: u32) -> RedisBackend {
 /// A backend on `url` with `limit` per hour: with `batch_checks` if `one_call`, else the
 /// default (each check its own call, concurrent calls pipelined).
 fn grouped(url: &str, limit: u32, one_call: bool) -> RedisBackend {
-    let backend = RedisBackend::connect(url, hourly(limit)).unwrap();
-    if one_call {
-        backend.batch_checks()
-    } else {
-        backend
-    }
+    builder(url, limit, one_call).build().unwrap()
+}
+
+fn builder(url: &str, limit: u32, one_call: bool) -> RedisBuilder {
+    RedisBackend::builder(hourly(limit), url).batch_checks(one_call)
 }
 
 /// Starts every check first (so they queue together), then waits for all: the answers in
 /// the order of `checks`.
-async fn all_at_once<B: Backend<Future = PeerFuture>>(
+async fn all_at_once<B: Backend<Future = RemoteFuture>>(
     backend: &B,
     checks: &[(&str, u32)],
 ) -> Vec<Result<Decision, BackendError>> {
     let mut running = JoinSet::new();
     for (i, &(key, cost)) in checks.iter().enumerate() {
-        let check = backend.check(key, cost);
+        let check = backend.check(key, NonZeroU32::new(cost).unwrap());
         running.spawn(async move {
             let result = match check {
                 Check::Ready(result) => result,
@@ -193,9 +192,11 @@ async fn batched_checks_get_the_failure_mode_when_redis_is_down_or_hung() {
 /// Each failure mode, for checks that queue together while Redis at `url` cannot answer.
 async fn failure_modes(url: &str, one_call: bool) {
     let backend = |mode| {
-        grouped(url, 2, one_call)
+        builder(url, 2, one_call)
             .timeout(Duration::from_millis(100))
             .failure_mode(mode)
+            .build()
+            .unwrap()
     };
     let checks = [("frank", 1); 4];
     // Bounded so that a hang fails the test instead of stalling it.

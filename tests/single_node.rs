@@ -1,4 +1,5 @@
 //! One node over real HTTP: an axum app behind the layer with the in-memory backend.
+#![cfg(feature = "cluster")]
 
 mod common;
 
@@ -15,7 +16,7 @@ async fn app() -> std::net::SocketAddr {
     // A clock stopped half-way through a window, so no run can straddle two windows.
     let clock = ManualClock::new(Duration::from_secs(1_800_000_000 + 1800));
     let policy = Policy::per_window(NonZeroU32::new(LIMIT).unwrap(), Duration::from_secs(3600));
-    let backend = MemoryBackend::new(policy).with_clock(clock);
+    let backend = MemoryBackend::builder(policy).clock(clock).build();
     let app = Router::new()
         .route("/hello", get(|| async { "hello" }))
         .layer(RateLimitLayer::new(backend).key(HeaderKey::from_static("x-user-id")));
@@ -84,14 +85,15 @@ async fn responses_carry_the_headers_and_rejections_are_clear() {
 async fn the_peer_ip_key_limits_by_client_address_over_real_http() {
     use ringlimit::key::PeerIpKey;
     let policy = Policy::per_window(NonZeroU32::new(2).unwrap(), Duration::from_secs(3600));
-    let backend = MemoryBackend::new(policy)
-        .with_clock(ManualClock::new(Duration::from_secs(1_800_000_000 + 1800)));
+    let backend = MemoryBackend::builder(policy)
+        .clock(ManualClock::new(Duration::from_secs(1_800_000_000 + 1800)))
+        .build();
     let app = Router::new()
         .route("/hello", get(|| async { "hello" }))
         .layer(RateLimitLayer::new(backend).key(PeerIpKey::new()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    tokio::spawn(ringlimit::peer::serve(
+    tokio::spawn(ringlimit::server::serve(
         listener,
         app,
         std::future::pending(),
@@ -128,7 +130,7 @@ async fn the_peer_ip_key_reads_the_client_address_under_axum_serve() {
     {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let served = app(MemoryBackend::new(policy).with_clock(clock.clone()));
+        let served = app(MemoryBackend::builder(policy).clock(clock.clone()).build());
         let served = served.into_make_service_with_connect_info::<std::net::SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, served).await.unwrap() });
         let url = format!("http://{address}/hello");
@@ -142,7 +144,7 @@ async fn the_peer_ip_key_reads_the_client_address_under_axum_serve() {
     // Served without connect info, the server has no address to give: its fault, `500`.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let served = app(MemoryBackend::new(policy).with_clock(clock));
+    let served = app(MemoryBackend::builder(policy).clock(clock).build());
     tokio::spawn(async move { axum::serve(listener, served).await.unwrap() });
     let reply = client.get(&format!("http://{address}/hello"), &[]).await;
     assert_eq!(reply.status, 500);

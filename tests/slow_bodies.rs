@@ -2,6 +2,7 @@
 //! each gets `408` and a closed connection at the body deadline, and bodies beyond the
 //! endpoint's bound are refused at once. Heap in use is measured by a counting allocator,
 //! so this file holds one test: nothing else allocates in its process meanwhile.
+#![cfg(feature = "cluster")]
 
 mod common;
 
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{hourly, listeners, mid_window_clock};
-use ringlimit::peer::{serve, PeerEndpoint};
+use ringlimit::server::{serve, PeerEndpoint};
 use ringlimit::{ClusterBackend, Ring};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -98,8 +99,11 @@ fn still_waiting(stream: &TcpStream) -> bool {
 async fn slow_batch_bodies_take_flat_memory_and_are_cut_off_at_the_deadline() {
     let (listener, me) = listeners(1).await.pop().unwrap();
     let ring = Ring::new([me.clone()]).unwrap();
-    let backend = ClusterBackend::new(hourly(5), me.as_str(), ring).unwrap();
-    let backend = Arc::new(backend.with_clock(mid_window_clock()));
+    let backend = ClusterBackend::builder(hourly(5), me.as_str(), ring)
+        .clock(mid_window_clock())
+        .build()
+        .unwrap();
+    let backend = Arc::new(backend);
     let endpoint = PeerEndpoint::new(backend.clone())
         .batch_body_timeout(BODY_DEADLINE)
         .max_batches_reading(NonZeroUsize::new(READING_AT_ONCE).unwrap());

@@ -59,7 +59,7 @@ pub fn key_sets() -> [(&'static str, Arc<Vec<String>>); 2] {
 pub fn warmed(keys: &[String]) -> (Arc<MemoryBackend>, Arc<DefaultKeyedRateLimiter<String>>) {
     let (backend, governor) = (ringlimit_backend(), governor_limiter());
     for key in keys {
-        backend.decide(key, 1);
+        backend.decide(key, NonZeroU32::MIN);
         let _ = governor.check_key(key);
     }
     (backend, governor)

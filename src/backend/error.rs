@@ -1,10 +1,7 @@
 use std::error::Error;
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-
-use tokio::time::Instant;
 
 /// Why a backend could not decide.
 ///
@@ -63,6 +60,7 @@ impl Error for BackendError {
     }
 }
 
+#[cfg(any(feature = "cluster", feature = "redis"))]
 impl BackendError {
     /// `target` could not answer, because of `source`.
     pub(crate) fn unavailable(
@@ -74,31 +72,5 @@ impl BackendError {
             target: target.into(),
             source: Arc::from(source),
         }
-    }
-}
-
-/// Runs `asked` until `deadline` (`timeout` after it started), naming `target` in any
-/// failure: the one place a remote check's deadline and errors become a [`BackendError`].
-pub(crate) async fn within<T, E>(
-    deadline: Instant,
-    timeout: Duration,
-    target: String,
-    asked: impl Future<Output = Result<T, E>>,
-) -> Result<T, BackendError>
-where
-    E: Into<Box<dyn Error + Send + Sync>>,
-{
-    let timed_out = |target| BackendError::Timeout {
-        target,
-        after: timeout,
-    };
-    // Past its deadline, a check is not even started: its caller already has an answer.
-    if Instant::now() >= deadline {
-        return Err(timed_out(target));
-    }
-    match tokio::time::timeout_at(deadline, asked).await {
-        Ok(Ok(answer)) => Ok(answer),
-        Ok(Err(source)) => Err(BackendError::unavailable(target, source)),
-        Err(_) => Err(timed_out(target)),
     }
 }

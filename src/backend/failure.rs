@@ -2,6 +2,7 @@
 //! cannot answer in time.
 
 use std::fmt;
+use std::num::NonZeroU32;
 use std::str::FromStr;
 
 use super::{BackendError, MemoryBackend};
@@ -54,7 +55,7 @@ pub(crate) fn fail<C: Clock>(
     mode: FailureMode,
     local: &MemoryBackend<C>,
     key: &str,
-    cost: u32,
+    cost: NonZeroU32,
     error: BackendError,
 ) -> Result<Decision, BackendError> {
     match mode {
@@ -63,7 +64,7 @@ pub(crate) fn fail<C: Clock>(
             Ok(Decision {
                 allowed: true,
                 limit,
-                remaining: limit.saturating_sub(cost),
+                remaining: limit.saturating_sub(cost.get()),
                 reset: local.reset_now(),
             })
         }

@@ -13,32 +13,53 @@
 //!
 //! let backend = MemoryBackend::new(Policy::per_window(NonZeroU32::new(2).unwrap(), Duration::from_secs(60)));
 //! let allowed = |check| matches!(check, Check::Ready(Ok(d)) if d.allowed);
-//! assert!(allowed(backend.check("alice", 1)));
-//! assert!(allowed(backend.check("alice", 1)));
-//! assert!(!allowed(backend.check("alice", 1)));
-//! assert!(allowed(backend.check("bob", 1)));
+//! let one = NonZeroU32::MIN;
+//! assert!(allowed(backend.check("alice", one)));
+//! assert!(allowed(backend.check("alice", one)));
+//! assert!(!allowed(backend.check("alice", one)));
+//! assert!(allowed(backend.check("bob", one)));
 //! ```
 
+#[cfg(any(feature = "cluster", feature = "redis"))]
+mod circuit;
+#[cfg(feature = "cluster")]
 mod cluster;
+#[cfg(any(feature = "cluster", feature = "redis"))]
+mod coalesce;
 mod error;
+#[cfg(any(feature = "cluster", feature = "redis"))]
 mod failure;
+#[cfg(any(feature = "cluster", feature = "redis"))]
 mod guarded;
 mod memory;
 #[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 mod redis;
+#[cfg(any(feature = "cluster", feature = "redis"))]
+mod remote_future;
 
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use self::redis::{RedisBackend, DEFAULT_PREFIX, DEFAULT_REDIS_TIMEOUT};
-pub use cluster::{ClusterBackend, ClusterError, PeerFuture, DEFAULT_PEER_TIMEOUT};
-pub(crate) use error::within;
+pub use self::redis::{RedisBackend, RedisBuilder, DEFAULT_PREFIX, DEFAULT_REDIS_TIMEOUT};
+#[cfg(any(feature = "cluster", feature = "redis"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "cluster", feature = "redis"))))]
+pub use circuit::CircuitPolicy;
+#[cfg(feature = "cluster")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+pub use cluster::{ClusterBackend, ClusterBuilder, ClusterError, DEFAULT_PEER_TIMEOUT};
 pub use error::BackendError;
+#[cfg(any(feature = "cluster", feature = "redis"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "cluster", feature = "redis"))))]
 pub use failure::{FailureMode, UnknownFailureMode};
-pub use memory::{MemoryBackend, DEFAULT_MAX_KEYS};
+#[cfg(any(feature = "cluster", feature = "redis"))]
+pub(crate) use guarded::within;
+pub use memory::{MemoryBackend, MemoryBuilder, DEFAULT_MAX_KEYS};
+#[cfg(any(feature = "cluster", feature = "redis"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "cluster", feature = "redis"))))]
+pub use remote_future::RemoteFuture;
 
 use crate::{Decision, Policy};
 
@@ -64,14 +85,19 @@ pub trait Backend: Send + Sync + 'static {
     fn policy(&self) -> Policy;
 
     /// Counts `cost` units for `key` if they fit in its current window.
-    fn check(&self, key: &str, cost: u32) -> Check<Self::Future>;
+    fn check(&self, key: &str, cost: NonZeroU32) -> Check<Self::Future>;
+}
 
-    /// Like [`check`](Backend::check), for a request another node forwarded here: it is
-    /// answered where it is, never forwarded again (one hop at most, even while nodes
-    /// disagree about the ring). Backends that never forward need not override it.
-    fn check_forwarded(&self, key: &str, cost: u32) -> Check<Self::Future> {
-        self.check(key, cost)
-    }
+/// A backend that can answer as a key's owner, for the peer endpoint
+/// ([`PeerEndpoint`](crate::server::PeerEndpoint)): a check another node forwarded here is
+/// decided where it arrives, never forwarded again (one hop at most, even while nodes
+/// disagree about the ring). For a backend that never forwards, that is its
+/// [`check`](Backend::check).
+#[cfg(feature = "cluster")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+pub trait Owner: Backend {
+    /// Like [`check`](Backend::check), for a check another node forwarded here.
+    fn check_forwarded(&self, key: &str, cost: NonZeroU32) -> Check<Self::Future>;
 }
 
 impl<B: Backend + ?Sized> Backend for Arc<B> {
@@ -81,11 +107,14 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
         (**self).policy()
     }
 
-    fn check(&self, key: &str, cost: u32) -> Check<Self::Future> {
+    fn check(&self, key: &str, cost: NonZeroU32) -> Check<Self::Future> {
         (**self).check(key, cost)
     }
+}
 
-    fn check_forwarded(&self, key: &str, cost: u32) -> Check<Self::Future> {
+#[cfg(feature = "cluster")]
+impl<B: Owner + ?Sized> Owner for Arc<B> {
+    fn check_forwarded(&self, key: &str, cost: NonZeroU32) -> Check<Self::Future> {
         (**self).check_forwarded(key, cost)
     }
 }

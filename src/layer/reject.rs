@@ -1,6 +1,7 @@
 use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{Response, StatusCode};
 
+use crate::plain_text::{plain_text, UTF8};
 use crate::{BackendError, Decision, KeyError};
 
 /// Why the layer answered a request itself instead of calling the inner service.
@@ -59,17 +60,6 @@ impl OnRejection for PlainTextRejection {
                 "rate limiter unavailable\n".into(),
             ),
         };
-        plain_text(status, body)
+        plain_text(status, body, UTF8)
     }
-}
-
-/// A `text/plain` response.
-fn plain_text(status: StatusCode, body: impl Into<Bytes>) -> Response<Bytes> {
-    let mut response = Response::new(body.into());
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
 }

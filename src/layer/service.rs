@@ -1,4 +1,5 @@
 use std::fmt;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -17,7 +18,7 @@ pub(super) struct Shared<B, K, R> {
     pub(super) key: K,
     pub(super) on_rejection: R,
     pub(super) max_key_len: usize,
-    pub(super) cost: u32,
+    pub(super) cost: NonZeroU32,
     pub(super) policy_header: HeaderValue,
 }
 

@@ -54,7 +54,7 @@ where
 #[tokio::test]
 async fn allows_then_rejects_without_calling_the_inner_service() {
     let calls = Arc::new(AtomicUsize::new(0));
-    let backend = MemoryBackend::new(policy(2)).with_clock(clock());
+    let backend = MemoryBackend::builder(policy(2)).clock(clock()).build();
     let service = RateLimitLayer::new(backend).layer(counting(calls.clone()));
 
     for remaining in [1, 0] {
@@ -91,7 +91,9 @@ async fn allows_then_rejects_without_calling_the_inner_service() {
 #[tokio::test]
 async fn retry_after_rounds_up_and_is_at_least_one() {
     let clock = clock();
-    let backend = MemoryBackend::new(policy(1)).with_clock(clock.clone());
+    let backend = MemoryBackend::builder(policy(1))
+        .clock(clock.clone())
+        .build();
     let service = RateLimitLayer::new(backend).layer(counting(Arc::default()));
     service.clone().oneshot(get("/?user_id=a")).await.unwrap();
 
@@ -147,7 +149,7 @@ async fn an_overlong_key_gets_400() {
 
 #[tokio::test]
 async fn header_keys_and_custom_rejections() {
-    let service = RateLimitLayer::new(MemoryBackend::new(policy(1)).with_clock(clock()))
+    let service = RateLimitLayer::new(MemoryBackend::builder(policy(1)).clock(clock()).build())
         .key(HeaderKey::from_static("x-user-id"))
         .on_rejection(|rejection: Rejection| {
             let status = match rejection {
@@ -193,7 +195,7 @@ impl Backend for SlowBackend {
         self.memory.policy()
     }
 
-    fn check(&self, key: &str, cost: u32) -> Check<BoxFuture> {
+    fn check(&self, key: &str, cost: NonZeroU32) -> Check<BoxFuture> {
         let result = if self.fail {
             Err(BackendError::Timeout {
                 target: "127.0.0.1:9".into(),
@@ -213,7 +215,7 @@ impl Backend for SlowBackend {
 async fn an_async_backend_goes_through_the_checking_state() {
     let calls = Arc::new(AtomicUsize::new(0));
     let backend = SlowBackend {
-        memory: MemoryBackend::new(policy(1)).with_clock(clock()),
+        memory: MemoryBackend::builder(policy(1)).clock(clock()).build(),
         fail: false,
     };
     let service = RateLimitLayer::new(backend).layer(counting(calls.clone()));
@@ -229,7 +231,7 @@ async fn an_async_backend_goes_through_the_checking_state() {
 async fn a_backend_failure_gets_503_without_leaking_the_peer() {
     let calls = Arc::new(AtomicUsize::new(0));
     let backend = SlowBackend {
-        memory: MemoryBackend::new(policy(1)).with_clock(clock()),
+        memory: MemoryBackend::builder(policy(1)).clock(clock()).build(),
         fail: true,
     };
     let service = RateLimitLayer::new(backend).layer(counting(calls.clone()));

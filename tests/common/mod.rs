@@ -96,13 +96,14 @@ pub fn start_node(
     clock: &ringlimit::ManualClock,
 ) -> Node {
     let ring = ringlimit::Ring::new(members.to_vec()).unwrap();
-    let backend = ringlimit::ClusterBackend::new(policy, name, ring)
-        .unwrap()
-        .with_clock(clock.clone());
+    let backend = ringlimit::ClusterBackend::builder(policy, name, ring)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     let backend = std::sync::Arc::new(backend);
     let address = listener.local_addr().unwrap();
-    let endpoint = ringlimit::peer::PeerEndpoint::new(backend.clone());
-    tokio::spawn(ringlimit::peer::serve(
+    let endpoint = ringlimit::server::PeerEndpoint::new(backend.clone());
+    tokio::spawn(ringlimit::server::serve(
         listener,
         endpoint,
         std::future::pending(),

@@ -1,14 +1,15 @@
 //! Asking a key's owner, and what to answer when it cannot say.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::topology::Peer;
-use super::{ClusterBackend, PeerFuture};
+use super::ClusterBackend;
 use crate::backend::guarded::Guard;
-use crate::backend::{Backend, Check};
+use crate::backend::{Backend, Check, RemoteFuture};
 use crate::clock::Clock;
-use crate::peer::PeerAnswer;
+use crate::protocol::PeerAnswer;
 use crate::Decision;
 
 impl<C: Clock> ClusterBackend<C> {
@@ -18,8 +19,8 @@ impl<C: Clock> ClusterBackend<C> {
         owner: &str,
         peer: &Peer,
         key: &str,
-        cost: u32,
-    ) -> Check<PeerFuture> {
+        cost: NonZeroU32,
+    ) -> Check<RemoteFuture> {
         let guard = Guard {
             circuit: &peer.circuit,
             target: owner,
@@ -36,9 +37,9 @@ impl<C: Clock> ClusterBackend<C> {
         guard.call(
             key,
             cost,
-            |key| peer.batcher.check(Arc::clone(key), cost),
+            |key| peer.queue.check(Arc::clone(key), cost.get()),
             move |answer, key| {
-                let decision = decision(answer, limit, cost, reset).bounded(window);
+                let decision = decision(answer, limit, cost.get(), reset).bounded(window);
                 if !decision.allowed {
                     // Never remembered past this node's own window: a new window starts
                     // afresh whatever the owner said.

@@ -1,39 +1,40 @@
 //! The cluster backend: the ring says who owns a key; the owner counts it in memory;
 //! every other node asks the owner over pooled HTTP.
 
+mod builder;
 mod denied;
 mod error;
 mod forward;
+mod kept_connection;
+mod peer_client;
+mod peer_queue;
 mod topology;
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+pub use self::builder::ClusterBuilder;
 use self::denied::DeniedCache;
 pub use self::error::ClusterError;
+use self::peer_client::PeerClient;
 use self::topology::Topology;
-use super::{Backend, BackendError, Check, FailureMode, MemoryBackend};
-use crate::circuit::CircuitPolicy;
+use super::{Backend, Check, FailureMode, MemoryBackend, Owner, RemoteFuture};
+use crate::backend::circuit::CircuitPolicy;
 use crate::clock::{Clock, SystemClock};
-use crate::peer::{PeerClient, PeerSecret};
-use crate::{Decision, Policy, Ring};
+use crate::{Policy, Ring};
 
 /// How long a node waits for a key's owner by default.
 pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_millis(250);
-
-/// The future of a check forwarded to another node.
-pub type PeerFuture = Pin<Box<dyn Future<Output = Result<Decision, BackendError>> + Send>>;
 
 /// Counters spread over a ring of nodes: each key is counted only by its owner, so the
 /// limit holds across the whole cluster.
 ///
 /// Keys this node owns are decided in memory, synchronously. Others are forwarded to
-/// their owner's peer endpoint ([`PeerEndpoint`](crate::peer::PeerEndpoint)) over pooled
+/// their owner's peer endpoint ([`PeerEndpoint`](crate::server::PeerEndpoint)) over pooled
 /// keep-alive connections, marked so that the owner never forwards them again.
 ///
 /// When the owner cannot answer within the peer timeout (default
@@ -49,9 +50,10 @@ pub type PeerFuture = Pin<Box<dyn Future<Output = Result<Decision, BackendError>
 ///
 /// let policy = Policy::per_window(NonZeroU32::new(5).unwrap(), Duration::from_secs(60));
 /// let ring = Ring::new(["10.0.0.1:7000", "10.0.0.2:7000"])?;
-/// let backend = ClusterBackend::new(policy, "10.0.0.1:7000", ring.clone())?
+/// let backend = ClusterBackend::builder(policy, "10.0.0.1:7000", ring.clone())
 ///     .peer_timeout(Duration::from_millis(100))
-///     .failure_mode(FailureMode::Deny);
+///     .failure_mode(FailureMode::Deny)
+///     .build()?;
 /// assert_eq!(backend.me(), "10.0.0.1:7000");
 ///
 /// // A node that is not a member would forward everything, maybe to itself: refused.
@@ -72,89 +74,23 @@ pub struct ClusterBackend<C = SystemClock> {
 }
 
 impl ClusterBackend {
-    /// The backend of node `me` (its `host:port` exactly as listed in the ring).
+    /// The backend of node `me` (its `host:port` exactly as listed in `ring`), with the
+    /// default options.
+    ///
+    /// # Errors
+    ///
+    /// If `me` is not a member of `ring`, or a member is not a `host:port`.
     pub fn new(policy: Policy, me: impl Into<String>, ring: Ring) -> Result<Self, ClusterError> {
-        let me: String = me.into();
-        let circuit = CircuitPolicy::default();
-        let client = PeerClient::new(DEFAULT_PEER_TIMEOUT);
-        let topology = Topology::new(&me, ring, circuit, &client, None)?;
-        Ok(Self {
-            me: me.into(),
-            topology: ArcSwap::from_pointee(topology),
-            local: Arc::new(MemoryBackend::new(policy)),
-            client,
-            failure: FailureMode::default(),
-            circuit,
-            denied: Arc::new(DeniedCache::new()),
-        })
+        Self::builder(policy, me, ring).build()
+    }
+
+    /// The backend of node `me` in `ring`, set up with [`ClusterBuilder`]'s options.
+    pub fn builder(policy: Policy, me: impl Into<String>, ring: Ring) -> ClusterBuilder {
+        ClusterBuilder::new(policy, me.into(), ring)
     }
 }
 
 impl<C: Clock> ClusterBackend<C> {
-    /// Waits at most `timeout` for an owner's answer (default [`DEFAULT_PEER_TIMEOUT`]).
-    pub fn peer_timeout(mut self, timeout: Duration) -> Self {
-        self.client = self.client.with_timeout(timeout);
-        self.renew_peers()
-    }
-
-    /// What to answer when an owner cannot (default [`FailureMode::Local`]).
-    pub fn failure_mode(mut self, mode: FailureMode) -> Self {
-        self.failure = mode;
-        self
-    }
-
-    /// Tracks at most `max_keys` keys on this node (default
-    /// [`DEFAULT_MAX_KEYS`](crate::backend::DEFAULT_MAX_KEYS)): the keys it owns, and the
-    /// keys it counts itself under [`FailureMode::Local`]. See
-    /// [`MemoryBackend::max_keys`] for what happens at the cap.
-    ///
-    /// # Panics
-    ///
-    /// If the backend has already been used (set it when building the backend).
-    pub fn max_keys(mut self, max_keys: usize) -> Self {
-        MemoryBackend::arc_max_keys(&mut self.local, max_keys);
-        self
-    }
-
-    /// When a peer's circuit opens and how long it stays open (default
-    /// [`CircuitPolicy::default`]).
-    pub fn circuit(mut self, policy: CircuitPolicy) -> Self {
-        self.circuit = policy;
-        self.renew_peers()
-    }
-
-    /// Sends `secret` with every forwarded check; give the same secret to every node's
-    /// [`PeerEndpoint`](crate::peer::PeerEndpoint).
-    pub fn peer_secret(mut self, secret: &PeerSecret) -> Self {
-        self.client = self.client.with_secret(secret);
-        self.renew_peers()
-    }
-
-    /// Gives every peer a fresh circuit and queue, for a changed client or circuit policy.
-    fn renew_peers(self) -> Self {
-        let topology = Topology::new(&self.me, self.ring(), self.circuit, &self.client, None)
-            .expect("the ring was already checked for this node");
-        self.topology.store(Arc::new(topology));
-        self
-    }
-
-    /// Reads the time from `clock` instead (for tests).
-    ///
-    /// # Panics
-    ///
-    /// If the backend is already shared (call it before wrapping the backend in an `Arc`).
-    pub fn with_clock<C2: Clock>(self, clock: C2) -> ClusterBackend<C2> {
-        ClusterBackend {
-            me: self.me,
-            topology: self.topology,
-            local: MemoryBackend::arc_with_clock(self.local, clock),
-            client: self.client,
-            failure: self.failure,
-            circuit: self.circuit,
-            denied: self.denied,
-        }
-    }
-
     /// Replaces the members while the node serves: keys move to their new owners at once,
     /// without blocking any check in progress. Fails, keeping the old members, if this
     /// node is not among the new ones. Peers that stay keep their circuits.
@@ -188,20 +124,25 @@ impl<C: Clock> ClusterBackend<C> {
         &self.local
     }
 
-    /// The failure mode in force.
-    pub fn failure(&self) -> FailureMode {
+    /// The failure mode in force ([`ClusterBuilder::failure_mode`]).
+    pub fn failure_mode(&self) -> FailureMode {
         self.failure
+    }
+
+    /// How long an owner's answer is waited for ([`ClusterBuilder::peer_timeout`]).
+    pub fn peer_timeout(&self) -> Duration {
+        self.client.timeout()
     }
 }
 
 impl<C: Clock> Backend for ClusterBackend<C> {
-    type Future = PeerFuture;
+    type Future = RemoteFuture;
 
     fn policy(&self) -> Policy {
         self.local.policy()
     }
 
-    fn check(&self, key: &str, cost: u32) -> Check<PeerFuture> {
+    fn check(&self, key: &str, cost: NonZeroU32) -> Check<RemoteFuture> {
         let topology = self.topology.load();
         let owner = topology.ring.owner(key);
         if owner == &*self.me {
@@ -210,14 +151,18 @@ impl<C: Clock> Backend for ClusterBackend<C> {
         let now_ms = self.local.now_ms();
         if let Some(denial) = self
             .denied
-            .get(key, cost, self.local.policy_limit(), now_ms)
+            .get(key, cost.get(), self.local.policy_limit(), now_ms)
         {
             return Check::Ready(Ok(denial));
         }
         self.forward(owner, topology.peer(owner), key, cost)
     }
+}
 
-    fn check_forwarded(&self, key: &str, cost: u32) -> Check<PeerFuture> {
+/// A forwarded check is decided here, by this node's own counters, whoever owns the key
+/// on this node's ring.
+impl<C: Clock> Owner for ClusterBackend<C> {
+    fn check_forwarded(&self, key: &str, cost: NonZeroU32) -> Check<RemoteFuture> {
         Check::Ready(Ok(self.local.decide(key, cost)))
     }
 }

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use http::uri::Authority;
 
+use super::peer_client::PeerClient;
+use super::peer_queue::PeerQueue;
 use super::ClusterError;
-use crate::circuit::{Circuit, CircuitPolicy};
-use crate::peer::{Batcher, PeerClient};
+use crate::backend::circuit::{Circuit, CircuitPolicy};
 use crate::Ring;
 
 #[derive(Debug)]
@@ -22,7 +23,7 @@ pub(super) struct Topology {
 #[derive(Debug)]
 pub(super) struct Peer {
     pub(super) circuit: Arc<Circuit>,
-    pub(super) batcher: Batcher,
+    pub(super) queue: PeerQueue,
 }
 
 impl Topology {
@@ -53,7 +54,7 @@ impl Topology {
                 let peer = kept.unwrap_or_else(|| {
                     Arc::new(Peer {
                         circuit: Arc::new(Circuit::new(m, policy)),
-                        batcher: Batcher::to_peer(m, client.clone()),
+                        queue: PeerQueue::to_peer(m, client.clone()),
                     })
                 });
                 (m.into(), peer)

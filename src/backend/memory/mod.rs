@@ -1,5 +1,6 @@
 //! The embedded in-memory backend (the default).
 
+mod builder;
 mod capacity;
 mod counter;
 mod retired;
@@ -10,10 +11,10 @@ mod table;
 use std::fmt;
 use std::future::Ready;
 use std::hash::BuildHasher;
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
 
+pub use self::builder::MemoryBuilder;
 use self::capacity::Capacity;
 pub use self::capacity::DEFAULT_MAX_KEYS;
 use self::shard::{Ask, Shard};
@@ -36,7 +37,7 @@ use crate::{Decision, Policy};
 ///   empty table; the old one is dropped 16 entries per request that reaches the shard
 ///   after it, so no request pays for dropping millions of keys at a window boundary (a
 ///   shard no request reaches keeps its old table until one does).
-/// - **A cap on tracked keys** ([`max_keys`](Self::max_keys), default
+/// - **A cap on tracked keys** ([`MemoryBuilder::max_keys`], default
 ///   [`DEFAULT_MAX_KEYS`]), split evenly over the shards. A new key that finds its shard
 ///   full evicts the oldest key counted for one request at most, so a flood of one-request
 ///   ids evicts its own ids and a user who comes back keeps an exact count (with a limit
@@ -56,13 +57,14 @@ use crate::{Decision, Policy};
 ///
 /// let clock = ManualClock::new(Duration::from_secs(600));
 /// let policy = Policy::per_window(NonZeroU32::new(1).unwrap(), Duration::from_secs(60));
-/// let backend = MemoryBackend::new(policy).with_clock(clock.clone());
+/// let backend = MemoryBackend::builder(policy).clock(clock.clone()).build();
+/// let one = NonZeroU32::MIN;
 /// let allowed = |check| matches!(check, Check::Ready(Ok(d)) if d.allowed);
 ///
-/// assert!(allowed(backend.check("alice", 1)));
-/// assert!(!allowed(backend.check("alice", 1)));
+/// assert!(allowed(backend.check("alice", one)));
+/// assert!(!allowed(backend.check("alice", one)));
 /// clock.advance(Duration::from_secs(60));
-/// assert!(allowed(backend.check("alice", 1)));
+/// assert!(allowed(backend.check("alice", one)));
 /// ```
 pub struct MemoryBackend<C = SystemClock> {
     policy: Policy,
@@ -77,17 +79,29 @@ pub struct MemoryBackend<C = SystemClock> {
 }
 
 impl MemoryBackend {
-    /// Counters for `policy`, on the system clock.
+    /// Counters for `policy`, on the system clock, with the default cap on keys.
     pub fn new(policy: Policy) -> Self {
-        let shards = shard_count(DEFAULT_MAX_KEYS);
+        Self::builder(policy).build()
+    }
+
+    /// Counters for `policy`, set up with [`MemoryBuilder`]'s options.
+    pub fn builder(policy: Policy) -> MemoryBuilder {
+        MemoryBuilder::new(policy)
+    }
+}
+
+impl<C: Clock> MemoryBackend<C> {
+    /// The backend a builder describes: every shard made once, here.
+    fn build(policy: Policy, clock: C, max_keys: usize) -> Self {
+        let shards = shard_count(max_keys);
         Self {
             policy,
-            clock: SystemClock,
+            clock,
             hasher: foldhash::fast::RandomState::default(),
             shards: (0..shards).map(|_| Shard::default()).collect(),
             shard_shift: 64 - shards.trailing_zeros(),
             current_window: AtomicU64::new(0),
-            capacity: Capacity::new(DEFAULT_MAX_KEYS, shards, policy.cost()),
+            capacity: Capacity::new(max_keys, shards, policy.cost().get()),
         }
     }
 }
@@ -114,69 +128,14 @@ fn shard_count(max_keys: usize) -> usize {
 }
 
 impl<C: Clock> MemoryBackend<C> {
-    /// Reads the time from `clock` instead (for tests: [`ManualClock`](crate::ManualClock)).
-    pub fn with_clock<C2: Clock>(self, clock: C2) -> MemoryBackend<C2> {
-        MemoryBackend {
-            policy: self.policy,
-            clock,
-            hasher: self.hasher,
-            shards: self.shards,
-            shard_shift: self.shard_shift,
-            current_window: self.current_window,
-            capacity: self.capacity,
-        }
-    }
-
-    /// Tracks at most `max_keys` keys (default [`DEFAULT_MAX_KEYS`]; 0 counts as 1);
-    /// `usize::MAX` lifts the cap. What happens at the cap is in the type's docs. The cap
-    /// is split evenly over the shards (as many as give each 64 to 65,536 keys, for caps
-    /// from 64 to a billion), so evictions can begin a little before the total is
-    /// reached, and a shard can hold 1/31 more than its share while it sets aside keys
-    /// that came back.
-    ///
-    /// Set it when building the backend: it starts the counters afresh.
-    #[must_use]
-    pub fn max_keys(mut self, max_keys: usize) -> Self {
-        self.set_max_keys(max_keys);
-        self
-    }
-
-    /// [`max_keys`](Self::max_keys) for a backend held in an `Arc` by its one owner.
-    ///
-    /// # Panics
-    ///
-    /// If the `Arc` is shared: the cap is set before a backend is put to use.
-    pub(crate) fn arc_max_keys(this: &mut Arc<Self>, max_keys: usize) {
-        let this = Arc::get_mut(this).expect("max_keys must be set before the backend is shared");
-        this.set_max_keys(max_keys);
-    }
-
-    fn set_max_keys(&mut self, max_keys: usize) {
-        let shards = shard_count(max_keys);
-        self.shards = (0..shards).map(|_| Shard::default()).collect();
-        self.shard_shift = 64 - shards.trailing_zeros();
-        self.capacity = Capacity::new(max_keys, shards, self.policy.cost());
-    }
-
-    /// The cap on tracked keys in force.
-    pub fn key_cap(&self) -> usize {
+    /// The cap on tracked keys in force ([`MemoryBuilder::max_keys`]).
+    pub fn max_keys(&self) -> usize {
         self.capacity.max_keys()
     }
 
     /// Keys evicted at the cap since the backend was made.
     pub fn evicted_keys(&self) -> u64 {
         self.capacity.evicted()
-    }
-
-    /// [`with_clock`](Self::with_clock) for a backend held in an `Arc` by its one owner.
-    ///
-    /// # Panics
-    ///
-    /// If the `Arc` is shared: clocks are set before a backend is put to use.
-    pub(crate) fn arc_with_clock<C2: Clock>(this: Arc<Self>, clock: C2) -> Arc<MemoryBackend<C2>> {
-        let this = Arc::try_unwrap(this)
-            .unwrap_or_else(|_| panic!("with_clock must be called before the backend is shared"));
-        Arc::new(this.with_clock(clock))
     }
 
     /// How many keys have a counter, including counters of past windows not yet dropped.
@@ -192,7 +151,8 @@ impl<C: Clock> MemoryBackend<C> {
     }
 
     /// Counts `cost` for `key` now and says whether it fit.
-    pub fn decide(&self, key: &str, cost: u32) -> Decision {
+    pub fn decide(&self, key: &str, cost: NonZeroU32) -> Decision {
+        let cost = cost.get();
         let now = self.clock.now();
         let window = self.window_index(millis(now));
         let (shard, hash) = self.shard_of(key);
@@ -214,6 +174,7 @@ impl<C: Clock> MemoryBackend<C> {
     }
 
     /// Units allowed per window.
+    #[cfg(any(feature = "cluster", feature = "redis"))]
     pub(crate) fn policy_limit(&self) -> u32 {
         self.policy.limit()
     }
@@ -228,12 +189,14 @@ impl<C: Clock> MemoryBackend<C> {
     }
 
     /// The clock's time, in ms since the epoch.
+    #[cfg(feature = "cluster")]
     pub(crate) fn now_ms(&self) -> u64 {
         millis(self.clock.now())
     }
 
     /// Time until the current window ends.
-    pub(crate) fn reset_now(&self) -> Duration {
+    #[cfg(any(feature = "cluster", feature = "redis"))]
+    pub(crate) fn reset_now(&self) -> std::time::Duration {
         let now = self.clock.now();
         self.policy.reset_after(self.window_index(millis(now)), now)
     }
@@ -259,8 +222,16 @@ impl<C: Clock> Backend for MemoryBackend<C> {
         self.policy
     }
 
-    fn check(&self, key: &str, cost: u32) -> Check<Self::Future> {
+    fn check(&self, key: &str, cost: NonZeroU32) -> Check<Self::Future> {
         Check::Ready(Ok(self.decide(key, cost)))
+    }
+}
+
+/// Counts every check itself: a forwarded check is a check.
+#[cfg(feature = "cluster")]
+impl<C: Clock> super::Owner for MemoryBackend<C> {
+    fn check_forwarded(&self, key: &str, cost: NonZeroU32) -> Check<Self::Future> {
+        self.check(key, cost)
     }
 }
 

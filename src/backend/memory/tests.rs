@@ -4,22 +4,42 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::retired::PER_CHECK;
-use super::MemoryBackend;
+use super::{MemoryBackend, DEFAULT_MAX_KEYS};
 use crate::{ManualClock, Policy};
 
 fn backend(limit: u32, window_secs: u64) -> (MemoryBackend<ManualClock>, ManualClock) {
     let clock = ManualClock::new(Duration::from_secs(1_700_000_040));
+    (built(limit, window_secs, &clock, DEFAULT_MAX_KEYS), clock)
+}
+
+/// A backend tracking at most `max_keys` keys.
+fn capped(limit: u32, window_secs: u64, max_keys: usize) -> MemoryBackend<ManualClock> {
+    let clock = ManualClock::new(Duration::from_secs(1_700_000_040));
+    built(limit, window_secs, &clock, max_keys)
+}
+
+fn built(
+    limit: u32,
+    window_secs: u64,
+    clock: &ManualClock,
+    max_keys: usize,
+) -> MemoryBackend<ManualClock> {
     let policy = Policy::per_window(
         NonZeroU32::new(limit).unwrap(),
         Duration::from_secs(window_secs),
     );
-    (MemoryBackend::new(policy).with_clock(clock.clone()), clock)
+    MemoryBackend::builder(policy)
+        .max_keys(max_keys)
+        .clock(clock.clone())
+        .build()
 }
 
 #[test]
 fn allows_the_limit_then_denies_until_the_window_rolls_over() {
     let (backend, clock) = backend(3, 60);
-    let decisions: Vec<_> = (0..4).map(|_| backend.decide("alice", 1)).collect();
+    let decisions: Vec<_> = (0..4)
+        .map(|_| backend.decide("alice", NonZeroU32::MIN))
+        .collect();
     assert_eq!(
         decisions
             .iter()
@@ -31,9 +51,9 @@ fn allows_the_limit_then_denies_until_the_window_rolls_over() {
     assert_eq!(decisions[3].reset, Duration::from_secs(60));
 
     clock.advance(Duration::from_secs(59));
-    assert!(!backend.decide("alice", 1).allowed);
+    assert!(!backend.decide("alice", NonZeroU32::MIN).allowed);
     clock.advance(Duration::from_secs(1));
-    let fresh = backend.decide("alice", 1);
+    let fresh = backend.decide("alice", NonZeroU32::MIN);
     assert!(fresh.allowed);
     assert_eq!(fresh.remaining, 2);
     assert_eq!(fresh.reset, Duration::from_secs(60));
@@ -43,7 +63,7 @@ fn allows_the_limit_then_denies_until_the_window_rolls_over() {
 fn used_reads_without_counting() {
     let (backend, clock) = backend(3, 60);
     assert_eq!(backend.used("alice"), 0);
-    backend.decide("alice", 2);
+    backend.decide("alice", NonZeroU32::new(2).unwrap());
     assert_eq!(backend.used("alice"), 2);
     assert_eq!(backend.used("alice"), 2);
     clock.advance(Duration::from_secs(60));
@@ -53,20 +73,25 @@ fn used_reads_without_counting() {
 #[test]
 fn keys_are_counted_separately() {
     let (backend, _) = backend(1, 60);
-    assert!(backend.decide("alice", 1).allowed);
-    assert!(backend.decide("bob", 1).allowed);
-    assert!(!backend.decide("alice", 1).allowed);
-    assert!(backend.decide("alicE", 1).allowed);
+    assert!(backend.decide("alice", NonZeroU32::MIN).allowed);
+    assert!(backend.decide("bob", NonZeroU32::MIN).allowed);
+    assert!(!backend.decide("alice", NonZeroU32::MIN).allowed);
+    assert!(backend.decide("alicE", NonZeroU32::MIN).allowed);
 }
 
 #[test]
 fn cost_uses_several_units() {
     let (backend, _) = backend(5, 60);
-    assert_eq!(backend.decide("alice", 3).remaining, 2);
-    let denied = backend.decide("alice", 3);
+    assert_eq!(
+        backend
+            .decide("alice", NonZeroU32::new(3).unwrap())
+            .remaining,
+        2
+    );
+    let denied = backend.decide("alice", NonZeroU32::new(3).unwrap());
     assert!(!denied.allowed);
     assert_eq!(denied.remaining, 2);
-    assert!(backend.decide("alice", 2).allowed);
+    assert!(backend.decide("alice", NonZeroU32::new(2).unwrap()).allowed);
 }
 
 #[test]
@@ -79,7 +104,7 @@ fn many_threads_on_one_key_never_admit_more_than_the_limit() {
             let (backend, allowed) = (backend.clone(), allowed.clone());
             std::thread::spawn(move || {
                 for _ in 0..5_000 {
-                    if backend.decide("hot", 1).allowed {
+                    if backend.decide("hot", NonZeroU32::MIN).allowed {
                         allowed.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -104,7 +129,10 @@ fn many_threads_on_new_keys_admit_exactly_the_limit_each() {
                 for round in 0..5 {
                     for user in 0..2_000 {
                         let _ = round;
-                        if backend.decide(&format!("user{user}"), 1).allowed {
+                        if backend
+                            .decide(&format!("user{user}"), NonZeroU32::MIN)
+                            .allowed
+                        {
                             allowed.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -124,19 +152,19 @@ fn many_threads_on_new_keys_admit_exactly_the_limit_each() {
 fn expired_windows_are_reclaimed_a_few_keys_per_later_request() {
     let (backend, clock) = backend(5, 60);
     for i in 0..20_000 {
-        backend.decide(&format!("old-key-longer-than-inline-{i}"), 1);
+        backend.decide(&format!("old-key-longer-than-inline-{i}"), NonZeroU32::MIN);
     }
     assert_eq!(backend.tracked_keys(), 20_000);
     let old_beside_first = backend.shard_of("first").0.len();
 
     clock.advance(Duration::from_secs(60));
-    assert!(backend.decide("first", 1).allowed);
+    assert!(backend.decide("first", NonZeroU32::MIN).allowed);
     let dropped = PER_CHECK.min(old_beside_first);
     assert_eq!(backend.tracked_keys(), 20_000 + 1 - dropped);
     for i in 0..20_000 {
         assert!(
             backend
-                .decide(&format!("old-key-longer-than-inline-{i}"), 1)
+                .decide(&format!("old-key-longer-than-inline-{i}"), NonZeroU32::MIN)
                 .allowed
         );
         assert!(
@@ -153,14 +181,13 @@ fn expired_windows_are_reclaimed_a_few_keys_per_later_request() {
 
 #[test]
 fn a_flood_of_one_request_ids_evicts_its_own_ids_and_a_returning_user_stays_exact() {
-    let (backend, _) = backend(20, 60);
-    let backend = backend.max_keys(2_000);
-    let cap = backend.key_cap();
+    let backend = capped(20, 60, 2_000);
+    let cap = backend.max_keys();
     let mut allowed = 0;
     for i in 0..200_000 {
-        backend.decide(&format!("flood-{i}"), 1);
+        backend.decide(&format!("flood-{i}"), NonZeroU32::MIN);
         if i % 50 == 0 {
-            allowed += u32::from(backend.decide("honest", 1).allowed);
+            allowed += u32::from(backend.decide("honest", NonZeroU32::MIN).allowed);
         }
         if i % 1000 == 0 {
             assert!(backend.tracked_keys() <= cap);
@@ -174,14 +201,13 @@ fn a_flood_of_one_request_ids_evicts_its_own_ids_and_a_returning_user_stays_exac
 
 #[test]
 fn when_every_key_came_back_the_least_used_goes_and_the_heaviest_stays() {
-    let (backend, _) = backend(100, 60);
-    let backend = backend.max_keys(256);
+    let backend = capped(100, 60, 256);
     for _ in 0..10 {
-        backend.decide("heavy", 1);
+        backend.decide("heavy", NonZeroU32::MIN);
     }
     for i in 0..20_000 {
-        backend.decide(&format!("repeat-{i}"), 1);
-        backend.decide(&format!("repeat-{i}"), 1);
+        backend.decide(&format!("repeat-{i}"), NonZeroU32::MIN);
+        backend.decide(&format!("repeat-{i}"), NonZeroU32::MIN);
     }
     assert_eq!(
         backend.used("heavy"),
@@ -201,15 +227,14 @@ fn when_every_key_came_back_the_least_used_goes_and_the_heaviest_stays() {
 // oldest keys were looked at, and those were the users).
 #[test]
 fn users_who_came_back_before_a_flood_keep_their_counts_through_it() {
-    let (backend, _) = backend(100, 60);
-    let backend = backend.max_keys(1024);
+    let backend = capped(100, 60, 1024);
     let users: Vec<String> = (0..300).map(|i| format!("user-{i}")).collect();
     for user in &users {
-        backend.decide(user, 1);
-        backend.decide(user, 1);
+        backend.decide(user, NonZeroU32::MIN);
+        backend.decide(user, NonZeroU32::MIN);
     }
     for i in 0..100_000 {
-        backend.decide(&format!("flood-{i}"), 1);
+        backend.decide(&format!("flood-{i}"), NonZeroU32::MIN);
     }
     for user in &users {
         assert_eq!(backend.used(user), 2, "{user}");
@@ -220,15 +245,14 @@ fn users_who_came_back_before_a_flood_keep_their_counts_through_it() {
 #[test]
 fn the_cap_sets_how_many_shards_there_are() {
     for (cap, fewest_per_shard) in [(1, 1), (500, 64), (2_000, 64), (1_000_000, 64)] {
-        let (backend, _) = backend(5, 60);
-        let backend = backend.max_keys(cap);
+        let backend = capped(5, 60, cap);
         let per_shard = cap / backend.shards.len();
         assert!(per_shard >= fewest_per_shard, "{cap}: {per_shard}");
         assert!(per_shard <= 65_536, "{cap}: {per_shard}");
     }
-    let capped = |cap| backend(5, 60).0.max_keys(cap);
+    let capped = |cap| capped(5, 60, cap);
     let large = capped(100_000_000);
     assert!(100_000_000 / large.shards.len() <= 65_536);
-    assert!(large.decide("alice", 1).allowed);
+    assert!(large.decide("alice", NonZeroU32::MIN).allowed);
     assert!(capped(usize::MAX - 1).shards.len() <= super::MAX_SHARDS);
 }

@@ -70,11 +70,6 @@ impl Connection {
         }
     }
 
-    /// Whether this is a Redis Cluster (where one script call takes one key).
-    pub(super) fn is_cluster(&self) -> bool {
-        matches!(self.target, Target::Cluster(_))
-    }
-
     /// The check script's call on `keys` keys, without its keys and arguments yet:
     /// built straight from them, without an intermediate invocation. `key_bytes` (the
     /// keys' length in all) sizes it once, so adding the arguments does not regrow it.

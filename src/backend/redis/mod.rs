@@ -1,6 +1,7 @@
 //! The Redis backend (cargo feature `redis`): counters in Redis or Redis Cluster.
 
 mod batch;
+mod builder;
 mod connection;
 mod live;
 /// Real `redis-server`s for the tests: the unit tests here, and the integration tests,
@@ -11,6 +12,7 @@ mod test_server;
 
 use std::fmt;
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,12 +20,14 @@ use redis::RedisResult;
 use tokio::time::Instant;
 
 use self::batch::{Counted, Grouping, RedisSender};
+pub use self::builder::RedisBuilder;
+use self::builder::Server;
 use self::connection::Connection;
 use super::guarded::Guard;
-use super::{Backend, BackendError, Check, FailureMode, MemoryBackend, PeerFuture};
-use crate::circuit::{Circuit, CircuitPolicy};
+use super::{Backend, BackendError, Check, FailureMode, MemoryBackend, RemoteFuture};
+use crate::backend::circuit::Circuit;
+use crate::backend::coalesce::Coalescer;
 use crate::clock::{Clock, SystemClock};
-use crate::coalesce::Coalescer;
 use crate::{Decision, Policy};
 
 /// How long a check waits for Redis by default.
@@ -35,7 +39,7 @@ pub const DEFAULT_PREFIX: &str = "ringlimit:";
 /// them: one atomic script call per check, on one key, in one round trip. On a single
 /// server, the calls of checks that arrive while others are on the wire go together in one
 /// pipeline (one write, one round trip; each call still its own); with
-/// [`batch_checks`](Self::batch_checks) they share one script call.
+/// [`batch_checks`](RedisBuilder::batch_checks) they share one script call.
 ///
 /// The script runs on the server's clock (`TIME`), so nodes whose clocks disagree still
 /// share each window. It is called by its SHA and reloaded if the server answers
@@ -59,7 +63,7 @@ pub const DEFAULT_PREFIX: &str = "ringlimit:";
 /// # #[tokio::main]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let policy = Policy::per_window(NonZeroU32::new(5).unwrap(), Duration::from_secs(60));
-/// let backend = RedisBackend::connect("redis://127.0.0.1:6379", policy)?;
+/// let backend = RedisBackend::new(policy, "redis://127.0.0.1:6379")?;
 /// let layer = RateLimitLayer::new(backend);
 /// # let _ = layer; Ok(())
 /// # }
@@ -79,8 +83,8 @@ pub struct RedisBackend<C = SystemClock> {
 }
 
 impl RedisBackend {
-    /// Counts in the Redis server at `url` (`redis://host:port[/db]`). Connects lazily,
-    /// so Redis need not be up yet.
+    /// Counts in the Redis server at `url` (`redis://host:port[/db]`), with the default
+    /// options. Connects lazily, so Redis need not be up yet.
     ///
     /// # Errors
     ///
@@ -89,131 +93,23 @@ impl RedisBackend {
     /// # Panics
     ///
     /// Outside a Tokio runtime.
-    pub fn connect(url: &str, policy: Policy) -> RedisResult<Self> {
-        let connection = Connection::single(url, DEFAULT_REDIS_TIMEOUT)?;
-        Ok(Self::with_connection(connection, url, policy))
+    pub fn new(policy: Policy, url: &str) -> RedisResult<Self> {
+        Self::builder(policy, url).build()
     }
 
-    /// Counts in the Redis Cluster that the nodes at `urls` belong to. Connects lazily.
-    ///
-    /// # Errors
-    ///
-    /// If a URL is not a valid Redis URL.
-    pub fn connect_cluster(urls: &[String], policy: Policy) -> RedisResult<Self> {
-        let connection = Connection::cluster(urls, DEFAULT_REDIS_TIMEOUT)?;
-        Ok(Self::with_connection(connection, &urls.join(","), policy))
+    /// Counts in the Redis server at `url`, set up with [`RedisBuilder`]'s options.
+    pub fn builder(policy: Policy, url: &str) -> RedisBuilder {
+        RedisBuilder::new(policy, Server::Single(url.to_owned()))
     }
 
-    fn with_connection(connection: Connection, target: &str, policy: Policy) -> Self {
-        let backend = Self {
-            connection,
-            target: target.into(),
-            queue: None,
-            prefix: DEFAULT_PREFIX.into(),
-            timeout: DEFAULT_REDIS_TIMEOUT,
-            failure: FailureMode::default(),
-            circuit: Arc::new(Circuit::new(target, CircuitPolicy::default())),
-            local: Arc::new(MemoryBackend::new(policy)),
-        };
-        if backend.connection.is_cluster() {
-            backend
-        } else {
-            backend.grouped(Grouping::Pipelined)
-        }
+    /// Counts in the Redis Cluster that the nodes at `urls` belong to, set up with
+    /// [`RedisBuilder`]'s options.
+    pub fn cluster_builder(policy: Policy, urls: &[String]) -> RedisBuilder {
+        RedisBuilder::new(policy, Server::Cluster(urls.to_vec()))
     }
 }
 
 impl<C: Clock> RedisBackend<C> {
-    /// Starts every key with `prefix` instead of [`DEFAULT_PREFIX`].
-    pub fn prefix(mut self, prefix: &str) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// Waits at most `timeout` for Redis (default [`DEFAULT_REDIS_TIMEOUT`]).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        match self.grouping() {
-            Some(grouping) => self.grouped(grouping),
-            None => self,
-        }
-    }
-
-    /// Sends checks that arrive while a script call is in flight together, in the next
-    /// call (up to 128 keys per call), instead of one call per check.
-    ///
-    /// Off by default (by default each check has its own call, and concurrent calls share
-    /// a pipeline). Under load this also saves most of Redis's work per check: one script
-    /// call instead of one per check. Each check stays atomic and exact, and a lone check
-    /// still goes at once. Each check waits at most the timeout, queueing included. A
-    /// single server only: on a Redis Cluster, one call's keys must share a slot, so a
-    /// cluster backend keeps one key per call (and logs a warning if asked to batch).
-    pub fn batch_checks(self) -> Self {
-        if self.connection.is_cluster() {
-            tracing::warn!(target = %self.target, "batched checks need a single Redis server: one key per call on a cluster");
-            return self;
-        }
-        self.grouped(Grouping::OneCall)
-    }
-
-    /// Groups concurrent checks by `grouping`, with the current timeout.
-    fn grouped(mut self, grouping: Grouping) -> Self {
-        let policy = self.local.policy();
-        let sender = RedisSender {
-            connection: self.connection.clone(),
-            grouping,
-            target: self.target.clone(),
-            window_ms: policy.window().as_millis() as u64,
-            limit: policy.limit(),
-            timeout: self.timeout,
-        };
-        self.queue = Some(Arc::new(Coalescer::new(&self.target, self.timeout, sender)));
-        self
-    }
-
-    /// What to answer when Redis cannot (default [`FailureMode::Local`]).
-    pub fn failure_mode(mut self, mode: FailureMode) -> Self {
-        self.failure = mode;
-        self
-    }
-
-    /// Tracks at most `max_keys` keys in the local fallback of [`FailureMode::Local`]
-    /// (default [`DEFAULT_MAX_KEYS`](crate::backend::DEFAULT_MAX_KEYS)); see
-    /// [`MemoryBackend::max_keys`].
-    ///
-    /// # Panics
-    ///
-    /// If the backend has already been used (set it when building the backend).
-    pub fn max_keys(mut self, max_keys: usize) -> Self {
-        MemoryBackend::arc_max_keys(&mut self.local, max_keys);
-        self
-    }
-
-    /// When the circuit to Redis opens and how long it stays open.
-    pub fn circuit(mut self, policy: CircuitPolicy) -> Self {
-        self.circuit = Arc::new(Circuit::new(&self.target, policy));
-        self
-    }
-
-    /// Reads the local fallback's time from `clock` instead (for tests; the windows in
-    /// Redis always follow the server's clock).
-    ///
-    /// # Panics
-    ///
-    /// If the backend is already shared.
-    pub fn with_clock<C2: Clock>(self, clock: C2) -> RedisBackend<C2> {
-        RedisBackend {
-            connection: self.connection,
-            target: self.target,
-            queue: self.queue,
-            prefix: self.prefix,
-            timeout: self.timeout,
-            failure: self.failure,
-            circuit: self.circuit,
-            local: MemoryBackend::arc_with_clock(self.local, clock),
-        }
-    }
-
     /// The counters used while Redis cannot answer ([`FailureMode::Local`]).
     pub fn local(&self) -> &MemoryBackend<C> {
         &self.local
@@ -232,13 +128,13 @@ impl<C: Clock> RedisBackend<C> {
 }
 
 impl<C: Clock> Backend for RedisBackend<C> {
-    type Future = PeerFuture;
+    type Future = RemoteFuture;
 
     fn policy(&self) -> Policy {
         self.local.policy()
     }
 
-    fn check(&self, key: &str, cost: u32) -> Check<PeerFuture> {
+    fn check(&self, key: &str, cost: NonZeroU32) -> Check<RemoteFuture> {
         let guard = Guard {
             circuit: &self.circuit,
             target: &self.target,
@@ -268,13 +164,13 @@ impl<C: Clock> Backend for RedisBackend<C> {
             Some(queue) => guard.call(
                 user,
                 cost,
-                |user| queue.check(Arc::clone(&user.redis_key), cost),
+                |user| queue.check(Arc::clone(&user.redis_key), cost.get()),
                 decide,
             ),
             None => guard.call(
                 user,
                 cost,
-                |user| self.call_alone(&user.redis_key, cost),
+                |user| self.call_alone(&user.redis_key, cost.get()),
                 decide,
             ),
         }
@@ -320,6 +216,14 @@ impl<C: Clock> RedisBackend<C> {
     }
 }
 
+/// Counts every check itself: a forwarded check is a check.
+#[cfg(feature = "cluster")]
+impl<C: Clock> super::Owner for RedisBackend<C> {
+    fn check_forwarded(&self, key: &str, cost: NonZeroU32) -> Check<RemoteFuture> {
+        self.check(key, cost)
+    }
+}
+
 impl<C> RedisBackend<C> {
     /// How concurrent checks are grouped: `None` on a cluster (one call at a time).
     fn grouping(&self) -> Option<Grouping> {
@@ -355,17 +259,18 @@ mod tests {
     #[tokio::test]
     async fn a_single_server_pipelines_batching_is_for_it_only_and_survives_a_new_timeout() {
         // Nothing listens on port 1: both connect lazily, so no server is needed here.
-        let default = RedisBackend::connect("redis://127.0.0.1:1", policy()).unwrap();
+        let default = RedisBackend::new(policy(), "redis://127.0.0.1:1").unwrap();
         assert_eq!(
             default.grouping(),
             Some(Grouping::Pipelined),
             "one call per check"
         );
 
-        let single = RedisBackend::connect("redis://127.0.0.1:1", policy())
-            .unwrap()
-            .batch_checks()
-            .timeout(Duration::from_millis(40));
+        let single = RedisBackend::builder(policy(), "redis://127.0.0.1:1")
+            .batch_checks(true)
+            .timeout(Duration::from_millis(40))
+            .build()
+            .unwrap();
         assert_eq!(
             single.grouping(),
             Some(Grouping::OneCall),
@@ -373,9 +278,10 @@ mod tests {
         );
 
         let urls = ["redis://127.0.0.1:1".to_owned()];
-        let cluster = RedisBackend::connect_cluster(&urls, policy())
-            .unwrap()
-            .batch_checks();
+        let cluster = RedisBackend::cluster_builder(policy(), &urls)
+            .batch_checks(true)
+            .build()
+            .unwrap();
         assert_eq!(cluster.grouping(), None, "one call at a time on a cluster");
     }
 }

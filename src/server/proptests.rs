@@ -11,10 +11,10 @@ use percent_encoding::{percent_encode, NON_ALPHANUMERIC};
 use proptest::prelude::*;
 use tower::ServiceExt;
 
-use super::wire::{check_path_and_query, peer_state};
 use super::PeerEndpoint;
 use crate::headers::RATELIMIT;
 use crate::key::{KeyExtractor, QueryKey};
+use crate::protocol::{check_path_and_query, peer_state};
 use crate::{KeyError, MemoryBackend, Policy};
 
 /// The user id the owner's endpoint reads from a forwarded request's path and query.
@@ -94,7 +94,7 @@ proptest! {
         let uri = format!("{path}?{}", query.replace(['#', ' '], ""));
         let Ok(mut request) = Request::get(uri.as_str()).body(String::new()) else { return Ok(()) };
         if forwarded {
-            request.headers_mut().insert(super::wire::FORWARDED, HeaderValue::from_static("1"));
+            request.headers_mut().insert(crate::protocol::FORWARDED, HeaderValue::from_static("1"));
         }
         let policy = Policy::per_window(std::num::NonZeroU32::MIN, std::time::Duration::from_secs(60));
         let endpoint = PeerEndpoint::new(Arc::new(MemoryBackend::new(policy)));

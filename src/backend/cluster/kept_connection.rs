@@ -19,7 +19,7 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::read_body::read_body;
+use crate::read_body::read_body;
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
@@ -39,21 +39,21 @@ struct Driver {
 /// The connection to one peer, kept between batches. Only its dispatcher uses it (one
 /// batch at a time), so the lock is never contended.
 #[derive(Default)]
-pub(crate) struct BatchConnection {
+pub(super) struct KeptConnection {
     open: Mutex<Option<Open>>,
 }
 
-impl std::fmt::Debug for BatchConnection {
+impl std::fmt::Debug for KeptConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BatchConnection").finish_non_exhaustive()
+        f.debug_struct("KeptConnection").finish_non_exhaustive()
     }
 }
 
-impl BatchConnection {
+impl KeptConnection {
     /// Sends `request` to `member` and reads the whole answer (at most `max_body` bytes),
     /// opening a connection first if there is none or the last one has closed. A
     /// connection that fails, ends, or whose batch is given up on (dropped) is not reused.
-    pub(crate) async fn send(
+    pub(super) async fn send(
         &self,
         member: &str,
         request: Request<Full<Bytes>>,

@@ -1,4 +1,5 @@
-//! The batch wire format between ringlimit nodes: many checks in one request.
+//! The bodies of a batch between ringlimit nodes (many checks in one request), and of
+//! its answer.
 //!
 //! `POST /check` (or, as older ringlimit nodes send it, `POST /check/batch`), marked as
 //! forwarded, body one check a line:
@@ -8,14 +9,14 @@
 //! nodes do not serve it; they are asked with `GET /check`, one check at a time.
 
 use std::borrow::Cow;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::StatusCode;
 use percent_encoding::{percent_decode_str, utf8_percent_encode};
 
-use super::wire::{PeerState, USER_ID_ESCAPES};
-use super::PeerAnswer;
+use super::check::{PeerAnswer, PeerState, USER_ID_ESCAPES};
 use crate::Decision;
 
 /// Where ringlimit nodes before batches went to `POST /check` sent them; still served.
@@ -39,12 +40,14 @@ pub(crate) fn encode_checks<'a>(checks: impl Iterator<Item = (&'a str, u32)>) ->
 
 /// The checks of a batch body: `(user id, cost)`, or `None` for a line that is not one.
 /// An id without escapes is borrowed from the body, not copied.
-pub(crate) fn decode_checks(body: &str) -> impl Iterator<Item = Option<(Cow<'_, str>, u32)>> {
+pub(crate) fn decode_checks(
+    body: &str,
+) -> impl Iterator<Item = Option<(Cow<'_, str>, NonZeroU32)>> {
     body.lines().take(MAX_BATCH).map(|line| {
         let (cost, key) = line.split_once(' ')?;
-        let cost: u32 = cost.parse().ok()?;
+        let cost: NonZeroU32 = cost.parse().ok()?;
         let key = percent_decode_str(key).decode_utf8().ok()?;
-        (!key.is_empty() && cost > 0).then_some((key, cost))
+        (!key.is_empty()).then_some((key, cost))
     })
 }
 
@@ -112,8 +115,8 @@ mod tests {
         assert_eq!(
             decoded,
             [
-                Some((Cow::Borrowed("a&user_id=b"), 1)),
-                Some((Cow::Borrowed("é 50%\n"), 3))
+                Some((Cow::Borrowed("a&user_id=b"), NonZeroU32::new(1).unwrap())),
+                Some((Cow::Borrowed("é 50%\n"), NonZeroU32::new(3).unwrap()))
             ]
         );
         let bad: Vec<_> = decode_checks("x alice\n1 \n0 bob\n1 %FF\n").collect();

@@ -1,4 +1,4 @@
-//! Coalescing the checks forwarded to one peer (see [`crate::coalesce`]): checks that
+//! Coalescing the checks forwarded to one peer (see [`crate::backend::coalesce`]): checks that
 //! queue up while earlier ones are on the wire leave together, as one batch request.
 //!
 //! A lone check is asked with `GET /check`, as are all checks to a peer that refuses
@@ -11,22 +11,22 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::batch::MAX_BATCH;
-use super::batch_connection::BatchConnection;
-use super::client::{BatchReply, PeerAnswer, PeerClient};
-use crate::coalesce::{fail_all, Coalescer, Job, SendBatch};
+use super::kept_connection::KeptConnection;
+use super::peer_client::{BatchReply, PeerClient};
+use crate::backend::coalesce::{fail_all, Coalescer, Job, SendBatch};
+use crate::protocol::{PeerAnswer, MAX_BATCH};
 use crate::BackendError;
 
 /// How long a peer that refused a batch is asked one check at a time before it is
 /// offered batches again.
-pub(crate) const BATCHES_RETRY: Duration = Duration::from_secs(60);
+pub(super) const BATCHES_RETRY: Duration = Duration::from_secs(60);
 
 /// The forwarding queue of one peer.
-pub(crate) type Batcher = Coalescer<PeerSender>;
+pub(super) type PeerQueue = Coalescer<PeerSender>;
 
-impl Batcher {
+impl PeerQueue {
     /// The queue of checks forwarded to `member`.
-    pub(crate) fn to_peer(member: &str, client: PeerClient) -> Self {
+    pub(super) fn to_peer(member: &str, client: PeerClient) -> Self {
         let timeout = client.timeout();
         let sender = PeerSender {
             member: member.into(),
@@ -40,11 +40,11 @@ impl Batcher {
 
 /// Sends batches to one peer.
 #[derive(Clone, Debug)]
-pub(crate) struct PeerSender {
+pub(super) struct PeerSender {
     member: Arc<str>,
     client: PeerClient,
     /// The connection batches go on, kept between them.
-    connection: Arc<BatchConnection>,
+    connection: Arc<KeptConnection>,
     /// When the peer last refused a batch, if it did within [`BATCHES_RETRY`].
     batches_refused: Arc<Mutex<Option<Instant>>>,
 }

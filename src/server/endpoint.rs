@@ -3,38 +3,33 @@
 
 use std::convert::Infallible;
 use std::fmt;
-use std::future::Future;
-use std::num::NonZeroUsize;
-use std::pin::Pin;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response};
 use http_body_util::Full;
-use pin_project_lite::pin_project;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_service::Service;
 
-use super::batch::BATCH_PATH;
-use super::batch_endpoint::{
-    answer_batch, closing, DEFAULT_BATCH_BODY_TIMEOUT, DEFAULT_MAX_BATCHES_READING,
-};
-use super::secret::PeerSecret;
-use super::wire::{forwarded_cost, ALLOWED_BODY, CHECK_PATH, EXCEEDED_BODY, FORWARDED};
-use crate::key::DEFAULT_MAX_KEY_LEN;
-use crate::key::{KeyError, KeyExtractor, QueryKey};
-use crate::{headers, Backend, BackendError, Check, Decision};
+use super::answer_batch::{answer_batch, DEFAULT_BATCH_BODY_TIMEOUT, DEFAULT_MAX_BATCHES_READING};
+use super::endpoint_future::{answer, EndpointFuture, State};
+use super::refusal::Refusal;
+use crate::backend::{Check, Owner};
+use crate::key::{KeyError, KeyExtractor, QueryKey, DEFAULT_MAX_KEY_LEN};
+use crate::protocol::{forwarded_cost, PeerSecret, BATCH_PATH, CHECK_PATH, FORWARDED};
+use crate::{headers, Backend};
 
 /// Serves the peer wire contract on a backend: `200 ALLOWED`, `429 RATE LIMIT EXCEEDED`,
 /// `400` without a usable `user_id`, `404` on other paths, `405` on methods other than
 /// `GET` and `POST` (a batch from another node: `400` unless marked as forwarded).
 ///
 /// A request marked `x-ringlimit-forwarded` is answered from this node's own counters
-/// ([`Backend::check_forwarded`]); an unmarked one is routed like any other check, so a
+/// ([`Owner::check_forwarded`](crate::backend::Owner::check_forwarded)); an unmarked one is routed like any other check, so a
 /// node that does not own the key forwards it to the owner. Mount it on its own listener
-/// ([`serve`](crate::peer::serve)) or in a router (axum: `route_service("/check", endpoint)`).
+/// ([`serve`](crate::server::serve)) or in a router (axum: `route_service("/check", endpoint)`).
 ///
 /// Batch bodies (`POST /check`, between ringlimit nodes) come from outside, so each
 /// is bounded: in bytes, room for 256 checks of ids of
@@ -53,7 +48,7 @@ struct Settings<B> {
     backend: Arc<B>,
     key: QueryKey,
     max_key_len: usize,
-    cost: u32,
+    cost: NonZeroU32,
     policy_header: HeaderValue,
     secret: Option<PeerSecret>,
     batch_body_timeout: Duration,
@@ -61,7 +56,7 @@ struct Settings<B> {
     batches: Arc<Semaphore>,
 }
 
-impl<B: Backend> PeerEndpoint<B> {
+impl<B: Owner> PeerEndpoint<B> {
     /// The endpoint of `backend`; share the same `Arc` with the node's layer.
     pub fn new(backend: Arc<B>) -> Self {
         let policy = backend.policy();
@@ -120,53 +115,7 @@ impl<B: Backend> PeerEndpoint<B> {
     }
 }
 
-/// Why a request never reached the backend.
-enum Refusal {
-    NotFound,
-    MethodNotAllowed(&'static str),
-    BadKey(KeyError),
-    Unauthorized,
-    NotForwarded,
-    Busy,
-    BadCost(&'static str),
-}
-
-impl Refusal {
-    fn response(self) -> Response<Full<Bytes>> {
-        match self {
-            Self::NotFound => text(StatusCode::NOT_FOUND, "not found\n"),
-            Self::MethodNotAllowed(allowed) => {
-                let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-                response
-                    .headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static(allowed));
-                response
-            }
-            Self::NotForwarded => text(
-                StatusCode::BAD_REQUEST,
-                "batches are for ringlimit nodes: mark them x-ringlimit-forwarded\n",
-            ),
-            Self::BadKey(error) => text(StatusCode::BAD_REQUEST, format!("{error}\n")),
-            Self::BadCost(why) => text(StatusCode::BAD_REQUEST, format!("{why}\n")),
-            Self::Unauthorized => text(
-                StatusCode::UNAUTHORIZED,
-                "forwarded check without the peer secret\n",
-            ),
-            Self::Busy => {
-                let mut response = closing(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "too many batches in progress\n",
-                );
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                response
-            }
-        }
-    }
-}
-
-impl<B: Backend> Settings<B> {
+impl<B: Owner> Settings<B> {
     /// The check `request` asks for, or why it is refused before reaching the backend.
     fn check<ReqB>(&self, request: &Request<ReqB>) -> Result<Check<B::Future>, Refusal> {
         if request.uri().path() != CHECK_PATH {
@@ -215,7 +164,7 @@ impl<B: Backend> Settings<B> {
 
 impl<B, ReqB> Service<Request<ReqB>> for PeerEndpoint<B>
 where
-    B: Backend,
+    B: Owner,
     ReqB: http_body::Body + Send + 'static,
     ReqB::Data: Send,
     ReqB::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -262,86 +211,6 @@ where
         };
         EndpointFuture::ready(response)
     }
-}
-
-pin_project! {
-    /// The response future of [`PeerEndpoint`].
-    pub struct EndpointFuture<F> {
-        #[pin]
-        state: State<F>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<F> {
-        Ready { response: Option<Response<Full<Bytes>>> },
-        Checking { #[pin] check: F, policy: HeaderValue },
-        Batch { answer: Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>> },
-    }
-}
-
-impl<F> EndpointFuture<F> {
-    fn new(state: State<F>) -> Self {
-        Self { state }
-    }
-
-    fn ready(response: Response<Full<Bytes>>) -> Self {
-        Self::new(State::Ready {
-            response: Some(response),
-        })
-    }
-}
-
-impl<F> fmt::Debug for EndpointFuture<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EndpointFuture").finish_non_exhaustive()
-    }
-}
-
-impl<F> Future for EndpointFuture<F>
-where
-    F: Future<Output = Result<Decision, BackendError>>,
-{
-    type Output = Result<Response<Full<Bytes>>, Infallible>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Ready { response } => {
-                Poll::Ready(Ok(response.take().expect("polled after completion")))
-            }
-            StateProj::Checking { check, policy } => {
-                let result = ready!(check.poll(cx));
-                Poll::Ready(Ok(answer(result, policy)))
-            }
-            StateProj::Batch { answer } => answer.as_mut().poll(cx).map(Ok),
-        }
-    }
-}
-
-/// The wire answer for a decision, with the `RateLimit` headers.
-fn answer(result: Result<Decision, BackendError>, policy: &HeaderValue) -> Response<Full<Bytes>> {
-    match result {
-        Ok(decision) => {
-            let (status, body) = match decision.allowed {
-                true => (StatusCode::OK, ALLOWED_BODY),
-                false => (StatusCode::TOO_MANY_REQUESTS, EXCEEDED_BODY),
-            };
-            let mut response = text(status, body);
-            headers::insert(response.headers_mut(), policy, &decision);
-            response
-        }
-        Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "owner unavailable\n"),
-    }
-}
-
-pub(super) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body.into()));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-    response
 }
 
 impl<B> Clone for PeerEndpoint<B> {

@@ -6,8 +6,8 @@ use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-use super::wire::FORWARDED;
 use super::PeerEndpoint;
+use crate::protocol::FORWARDED;
 use crate::{ClusterBackend, ManualClock, MemoryBackend, Policy, Ring};
 
 fn policy() -> Policy {
@@ -15,7 +15,7 @@ fn policy() -> Policy {
 }
 
 async fn ask(
-    endpoint: &PeerEndpoint<impl crate::Backend>,
+    endpoint: &PeerEndpoint<impl crate::backend::Owner>,
     request: Request<String>,
 ) -> (StatusCode, String, http::HeaderMap) {
     let response = endpoint.clone().oneshot(request).await.unwrap();
@@ -35,7 +35,9 @@ fn get(uri: &str) -> Request<String> {
 #[tokio::test]
 async fn serves_the_wire_contract() {
     let clock = ManualClock::new(Duration::from_secs(1_700_000_040 + 23));
-    let endpoint = PeerEndpoint::new(Arc::new(MemoryBackend::new(policy()).with_clock(clock)));
+    let endpoint = PeerEndpoint::new(Arc::new(
+        MemoryBackend::builder(policy()).clock(clock).build(),
+    ));
 
     let (status, body, headers) = ask(&endpoint, get("/check?user_id=alice")).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "ALLOWED"));

@@ -1,6 +1,7 @@
-//! The peer wire contract shared with the original Python node: paths, bodies, the
-//! forwarding mark, and how user ids are encoded.
+//! A single check, as the original Python node serves and sends it: paths, bodies, the
+//! forwarding mark, how user ids and costs are encoded, and how an answer is read.
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use http::header::HeaderName;
@@ -60,16 +61,23 @@ pub(crate) fn forward_path_and_query(user_id: &str, cost: u32) -> String {
 
 /// The cost a forwarded check's `query` asks for, if it names one; an error for a cost
 /// that is not a number from 1 to `u32::MAX`, or is given twice.
-pub(crate) fn forwarded_cost(query: &str) -> Result<Option<u32>, &'static str> {
+pub(crate) fn forwarded_cost(query: &str) -> Result<Option<NonZeroU32>, &'static str> {
     match query_param(query, COST_PARAM) {
         Ok(None) => Ok(None),
-        Ok(Some(cost)) => match cost.parse::<u32>() {
-            Ok(cost) if cost > 0 => Ok(Some(cost)),
-            _ => Err("invalid query parameter `cost`: not a whole number from 1"),
+        Ok(Some(cost)) => match cost.parse::<NonZeroU32>() {
+            Ok(cost) => Ok(Some(cost)),
+            Err(_) => Err("invalid query parameter `cost`: not a whole number from 1"),
         },
         Err(ParamError::Repeated) => Err("query parameter `cost` given more than once"),
         Err(ParamError::Invalid(_)) => Err("invalid query parameter `cost`: bad encoding"),
     }
+}
+
+/// A peer's answer to one check.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PeerAnswer {
+    pub(crate) allowed: bool,
+    pub(crate) state: PeerState,
 }
 
 /// What a peer's `RateLimit` header said, when it sent one (a Python node sends none).
@@ -124,7 +132,7 @@ mod tests {
             forward_path_and_query("a&b", 3),
             "/check?user_id=a%26b&cost=3"
         );
-        assert_eq!(forwarded_cost("user_id=a&cost=3"), Ok(Some(3)));
+        assert_eq!(forwarded_cost("user_id=a&cost=3"), Ok(NonZeroU32::new(3)));
         assert_eq!(forwarded_cost("user_id=a"), Ok(None));
         for bad in [
             "cost=0",

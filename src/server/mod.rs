@@ -1,6 +1,7 @@
-//! Between nodes: the peer endpoint other nodes ask, the client that asks them (pooled
-//! connections for single checks, one kept connection per peer for batches), and the wire
-//! contract they share with the original Python node (see `docs/PROTOCOL.md`).
+//! The server side of a cluster: the peer endpoint that answers other nodes' checks (and,
+//! as the Python node's does, clients'), and [`serve`], which serves it, or a whole app,
+//! on a listener. What it speaks is in [`protocol`](crate::protocol); the side that asks
+//! is the cluster backend's.
 //!
 //! # Examples
 //!
@@ -9,7 +10,7 @@
 //! ```
 //! use axum::{body::Body, routing::get, Router};
 //! use http::{Request, StatusCode};
-//! use ringlimit::{backend::ClusterBackend, peer::PeerEndpoint, Policy, RateLimitLayer, Ring};
+//! use ringlimit::{backend::ClusterBackend, server::PeerEndpoint, Policy, RateLimitLayer, Ring};
 //! use std::{num::NonZeroU32, sync::Arc, time::Duration};
 //! use tower::ServiceExt;
 //!
@@ -31,23 +32,15 @@
 //! # }
 //! ```
 
-pub mod batch;
-mod batch_connection;
-mod batch_endpoint;
-mod batcher;
-mod client;
+mod answer_batch;
 mod endpoint;
-mod read_body;
-mod secret;
+mod endpoint_future;
+mod refusal;
 mod serve;
-pub mod wire;
 
-pub use crate::circuit::CircuitPolicy;
-pub use batch_endpoint::{DEFAULT_BATCH_BODY_TIMEOUT, DEFAULT_MAX_BATCHES_READING};
-pub(crate) use batcher::Batcher;
-pub(crate) use client::{PeerAnswer, PeerClient};
-pub use endpoint::{EndpointFuture, PeerEndpoint};
-pub use secret::PeerSecret;
+pub use answer_batch::{DEFAULT_BATCH_BODY_TIMEOUT, DEFAULT_MAX_BATCHES_READING};
+pub use endpoint::PeerEndpoint;
+pub use endpoint_future::EndpointFuture;
 pub use serve::{serve, HEADER_READ_TIMEOUT, MAX_REQUEST_HEAD_BYTES, SHUTDOWN_GRACE};
 
 #[cfg(test)]

@@ -9,15 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{Response, StatusCode};
 use http_body::Body;
 use http_body_util::Full;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::batch::{decode_checks, encode_answer, MAX_BATCH};
-use super::endpoint::text;
-use super::read_body::{read_body, BodyError};
-use crate::{Backend, Check, KeyError};
+use super::refusal::{closing, text};
+use crate::backend::{Check, Owner};
+use crate::protocol::{decode_checks, encode_answer, MAX_BATCH};
+use crate::read_body::{read_body, BodyError};
+use crate::KeyError;
 
 /// How long a peer has to send a whole batch body, by default.
 pub const DEFAULT_BATCH_BODY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -44,7 +45,7 @@ pub(super) async fn answer_batch<B, ReqB>(
     _permit: OwnedSemaphorePermit,
 ) -> Response<Full<Bytes>>
 where
-    B: Backend,
+    B: Owner,
     ReqB: Body,
     ReqB::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
@@ -76,13 +77,4 @@ where
         encode_answer(&mut answers, decided.as_ref());
     }
     text(StatusCode::OK, answers)
-}
-
-/// A refusal after which the connection closes: the rest of the body is never read.
-pub(super) fn closing(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut response = text(status, body);
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
 }

@@ -13,12 +13,13 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 
-use super::batch::{decode_answers, encode_checks, Answers, MAX_BATCH};
-use super::batch_connection::BatchConnection;
-use super::read_body::read_body;
-use super::secret::PeerSecret;
-use super::wire::{forward_path_and_query, peer_state, PeerState, CHECK_PATH, FORWARDED};
+use super::kept_connection::KeptConnection;
 use crate::backend::within;
+use crate::protocol::{
+    decode_answers, encode_checks, forward_path_and_query, peer_state, Answers, PeerAnswer,
+    PeerSecret, CHECK_PATH, FORWARDED, MAX_BATCH,
+};
+use crate::read_body::read_body;
 use crate::BackendError;
 
 /// The longest peer answer read; real ones are a few bytes.
@@ -28,16 +29,9 @@ const MAX_BATCH_ANSWER_BYTES: usize = MAX_BATCH * 40;
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
-/// A peer's answer to one check.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct PeerAnswer {
-    pub(crate) allowed: bool,
-    pub(crate) state: PeerState,
-}
-
 /// Asks owners over pooled HTTP/1.1 connections. Cheap to clone: clones share the pool.
 #[derive(Clone, Debug)]
-pub(crate) struct PeerClient {
+pub(super) struct PeerClient {
     http: Client<HttpConnector, Full<Bytes>>,
     timeout: Duration,
     /// `Bearer <secret>`, sent with every forward when a peer secret is set.
@@ -45,7 +39,7 @@ pub(crate) struct PeerClient {
 }
 
 impl PeerClient {
-    pub(crate) fn new(timeout: Duration) -> Self {
+    pub(super) fn new(timeout: Duration) -> Self {
         let mut connector = HttpConnector::new();
         // Small requests on kept-alive connections: never wait for Nagle.
         connector.set_nodelay(true);
@@ -60,28 +54,19 @@ impl PeerClient {
         }
     }
 
-    /// Waits at most `timeout` for each answer instead.
-    pub(crate) fn with_timeout(self, timeout: Duration) -> Self {
-        let authorization = self.authorization;
-        Self {
-            authorization,
-            ..Self::new(timeout)
-        }
-    }
-
     /// Sends `authorization: Bearer <secret>` with every forward.
-    pub(crate) fn with_secret(mut self, secret: &PeerSecret) -> Self {
+    pub(super) fn with_secret(mut self, secret: &PeerSecret) -> Self {
         self.authorization = Some(secret.bearer());
         self
     }
 
-    pub(crate) fn timeout(&self) -> Duration {
+    pub(super) fn timeout(&self) -> Duration {
         self.timeout
     }
 
     /// Asks `member` (`host:port`) to check `key` at `cost`, marked as forwarded; gives up
     /// at `deadline`.
-    pub(crate) fn check(
+    pub(super) fn check(
         &self,
         member: &str,
         key: &str,
@@ -134,7 +119,7 @@ impl PeerClient {
 
 /// What a peer said to a batch.
 #[derive(Debug)]
-pub(crate) enum BatchReply {
+pub(super) enum BatchReply {
     /// One answer per check, in order.
     Answers(Answers),
     /// The peer refused the batch (a Python node, or one mounted without it): ask it
@@ -145,9 +130,9 @@ pub(crate) enum BatchReply {
 impl PeerClient {
     /// Asks `member` to check all of `checks` (`(user id, cost)`) in one request on
     /// `connection` (the peer's own, not the pool's); gives up at `deadline`.
-    pub(crate) async fn check_batch<'a>(
+    pub(super) async fn check_batch<'a>(
         &self,
-        connection: &BatchConnection,
+        connection: &KeptConnection,
         member: &str,
         checks: impl ExactSizeIterator<Item = (&'a str, u32)>,
         deadline: Instant,

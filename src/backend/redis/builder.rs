@@ -1,0 +1,186 @@
+//! How a [`RedisBackend`] is set up: options gathered first, then the lazy connection,
+//! the circuit and the queue made once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::RedisResult;
+
+use super::batch::{Grouping, RedisSender};
+use super::connection::Connection;
+use super::{RedisBackend, DEFAULT_PREFIX, DEFAULT_REDIS_TIMEOUT};
+use crate::backend::circuit::{Circuit, CircuitPolicy};
+use crate::backend::coalesce::Coalescer;
+use crate::backend::{FailureMode, MemoryBackend, MemoryBuilder};
+use crate::clock::{Clock, SystemClock};
+use crate::Policy;
+
+/// Where the counters are.
+#[derive(Clone, Debug)]
+pub(super) enum Server {
+    /// One server, at this URL.
+    Single(String),
+    /// A Redis Cluster, reached first through these nodes' URLs.
+    Cluster(Vec<String>),
+}
+
+/// The options of a [`RedisBackend`], from [`RedisBackend::builder`] or
+/// [`RedisBackend::cluster_builder`]; nothing is connected or made until
+/// [`build`](Self::build).
+///
+/// # Examples
+///
+/// ```no_run
+/// use ringlimit::backend::{FailureMode, RedisBackend};
+/// use ringlimit::Policy;
+/// use std::{num::NonZeroU32, time::Duration};
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let policy = Policy::per_window(NonZeroU32::new(5).unwrap(), Duration::from_secs(60));
+/// let backend = RedisBackend::builder(policy, "redis://127.0.0.1:6379")
+///     .prefix("myapp:")
+///     .timeout(Duration::from_millis(100))
+///     .failure_mode(FailureMode::Deny)
+///     .build()?;
+/// # let _ = backend; Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+#[must_use = "a builder does nothing until built"]
+pub struct RedisBuilder<C = SystemClock> {
+    server: Server,
+    local: MemoryBuilder<C>,
+    prefix: String,
+    timeout: Duration,
+    batch_checks: bool,
+    failure_mode: FailureMode,
+    circuit: CircuitPolicy,
+}
+
+impl RedisBuilder {
+    pub(super) fn new(policy: Policy, server: Server) -> Self {
+        Self {
+            server,
+            local: MemoryBackend::builder(policy),
+            prefix: DEFAULT_PREFIX.to_owned(),
+            timeout: DEFAULT_REDIS_TIMEOUT,
+            batch_checks: false,
+            failure_mode: FailureMode::default(),
+            circuit: CircuitPolicy::default(),
+        }
+    }
+}
+
+impl<C: Clock> RedisBuilder<C> {
+    /// Starts every key with `prefix` (default [`DEFAULT_PREFIX`]).
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        self.prefix = prefix.to_owned();
+        self
+    }
+
+    /// Waits at most `timeout` for Redis, connecting included (default
+    /// [`DEFAULT_REDIS_TIMEOUT`]).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// With `true`, checks that arrive while a script call is in flight go together in
+    /// the next call (up to 128 keys per call), instead of one call per check.
+    ///
+    /// Off by default (by default each check has its own call, and concurrent calls share
+    /// a pipeline). Under load this also saves most of Redis's work per check: one script
+    /// call instead of one per check. Each check stays atomic and exact, and a lone check
+    /// still goes at once. Each check waits at most the timeout, queueing included. A
+    /// single server only: on a Redis Cluster, one call's keys must share a slot, so a
+    /// cluster backend keeps one key per call (and logs a warning if asked to batch).
+    pub fn batch_checks(mut self, batch: bool) -> Self {
+        self.batch_checks = batch;
+        self
+    }
+
+    /// What to answer when Redis cannot (default [`FailureMode::Local`]).
+    pub fn failure_mode(mut self, mode: FailureMode) -> Self {
+        self.failure_mode = mode;
+        self
+    }
+
+    /// When the circuit to Redis opens and how long it stays open (default
+    /// [`CircuitPolicy::default`]).
+    pub fn circuit(mut self, policy: CircuitPolicy) -> Self {
+        self.circuit = policy;
+        self
+    }
+
+    /// Tracks at most `max_keys` keys in the local fallback of [`FailureMode::Local`]
+    /// (default [`DEFAULT_MAX_KEYS`](crate::backend::DEFAULT_MAX_KEYS)); see
+    /// [`MemoryBuilder::max_keys`].
+    pub fn max_keys(mut self, max_keys: usize) -> Self {
+        self.local = self.local.max_keys(max_keys);
+        self
+    }
+
+    /// Reads the local fallback's time from `clock` (default [`SystemClock`]; for tests:
+    /// the windows in Redis always follow the server's clock).
+    pub fn clock<C2: Clock>(self, clock: C2) -> RedisBuilder<C2> {
+        RedisBuilder {
+            server: self.server,
+            local: self.local.clock(clock),
+            prefix: self.prefix,
+            timeout: self.timeout,
+            batch_checks: self.batch_checks,
+            failure_mode: self.failure_mode,
+            circuit: self.circuit,
+        }
+    }
+
+    /// The backend, with its connection made lazily: Redis need not be up yet.
+    ///
+    /// # Errors
+    ///
+    /// If a URL is not a valid Redis URL.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime (the connection's reconnecting task runs there).
+    pub fn build(self) -> RedisResult<RedisBackend<C>> {
+        let (connection, target) = match &self.server {
+            Server::Single(url) => (Connection::single(url, self.timeout)?, url.clone()),
+            Server::Cluster(urls) => (Connection::cluster(urls, self.timeout)?, urls.join(",")),
+        };
+        let target: Arc<str> = target.into();
+        let policy = self.local.policy();
+        let grouping = match (&self.server, self.batch_checks) {
+            (Server::Cluster(_), batch) => {
+                if batch {
+                    tracing::warn!(target = %target, "batched checks need a single Redis server: one key per call on a cluster");
+                }
+                None
+            }
+            (Server::Single(_), false) => Some(Grouping::Pipelined),
+            (Server::Single(_), true) => Some(Grouping::OneCall),
+        };
+        let queue = grouping.map(|grouping| {
+            let sender = RedisSender {
+                connection: connection.clone(),
+                grouping,
+                target: target.clone(),
+                window_ms: policy.window().as_millis() as u64,
+                limit: policy.limit(),
+                timeout: self.timeout,
+            };
+            Arc::new(Coalescer::new(&target, self.timeout, sender))
+        });
+        Ok(RedisBackend {
+            circuit: Arc::new(Circuit::new(&target, self.circuit)),
+            connection,
+            target,
+            queue,
+            prefix: self.prefix.into(),
+            timeout: self.timeout,
+            failure: self.failure_mode,
+            local: Arc::new(self.local.build()),
+        })
+    }
+}
