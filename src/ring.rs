@@ -18,7 +18,7 @@ pub const DEFAULT_REPLICAS: u32 = 100;
 /// ```
 /// assert_eq!(ringlimit::ring::hash("alice"), 0x6384e2b2184bcbf58eccf10ca7a6563c);
 /// ```
-pub fn hash(s: &str) -> u128 {
+pub(crate) fn hash(s: &str) -> u128 {
     u128::from_be_bytes(Md5::digest(s.as_bytes()).into())
 }
 

@@ -20,9 +20,9 @@ use super::check::{PeerAnswer, PeerState, USER_ID_ESCAPES};
 use crate::Decision;
 
 /// Where ringlimit nodes before batches went to `POST /check` sent them; still served.
-pub const BATCH_PATH: &str = "/check/batch";
+pub(crate) const BATCH_PATH: &str = "/check/batch";
 /// The most checks in one batch.
-pub const MAX_BATCH: usize = 256;
+pub(crate) const MAX_BATCH: usize = 256;
 
 /// The body asking for `checks` (`(user id, cost)`). Numbers are written with `itoa` and
 /// ids pushed chunk by chunk: no formatting machinery on this path.

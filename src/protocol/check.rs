@@ -14,17 +14,17 @@ use crate::key::query::{query_param, ParamError};
 /// The peer endpoint's path.
 pub const CHECK_PATH: &str = "/check";
 /// The query parameter that carries the user id.
-pub const USER_ID_PARAM: &str = "user_id";
+const USER_ID_PARAM: &str = "user_id";
 /// The optional query parameter of a forwarded check that carries its cost (units, at
 /// least 1). Without it the owner charges its own policy's cost, as the Python node does;
 /// it is read only on checks marked as forwarded, so with a peer secret set a client
 /// cannot lower its own cost (without one, a client that can reach the peer endpoint can
 /// send the mark, and choose its cost, as with batches).
-pub const COST_PARAM: &str = "cost";
+const COST_PARAM: &str = "cost";
 /// Body of a counted, allowed check.
-pub const ALLOWED_BODY: &str = "ALLOWED";
+pub(crate) const ALLOWED_BODY: &str = "ALLOWED";
 /// Body of a check over the limit.
-pub const EXCEEDED_BODY: &str = "RATE LIMIT EXCEEDED";
+pub(crate) const EXCEEDED_BODY: &str = "RATE LIMIT EXCEEDED";
 /// Marks a request forwarded by another node; a marked request is never forwarded again.
 pub const FORWARDED: HeaderName = HeaderName::from_static("x-ringlimit-forwarded");
 

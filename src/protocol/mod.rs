@@ -12,11 +12,13 @@ mod batch_body;
 mod check;
 mod secret;
 
-pub(crate) use batch_body::{decode_answers, decode_checks, encode_answer, encode_checks, Answers};
-pub use batch_body::{BATCH_PATH, MAX_BATCH};
-pub(crate) use check::{forward_path_and_query, forwarded_cost, peer_state, PeerAnswer};
-pub use check::{ALLOWED_BODY, CHECK_PATH, COST_PARAM, EXCEEDED_BODY, FORWARDED, USER_ID_PARAM};
-pub use secret::PeerSecret;
-
+pub(crate) use batch_body::{
+    decode_answers, decode_checks, encode_answer, encode_checks, Answers, BATCH_PATH, MAX_BATCH,
+};
 #[cfg(test)]
 pub(crate) use check::check_path_and_query;
+pub(crate) use check::{
+    forward_path_and_query, forwarded_cost, peer_state, PeerAnswer, ALLOWED_BODY, EXCEEDED_BODY,
+};
+pub use check::{CHECK_PATH, FORWARDED};
+pub use secret::PeerSecret;

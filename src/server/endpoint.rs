@@ -81,7 +81,7 @@ impl<B: Owner> PeerEndpoint<B> {
     }
 
     /// Refuses, with `401`, checks marked as forwarded that do not carry `secret`; give
-    /// every node the same secret ([`ClusterBackend::peer_secret`](crate::ClusterBackend::peer_secret)).
+    /// every node the same secret ([`ClusterBuilder::peer_secret`](crate::backend::ClusterBuilder::peer_secret)).
     #[must_use]
     pub fn peer_secret(mut self, secret: &PeerSecret) -> Self {
         self.settings_mut().secret = Some(secret.clone());
