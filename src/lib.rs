@@ -78,6 +78,24 @@
 //!   `RateLimit` on every limited response, plus `Retry-After` on `429`; see [`headers`].
 //! - **Rejections** are responses, not errors, and are pluggable ([`OnRejection`]); the
 //!   [`Decision`] is in every limited response's extensions.
+//!
+//! # Modules
+//!
+//! - [`layer`]: the middleware; [`key`]: where the key comes from; [`headers`]: the
+//!   `RateLimit` headers.
+//! - [`backend`]: where counters live, and how each backend is built
+//!   ([`MemoryBackend::builder`], `ClusterBackend::builder`, `RedisBackend::builder`).
+//! - `ring`, `protocol` and `server` (feature `cluster`): the consistent-hash ring, the wire
+//!   protocol between nodes (no I/O), and the peer endpoint with `serve`. The cluster
+//!   backend asks owners; the server answers them; both speak the protocol.
+//!
+//! # Cargo features
+//!
+//! - `cluster` (default): a ring of nodes, with hyper's HTTP client and server. Without
+//!   it the crate is the in-memory layer alone, with no HTTP client or server and no
+//!   tokio.
+//! - `redis`: [`RedisBackend`](backend::RedisBackend).
+//! - `axum`: [`PeerIpKey`](key::PeerIpKey) reads axum's `ConnectInfo<SocketAddr>`.
 
 pub mod backend;
 mod clock;

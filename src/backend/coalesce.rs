@@ -244,6 +244,7 @@ mod tests {
         for _ in 0..3 {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_time()
+                .start_paused(true)
                 .build()
                 .unwrap();
             let checked = runtime.block_on(async { queue.check("alice".into(), 1).await });
