@@ -1,4 +1,4 @@
-//! A standalone rate-limit node built on ringlimit, with the Python node's command line:
+//! A standalone rate-limit node built on ringlimit (`node [OPTIONS] <PORT> <MEMBER>...`):
 //! serves `GET /check?user_id=` for clients and peers alike, counting the keys it owns and
 //! forwarding the others to their owners.
 //!

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A source of wall-clock time, as the time since the Unix epoch.
 ///
-/// Windows are aligned to the Unix epoch (the Python node's rule), so the clock must be a
+/// Windows are aligned to the Unix epoch, so the clock must be a
 /// wall clock shared by all nodes, not a monotonic one.
 pub trait Clock: Send + Sync + 'static {
     /// The time since the Unix epoch.

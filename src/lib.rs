@@ -70,8 +70,8 @@
 //!
 //! # Behaviour
 //!
-//! - **Windows** are fixed and aligned to the Unix epoch (`start = now - now % window`), as in
-//!   the original Python node, so all nodes agree on them.
+//! - **Windows** are fixed and aligned to the Unix epoch (`start = now - now % window`), so
+//!   all nodes agree on them.
 //! - **Keys**: the `user_id` query parameter by default; see [`key`] for headers and
 //!   closures. A request without a usable key gets `400` with the reason, never a free pass.
 //! - **Headers** (draft-ietf-httpapi-ratelimit-headers-10): `RateLimit-Policy` and
@@ -117,8 +117,8 @@ pub mod ring;
 #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
 pub mod server;
 
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
+/// The README's examples, compiled and run as doctests (they use the cluster).
+#[cfg(all(doctest, feature = "cluster"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 

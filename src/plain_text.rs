@@ -5,8 +5,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 
 /// The content type of the layer's own responses.
 pub(crate) const UTF8: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
-/// The content type of the peer endpoint's answers, as the wire protocol (and the Python
-/// node) has it.
+/// The content type of the peer endpoint's answers, as the wire protocol has it.
 #[cfg(feature = "cluster")]
 pub(crate) const WIRE: HeaderValue = HeaderValue::from_static("text/plain");
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 /// `limit` units per `window`, each request costing `cost` units (1 unless set).
 ///
-/// Windows are aligned to the Unix epoch, as in the original Python node:
+/// Windows are aligned to the Unix epoch:
 /// `window_start = now - now % window`, so every node agrees on where a window begins.
 ///
 /// # Examples

@@ -1,5 +1,5 @@
 //! Checks that arrive together at a Redis backend go together: by default as one pipeline
-//! of script calls (one call per check), with `RedisBackend::batch_checks` as one script
+//! of script calls (one call per check), with `RedisBuilder::batch_checks(true)` as one script
 //! call. Each stays exact; against real `redis-server` processes started by the tests.
 #![cfg(all(feature = "redis", feature = "cluster"))]
 

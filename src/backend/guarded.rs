@@ -27,12 +27,15 @@ pub(crate) struct Guard<'a, C> {
 }
 
 impl<C: Clock> Guard<'_, C> {
-    /// Checks `cost` for the user `fallback_key` names through `ask` (called only if the
-    /// circuit lets the call through), its answer made a decision by `decide`.
+    /// Checks `cost` for `user` through `ask` (called only if the circuit lets the call
+    /// through), its answer made a decision by `decide`. `owned` makes the copy of the
+    /// user that the call and its fallback share, only once the circuit has let it
+    /// through: while a circuit is open, a check allocates nothing.
     pub(crate) fn call<A, K, F>(
         &self,
-        fallback_key: K,
+        user: &str,
         cost: NonZeroU32,
+        owned: impl FnOnce() -> K,
         ask: impl FnOnce(&K) -> F,
         decide: impl FnOnce(A, &K) -> Decision + Send + 'static,
     ) -> Check<RemoteFuture>
@@ -44,9 +47,9 @@ impl<C: Clock> Guard<'_, C> {
             let error = BackendError::CircuitOpen {
                 target: self.target.to_owned(),
             };
-            let decided = fail(self.mode, self.local, fallback_key.as_ref(), cost, error);
-            return Check::Ready(decided);
+            return Check::Ready(fail(self.mode, self.local, user, cost, error));
         };
+        let fallback_key = owned();
         let answer = ask(&fallback_key);
         let (local, mode) = (Arc::clone(self.local), self.mode);
         Check::Pending(RemoteFuture::new(async move {

@@ -6,7 +6,7 @@ use percent_encoding::percent_decode_str;
 
 use super::{KeyError, KeyExtractor};
 
-/// Takes the key from a query parameter: `user_id` by default, as the Python node does.
+/// Takes the key from a query parameter: `user_id` by default.
 ///
 /// Decoded as a form value (`+` is a space, `%XX` a byte). Bad percent-encoding, or bytes
 /// that are not UTF-8, are a [`KeyError::Invalid`] rather than being silently altered into
@@ -30,7 +30,7 @@ impl QueryKey {
 }
 
 impl Default for QueryKey {
-    /// The Python node's parameter, `user_id`.
+    /// The peer protocol's parameter, `user_id`.
     fn default() -> Self {
         Self::new("user_id")
     }

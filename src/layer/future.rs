@@ -16,6 +16,7 @@ pin_project! {
     ///
     /// A local decision never creates the `Checking` state: the future starts as the inner
     /// call or as the finished rejection.
+    #[must_use = "futures do nothing unless polled"]
     pub struct ResponseFuture<S, ReqB, C, R>
     where
         S: Service<Request<ReqB>>,

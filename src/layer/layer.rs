@@ -1,3 +1,4 @@
+use std::fmt;
 use std::sync::Arc;
 
 use tower_layer::Layer;
@@ -8,11 +9,11 @@ use crate::headers;
 use crate::key::QueryKey;
 use crate::Backend;
 
-pub use crate::key::DEFAULT_MAX_KEY_LEN;
+use crate::key::DEFAULT_MAX_KEY_LEN;
 
 /// Applies a per-key rate limit to every request: a tower [`Layer`].
 ///
-/// Defaults: the key is the `user_id` query parameter (the Python node's), at most
+/// Defaults: the key is the `user_id` query parameter, at most
 /// [`DEFAULT_MAX_KEY_LEN`] bytes; each request costs the backend policy's cost; rejections
 /// are plain text.
 ///
@@ -29,7 +30,6 @@ pub use crate::key::DEFAULT_MAX_KEY_LEN;
 ///     .max_key_len(128);
 /// # let _ = layer;
 /// ```
-#[derive(Debug)]
 #[must_use]
 pub struct RateLimitLayer<B, K = QueryKey, R = PlainTextRejection> {
     backend: Arc<B>,
@@ -53,6 +53,22 @@ impl<B: Backend> RateLimitLayer<B> {
             on_rejection: PlainTextRejection,
             max_key_len: DEFAULT_MAX_KEY_LEN,
         }
+    }
+}
+
+impl<B: Backend> RateLimit<(), B, QueryKey, PlainTextRejection> {
+    /// The layer that makes this service, as [`RateLimitLayer::new`](crate::RateLimitLayer::new).
+    ///
+    /// ```
+    /// use ringlimit::{MemoryBackend, Policy, RateLimit};
+    /// use std::{num::NonZeroU32, time::Duration};
+    ///
+    /// let policy = Policy::per_window(NonZeroU32::new(5).unwrap(), Duration::from_secs(60));
+    /// let layer = RateLimit::layer(MemoryBackend::new(policy));
+    /// # let _ = layer;
+    /// ```
+    pub fn layer(backend: B) -> RateLimitLayer<B> {
+        RateLimitLayer::new(backend)
     }
 }
 
@@ -110,5 +126,16 @@ impl<S, B: Backend, K: Clone, R: Clone> Layer<S> for RateLimitLayer<B, K, R> {
             policy_header: headers::policy_value(&policy),
         };
         RateLimit::new(inner, Arc::new(shared))
+    }
+}
+
+/// By hand: the rejection builder may be a closure, which has no `Debug`.
+impl<B: fmt::Debug, K: fmt::Debug, R> fmt::Debug for RateLimitLayer<B, K, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitLayer")
+            .field("backend", &self.backend)
+            .field("key", &self.key)
+            .field("max_key_len", &self.max_key_len)
+            .finish_non_exhaustive()
     }
 }

@@ -44,7 +44,7 @@ mod service;
 
 pub use body::ResponseBody;
 pub use future::ResponseFuture;
-pub use layer::{RateLimitLayer, DEFAULT_MAX_KEY_LEN};
+pub use layer::RateLimitLayer;
 pub use reject::{OnRejection, PlainTextRejection, Rejection};
 pub use service::RateLimit;
 

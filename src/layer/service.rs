@@ -31,22 +31,6 @@ pub struct RateLimit<S, B, K, R> {
     shared: Arc<Shared<B, K, R>>,
 }
 
-impl<B: Backend> RateLimit<(), B, crate::key::QueryKey, super::PlainTextRejection> {
-    /// The layer that makes this service, as [`RateLimitLayer::new`](crate::RateLimitLayer::new).
-    ///
-    /// ```
-    /// use ringlimit::{MemoryBackend, Policy, RateLimit};
-    /// use std::{num::NonZeroU32, time::Duration};
-    ///
-    /// let policy = Policy::per_window(NonZeroU32::new(5).unwrap(), Duration::from_secs(60));
-    /// let layer = RateLimit::layer(MemoryBackend::new(policy));
-    /// # let _ = layer;
-    /// ```
-    pub fn layer(backend: B) -> crate::RateLimitLayer<B> {
-        crate::RateLimitLayer::new(backend)
-    }
-}
-
 impl<S, B, K, R> RateLimit<S, B, K, R> {
     pub(super) fn new(inner: S, shared: Arc<Shared<B, K, R>>) -> Self {
         Self { inner, shared }

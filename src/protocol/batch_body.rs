@@ -5,8 +5,8 @@
 //! forwarded, body one check a line:
 //! `<cost> <percent-encoded user id>\n`. The answer (`200`, `text/plain`) has one line per
 //! check, in order: `<status> <remaining> <reset ms>\n`, where status is `200` (counted and
-//! allowed), `429` (over the limit) or `400` (a line that is not a valid check). Python
-//! nodes do not serve it; they are asked with `GET /check`, one check at a time.
+//! allowed), `429` (over the limit) or `400` (a line that is not a valid check). A node
+//! that refuses batches is asked with `GET /check`, one check at a time.
 
 use std::borrow::Cow;
 use std::num::NonZeroU32;

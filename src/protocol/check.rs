@@ -1,4 +1,4 @@
-//! A single check, as the original Python node serves and sends it: paths, bodies, the
+//! A single check: paths, bodies, the
 //! forwarding mark, how user ids and costs are encoded, and how an answer is read.
 
 use std::num::NonZeroU32;
@@ -16,7 +16,7 @@ pub const CHECK_PATH: &str = "/check";
 /// The query parameter that carries the user id.
 const USER_ID_PARAM: &str = "user_id";
 /// The optional query parameter of a forwarded check that carries its cost (units, at
-/// least 1). Without it the owner charges its own policy's cost, as the Python node does;
+/// least 1). Without it the owner charges its own policy's cost;
 /// it is read only on checks marked as forwarded, so with a peer secret set a client
 /// cannot lower its own cost (without one, a client that can reach the peer endpoint can
 /// send the mark, and choose its cost, as with batches).
@@ -49,7 +49,8 @@ pub(crate) fn check_path_and_query(user_id: &str) -> String {
 }
 
 /// The path and query of a forwarded check for `user_id` costing `cost`:
-/// `/check?user_id=<percent-encoded>&cost=<cost>` (a Python node ignores the cost).
+/// `/check?user_id=<percent-encoded>&cost=<cost>` (an owner that does not read the cost
+/// charges its own).
 pub(crate) fn forward_path_and_query(user_id: &str, cost: u32) -> String {
     let mut path = check_path_and_query(user_id);
     path.push('&');
@@ -80,7 +81,7 @@ pub(crate) struct PeerAnswer {
     pub(crate) state: PeerState,
 }
 
-/// What a peer's `RateLimit` header said, when it sent one (a Python node sends none).
+/// What a peer's `RateLimit` header said, when it sent one (it need not).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct PeerState {
     pub(crate) remaining: Option<u32>,

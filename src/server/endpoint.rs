@@ -1,5 +1,5 @@
-//! The peer endpoint: `GET /check?user_id=` as the Python node serves it, for other nodes
-//! (and, as there, for clients).
+//! The peer endpoint: `GET /check?user_id=` for other nodes (and, since it is a plain
+//! `/check`, for clients).
 
 use std::convert::Infallible;
 use std::fmt;

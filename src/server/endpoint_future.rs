@@ -16,7 +16,8 @@ use crate::protocol::{ALLOWED_BODY, EXCEEDED_BODY};
 use crate::{headers, BackendError, Decision};
 
 pin_project! {
-    /// The response future of [`PeerEndpoint`].
+    /// The response future of [`PeerEndpoint`](super::PeerEndpoint).
+    #[must_use = "futures do nothing unless polled"]
     pub struct EndpointFuture<F> {
         #[pin]
         state: State<F>,

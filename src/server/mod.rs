@@ -1,5 +1,5 @@
-//! The server side of a cluster: the peer endpoint that answers other nodes' checks (and,
-//! as the Python node's does, clients'), and [`serve`], which serves it, or a whole app,
+//! The server side of a cluster: the peer endpoint that answers other nodes' checks (and
+//! clients', since it is a plain `/check`), and [`serve`], which serves it, or a whole app,
 //! on a listener. What it speaks is in [`protocol`](crate::protocol); the side that asks
 //! is the cluster backend's.
 //!

@@ -18,7 +18,7 @@ use crate::{Policy, Ring};
 
 /// The options of a [`ClusterBackend`], from [`ClusterBackend::builder`]; nothing is
 /// checked or made until [`build`](Self::build).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 #[must_use = "a builder does nothing until built"]
 pub struct ClusterBuilder<C = SystemClock> {
     me: String,

@@ -32,11 +32,11 @@ impl<C: Clock> ClusterBackend<C> {
         // All nodes share the epoch-aligned windows, so the reset is known here too.
         let reset = self.local.reset_now();
         let (local, denied) = (Arc::clone(&self.local), Arc::clone(&self.denied));
-        // One copy of the key, shared by the queued check and the fallback.
-        let key: Arc<str> = key.into();
         guard.call(
             key,
             cost,
+            // One copy of the key, shared by the queued check and the fallback.
+            || Arc::<str>::from(key),
             |key| peer.queue.check(Arc::clone(key), cost.get()),
             move |answer, key| {
                 let decision = decision(answer, limit, cost.get(), reset).bounded(window);
@@ -52,7 +52,7 @@ impl<C: Clock> ClusterBackend<C> {
     }
 }
 
-/// The owner's answer as a decision. A Python node sends no counter state: on an
+/// The owner's answer as a decision. An owner may send no counter state: on an
 /// allowed answer assume the best.
 fn decision(answer: PeerAnswer, limit: u32, cost: u32, reset: Duration) -> Decision {
     let remaining = match answer.state.remaining {

@@ -1,5 +1,5 @@
 //! The pooled HTTP client that asks a key's owner: keep-alive HTTP/1.1 connections reused
-//! across requests, a timeout on every ask, and the Python node's bare answers understood.
+//! across requests, a timeout on every ask, and bare answers (no counter state) understood.
 
 use std::error::Error;
 use std::future::Future;
@@ -122,7 +122,7 @@ impl PeerClient {
 pub(super) enum BatchReply {
     /// One answer per check, in order.
     Answers(Answers),
-    /// The peer refused the batch (a Python node, or one mounted without it): ask it
+    /// The peer refused the batch (a node without batches, or one mounted without them): ask it
     /// one check at a time for a while.
     Unsupported,
 }
@@ -147,8 +147,8 @@ impl PeerClient {
                 .await?;
             match status {
                 StatusCode::OK => Ok(BatchReply::Answers(decode_answers(&body, expected)?)),
-                // How servers without the endpoint refuse it (the Python node's own answer
-                // to an unknown request, or a plain HTTP server's).
+                // How servers without batches refuse them (a node's answer to a request it
+                // does not know, or a plain HTTP server's).
                 StatusCode::BAD_REQUEST
                 | StatusCode::NOT_FOUND
                 | StatusCode::METHOD_NOT_ALLOWED

@@ -2,7 +2,7 @@
 //! queue up while earlier ones are on the wire leave together, as one batch request.
 //!
 //! A lone check is asked with `GET /check`, as are all checks to a peer that refuses
-//! batches (a Python node, or an older ringlimit node: `400`, `404`, `405` or `501`).
+//! batches (a node that serves single checks only: `400`, `404`, `405` or `501`).
 //! A refusal is logged at `warn`, and the peer is offered batches again after
 //! [`BATCHES_RETRY`]: it may have been upgraded, or mounted differently.
 

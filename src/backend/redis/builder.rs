@@ -1,13 +1,14 @@
 //! How a [`RedisBackend`] is set up: options gathered first, then the lazy connection,
 //! the circuit and the queue made once.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use redis::RedisResult;
 
-use super::batch::{Grouping, RedisSender};
 use super::connection::Connection;
+use super::sender::{Grouping, RedisSender};
 use super::{RedisBackend, DEFAULT_PREFIX, DEFAULT_REDIS_TIMEOUT};
 use crate::backend::circuit::{Circuit, CircuitPolicy};
 use crate::backend::coalesce::Coalescer;
@@ -46,7 +47,7 @@ pub(super) enum Server {
 /// # let _ = backend; Ok(())
 /// # }
 /// ```
-#[derive(Debug)]
+#[derive(Clone)]
 #[must_use = "a builder does nothing until built"]
 pub struct RedisBuilder<C = SystemClock> {
     server: Server,
@@ -79,7 +80,7 @@ impl<C: Clock> RedisBuilder<C> {
         self
     }
 
-    /// Waits at most `timeout` for Redis, connecting included (default
+    /// Waits at most `timeout` for Redis on each check, queueing included (default
     /// [`DEFAULT_REDIS_TIMEOUT`]).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -145,9 +146,15 @@ impl<C: Clock> RedisBuilder<C> {
     ///
     /// Outside a Tokio runtime (the connection's reconnecting task runs there).
     pub fn build(self) -> RedisResult<RedisBackend<C>> {
+        // The connection's own timeouts stay at the default whatever the checks' timeout:
+        // it bounds each check, not a connection made in the background (a short one
+        // could keep a distant Redis from ever being reached).
         let (connection, target) = match &self.server {
-            Server::Single(url) => (Connection::single(url, self.timeout)?, url.clone()),
-            Server::Cluster(urls) => (Connection::cluster(urls, self.timeout)?, urls.join(",")),
+            Server::Single(url) => (Connection::single(url, DEFAULT_REDIS_TIMEOUT)?, url.clone()),
+            Server::Cluster(urls) => (
+                Connection::cluster(urls, DEFAULT_REDIS_TIMEOUT)?,
+                urls.join(","),
+            ),
         };
         let target: Arc<str> = target.into();
         let policy = self.local.policy();
@@ -182,5 +189,24 @@ impl<C: Clock> RedisBuilder<C> {
             failure: self.failure_mode,
             local: Arc::new(self.local.build()),
         })
+    }
+}
+
+/// By hand: a Redis URL may carry a password.
+impl<C: fmt::Debug> fmt::Debug for RedisBuilder<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let server = match self.server {
+            Server::Single(_) => "single server",
+            Server::Cluster(_) => "cluster",
+        };
+        f.debug_struct("RedisBuilder")
+            .field("server", &server)
+            .field("local", &self.local)
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("batch_checks", &self.batch_checks)
+            .field("failure_mode", &self.failure_mode)
+            .field("circuit", &self.circuit)
+            .finish()
     }
 }

@@ -1,9 +1,9 @@
 //! The Redis backend (cargo feature `redis`): counters in Redis or Redis Cluster.
 
-mod batch;
 mod builder;
 mod connection;
 mod live;
+mod sender;
 /// Real `redis-server`s for the tests: the unit tests here, and the integration tests,
 /// which include this file (it is self-contained).
 #[cfg(test)]
@@ -19,10 +19,10 @@ use std::time::Duration;
 use redis::RedisResult;
 use tokio::time::Instant;
 
-use self::batch::{Counted, Grouping, RedisSender};
 pub use self::builder::RedisBuilder;
 use self::builder::Server;
 use self::connection::Connection;
+use self::sender::{Counted, Grouping, RedisSender};
 use super::guarded::Guard;
 use super::{Backend, BackendError, Check, FailureMode, MemoryBackend, RemoteFuture};
 use crate::backend::circuit::Circuit;
@@ -110,6 +110,16 @@ impl RedisBackend {
 }
 
 impl<C: Clock> RedisBackend<C> {
+    /// The failure mode in force ([`RedisBuilder::failure_mode`]).
+    pub fn failure_mode(&self) -> FailureMode {
+        self.failure
+    }
+
+    /// How long a check waits for Redis ([`RedisBuilder::timeout`]).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// The counters used while Redis cannot answer ([`FailureMode::Local`]).
     pub fn local(&self) -> &MemoryBackend<C> {
         &self.local
@@ -142,10 +152,12 @@ impl<C: Clock> Backend for RedisBackend<C> {
             local: &self.local,
         };
         // Shared by the call and the fallback: one copy of the key.
-        let redis_key: Arc<str> = self.key_of(key).into();
-        let user = UserOf {
-            id: self.prefix.len() + 1..redis_key.len() - 1,
-            redis_key,
+        let user = || {
+            let redis_key: Arc<str> = self.key_of(key).into();
+            UserOf {
+                id: self.prefix.len() + 1..redis_key.len() - 1,
+                redis_key,
+            }
         };
         let limit = self.local.policy_limit();
         let window = self.local.policy().window();
@@ -162,14 +174,16 @@ impl<C: Clock> Backend for RedisBackend<C> {
         };
         match &self.queue {
             Some(queue) => guard.call(
-                user,
+                key,
                 cost,
+                user,
                 |user| queue.check(Arc::clone(&user.redis_key), cost.get()),
                 decide,
             ),
             None => guard.call(
-                user,
+                key,
                 cost,
+                user,
                 |user| self.call_alone(&user.redis_key, cost.get()),
                 decide,
             ),

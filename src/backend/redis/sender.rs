@@ -45,7 +45,7 @@ pub(crate) enum Grouping {
     /// One script call per check, all in one pipeline: one write and one round trip for
     /// the batch, and still one key per call (the default).
     Pipelined,
-    /// One script call on all the batch's keys ([`batch_checks`](super::RedisBackend::batch_checks)):
+    /// One script call on all the batch's keys ([`batch_checks`](super::RedisBuilder::batch_checks)):
     /// also saves Redis the cost of a script call per check.
     OneCall,
 }
