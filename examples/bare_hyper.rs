@@ -1,4 +1,4 @@
-//! The benchmark's ceiling: the same server as a node (`ringlimit::server::serve`), answering
+//! The benchmark's ceiling: the same server as a node (`ringlimit::endpoint::serve`), answering
 //! `GET /check` with `ALLOWED` and no limiter at all.
 //!
 //! ```text
@@ -30,6 +30,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok::<_, Infallible>(response)
     });
     println!("bare_hyper: listening on http://127.0.0.1:{port}");
-    ringlimit::server::serve(listener, service, shutdown_signal()).await?;
+    ringlimit::endpoint::serve(listener, service, shutdown_signal()).await?;
     Ok(())
 }

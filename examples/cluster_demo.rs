@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use ringlimit::server::{serve, PeerEndpoint};
+use ringlimit::endpoint::{serve, PeerEndpoint};
 use ringlimit::{ClusterBackend, Policy, Ring};
 use support::shutdown_signal;
 

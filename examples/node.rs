@@ -20,8 +20,8 @@ use clap::Parser;
 use ringlimit::backend::{
     ClusterBackend, FailureMode, Owner, DEFAULT_MAX_KEYS, DEFAULT_PEER_TIMEOUT,
 };
+use ringlimit::endpoint::{serve, PeerEndpoint};
 use ringlimit::protocol::PeerSecret;
-use ringlimit::server::{serve, PeerEndpoint};
 use ringlimit::{Policy, Ring};
 use support::{main_with, shutdown_signal, PolicyArgs};
 

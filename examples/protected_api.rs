@@ -24,8 +24,8 @@ use std::net::SocketAddr;
 use axum::{routing::get, Router};
 use clap::Parser;
 use http::Request;
+use ringlimit::endpoint::{serve, PeerEndpoint};
 use ringlimit::key::{HeaderKey, KeyExtractor, PeerIpKey};
-use ringlimit::server::{serve, PeerEndpoint};
 use ringlimit::{ClusterBackend, KeyError, MemoryBackend, RateLimitLayer, Ring};
 use support::{main_with, shutdown_signal, PolicyArgs};
 

@@ -85,7 +85,7 @@
 //!   `RateLimit` headers.
 //! - [`backend`]: where counters live, and how each backend is built
 //!   ([`MemoryBackend::builder`], `ClusterBackend::builder`, `RedisBackend::builder`).
-//! - `ring`, `protocol` and `server` (feature `cluster`): the consistent-hash ring, the wire
+//! - `ring`, `protocol` and `endpoint` (feature `cluster`): the consistent-hash ring, the wire
 //!   protocol between nodes (no I/O), and the peer endpoint with `serve`. The cluster
 //!   backend asks owners; the server answers them; both speak the protocol.
 //!
@@ -98,8 +98,16 @@
 //! - `axum`: [`PeerIpKey`](key::PeerIpKey) reads axum's `ConnectInfo<SocketAddr>`.
 
 pub mod backend;
+#[cfg(any(feature = "cluster", feature = "redis"))]
+mod circuit;
 mod clock;
+#[cfg(any(feature = "cluster", feature = "redis"))]
+mod coalesce;
 mod decision;
+#[cfg(feature = "cluster")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+pub mod endpoint;
+mod error;
 pub mod headers;
 pub mod key;
 pub mod layer;
@@ -113,9 +121,6 @@ mod read_body;
 #[cfg(feature = "cluster")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
 pub mod ring;
-#[cfg(feature = "cluster")]
-#[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
-pub mod server;
 
 /// The README's examples, compiled and run as doctests (they use the cluster).
 #[cfg(all(doctest, feature = "cluster"))]
@@ -124,9 +129,10 @@ struct ReadmeDoctests;
 
 #[cfg(feature = "cluster")]
 pub use backend::ClusterBackend;
-pub use backend::{Backend, BackendError, Check, MemoryBackend};
+pub use backend::{Backend, Check, MemoryBackend};
 pub use clock::{Clock, ManualClock, PreciseClock, SystemClock};
 pub use decision::Decision;
+pub use error::BackendError;
 pub use key::{KeyError, KeyExtractor};
 pub use layer::{OnRejection, RateLimit, RateLimitLayer, Rejection};
 pub use policy::Policy;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{check_url, hourly, listeners, mid_window_clock, HttpClient};
+use ringlimit::endpoint::{serve, PeerEndpoint};
 use ringlimit::protocol::PeerSecret;
-use ringlimit::server::{serve, PeerEndpoint};
 use ringlimit::{ClusterBackend, ManualClock, Ring};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

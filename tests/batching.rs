@@ -12,8 +12,8 @@ use common::{
 };
 use http::{Request, Response};
 use hyper::body::Incoming;
+use ringlimit::endpoint::{serve, PeerEndpoint};
 use ringlimit::protocol::PeerSecret;
-use ringlimit::server::{serve, PeerEndpoint};
 use ringlimit::{Backend, Check, ClusterBackend, ManualClock, Ring};
 use tower::ServiceExt;
 

@@ -142,7 +142,7 @@ async fn the_owner_is_asked_through_one_pooled_connection() {
     );
     let accepted = Arc::new(AtomicUsize::new(0));
     let counter = accepted.clone();
-    let endpoint = ringlimit::server::PeerEndpoint::new(owner_backend.clone());
+    let endpoint = ringlimit::endpoint::PeerEndpoint::new(owner_backend.clone());
     tokio::spawn(async move {
         loop {
             let (stream, _) = owner_listener.accept().await.unwrap();
@@ -278,7 +278,7 @@ fn reference_node(listener: tokio::net::TcpListener, limit: u32) {
             Ok::<_, std::convert::Infallible>(response)
         }
     });
-    tokio::spawn(ringlimit::server::serve(
+    tokio::spawn(ringlimit::endpoint::serve(
         listener,
         service,
         std::future::pending(),

@@ -143,9 +143,9 @@ async fn over_http_a_hung_owner_gets_503_under_deny() {
         .failure_mode(FailureMode::Deny)
         .build()
         .unwrap();
-    let endpoint = ringlimit::server::PeerEndpoint::new(Arc::new(backend));
+    let endpoint = ringlimit::endpoint::PeerEndpoint::new(Arc::new(backend));
     let address = listener.local_addr().unwrap();
-    tokio::spawn(ringlimit::server::serve(
+    tokio::spawn(ringlimit::endpoint::serve(
         listener,
         endpoint,
         std::future::pending(),

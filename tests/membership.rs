@@ -89,7 +89,7 @@ async fn shutdown_stops_accepting_and_finishes_requests_in_flight() {
         }
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(ringlimit::server::serve(listener, slow, async {
+    let server = tokio::spawn(ringlimit::endpoint::serve(listener, slow, async {
         let _ = stopped.await;
     }));
 

@@ -12,7 +12,7 @@ use common::redis::{available, RedisCluster, RedisServer};
 use common::{allowed_per_user, visits_round_robin};
 use ringlimit::backend::CircuitPolicy;
 use ringlimit::backend::{FailureMode, RedisBackend, RemoteFuture};
-use ringlimit::server::{serve, PeerEndpoint};
+use ringlimit::endpoint::{serve, PeerEndpoint};
 use ringlimit::{Backend, BackendError, Check, Decision, Policy};
 use tokio::sync::Mutex;
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::redis::{available, RedisServer};
 use common::{allowed_per_user, hung_peer, visits_round_robin};
 use ringlimit::backend::{FailureMode, RedisBackend, RedisBuilder, RemoteFuture};
-use ringlimit::server::{serve, PeerEndpoint};
+use ringlimit::endpoint::{serve, PeerEndpoint};
 use ringlimit::{Backend, BackendError, Check, Decision, Policy};
 use tokio::task::JoinSet;
 

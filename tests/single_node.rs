@@ -93,7 +93,7 @@ async fn the_peer_ip_key_limits_by_client_address_over_real_http() {
         .layer(RateLimitLayer::new(backend).key(PeerIpKey::new()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    tokio::spawn(ringlimit::server::serve(
+    tokio::spawn(ringlimit::endpoint::serve(
         listener,
         app,
         std::future::pending(),

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{hourly, listeners, mid_window_clock};
-use ringlimit::server::{serve, PeerEndpoint};
+use ringlimit::endpoint::{serve, PeerEndpoint};
 use ringlimit::{ClusterBackend, Ring};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::failure::fail;
 use super::{BackendError, Check, FailureMode, MemoryBackend, RemoteFuture};
-use crate::backend::circuit::Circuit;
+use crate::circuit::Circuit;
 use crate::clock::Clock;
 use crate::Decision;
 

@@ -20,13 +20,8 @@
 //! assert!(allowed(backend.check("bob", one)));
 //! ```
 
-#[cfg(any(feature = "cluster", feature = "redis"))]
-mod circuit;
 #[cfg(feature = "cluster")]
 mod cluster;
-#[cfg(any(feature = "cluster", feature = "redis"))]
-mod coalesce;
-mod error;
 #[cfg(any(feature = "cluster", feature = "redis"))]
 mod failure;
 #[cfg(any(feature = "cluster", feature = "redis"))]
@@ -46,11 +41,11 @@ use std::sync::Arc;
 pub use self::redis::{RedisBackend, RedisBuilder, DEFAULT_PREFIX, DEFAULT_REDIS_TIMEOUT};
 #[cfg(any(feature = "cluster", feature = "redis"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "cluster", feature = "redis"))))]
-pub use circuit::CircuitPolicy;
+pub use crate::circuit::CircuitPolicy;
+pub use crate::error::BackendError;
 #[cfg(feature = "cluster")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
 pub use cluster::{ClusterBackend, ClusterBuilder, ClusterError, DEFAULT_PEER_TIMEOUT};
-pub use error::BackendError;
 #[cfg(any(feature = "cluster", feature = "redis"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "cluster", feature = "redis"))))]
 pub use failure::{FailureMode, UnknownFailureMode};
@@ -89,7 +84,7 @@ pub trait Backend: Send + Sync + 'static {
 }
 
 /// A backend that can answer as a key's owner, for the peer endpoint
-/// ([`PeerEndpoint`](crate::server::PeerEndpoint)): a check another node forwarded here is
+/// ([`PeerEndpoint`](crate::endpoint::PeerEndpoint)): a check another node forwarded here is
 /// decided where it arrives, never forwarded again (one hop at most, even while nodes
 /// disagree about the ring). For a backend that never forwards, that is its
 /// [`check`](Backend::check).

@@ -7,7 +7,7 @@ use http::Request;
 use super::{KeyError, KeyExtractor};
 
 /// The address of the connection a request came on, put into the request's extensions by
-/// [`server::serve`](crate::server::serve) (or by your own server: insert it, or a plain
+/// [`endpoint::serve`](crate::endpoint::serve) (or by your own server: insert it, or a plain
 /// `SocketAddr`, yourself).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
@@ -16,7 +16,7 @@ pub struct PeerAddr(pub SocketAddr);
 /// proxies you trust, the rightmost `X-Forwarded-For` address that is not one of them.
 ///
 /// The connection's address is read from the request's extensions: a [`PeerAddr`]
-/// ([`server::serve`](crate::server::serve) records one), a plain `SocketAddr` (as other
+/// ([`endpoint::serve`](crate::endpoint::serve) records one), a plain `SocketAddr` (as other
 /// hyper servers record it), or, with the cargo feature `axum`, axum's
 /// `ConnectInfo<SocketAddr>` (`axum::serve(listener,
 /// app.into_make_service_with_connect_info::<SocketAddr>())`). A request with none of
@@ -68,7 +68,7 @@ impl<B> KeyExtractor<B> for PeerIpKey {
     fn extract<'r>(&self, request: &'r Request<B>) -> Result<Cow<'r, str>, KeyError> {
         let peer = connection_address(request)
             .ok_or_else(|| KeyError::Unconfigured {
-                what: "a client address for PeerIpKey (serve with ringlimit::server::serve, \
+                what: "a client address for PeerIpKey (serve with ringlimit::endpoint::serve, \
                        with axum's connect info and the `axum` feature, or insert PeerAddr)"
                     .into(),
             })?

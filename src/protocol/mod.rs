@@ -1,6 +1,6 @@
 //! The wire protocol between nodes, without I/O: paths, bodies and headers, how user ids
 //! and costs are encoded, and how answers are read. The server side
-//! ([`server`](crate::server)) and the cluster backend's client side both speak it.
+//! ([`endpoint`](crate::endpoint)) and the cluster backend's client side both speak it.
 //!
 //! A single check is `GET /check?user_id=<id>`, answered `200 ALLOWED` or
 //! `429 RATE LIMIT EXCEEDED`, exactly as the original Python node serves and sends it, so

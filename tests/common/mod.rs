@@ -102,8 +102,8 @@ pub fn start_node(
         .unwrap();
     let backend = std::sync::Arc::new(backend);
     let address = listener.local_addr().unwrap();
-    let endpoint = ringlimit::server::PeerEndpoint::new(backend.clone());
-    tokio::spawn(ringlimit::server::serve(
+    let endpoint = ringlimit::endpoint::PeerEndpoint::new(backend.clone());
+    tokio::spawn(ringlimit::endpoint::serve(
         listener,
         endpoint,
         std::future::pending(),

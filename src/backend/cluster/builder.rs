@@ -10,8 +10,8 @@ use super::denied::DeniedCache;
 use super::peer_client::PeerClient;
 use super::topology::Topology;
 use super::{ClusterBackend, ClusterError, DEFAULT_PEER_TIMEOUT};
-use crate::backend::circuit::CircuitPolicy;
 use crate::backend::{FailureMode, MemoryBackend, MemoryBuilder};
+use crate::circuit::CircuitPolicy;
 use crate::clock::{Clock, SystemClock};
 use crate::protocol::PeerSecret;
 use crate::{Policy, Ring};
@@ -65,7 +65,7 @@ impl<C: Clock> ClusterBuilder<C> {
     }
 
     /// Sends `secret` with every forwarded check; give the same secret to every node's
-    /// [`PeerEndpoint`](crate::server::PeerEndpoint).
+    /// [`PeerEndpoint`](crate::endpoint::PeerEndpoint).
     pub fn peer_secret(mut self, secret: &PeerSecret) -> Self {
         self.peer_secret = Some(secret.clone());
         self

@@ -23,7 +23,7 @@ pub use self::error::ClusterError;
 use self::peer_client::PeerClient;
 use self::topology::Topology;
 use super::{Backend, Check, FailureMode, MemoryBackend, Owner, RemoteFuture};
-use crate::backend::circuit::CircuitPolicy;
+use crate::circuit::CircuitPolicy;
 use crate::clock::{Clock, SystemClock};
 use crate::{Policy, Ring};
 
@@ -34,7 +34,7 @@ pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_millis(250);
 /// limit holds across the whole cluster.
 ///
 /// Keys this node owns are decided in memory, synchronously. Others are forwarded to
-/// their owner's peer endpoint ([`PeerEndpoint`](crate::server::PeerEndpoint)) over pooled
+/// their owner's peer endpoint ([`PeerEndpoint`](crate::endpoint::PeerEndpoint)) over pooled
 /// keep-alive connections, marked so that the owner never forwards them again.
 ///
 /// When the owner cannot answer within the peer timeout (default

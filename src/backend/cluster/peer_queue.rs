@@ -1,4 +1,4 @@
-//! Coalescing the checks forwarded to one peer (see [`crate::backend::coalesce`]): checks that
+//! Coalescing the checks forwarded to one peer (see [`crate::coalesce`]): checks that
 //! queue up while earlier ones are on the wire leave together, as one batch request.
 //!
 //! A lone check is asked with `GET /check`, as are all checks to a peer that refuses
@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::kept_connection::KeptConnection;
 use super::peer_client::{BatchReply, PeerClient};
-use crate::backend::coalesce::{fail_all, Coalescer, Job, SendBatch};
+use crate::coalesce::{fail_all, Coalescer, Job, SendBatch};
 use crate::protocol::{PeerAnswer, MAX_BATCH};
 use crate::BackendError;
 

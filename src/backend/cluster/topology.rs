@@ -10,7 +10,7 @@ use http::uri::Authority;
 use super::peer_client::PeerClient;
 use super::peer_queue::PeerQueue;
 use super::ClusterError;
-use crate::backend::circuit::{Circuit, CircuitPolicy};
+use crate::circuit::{Circuit, CircuitPolicy};
 use crate::Ring;
 
 #[derive(Debug)]

@@ -10,10 +10,10 @@ use redis::RedisResult;
 use super::connection::Connection;
 use super::sender::{Grouping, RedisSender};
 use super::{RedisBackend, DEFAULT_PREFIX, DEFAULT_REDIS_TIMEOUT};
-use crate::backend::circuit::{Circuit, CircuitPolicy};
-use crate::backend::coalesce::Coalescer;
 use crate::backend::{FailureMode, MemoryBackend, MemoryBuilder};
+use crate::circuit::{Circuit, CircuitPolicy};
 use crate::clock::{Clock, SystemClock};
+use crate::coalesce::Coalescer;
 use crate::Policy;
 
 /// Where the counters are.

@@ -25,9 +25,9 @@ use self::connection::Connection;
 use self::sender::{Counted, Grouping, RedisSender};
 use super::guarded::Guard;
 use super::{Backend, BackendError, Check, FailureMode, MemoryBackend, RemoteFuture};
-use crate::backend::circuit::Circuit;
-use crate::backend::coalesce::Coalescer;
+use crate::circuit::Circuit;
 use crate::clock::{Clock, SystemClock};
+use crate::coalesce::Coalescer;
 use crate::{Decision, Policy};
 
 /// How long a check waits for Redis by default.

@@ -1,5 +1,5 @@
 //! Checks that queue up while earlier ones are on the wire go to Redis together (see
-//! [`crate::backend::coalesce`]): by default as one pipeline of script calls, one call and one key
+//! [`crate::coalesce`]): by default as one pipeline of script calls, one call and one key
 //! per check; with [`Grouping::OneCall`], as one call of the same script on all their keys
 //! (a single server only: on a cluster the keys of one call must share a slot).
 
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::connection::Connection;
-use crate::backend::coalesce::{fail_all, Job, SendBatch};
+use crate::coalesce::{fail_all, Job, SendBatch};
 use crate::BackendError;
 
 /// Keys per script call at most: the call blocks Redis while it runs, so keep it short.

@@ -29,7 +29,7 @@ use crate::{headers, Backend};
 /// A request marked `x-ringlimit-forwarded` is answered from this node's own counters
 /// ([`Owner::check_forwarded`](crate::backend::Owner::check_forwarded)); an unmarked one is routed like any other check, so a
 /// node that does not own the key forwards it to the owner. Mount it on its own listener
-/// ([`serve`](crate::server::serve)) or in a router (axum: `route_service("/check", endpoint)`).
+/// ([`serve`](crate::endpoint::serve)) or in a router (axum: `route_service("/check", endpoint)`).
 ///
 /// Batch bodies (`POST /check`, between ringlimit nodes) come from outside, so each
 /// is bounded: in bytes, room for 256 checks of ids of

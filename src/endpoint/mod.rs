@@ -10,7 +10,7 @@
 //! ```
 //! use axum::{body::Body, routing::get, Router};
 //! use http::{Request, StatusCode};
-//! use ringlimit::{backend::ClusterBackend, server::PeerEndpoint, Policy, RateLimitLayer, Ring};
+//! use ringlimit::{backend::ClusterBackend, endpoint::PeerEndpoint, Policy, RateLimitLayer, Ring};
 //! use std::{num::NonZeroU32, sync::Arc, time::Duration};
 //! use tower::ServiceExt;
 //!
@@ -33,14 +33,14 @@
 //! ```
 
 mod answer_batch;
-mod endpoint;
 mod endpoint_future;
+mod peer_endpoint;
 mod refusal;
 mod serve;
 
 pub use answer_batch::{DEFAULT_BATCH_BODY_TIMEOUT, DEFAULT_MAX_BATCHES_READING};
-pub use endpoint::PeerEndpoint;
 pub use endpoint_future::EndpointFuture;
+pub use peer_endpoint::PeerEndpoint;
 pub use serve::{serve, HEADER_READ_TIMEOUT, MAX_REQUEST_HEAD_BYTES, SHUTDOWN_GRACE};
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// # Examples
 ///
 /// ```no_run
-/// use ringlimit::{backend::ClusterBackend, server::{serve, PeerEndpoint}, Policy, Ring};
+/// use ringlimit::{backend::ClusterBackend, endpoint::{serve, PeerEndpoint}, Policy, Ring};
 /// use std::{num::NonZeroU32, sync::Arc, time::Duration};
 ///
 /// # #[tokio::main]

@@ -21,7 +21,7 @@ use arc_swap::ArcSwapOption;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::BackendError;
+use crate::error::BackendError;
 
 /// One queued check.
 pub(crate) struct Job<A> {
