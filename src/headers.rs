@@ -1,5 +1,29 @@
 //! `RateLimit-Policy`, `RateLimit` (draft-ietf-httpapi-ratelimit-headers-10, structured
 //! fields) and `Retry-After`, rendered without formatting machinery.
+//!
+//! # Examples
+//!
+//! ```
+//! use http::{Request, StatusCode};
+//! use ringlimit::{headers, MemoryBackend, Policy, RateLimitLayer};
+//! use std::{convert::Infallible, num::NonZeroU32, time::Duration};
+//! use tower::{service_fn, Layer, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let policy = Policy::per_window(NonZeroU32::new(1).unwrap(), Duration::from_secs(60));
+//! let limited = RateLimitLayer::new(MemoryBackend::new(policy))
+//!     .layer(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(http::Response::new(())) }));
+//! let request = || Request::get("/?user_id=alice").body(()).unwrap();
+//!
+//! let allowed = limited.clone().oneshot(request()).await.unwrap();
+//! assert_eq!(allowed.headers()[headers::RATELIMIT_POLICY], r#""default";q=1;w=60"#);
+//! let denied = limited.oneshot(request()).await.unwrap();
+//! assert_eq!(denied.status(), StatusCode::TOO_MANY_REQUESTS);
+//! assert!(denied.headers()[headers::RATELIMIT].to_str().unwrap().starts_with(r#""default";r=0;t="#));
+//! assert!(denied.headers().contains_key(http::header::RETRY_AFTER));
+//! # }
+//! ```
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 

@@ -4,6 +4,19 @@
 //! hashed as given with MD5 (read as a big-endian `u128`), each member gets `replicas`
 //! points `"{member}-{i}"`, and a key belongs to the first point at or after its hash,
 //! wrapping past the last.
+//!
+//! # Examples
+//!
+//! ```
+//! use ringlimit::Ring;
+//!
+//! let ring = Ring::new(["10.0.0.1:4000", "10.0.0.2:4000"])?;
+//! let owner = ring.owner("alice");
+//! assert!(ring.contains(owner));
+//! // Every node with the same members finds the same owner.
+//! assert_eq!(Ring::new(["10.0.0.1:4000", "10.0.0.2:4000"])?.owner("alice"), owner);
+//! # Ok::<(), ringlimit::ring::RingError>(())
+//! ```
 
 use std::fmt;
 use std::sync::Arc;

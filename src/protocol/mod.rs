@@ -7,6 +7,32 @@
 //! Python and ringlimit nodes can share a ring. Between ringlimit nodes, checks that
 //! queue up for one peer go together as one `POST /check` (a batch). The whole protocol,
 //! with every status and header, is in `docs/PROTOCOL.md` in the repository.
+//!
+//! # Examples
+//!
+//! A forwarded check, as another node sends it, answered by a node's peer endpoint:
+//!
+//! ```
+//! use http::{Request, StatusCode};
+//! use ringlimit::{endpoint::PeerEndpoint, protocol, MemoryBackend, Policy};
+//! use std::{num::NonZeroU32, sync::Arc, time::Duration};
+//! use tower::ServiceExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let policy = Policy::per_window(NonZeroU32::new(1).unwrap(), Duration::from_secs(60));
+//! let endpoint = PeerEndpoint::new(Arc::new(MemoryBackend::new(policy)));
+//! let forwarded = || {
+//!     Request::get(format!("{}?user_id=alice", protocol::CHECK_PATH))
+//!         .header(protocol::FORWARDED, "1")
+//!         .body(String::new())
+//!         .unwrap()
+//! };
+//! assert_eq!(endpoint.clone().oneshot(forwarded()).await.unwrap().status(), StatusCode::OK);
+//! let over = endpoint.oneshot(forwarded()).await.unwrap();
+//! assert_eq!(over.status(), StatusCode::TOO_MANY_REQUESTS);
+//! # }
+//! ```
 
 mod batch_body;
 mod check;
