@@ -41,6 +41,10 @@ struct Args {
     port: u16,
     #[command(flatten)]
     policy: PolicyArgs,
+    /// Put policy NAME in shadow mode: counted and reported, never rejecting (the policy
+    /// of --limit and --window is named `default`)
+    #[arg(long, value_name = "NAME")]
+    shadow: Vec<String>,
     /// Who a request is from: the x-user-id header, or the client's IP (needs the `axum`
     /// feature: --features axum)
     #[arg(long, value_enum, default_value_t = KeyChoice::Header)]
@@ -72,6 +76,11 @@ fn options(args: Args) -> Result<Args, String> {
     if args.key == KeyChoice::Ip && !cfg!(feature = "axum") {
         return Err("--key ip needs the `axum` feature: run it with --features axum".into());
     }
+    if let Some(unknown) = args.shadow.iter().find(|name| *name != "default") {
+        return Err(format!(
+            "--shadow {unknown}: no such policy (the policy is `default`)"
+        ));
+    }
     Ok(args)
 }
 
@@ -82,7 +91,10 @@ async fn main() -> ExitCode {
 }
 
 async fn run(options: Args) -> Result<(), String> {
-    let policy = options.policy.policy();
+    let policy = options
+        .policy
+        .policy()
+        .with_shadow(!options.shadow.is_empty());
     let app = Router::new().route("/hello", get(|| async { "hello\n" }));
     let key = match options.key {
         KeyChoice::Ip => UserKey::Ip(PeerIpKey::new()),
@@ -116,8 +128,14 @@ async fn run(options: Args) -> Result<(), String> {
     let listener = bind(options.port).await?;
     let local = address(&listener);
     println!(
-        "protected_api: listening on http://{local} ({} requests per user per {:?})",
-        options.policy.limit, options.policy.window
+        "protected_api: listening on http://{local} ({} requests per user per {:?}{})",
+        options.policy.limit,
+        options.policy.window,
+        if policy.shadow() {
+            ", in shadow mode"
+        } else {
+            ""
+        }
     );
     println!("try: curl -i -H 'x-user-id: alice' http://{local}/hello");
     // Served as axum apps usually are; the connect info gives `--key ip` the client address.

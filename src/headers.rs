@@ -46,9 +46,14 @@ pub(crate) fn policy_value(policy: &Policy) -> HeaderValue {
     ])
 }
 
-/// Adds the policy and state headers; on a denial also `Retry-After`. Headers already set
-/// (by a custom rejection, say) are kept.
-pub(crate) fn insert(headers: &mut HeaderMap, policy: &HeaderValue, decision: &Decision) {
+/// Adds the policy and state headers; on a response that `refuses` the request also
+/// `Retry-After`. Headers already set (by a custom rejection, say) are kept.
+pub(crate) fn insert(
+    headers: &mut HeaderMap,
+    policy: &HeaderValue,
+    decision: &Decision,
+    refuses: bool,
+) {
     let mut reset = itoa::Buffer::new();
     let reset = reset.format(decision.reset_secs());
     if !headers.contains_key(RATELIMIT_POLICY) {
@@ -63,7 +68,7 @@ pub(crate) fn insert(headers: &mut HeaderMap, policy: &HeaderValue, decision: &D
         ]);
         headers.insert(RATELIMIT, value);
     }
-    if !decision.allowed && !headers.contains_key(RETRY_AFTER) {
+    if refuses && !headers.contains_key(RETRY_AFTER) {
         headers.insert(RETRY_AFTER, render(&[reset]));
     }
 }
@@ -94,7 +99,7 @@ mod tests {
             remaining: 4,
             reset: Duration::from_millis(36_200),
         };
-        insert(&mut headers, &policy_value(&policy), &decision);
+        insert(&mut headers, &policy_value(&policy), &decision, false);
         assert_eq!(headers["ratelimit-policy"], "\"default\";q=5;w=60");
         assert_eq!(headers["ratelimit"], "\"default\";r=4;t=37");
         assert!(!headers.contains_key(RETRY_AFTER));
@@ -110,7 +115,7 @@ mod tests {
             remaining: 0,
             reset: Duration::from_millis(10),
         };
-        insert(&mut headers, &policy_value(&policy), &decision);
+        insert(&mut headers, &policy_value(&policy), &decision, true);
         assert_eq!(headers["ratelimit-policy"], "\"default\";q=1;w=2");
         assert_eq!(headers["ratelimit"], "\"default\";r=0;t=1");
         assert_eq!(headers[RETRY_AFTER], "1");

@@ -25,6 +25,7 @@ pub struct Policy {
     limit: u32,
     window_ms: u64,
     cost: NonZeroU32,
+    shadow: bool,
 }
 
 impl Policy {
@@ -44,6 +45,7 @@ impl Policy {
             limit: limit.get(),
             window_ms,
             cost: NonZeroU32::MIN,
+            shadow: false,
         }
     }
 
@@ -53,6 +55,25 @@ impl Policy {
     pub fn with_cost(mut self, cost: NonZeroU32) -> Self {
         self.cost = cost;
         self
+    }
+
+    /// With `true`, the policy runs in shadow mode: requests are counted and reported as
+    /// usual (the `RateLimit` headers, the [`Decision`](crate::Decision) in the response's
+    /// extensions, a `debug` log event naming the policy), but a request over the limit
+    /// is let through instead of rejected, and gets no `Retry-After`. How a limit is tried
+    /// on real traffic before it is enforced. Default `false`.
+    ///
+    /// A request let through over the limit counts nothing, as a rejected one would not:
+    /// turning enforcement on later changes no count.
+    #[must_use]
+    pub fn with_shadow(mut self, shadow: bool) -> Self {
+        self.shadow = shadow;
+        self
+    }
+
+    /// Whether the policy is in shadow mode ([`with_shadow`](Self::with_shadow)).
+    pub fn shadow(&self) -> bool {
+        self.shadow
     }
 
     /// Units allowed per window.

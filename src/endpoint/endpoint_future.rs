@@ -83,7 +83,7 @@ pub(super) fn answer(
                 false => (StatusCode::TOO_MANY_REQUESTS, EXCEEDED_BODY),
             };
             let mut response = text(status, body);
-            headers::insert(response.headers_mut(), policy, &decision);
+            headers::insert(response.headers_mut(), policy, &decision, !decision.allowed);
             response
         }
         Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "owner unavailable\n"),

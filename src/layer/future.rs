@@ -8,6 +8,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::body::ResponseBody;
+use super::service::passes;
 use super::{OnRejection, Rejection};
 use crate::{headers, BackendError, Decision};
 
@@ -26,6 +27,8 @@ pin_project! {
         // The ready inner service, the request and the rejection builder, while checking.
         waiting: Option<(S, Request<ReqB>, R)>,
         policy: HeaderValue,
+        // The policy is in shadow mode: over the limit still goes to the inner service.
+        shadow: bool,
     }
 }
 
@@ -48,6 +51,7 @@ where
             state: State::Inner { future, decision },
             waiting: None,
             policy,
+            shadow: false,
         }
     }
 
@@ -59,20 +63,23 @@ where
             },
             waiting: None,
             policy,
+            shadow: false,
         }
     }
 
+    /// Waits for `check`, then calls the ready inner service with the request, or
+    /// rejects it (`waiting`: the service, the request and the rejection builder).
     pub(super) fn checking(
         check: C,
-        inner: S,
-        request: Request<ReqB>,
-        on_rejection: R,
+        waiting: (S, Request<ReqB>, R),
         policy: HeaderValue,
+        shadow: bool,
     ) -> Self {
         Self {
             state: State::Checking { check },
-            waiting: Some((inner, request, on_rejection)),
+            waiting: Some(waiting),
             policy,
+            shadow,
         }
     }
 }
@@ -94,7 +101,7 @@ where
                     let (mut inner, request, on_rejection) =
                         this.waiting.take().expect("checked only once");
                     let next = match result {
-                        Ok(decision) if decision.allowed => State::Inner {
+                        Ok(decision) if passes(&decision, *this.shadow) => State::Inner {
                             future: inner.call(request),
                             decision,
                         },
@@ -117,7 +124,8 @@ where
                 }
                 StateProj::Inner { future, decision } => {
                     let mut response = ready!(future.poll(cx))?;
-                    headers::insert(response.headers_mut(), this.policy, decision);
+                    // Never a `Retry-After` here: a request let through was not refused.
+                    headers::insert(response.headers_mut(), this.policy, decision, false);
                     response.extensions_mut().insert(*decision);
                     return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                 }
@@ -143,7 +151,7 @@ fn reject<R: OnRejection>(
     };
     let mut response = on_rejection.respond(rejection);
     if let Some(decision) = decision {
-        headers::insert(response.headers_mut(), policy, &decision);
+        headers::insert(response.headers_mut(), policy, &decision, true);
         response.extensions_mut().insert(decision);
     }
     response

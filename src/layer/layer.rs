@@ -124,6 +124,7 @@ impl<S, B: Backend, K: Clone, R: Clone> Layer<S> for RateLimitLayer<B, K, R> {
             max_key_len: self.max_key_len,
             cost: policy.cost(),
             policy_header: headers::policy_value(&policy),
+            shadow: policy.shadow(),
         };
         RateLimit::new(inner, Arc::new(shared))
     }

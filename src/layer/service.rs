@@ -10,7 +10,7 @@ use super::body::ResponseBody;
 use super::future::ResponseFuture;
 use super::{OnRejection, Rejection};
 use crate::key::{KeyError, KeyExtractor};
-use crate::{Backend, Check};
+use crate::{Backend, Check, Decision};
 
 /// What every clone of a [`RateLimit`] service shares.
 pub(super) struct Shared<B, K, R> {
@@ -20,6 +20,8 @@ pub(super) struct Shared<B, K, R> {
     pub(super) max_key_len: usize,
     pub(super) cost: NonZeroU32,
     pub(super) policy_header: HeaderValue,
+    /// The policy is in shadow mode: a request over the limit goes through.
+    pub(super) shadow: bool,
 }
 
 /// The rate-limiting service made by [`RateLimitLayer`](crate::RateLimitLayer).
@@ -83,7 +85,7 @@ where
         let on_rejection = &shared.on_rejection;
         match check {
             Err(error) => ResponseFuture::rejected(on_rejection, Rejection::BadKey(error), policy),
-            Ok(Check::Ready(Ok(decision))) if decision.allowed => {
+            Ok(Check::Ready(Ok(decision))) if passes(&decision, shared.shadow) => {
                 ResponseFuture::inner(self.inner.call(request), decision, policy)
             }
             Ok(Check::Ready(Ok(decision))) => {
@@ -97,7 +99,8 @@ where
                 // clone, which must be polled ready before its next call.
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::checking(check, inner, request, on_rejection.clone(), policy)
+                let waiting = (inner, request, on_rejection.clone());
+                ResponseFuture::checking(check, waiting, policy, shared.shadow)
             }
         }
     }
@@ -136,4 +139,20 @@ fn misconfiguration_not_logged_lately() -> bool {
         && LOGGED_AT
             .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
+}
+
+/// Whether a request with `decision` goes to the inner service: allowed, or over the limit
+/// of a policy in shadow mode (logged, never with the key).
+pub(super) fn passes(decision: &Decision, shadow: bool) -> bool {
+    if decision.allowed {
+        return true;
+    }
+    if shadow {
+        tracing::debug!(
+            policy = "default",
+            limit = decision.limit,
+            "ringlimit: a policy in shadow mode would have limited a request"
+        );
+    }
+    shadow
 }

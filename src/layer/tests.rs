@@ -240,3 +240,52 @@ async fn a_backend_failure_gets_503_without_leaking_the_peer() {
     assert_eq!(text(response).await, "rate limiter unavailable\n");
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
+
+/// Two requests over a limit of one under a policy in shadow mode, through `service`: both
+/// reach the inner service, the second reported as limited (headers, decision) but with
+/// no `Retry-After`.
+async fn shadowed<S>(service: S, calls: &AtomicUsize)
+where
+    S: tower::Service<Request<String>, Response = Response<ResponseBody<String>>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    let first = service.clone().oneshot(get("/?user_id=a")).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let over = service.oneshot(get("/?user_id=a")).await.unwrap();
+    assert_eq!(over.status(), StatusCode::OK, "shadow mode never rejects");
+    assert_eq!(over.headers()["ratelimit"], "\"default\";r=0;t=37");
+    assert!(
+        !over.headers().contains_key("retry-after"),
+        "nothing to retry: it went through"
+    );
+    assert!(!over.extensions().get::<Decision>().unwrap().allowed);
+    assert_eq!(text(over).await, "hello");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_policy_in_shadow_mode_reports_the_limit_but_never_rejects() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let backend = MemoryBackend::builder(policy(1).with_shadow(true))
+        .clock(clock())
+        .build();
+    let backend = Arc::new(backend);
+    let service = RateLimitLayer::shared(backend.clone()).layer(counting(calls.clone()));
+    shadowed(service, &calls).await;
+    assert_eq!(
+        backend.used("a"),
+        1,
+        "the request let through counted nothing"
+    );
+
+    // The same through a backend that answers with a future.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let backend = SlowBackend {
+        memory: MemoryBackend::builder(policy(1).with_shadow(true))
+            .clock(clock())
+            .build(),
+        fail: false,
+    };
+    let service = RateLimitLayer::new(backend).layer(counting(calls.clone()));
+    shadowed(service, &calls).await;
+}
