@@ -1,0 +1,32 @@
+//! Fixed windows aligned to the Unix epoch: `window = now / length`.
+
+use super::{Checked, Rate, State, Verdict};
+
+pub(super) fn check(rate: Rate, state: Option<State>, now_ms: u64, cost: u32) -> Checked {
+    let window = now_ms / rate.window_ms;
+    let used = match state {
+        Some(State::Fixed { window: w, used }) if w == window => used,
+        _ => 0,
+    };
+    let reset_ms = (window + 1) * rate.window_ms - now_ms;
+    let after = u64::from(used) + u64::from(cost);
+    if after <= u64::from(rate.limit) {
+        let verdict = Verdict {
+            allowed: true,
+            remaining: rate.limit - after as u32,
+            reset_ms,
+            retry_ms: Some(0),
+        };
+        let used = after as u32;
+        return (verdict, Some(State::Fixed { window, used }));
+    }
+    // Over: the next window starts empty, so a cost within the limit fits then.
+    let retry_ms = (cost <= rate.limit).then_some(reset_ms);
+    let verdict = Verdict {
+        allowed: false,
+        remaining: rate.limit - used.min(rate.limit),
+        reset_ms,
+        retry_ms,
+    };
+    (verdict, None)
+}

@@ -1,0 +1,118 @@
+//! The sliding window counter: the previous window's count, weighted by how much of it
+//! still overlaps the last `window`, plus the current window's count.
+//!
+//! The weight is in millionths, rounded down, and so is the weighted count: with windows
+//! of at most 2^32 ms and counts below 2^32, no product reaches 2^53.
+
+use super::{Checked, Rate, State, Verdict};
+
+/// One, in the weight's unit.
+const WHOLE: u64 = 1_000_000;
+
+/// The counts that matter at one moment: this window's, and the previous one's.
+#[derive(Clone, Copy)]
+struct Counts {
+    current: u64,
+    previous: u64,
+}
+
+pub(super) fn check(rate: Rate, state: Option<State>, now_ms: u64, cost: u32) -> Checked {
+    let (window, into) = (now_ms / rate.window_ms, now_ms % rate.window_ms);
+    let counts = match state {
+        Some(State::Sliding {
+            window: w,
+            current,
+            previous,
+        }) if w == window => Counts {
+            current: current.into(),
+            previous: previous.into(),
+        },
+        Some(State::Sliding {
+            window: w, current, ..
+        }) if w + 1 == window => Counts {
+            current: 0,
+            previous: current.into(),
+        },
+        _ => Counts {
+            current: 0,
+            previous: 0,
+        },
+    };
+    let limit = u64::from(rate.limit);
+    let cost = u64::from(cost);
+    let used = estimate(rate, counts, into);
+    if used + cost <= limit {
+        let after = Counts {
+            current: counts.current + cost,
+            ..counts
+        };
+        let verdict = Verdict {
+            allowed: true,
+            remaining: (limit - used - cost) as u32,
+            reset_ms: wait_until_fits(rate, after, into, limit).expect("the limit fits in time"),
+            retry_ms: Some(0),
+        };
+        let state = State::Sliding {
+            window,
+            current: after.current as u32,
+            previous: after.previous as u32,
+        };
+        return (verdict, Some(state));
+    }
+    let verdict = Verdict {
+        allowed: false,
+        remaining: limit.saturating_sub(used) as u32,
+        reset_ms: wait_until_fits(rate, counts, into, limit).expect("the limit fits in time"),
+        retry_ms: wait_until_fits(rate, counts, into, cost),
+    };
+    (verdict, None)
+}
+
+/// The units counted against the limit `into` ms into the current window.
+fn estimate(rate: Rate, counts: Counts, into: u64) -> u64 {
+    let overlap = (rate.window_ms - into) * WHOLE / rate.window_ms;
+    counts.previous * overlap / WHOLE + counts.current
+}
+
+/// How long from `into` ms into the current window until `need` units fit, if nothing
+/// more is counted meanwhile; `None` if they never will (`need` above the limit).
+fn wait_until_fits(rate: Rate, counts: Counts, into: u64, need: u64) -> Option<u64> {
+    let limit = u64::from(rate.limit);
+    if need > limit {
+        return None;
+    }
+    let fits = |counts: Counts, at: u64| estimate(rate, counts, at) + need <= limit;
+    if let Some(at) = first_fit(rate, into, |at| fits(counts, at)) {
+        return Some(at - into);
+    }
+    // Next window: this one's count becomes the previous one.
+    let next = Counts {
+        current: 0,
+        previous: counts.current,
+    };
+    let left = rate.window_ms - into;
+    Some(match first_fit(rate, 0, |at| fits(next, at)) {
+        Some(at) => left + at,
+        // The window after that starts empty.
+        None => left + rate.window_ms,
+    })
+}
+
+/// The first ms from `from` to the window's end at which `fits` holds. The estimate only
+/// falls as a window goes on, so `fits` once true stays true: a binary search.
+fn first_fit(rate: Rate, from: u64, fits: impl Fn(u64) -> bool) -> Option<u64> {
+    let last = rate.window_ms - 1;
+    if !fits(last) {
+        return None;
+    }
+    let (mut low, mut high) = (from, last);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        if fits(middle) {
+            high = middle;
+        } else {
+            low = middle + 1;
+        }
+    }
+    Some(low)
+}
