@@ -29,9 +29,9 @@ use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
 use crate::{Decision, Policy};
 
-/// `RateLimit-Policy: "default";q=<limit>;w=<window seconds>`.
+/// `RateLimit-Policy: "<name>";q=<limit>;w=<window seconds>`.
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
-/// `RateLimit: "default";r=<remaining>;t=<seconds to reset>`.
+/// `RateLimit: "<name>";r=<remaining>;t=<seconds to reset>`.
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 /// The policy header value, rendered once per layer.
@@ -39,7 +39,9 @@ pub(crate) fn policy_value(policy: &Policy) -> HeaderValue {
     let window = policy.window();
     let window_secs = (window.as_secs() + u64::from(window.subsec_nanos() > 0)).max(1);
     render(&[
-        "\"default\";q=",
+        "\"",
+        policy.name().as_str(),
+        "\";q=",
         itoa::Buffer::new().format(policy.limit()),
         ";w=",
         itoa::Buffer::new().format(window_secs),
@@ -61,7 +63,8 @@ pub(crate) fn insert(
     }
     if !headers.contains_key(RATELIMIT) {
         let value = render(&[
-            "\"default\";r=",
+            name_item(policy),
+            ";r=",
             itoa::Buffer::new().format(decision.remaining),
             ";t=",
             reset,
@@ -71,6 +74,18 @@ pub(crate) fn insert(
     if refuses && !headers.contains_key(RETRY_AFTER) {
         headers.insert(RETRY_AFTER, render(&[reset]));
     }
+}
+
+/// The policy's name as the policy header renders it, quotes included: everything before
+/// its first `;` (a name holds none, see [`PolicyName`](crate::policy::PolicyName)).
+fn name_item(policy: &HeaderValue) -> &str {
+    let value = policy.to_str().expect("rendered from ASCII");
+    value.split_once(';').map_or(value, |(name, _)| name)
+}
+
+/// The policy's name, from its rendered header.
+pub(crate) fn policy_name(policy: &HeaderValue) -> &str {
+    name_item(policy).trim_matches('"')
 }
 
 fn render(parts: &[&str]) -> HeaderValue {

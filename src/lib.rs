@@ -116,7 +116,7 @@ pub mod headers;
 pub mod key;
 pub mod layer;
 mod plain_text;
-mod policy;
+pub mod policy;
 #[cfg(feature = "cluster")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
 pub mod protocol;

@@ -101,10 +101,12 @@ where
                     let (mut inner, request, on_rejection) =
                         this.waiting.take().expect("checked only once");
                     let next = match result {
-                        Ok(decision) if passes(&decision, *this.shadow) => State::Inner {
-                            future: inner.call(request),
-                            decision,
-                        },
+                        Ok(decision) if passes(&decision, *this.shadow, this.policy) => {
+                            State::Inner {
+                                future: inner.call(request),
+                                decision,
+                            }
+                        }
                         Ok(decision) => State::Rejected {
                             response: Some(reject(
                                 &on_rejection,

@@ -85,7 +85,7 @@ where
         let on_rejection = &shared.on_rejection;
         match check {
             Err(error) => ResponseFuture::rejected(on_rejection, Rejection::BadKey(error), policy),
-            Ok(Check::Ready(Ok(decision))) if passes(&decision, shared.shadow) => {
+            Ok(Check::Ready(Ok(decision))) if passes(&decision, shared.shadow, &policy) => {
                 ResponseFuture::inner(self.inner.call(request), decision, policy)
             }
             Ok(Check::Ready(Ok(decision))) => {
@@ -142,14 +142,14 @@ fn misconfiguration_not_logged_lately() -> bool {
 }
 
 /// Whether a request with `decision` goes to the inner service: allowed, or over the limit
-/// of a policy in shadow mode (logged, never with the key).
-pub(super) fn passes(decision: &Decision, shadow: bool) -> bool {
+/// of a policy in shadow mode (logged with the policy's name, never with the key).
+pub(super) fn passes(decision: &Decision, shadow: bool, policy: &HeaderValue) -> bool {
     if decision.allowed {
         return true;
     }
     if shadow {
         tracing::debug!(
-            policy = "default",
+            policy = crate::headers::policy_name(policy),
             limit = decision.limit,
             "ringlimit: a policy in shadow mode would have limited a request"
         );

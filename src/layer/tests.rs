@@ -289,3 +289,21 @@ async fn a_policy_in_shadow_mode_reports_the_limit_but_never_rejects() {
     let service = RateLimitLayer::new(backend).layer(counting(calls.clone()));
     shadowed(service, &calls).await;
 }
+
+#[tokio::test]
+async fn a_named_policy_is_named_in_both_headers() {
+    let name = crate::policy::PolicyName::new("tier:free").unwrap();
+    let backend = MemoryBackend::builder(policy(1).with_name(name))
+        .clock(clock())
+        .build();
+    let service = RateLimitLayer::new(backend).layer(counting(Arc::default()));
+    let allowed = service.clone().oneshot(get("/?user_id=a")).await.unwrap();
+    assert_eq!(
+        allowed.headers()["ratelimit-policy"],
+        "\"tier:free\";q=1;w=60"
+    );
+    assert_eq!(allowed.headers()["ratelimit"], "\"tier:free\";r=0;t=37");
+    let denied = service.oneshot(get("/?user_id=a")).await.unwrap();
+    assert_eq!(denied.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(denied.headers()["ratelimit"], "\"tier:free\";r=0;t=37");
+}

@@ -1,7 +1,12 @@
-//! The fixed-window policy: how many requests, per how long, at what cost each.
+//! The fixed-window policy: how many requests, per how long, at what cost each, and under
+//! what name.
+
+mod name;
 
 use std::num::NonZeroU32;
 use std::time::Duration;
+
+pub use self::name::{PolicyName, PolicyNameError, MAX_NAME_LEN};
 
 /// `limit` units per `window`, each request costing `cost` units (1 unless set).
 ///
@@ -22,6 +27,7 @@ use std::time::Duration;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
+    name: PolicyName,
     limit: u32,
     window_ms: u64,
     cost: NonZeroU32,
@@ -42,6 +48,7 @@ impl Policy {
             "ringlimit: window must be between 1 ms and u64::MAX ms, got {window:?}"
         );
         Self {
+            name: PolicyName::DEFAULT,
             limit: limit.get(),
             window_ms,
             cost: NonZeroU32::MIN,
@@ -55,6 +62,19 @@ impl Policy {
     pub fn with_cost(mut self, cost: NonZeroU32) -> Self {
         self.cost = cost;
         self
+    }
+
+    /// Names the policy (default [`PolicyName::DEFAULT`], `default`): the name the
+    /// `RateLimit-Policy` and `RateLimit` headers give it.
+    #[must_use]
+    pub fn with_name(mut self, name: PolicyName) -> Self {
+        self.name = name;
+        self
+    }
+
+    /// The policy's name ([`with_name`](Self::with_name)).
+    pub fn name(&self) -> PolicyName {
+        self.name
     }
 
     /// With `true`, the policy runs in shadow mode: requests are counted and reported as
