@@ -77,13 +77,11 @@ fn estimate(rate: Rate, counts: Counts, into: u64) -> u64 {
 /// How long from `into` ms into the current window until `need` units fit, if nothing
 /// more is counted meanwhile; `None` if they never will (`need` above the limit).
 fn wait_until_fits(rate: Rate, counts: Counts, into: u64, need: u64) -> Option<u64> {
-    let limit = u64::from(rate.limit);
-    if need > limit {
+    if need > u64::from(rate.limit) {
         return None;
     }
-    let fits = |counts: Counts, at: u64| estimate(rate, counts, at) + need <= limit;
-    if let Some(at) = first_fit(rate, into, |at| fits(counts, at)) {
-        return Some(at - into);
+    if let Some(at) = first_fit(rate, counts, need) {
+        return Some(at.max(into) - into);
     }
     // Next window: this one's count becomes the previous one.
     let next = Counts {
@@ -91,28 +89,27 @@ fn wait_until_fits(rate: Rate, counts: Counts, into: u64, need: u64) -> Option<u
         previous: counts.current,
     };
     let left = rate.window_ms - into;
-    Some(match first_fit(rate, 0, |at| fits(next, at)) {
+    Some(match first_fit(rate, next, need) {
         Some(at) => left + at,
         // The window after that starts empty.
         None => left + rate.window_ms,
     })
 }
 
-/// The first ms from `from` to the window's end at which `fits` holds. The estimate only
-/// falls as a window goes on, so `fits` once true stays true: a binary search.
-fn first_fit(rate: Rate, from: u64, fits: impl Fn(u64) -> bool) -> Option<u64> {
-    let last = rate.window_ms - 1;
-    if !fits(last) {
-        return None;
+/// The first ms of a window with `counts` at which `need` more units fit, in closed form:
+/// they fit once the previous window's weight `w` is small enough that
+/// `previous × w / WHOLE` (rounded down) leaves room, that is `w < k` with
+/// `k = ⌈(room + 1) × WHOLE / previous⌉`, and `w = ⌊(window − at) × WHOLE / window⌋ < k`
+/// holds from `at = ⌊(WHOLE − k) × window / WHOLE⌋ + 1` on.
+fn first_fit(rate: Rate, counts: Counts, need: u64) -> Option<u64> {
+    let room = u64::from(rate.limit).checked_sub(counts.current + need)?;
+    if counts.previous == 0 {
+        return Some(0);
     }
-    let (mut low, mut high) = (from, last);
-    while low < high {
-        let middle = low + (high - low) / 2;
-        if fits(middle) {
-            high = middle;
-        } else {
-            low = middle + 1;
-        }
+    let k = ((room + 1) * WHOLE).div_ceil(counts.previous);
+    if k > WHOLE {
+        return Some(0);
     }
-    Some(low)
+    let at = (WHOLE - k) * rate.window_ms / WHOLE + 1;
+    (at < rate.window_ms).then_some(at)
 }

@@ -155,12 +155,18 @@ proptest! {
     #[test]
     fn a_denial_says_exactly_when_the_cost_fits(
         algorithm in algorithm(),
-        limit in 1u32..50,
-        window_ms in 1u64..5_000,
-        gaps in prop::collection::vec(0u64..400, 1..60),
-        costs in prop::collection::vec(1u32..8, 1..60),
+        limit in prop_oneof![1u32..50, 1u32..=u32::MAX],
+        window_ms in prop_oneof![1u64..5_000, 1u64..=MAX_WINDOW_MS],
+        gaps in prop::collection::vec(prop_oneof![0u64..400, 0u64..=MAX_WINDOW_MS], 1..60),
+        costs in prop::collection::vec(prop_oneof![1u32..8, 1u32..=u32::MAX], 1..60),
     ) {
-        let rate = rate(limit, window_ms);
+        let mut rate = rate(limit, window_ms);
+        if !algorithm.admits(rate) {
+            // GCRA's bound: the largest limit this window allows.
+            rate.limit = (MAX_GCRA_PRODUCT / window_ms).min(u64::from(u32::MAX)) as u32;
+        }
+        prop_assert!(algorithm.admits(rate));
+        let limit = rate.limit;
         let mut state = None;
         let mut now = T0;
         for (gap, cost) in gaps.iter().zip(costs.iter().cycle()) {

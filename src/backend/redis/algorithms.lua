@@ -42,37 +42,37 @@ local function estimate(window_ms, current, previous, into)
   return idiv(previous * overlap, WHOLE) + current
 end
 
--- The first ms from `from` to the window's end at which `need` units fit.
-local function first_fit(window_ms, limit, current, previous, from, need)
-  local fits = function(at)
-    return estimate(window_ms, current, previous, at) + need <= limit
-  end
-  local last = window_ms - 1
-  if not fits(last) then
+-- The first ms of a window with these counts at which `need` more units fit (the
+-- closed form of the crate's `first_fit`); nil if none does.
+local function first_fit(window_ms, limit, current, previous, need)
+  local room = limit - current - need
+  if room < 0 then
     return nil
   end
-  local low, high = from, last
-  while low < high do
-    local middle = low + idiv(high - low, 2)
-    if fits(middle) then
-      high = middle
-    else
-      low = middle + 1
-    end
+  if previous == 0 then
+    return 0
   end
-  return low
+  local k = ceil_div((room + 1) * WHOLE, previous)
+  if k > WHOLE then
+    return 0
+  end
+  local at = idiv((WHOLE - k) * window_ms, WHOLE) + 1
+  if at < window_ms then
+    return at
+  end
+  return nil
 end
 
 local function wait_until_fits(window_ms, limit, current, previous, into, need)
   if need > limit then
     return -1
   end
-  local at = first_fit(window_ms, limit, current, previous, into, need)
+  local at = first_fit(window_ms, limit, current, previous, need)
   if at then
-    return at - into
+    return math.max(at, into) - into
   end
   local left = window_ms - into
-  at = first_fit(window_ms, limit, 0, current, 0, need)
+  at = first_fit(window_ms, limit, 0, current, need)
   if at then
     return left + at
   end
