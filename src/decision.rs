@@ -31,13 +31,13 @@ impl Decision {
     }
 
     /// This decision, made elsewhere (an owner node, Redis), with its numbers bounded by
-    /// this node's policy: a `remaining` above the limit or a reset later than one
-    /// `window` from now is never believed.
+    /// this node's policy: a `remaining` above the limit or a reset later than the
+    /// policy's `longest` is never believed.
     #[cfg(any(feature = "cluster", feature = "redis"))]
-    pub(crate) fn bounded(self, window: Duration) -> Self {
+    pub(crate) fn bounded(self, longest: Duration) -> Self {
         Self {
             remaining: self.remaining.min(self.limit),
-            reset: self.reset.min(window),
+            reset: self.reset.min(longest),
             ..self
         }
     }

@@ -97,9 +97,6 @@
 //! - `redis`: [`RedisBackend`](backend::RedisBackend).
 //! - `axum`: [`PeerIpKey`](key::PeerIpKey) reads axum's `ConnectInfo<SocketAddr>`.
 
-// The algorithms' arithmetic, ahead of the backends that will count with it (issue 16):
-// tested on its own until then.
-#[cfg_attr(not(test), allow(dead_code))]
 mod algorithm;
 pub mod backend;
 #[cfg(any(feature = "cluster", feature = "redis"))]

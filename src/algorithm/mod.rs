@@ -31,15 +31,22 @@ pub(crate) const MAX_WINDOW_MS: u64 = 1 << 32;
 /// The largest `limit × window (ms)` GCRA takes: 2^53, exact in a double.
 pub(crate) const MAX_GCRA_PRODUCT: u64 = 1 << 53;
 
-/// How a policy counts.
+/// How a policy counts ([`Policy::with_algorithm`](crate::Policy::with_algorithm)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub(crate) enum Algorithm {
-    /// Fixed windows aligned to the Unix epoch.
+#[non_exhaustive]
+pub enum Algorithm {
+    /// Fixed windows aligned to the Unix epoch: up to `limit` units in each (the
+    /// default). A client can spend the limit at the end of one window and again at the
+    /// start of the next.
     #[default]
     FixedWindow,
-    /// The sliding window counter.
+    /// The sliding window counter: the previous window's count, weighted by how much of
+    /// it still overlaps the last `window` (in millionths, rounded down), plus the current
+    /// window's. Removes most of the burst at a window's edge. Windows of at most 2^32 ms.
     SlidingWindow,
-    /// The generic cell rate algorithm.
+    /// The generic cell rate algorithm: a bucket of `limit` units that empties at `limit`
+    /// units per `window`; a burst of up to `limit`, then evenly spaced requests. Needs
+    /// `limit × window (ms)` of at most 2^53.
     Gcra,
 }
 
@@ -83,11 +90,21 @@ pub(crate) struct Verdict {
 pub(crate) type Checked = (Verdict, Option<State>);
 
 impl Algorithm {
-    /// Whether this algorithm can enforce `rate` exactly (see the module docs).
+    /// Whether this algorithm can enforce `limit` units per `window` exactly, with every
+    /// number it computes below 2^53 (so Redis computes the same): any window of at least
+    /// 1 ms for fixed windows, windows of at most 2^32 ms for the sliding window, and
+    /// also `limit × window (ms)` of at most 2^53 for GCRA.
+    pub fn supports(self, limit: u32, window: std::time::Duration) -> bool {
+        u64::try_from(window.as_millis())
+            .is_ok_and(|window_ms| self.admits(Rate { limit, window_ms }))
+    }
+
+    /// [`supports`](Self::supports), in the crate's own terms.
     pub(crate) fn admits(self, rate: Rate) -> bool {
         let window_fits = rate.window_ms >= 1 && rate.window_ms <= MAX_WINDOW_MS;
         match self {
-            Self::FixedWindow | Self::SlidingWindow => window_fits,
+            Self::FixedWindow => rate.window_ms >= 1,
+            Self::SlidingWindow => window_fits,
             Self::Gcra => {
                 window_fits
                     && u128::from(rate.limit) * u128::from(rate.window_ms)

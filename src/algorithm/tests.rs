@@ -118,6 +118,7 @@ fn the_bounds_that_keep_every_number_exact_in_a_double() {
     assert!(Algorithm::SlidingWindow.admits(rate(u32::MAX, MAX_WINDOW_MS)));
     assert!(!Algorithm::SlidingWindow.admits(rate(1, MAX_WINDOW_MS + 1)));
     assert!(!Algorithm::FixedWindow.admits(rate(1, 0)));
+    assert!(Algorithm::FixedWindow.admits(rate(1, u64::MAX)));
     assert!(Algorithm::Gcra.admits(rate(1 << 21, 1 << 32)));
     assert!(!Algorithm::Gcra.admits(rate((1 << 21) + 1, 1 << 32)));
     // At the bounds nothing overflows.

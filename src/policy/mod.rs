@@ -7,6 +7,7 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 pub use self::name::{PolicyName, PolicyNameError, MAX_NAME_LEN};
+pub use crate::algorithm::Algorithm;
 
 /// `limit` units per `window`, each request costing `cost` units (1 unless set).
 ///
@@ -31,6 +32,7 @@ pub struct Policy {
     limit: u32,
     window_ms: u64,
     cost: NonZeroU32,
+    algorithm: Algorithm,
     shadow: bool,
 }
 
@@ -52,6 +54,7 @@ impl Policy {
             limit: limit.get(),
             window_ms,
             cost: NonZeroU32::MIN,
+            algorithm: Algorithm::FixedWindow,
             shadow: false,
         }
     }
@@ -62,6 +65,30 @@ impl Policy {
     pub fn with_cost(mut self, cost: NonZeroU32) -> Self {
         self.cost = cost;
         self
+    }
+
+    /// Counts with `algorithm` (default [`Algorithm::FixedWindow`]). Every backend
+    /// decides alike for the same requests at the same times.
+    ///
+    /// # Panics
+    ///
+    /// If `algorithm` cannot enforce this limit and window exactly
+    /// ([`Algorithm::supports`]): a configuration mistake, never request input.
+    #[must_use]
+    pub fn with_algorithm(mut self, algorithm: Algorithm) -> Self {
+        assert!(
+            algorithm.supports(self.limit, self.window()),
+            "ringlimit: {algorithm:?} cannot enforce {} per {:?} exactly",
+            self.limit,
+            self.window()
+        );
+        self.algorithm = algorithm;
+        self
+    }
+
+    /// How the policy counts ([`with_algorithm`](Self::with_algorithm)).
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
     }
 
     /// Names the policy (default [`PolicyName::DEFAULT`], `default`): the name the
@@ -109,6 +136,16 @@ impl Policy {
     /// Units one request uses.
     pub fn cost(&self) -> NonZeroU32 {
         self.cost
+    }
+
+    /// The longest a reset can be: two windows for the sliding window (the current
+    /// window's count weighs on the next), one for the others.
+    #[cfg(any(feature = "cluster", feature = "redis"))]
+    pub(crate) fn longest_reset(&self) -> Duration {
+        match self.algorithm {
+            Algorithm::SlidingWindow => self.window().saturating_mul(2),
+            _ => self.window(),
+        }
     }
 
     /// The index of the window containing `now_ms` (milliseconds since the epoch).

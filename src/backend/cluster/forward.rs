@@ -9,6 +9,7 @@ use super::ClusterBackend;
 use crate::backend::guarded::Guard;
 use crate::backend::{Backend, Check, RemoteFuture};
 use crate::clock::Clock;
+use crate::policy::Algorithm;
 use crate::protocol::PeerAnswer;
 use crate::Decision;
 
@@ -28,7 +29,11 @@ impl<C: Clock> ClusterBackend<C> {
             local: &self.local,
         };
         let limit = self.local.policy_limit();
-        let window = Backend::policy(&*self.local).window();
+        let policy = Backend::policy(&*self.local);
+        let (horizon, fixed) = (
+            policy.longest_reset(),
+            policy.algorithm() == Algorithm::FixedWindow,
+        );
         // All nodes share the epoch-aligned windows, so the reset is known here too.
         let reset = self.local.reset_now();
         let (local, denied) = (Arc::clone(&self.local), Arc::clone(&self.denied));
@@ -39,8 +44,8 @@ impl<C: Clock> ClusterBackend<C> {
             || Arc::<str>::from(key),
             |key| peer.queue.check(Arc::clone(key), cost.get()),
             move |answer, key| {
-                let decision = decision(answer, limit, cost.get(), reset).bounded(window);
-                if !decision.allowed {
+                let decision = decision(answer, limit, cost.get(), reset).bounded(horizon);
+                if !decision.allowed && fixed {
                     // Never remembered past this node's own window: a new window starts
                     // afresh whatever the owner said.
                     let until = decision.reset.min(local.reset_now());

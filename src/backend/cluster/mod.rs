@@ -25,6 +25,7 @@ use self::topology::Topology;
 use super::{Backend, Check, FailureMode, MemoryBackend, Owner, RemoteFuture};
 use crate::circuit::CircuitPolicy;
 use crate::clock::{Clock, SystemClock};
+use crate::policy::Algorithm;
 use crate::{Policy, Ring};
 
 /// How long a node waits for a key's owner by default.
@@ -148,12 +149,14 @@ impl<C: Clock> Backend for ClusterBackend<C> {
         if owner == &*self.me {
             return Check::Ready(Ok(self.local.decide(key, cost)));
         }
-        let now_ms = self.local.now_ms();
-        if let Some(denial) = self
-            .denied
-            .get(key, cost.get(), self.local.policy_limit(), now_ms)
-        {
-            return Check::Ready(Ok(denial));
+        // A fixed window's count only grows until the window ends, so a denial stands
+        // till then; under the other algorithms a smaller cost may fit sooner.
+        if self.local.policy().algorithm() == Algorithm::FixedWindow {
+            let now_ms = self.local.now_ms();
+            let limit = self.local.policy_limit();
+            if let Some(denial) = self.denied.get(key, cost.get(), limit, now_ms) {
+                return Check::Ready(Ok(denial));
+            }
         }
         self.forward(owner, topology.peer(owner), key, cost)
     }

@@ -85,6 +85,16 @@ impl Counter {
         }
     }
 
+    /// A counter of another algorithm's word (see `state_word`).
+    pub(super) fn from_word(word: u64) -> Self {
+        Self(AtomicU64::new(word))
+    }
+
+    /// The word itself, for the algorithms that keep their own state in it.
+    pub(super) fn word(&self) -> &AtomicU64 {
+        &self.0
+    }
+
     /// Units counted in the counter's own window.
     pub(super) fn used(&self) -> u32 {
         unpack(self.0.load(Ordering::Acquire)).1

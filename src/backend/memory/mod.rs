@@ -5,6 +5,7 @@ mod capacity;
 mod counter;
 mod retired;
 mod shard;
+mod state_word;
 mod stored_key;
 mod table;
 
@@ -18,7 +19,9 @@ pub use self::builder::MemoryBuilder;
 use self::capacity::Capacity;
 pub use self::capacity::DEFAULT_MAX_KEYS;
 use self::shard::{Ask, Shard};
+use self::state_word::Counting;
 use super::{Backend, BackendError, Check};
+use crate::algorithm::{Algorithm, Rate};
 use crate::clock::{Clock, SystemClock};
 use crate::policy::millis;
 use crate::{Decision, Policy};
@@ -150,11 +153,13 @@ impl<C: Clock> MemoryBackend<C> {
         shard.used(key, hash, window)
     }
 
-    /// Counts `cost` for `key` now and says whether it fit.
+    /// Counts `cost` for `key` now and says whether it fit. For a denial of a policy
+    /// other than a fixed window, `reset` is when this cost fits again.
     pub fn decide(&self, key: &str, cost: NonZeroU32) -> Decision {
         let cost = cost.get();
         let now = self.clock.now();
-        let window = self.window_index(millis(now));
+        let now_ms = millis(now);
+        let window = self.window_index(now_ms);
         let (shard, hash) = self.shard_of(key);
         let limit = self.policy.limit();
         let ask = Ask {
@@ -164,6 +169,29 @@ impl<C: Clock> MemoryBackend<C> {
             cost,
             limit,
         };
+        let algorithm = self.policy.algorithm();
+        if algorithm != Algorithm::FixedWindow {
+            let counting = Counting {
+                algorithm,
+                rate: Rate {
+                    limit,
+                    window_ms: self.policy.window_ms(),
+                },
+                now_ms,
+                cost,
+            };
+            let verdict = shard.check_carried(ask, counting, &self.capacity);
+            let reset_ms = match verdict.allowed {
+                true => verdict.reset_ms,
+                false => verdict.retry_ms.unwrap_or(verdict.reset_ms),
+            };
+            return Decision {
+                allowed: verdict.allowed,
+                limit,
+                remaining: verdict.remaining,
+                reset: std::time::Duration::from_millis(reset_ms),
+            };
+        }
         let outcome = shard.check(ask, &self.capacity);
         Decision {
             allowed: outcome.allowed,

@@ -8,11 +8,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::PoisonError;
 
 use crossbeam_utils::sync::ShardedLock;
+use hashbrown::hash_table::HashTable;
 
 use super::capacity::Capacity;
 use super::counter::{Counter, Outcome};
 use super::retired::Retired;
+use super::state_word::Counting;
 use super::table::{Entry, Eviction, Table};
+use crate::algorithm::Verdict;
 
 /// Aligned to a cache line so that neighbouring shards' locks do not share one.
 #[derive(Debug, Default)]
@@ -25,6 +28,10 @@ pub(super) struct Shard {
     window: AtomicU64,
     /// Tables of past windows, still being dropped.
     retired: Retired<Entry>,
+    /// For the algorithms whose state outlives a window (sliding window, GCRA): the
+    /// table of the last window before this one, and that window, kept whole so that a
+    /// key's first check in a window carries its state over. Empty for fixed windows.
+    previous: ShardedLock<(u64, HashTable<Entry>)>,
 }
 
 /// One check as a shard takes it: `cost` units for `key` (of `hash`) in `window`, under
@@ -63,7 +70,7 @@ impl Shard {
     /// The check of a key seen first in this window (or of a window not started here yet).
     fn check_new(&self, ask: Ask<'_>, capacity: &Capacity) -> Outcome {
         if self.window.load(Ordering::Acquire) < ask.window {
-            self.start_window(ask.window);
+            self.start_window(ask.window, false);
         }
         let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(entry) = table.find(ask.key, ask.hash) {
@@ -81,12 +88,73 @@ impl Shard {
         outcome
     }
 
+    /// A sliding-window or GCRA check (`counting`) of `ask`'s key in `ask.window`: as
+    /// `check`, with the state of a key's first check in a window carried over from the
+    /// window before.
+    pub(super) fn check_carried(
+        &self,
+        ask: Ask<'_>,
+        counting: Counting,
+        capacity: &Capacity,
+    ) -> Verdict {
+        let verdict = self.carried_known(ask, counting);
+        let verdict = verdict.unwrap_or_else(|| self.carried_new(ask, counting, capacity));
+        self.retired.reclaim_some();
+        verdict
+    }
+
+    fn carried_known(&self, ask: Ask<'_>, counting: Counting) -> Option<Verdict> {
+        let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+        let generation = self.window.load(Ordering::Acquire);
+        if generation < ask.window {
+            return None;
+        }
+        let entry = table.find(ask.key, ask.hash)?;
+        let counting = counting.in_generation(generation);
+        Some(counting.check(entry.counter.word(), generation))
+    }
+
+    fn carried_new(&self, ask: Ask<'_>, counting: Counting, capacity: &Capacity) -> Verdict {
+        if self.window.load(Ordering::Acquire) < ask.window {
+            self.start_window(ask.window, true);
+        }
+        let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
+        let generation = self.window.load(Ordering::Acquire);
+        let counting = counting.in_generation(generation);
+        if let Some(entry) = table.find(ask.key, ask.hash) {
+            return counting.check(entry.counter.word(), generation);
+        }
+        // Read before making room, which may drop the window before.
+        let carried = {
+            let previous = self.previous.read().unwrap_or_else(PoisonError::into_inner);
+            let (window, entries) = &*previous;
+            entries
+                .find(ask.hash, |e| e.hash == ask.hash && e.key.is(ask.key))
+                .map(|e| (e.counter.word().load(Ordering::Acquire), *window))
+        };
+        let capped = capacity.is_capped();
+        if capped {
+            self.make_room(&mut table, generation, capacity);
+        }
+        let (verdict, word) = counting.first(carried, generation);
+        table.insert(ask.key, ask.hash, Counter::from_word(word), capped);
+        verdict
+    }
+
     /// Below the shard's share of the cap before one more key goes in: old windows' keys
-    /// go first, then one of this window's (see `table`).
+    /// go first (the window before this one's too, carried state and all), then one of
+    /// this window's (see `table`).
     fn make_room(&self, table: &mut Table, window: u64, capacity: &Capacity) {
-        let held = table.len() + self.retired.pending();
+        let held = table.len() + self.retired.pending() + self.previous_len();
         if held < capacity.per_shard {
             return;
+        }
+        if self.previous_len() > 0 {
+            let mut previous = self
+                .previous
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            self.retired.add(std::mem::take(&mut previous.1));
         }
         let excess = held + 1 - capacity.per_shard;
         self.retired.reclaim(excess);
@@ -98,17 +166,34 @@ impl Shard {
     }
 
     /// Swaps in an empty table for `window` and retires the old one, unless another
-    /// thread has already started this window or a newer one.
-    fn start_window(&self, window: u64) {
+    /// thread has already started this window or a newer one. With `carry`, the old table
+    /// stays readable as the previous one, and the one before it is retired instead.
+    fn start_window(&self, window: u64, carry: bool) {
         let old = {
             let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
-            if self.window.load(Ordering::Acquire) >= window {
+            let started = self.window.load(Ordering::Acquire);
+            if started >= window {
                 return;
             }
             self.window.store(window, Ordering::Release);
-            table.take()
+            let old = table.take();
+            if !carry {
+                old
+            } else {
+                let mut previous = self
+                    .previous
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner);
+                std::mem::replace(&mut *previous, (started, old)).1
+            }
         };
         self.retired.add(old);
+    }
+
+    /// Entries of the window before, kept for carrying.
+    fn previous_len(&self) -> usize {
+        let previous = self.previous.read().unwrap_or_else(PoisonError::into_inner);
+        previous.1.len()
     }
 
     /// Units `key` has used in `window`, without counting anything.
@@ -122,6 +207,6 @@ impl Shard {
     /// Counters held: this window's, and past windows' not yet dropped.
     pub(super) fn len(&self) -> usize {
         let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
-        table.len() + self.retired.pending()
+        table.len() + self.retired.pending() + self.previous_len()
     }
 }

@@ -256,3 +256,128 @@ fn the_cap_sets_how_many_shards_there_are() {
     assert!(large.decide("alice", NonZeroU32::MIN).allowed);
     assert!(capped(usize::MAX - 1).shards.len() <= super::MAX_SHARDS);
 }
+
+mod algorithms {
+    use std::num::NonZeroU32;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
+    use crate::algorithm::{Algorithm, Rate};
+    use crate::{ManualClock, MemoryBackend, Policy};
+
+    /// The start of a minute.
+    const T0_MS: u64 = 1_800_000_000_000; // a multiple of 60,000
+
+    fn backend(
+        algorithm: Algorithm,
+        limit: u32,
+        window: Duration,
+    ) -> (MemoryBackend<ManualClock>, ManualClock) {
+        let clock = ManualClock::new(Duration::from_millis(T0_MS));
+        let policy =
+            Policy::per_window(NonZeroU32::new(limit).unwrap(), window).with_algorithm(algorithm);
+        let backend = MemoryBackend::builder(policy).clock(clock.clone()).build();
+        (backend, clock)
+    }
+
+    fn at(clock: &ManualClock, ms: u64) {
+        clock.set(Duration::from_millis(T0_MS + ms));
+    }
+
+    #[test]
+    fn a_sliding_window_carries_the_last_window_over_its_edge() {
+        let (backend, clock) = backend(Algorithm::SlidingWindow, 10, Duration::from_secs(60));
+        at(&clock, 59_999);
+        let one = NonZeroU32::MIN;
+        assert_eq!(
+            (0..12).filter(|_| backend.decide("a", one).allowed).count(),
+            10
+        );
+        at(&clock, 60_000);
+        assert!(
+            !backend.decide("a", one).allowed,
+            "no second burst at the edge"
+        );
+        at(&clock, 90_000);
+        assert_eq!(
+            (0..8).filter(|_| backend.decide("a", one).allowed).count(),
+            5,
+            "half the last window still counts"
+        );
+    }
+
+    #[test]
+    fn gcra_keeps_its_bucket_across_window_edges() {
+        let (backend, clock) = backend(Algorithm::Gcra, 4, Duration::from_secs(60));
+        let one = NonZeroU32::MIN;
+        at(&clock, 59_000);
+        assert_eq!(
+            (0..6).filter(|_| backend.decide("a", one).allowed).count(),
+            4
+        );
+        let denied = backend.decide("a", one);
+        assert_eq!(denied.reset, Duration::from_secs(15), "one unit every 15 s");
+        at(&clock, 60_000); // a new window, a second later: the bucket is still full
+        assert!(!backend.decide("a", one).allowed);
+        at(&clock, 74_000);
+        assert!(backend.decide("a", one).allowed);
+        assert!(!backend.decide("a", one).allowed);
+    }
+
+    #[test]
+    fn threads_sharing_a_key_get_the_burst_and_no_more() {
+        for algorithm in [Algorithm::SlidingWindow, Algorithm::Gcra] {
+            let (backend, clock) = backend(algorithm, 1_000, Duration::from_secs(60));
+            at(&clock, 30_000);
+            let backend = Arc::new(backend);
+            let allowed = Arc::new(AtomicU32::new(0));
+            let threads: Vec<_> = (0..4)
+                .map(|_| {
+                    let (backend, allowed) = (backend.clone(), allowed.clone());
+                    std::thread::spawn(move || {
+                        for _ in 0..2_000 {
+                            if backend.decide("hot", NonZeroU32::MIN).allowed {
+                                allowed.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    })
+                })
+                .collect();
+            threads.into_iter().for_each(|t| t.join().unwrap());
+            assert_eq!(allowed.load(Ordering::Relaxed), 1_000, "{algorithm:?}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        // The memory backend decides as the algorithm does on its own, across window
+        // edges and for several keys at once.
+        #[test]
+        fn the_memory_backend_decides_as_the_algorithm(
+            algorithm in prop_oneof![Just(Algorithm::SlidingWindow), Just(Algorithm::Gcra)],
+            limit in 1u32..20,
+            window_ms in 1u64..2_000,
+            steps in prop::collection::vec((0u64..700, 0usize..3, 1u32..5), 1..150),
+        ) {
+            let (backend, clock) = backend(algorithm, limit, Duration::from_millis(window_ms));
+            let rate = Rate { limit, window_ms };
+            let mut states = [None; 3];
+            let mut now = 0;
+            for (gap, key, cost) in steps {
+                now += gap;
+                at(&clock, now);
+                let decided = backend.decide(&format!("user-{key}"), NonZeroU32::new(cost).unwrap());
+                let (verdict, next) = algorithm.check(rate, states[key], T0_MS + now, cost);
+                states[key] = next.or(states[key]);
+                prop_assert_eq!(decided.allowed, verdict.allowed, "at {} ms, key {}", now, key);
+                prop_assert_eq!(decided.remaining, verdict.remaining);
+                let reset = if verdict.allowed { verdict.reset_ms } else { verdict.retry_ms.unwrap_or(verdict.reset_ms) };
+                prop_assert_eq!(decided.reset, Duration::from_millis(reset));
+            }
+        }
+    }
+}

@@ -8,6 +8,7 @@ use std::time::Duration;
 use redis::RedisResult;
 
 use super::connection::Connection;
+use super::scripts::CheckScript;
 use super::sender::{Grouping, RedisSender};
 use super::{RedisBackend, DEFAULT_PREFIX, DEFAULT_REDIS_TIMEOUT};
 use crate::backend::{FailureMode, MemoryBackend, MemoryBuilder};
@@ -149,10 +150,15 @@ impl<C: Clock> RedisBuilder<C> {
         // The connection's own timeouts stay at the default whatever the checks' timeout:
         // it bounds each check, not a connection made in the background (a short one
         // could keep a distant Redis from ever being reached).
+        let algorithm = self.local.policy().algorithm();
+        let script = || CheckScript::for_algorithm(algorithm);
         let (connection, target) = match &self.server {
-            Server::Single(url) => (Connection::single(url, DEFAULT_REDIS_TIMEOUT)?, url.clone()),
+            Server::Single(url) => (
+                Connection::single(url, DEFAULT_REDIS_TIMEOUT, script())?,
+                url.clone(),
+            ),
             Server::Cluster(urls) => (
-                Connection::cluster(urls, DEFAULT_REDIS_TIMEOUT)?,
+                Connection::cluster(urls, DEFAULT_REDIS_TIMEOUT, script())?,
                 urls.join(","),
             ),
         };

@@ -11,6 +11,7 @@ use redis::{ErrorKind, RedisResult, Script, ServerErrorKind, Value};
 use tokio::time::Instant;
 
 use super::live::{LazyCluster, Live};
+use super::scripts::CheckScript;
 use crate::backend::within;
 use crate::BackendError;
 
@@ -18,7 +19,7 @@ use crate::BackendError;
 #[derive(Clone)]
 pub(super) struct Connection {
     target: Target,
-    script: Arc<Script>,
+    script: Arc<CheckScript>,
     /// Set once `SCRIPT LOAD` has succeeded, so that concurrent first checks do not each
     /// pay a `NOSCRIPT` round trip.
     loaded: Arc<tokio::sync::OnceCell<()>>,
@@ -37,7 +38,7 @@ impl Connection {
     /// A lazy connection to the server at `url`.
     ///
     /// Must be called within a Tokio runtime (the manager's reconnection task runs there).
-    pub(super) fn single(url: &str, timeout: Duration) -> RedisResult<Self> {
+    pub(super) fn single(url: &str, timeout: Duration, script: CheckScript) -> RedisResult<Self> {
         let client = redis::Client::open(url)?;
         // No response timeout here: the backend already bounds each check, and a second
         // timer per command would only cost.
@@ -47,27 +48,35 @@ impl Connection {
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
         let manager = client.get_connection_manager_lazy(config)?;
-        Ok(Self::new(Target::Single(manager)))
+        Ok(Self::new(Target::Single(manager), script))
     }
 
     /// A lazy connection to the cluster that `urls` (some of its nodes) belong to.
-    pub(super) fn cluster(urls: &[String], timeout: Duration) -> RedisResult<Self> {
+    pub(super) fn cluster(
+        urls: &[String],
+        timeout: Duration,
+        script: CheckScript,
+    ) -> RedisResult<Self> {
         let client = ClusterClientBuilder::new(urls.to_vec())
             .connection_timeout(timeout)
             .response_timeout(timeout)
             .retries(1)
             .build()?;
-        Ok(Self::new(Target::Cluster(Arc::new(LazyCluster::new(
-            client,
-        )))))
+        let target = Target::Cluster(Arc::new(LazyCluster::new(client)));
+        Ok(Self::new(target, script))
     }
 
-    fn new(target: Target) -> Self {
+    fn new(target: Target, script: CheckScript) -> Self {
         Self {
             target,
-            script: Arc::new(Script::new(include_str!("check.lua"))),
+            script: Arc::new(script),
             loaded: Arc::default(),
         }
+    }
+
+    /// Whether the script answers `{allowed, used, ms}` per key (see `scripts`).
+    pub(super) fn per_key_reply(&self) -> bool {
+        self.script.per_key_reply
     }
 
     /// The check script's call on `keys` keys, without its keys and arguments yet:
@@ -78,7 +87,10 @@ impl Connection {
         // numbers take at most 20 bytes.
         let args = 5 + 2 * keys;
         let mut evalsha = redis::Cmd::with_capacity(args, 7 + 40 + key_bytes + 20 * (3 + keys));
-        evalsha.arg("EVALSHA").arg(self.script.get_hash()).arg(keys);
+        evalsha
+            .arg("EVALSHA")
+            .arg(self.script.script.get_hash())
+            .arg(keys);
         evalsha
     }
 
@@ -126,10 +138,14 @@ impl Connection {
 
     async fn run_each(&self, calls: &redis::Pipeline) -> RedisResult<Vec<RedisResult<Vec<i64>>>> {
         let mut connection = self.live().await?;
-        match self.call_each(&self.script, calls, &mut connection).await {
+        match self
+            .call_each(&self.script.script, calls, &mut connection)
+            .await
+        {
             Err(error) if is_broken(&error) => {
                 let mut connection = self.live().await?;
-                self.call_each(&self.script, calls, &mut connection).await
+                self.call_each(&self.script.script, calls, &mut connection)
+                    .await
             }
             answers => answers,
         }
@@ -228,7 +244,10 @@ mod tests {
         }
         let server = RedisServer::start();
         let timeout = Duration::from_secs(5);
-        let connection = Connection::single(&server.url(), timeout).unwrap();
+        let script = super::super::scripts::CheckScript::for_algorithm(
+            crate::policy::Algorithm::FixedWindow,
+        );
+        let connection = Connection::single(&server.url(), timeout, script).unwrap();
         let check = |key: &str| {
             let mut evalsha = connection.evalsha(1, key.len());
             evalsha.arg(key).arg(60_000).arg(10).arg(1);

@@ -7,6 +7,7 @@ mod algorithms_match;
 mod builder;
 mod connection;
 mod live;
+mod scripts;
 mod sender;
 /// Real `redis-server`s for the tests: the unit tests here, and the integration tests,
 /// which include this file (it is self-contained).
@@ -164,7 +165,7 @@ impl<C: Clock> Backend for RedisBackend<C> {
             }
         };
         let limit = self.local.policy_limit();
-        let window = self.local.policy().window();
+        let window = self.local.policy().longest_reset();
         // Only `Copy` numbers inside: one decision for both ways of calling.
         let decide = move |counted: Counted, _: &UserOf| {
             let used = u32::try_from(counted.used.max(0)).unwrap_or(u32::MAX);
@@ -224,12 +225,13 @@ impl<C: Clock> RedisBackend<C> {
             .arg(cost);
         let (connection, target, timeout) =
             (self.connection.clone(), self.target.clone(), self.timeout);
+        let per_key = connection.per_key_reply();
         async move {
             let deadline = Instant::now() + timeout;
             let reply = connection
                 .run_until(evalsha, deadline, &target, timeout)
                 .await?;
-            Counted::from_reply(&reply, 0, &target)
+            Counted::from_reply(&reply, 0, &target, per_key)
         }
     }
 }

@@ -19,14 +19,24 @@ pub(crate) struct Counted {
     pub(super) allowed: bool,
     /// Units used in the window, this check included if allowed.
     pub(super) used: i64,
-    /// Milliseconds until the window resets.
+    /// Milliseconds until the window resets (for a sliding window or GCRA: until the
+    /// policy is whole again, or, for a denial, until this cost fits).
     pub(super) reset_ms: i64,
 }
 
 impl Counted {
-    /// The answer of the script (run on `target`) for its `i`-th key.
-    pub(super) fn from_reply(reply: &[i64], i: usize, target: &str) -> Result<Self, BackendError> {
-        let answer = (reply.first(), reply.get(1 + 2 * i), reply.get(2 + 2 * i));
+    /// The answer of the script (run on `target`) for its `i`-th key; `per_key` for the
+    /// scripts that answer `{allowed, used, ms}` per key (see `scripts`).
+    pub(super) fn from_reply(
+        reply: &[i64],
+        i: usize,
+        target: &str,
+        per_key: bool,
+    ) -> Result<Self, BackendError> {
+        let answer = match per_key {
+            true => (reply.get(3 * i + 2), reply.get(3 * i), reply.get(3 * i + 1)),
+            false => (reply.first(), reply.get(1 + 2 * i), reply.get(2 + 2 * i)),
+        };
         let (Some(&reset_ms), Some(&allowed), Some(&used)) = answer else {
             let why = format!("the check script answered {reply:?}");
             return Err(BackendError::unavailable(target, why));
@@ -103,7 +113,12 @@ impl RedisSender {
                 let mut answers = answers.into_iter();
                 for job in batch {
                     let answer = match answers.next() {
-                        Some(Ok(reply)) => Counted::from_reply(&reply, 0, &self.target),
+                        Some(Ok(reply)) => Counted::from_reply(
+                            &reply,
+                            0,
+                            &self.target,
+                            self.connection.per_key_reply(),
+                        ),
                         Some(Err(error)) => Err(BackendError::unavailable(&*self.target, error)),
                         None => Err(BackendError::unavailable(
                             &*self.target,
@@ -126,7 +141,12 @@ impl RedisSender {
         match ran.await {
             Ok(reply) => {
                 for (i, job) in batch.into_iter().enumerate() {
-                    let _ = job.reply.send(Counted::from_reply(&reply, i, &self.target));
+                    let _ = job.reply.send(Counted::from_reply(
+                        &reply,
+                        i,
+                        &self.target,
+                        self.connection.per_key_reply(),
+                    ));
                 }
             }
             Err(error) => fail_all(batch, &error),
@@ -141,7 +161,7 @@ mod tests {
     #[test]
     fn each_check_reads_its_own_pair_after_the_reset() {
         let reply = [1500, 1, 3, 0, 5];
-        let second = Counted::from_reply(&reply, 1, "redis").unwrap();
+        let second = Counted::from_reply(&reply, 1, "redis", false).unwrap();
         assert!(!second.allowed);
         assert_eq!((second.used, second.reset_ms), (5, 1500));
     }
@@ -149,7 +169,10 @@ mod tests {
     #[test]
     fn a_short_reply_is_an_error_not_a_panic() {
         for reply in [&[][..], &[1500], &[1500, 1, 3]] {
-            assert!(Counted::from_reply(reply, 1, "redis").is_err(), "{reply:?}");
+            assert!(
+                Counted::from_reply(reply, 1, "redis", false).is_err(),
+                "{reply:?}"
+            );
         }
     }
 }

@@ -1,0 +1,126 @@
+//! The sliding window and GCRA in one atomic word per key, checked by compare-and-swap as
+//! fixed windows are (`counter`).
+//!
+//! A shard's table holds the counters of one window, its generation, so a word need not
+//! say which window it is of:
+//! - sliding window: the units of the current window (high half) and of the one before
+//!   (low half);
+//! - GCRA: the bucket's level, in units × window (ms), as seen from the generation's start
+//!   (`level + ms since the start × limit`): below 2 × limit × window ≤ 2^54.
+//!
+//! A key's first check in a generation carries its word over from the table before.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::algorithm::{Algorithm, Rate, State, Verdict};
+
+/// What a general check needs besides the key.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Counting {
+    pub(super) algorithm: Algorithm,
+    pub(super) rate: Rate,
+    pub(super) now_ms: u64,
+    pub(super) cost: u32,
+}
+
+impl Counting {
+    /// The state `word` stands for in generation `generation` (a window index), read at
+    /// this check's time.
+    fn state(&self, word: u64, generation: u64) -> State {
+        let start = generation * self.rate.window_ms;
+        match self.algorithm {
+            Algorithm::SlidingWindow => State::Sliding {
+                window: generation,
+                current: (word >> 32) as u32,
+                previous: word as u32,
+            },
+            Algorithm::Gcra => {
+                // Saturating: a word carried from long ago has emptied whatever it held.
+                let since = self.now_ms.saturating_sub(start);
+                State::Gcra {
+                    at_ms: self.now_ms.max(start),
+                    level: word.saturating_sub(since.saturating_mul(u64::from(self.rate.limit))),
+                }
+            }
+            Algorithm::FixedWindow => unreachable!("fixed windows have counters of their own"),
+        }
+    }
+
+    /// The word of `state` in generation `generation`.
+    fn word(&self, state: State, generation: u64) -> u64 {
+        let start = generation * self.rate.window_ms;
+        match state {
+            State::Sliding {
+                current, previous, ..
+            } => (u64::from(current) << 32) | u64::from(previous),
+            State::Gcra { at_ms, level } => level + (at_ms - start) * u64::from(self.rate.limit),
+            State::Fixed { .. } => unreachable!("fixed windows have counters of their own"),
+        }
+    }
+
+    /// This check's time, never before `generation` started: a reader whose clock lags
+    /// one that already moved the shard on counts in the newer window.
+    pub(super) fn in_generation(mut self, generation: u64) -> Self {
+        self.now_ms = self.now_ms.max(generation * self.rate.window_ms);
+        self
+    }
+
+    /// Checks against the word of a key already in generation `generation`.
+    pub(super) fn check(&self, word: &AtomicU64, generation: u64) -> Verdict {
+        let mut current = word.load(Ordering::Acquire);
+        loop {
+            let state = self.state(current, generation);
+            let (verdict, next) =
+                self.algorithm
+                    .check(self.rate, Some(state), self.now_ms, self.cost);
+            let Some(next) = next else {
+                return verdict;
+            };
+            let next = self.word(next, generation);
+            match word.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return verdict,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// The first check of a key in generation `generation`, from its word in an earlier
+    /// generation (`carried`: the word and its generation, if the key was in the table
+    /// kept from before): the verdict, and the word to store.
+    pub(super) fn first(&self, carried: Option<(u64, u64)>, generation: u64) -> (Verdict, u64) {
+        let state = carried.map(|(word, before)| self.state(word, before));
+        let (verdict, next) = self
+            .algorithm
+            .check(self.rate, state, self.now_ms, self.cost);
+        // A denial changes nothing: what was carried over is kept, seen from this
+        // generation (an empty state when nothing was).
+        let stored = next.or(state).map_or(0, |state| {
+            let state = match state {
+                // Rolled into this generation by the algorithm's own rules.
+                State::Sliding { .. } => self.roll(state, generation),
+                other => other,
+            };
+            self.word(state, generation)
+        });
+        (verdict, stored)
+    }
+
+    /// A sliding state of an earlier window, as of `generation`.
+    fn roll(&self, state: State, generation: u64) -> State {
+        match state {
+            State::Sliding {
+                window, current, ..
+            } if window + 1 == generation => State::Sliding {
+                window: generation,
+                current: 0,
+                previous: current,
+            },
+            State::Sliding { window, .. } if window == generation => state,
+            _ => State::Sliding {
+                window: generation,
+                current: 0,
+                previous: 0,
+            },
+        }
+    }
+}

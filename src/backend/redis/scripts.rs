@@ -1,0 +1,39 @@
+//! The check script for each algorithm: fixed windows have a script of their own (its
+//! key layout and reply predate the others); the sliding window and GCRA share the
+//! algorithms' Lua twin (`algorithms.lua`) and one main part (`check_state.lua`).
+
+use redis::Script;
+
+use crate::policy::Algorithm;
+
+/// A check script, and how it lays out its reply.
+#[derive(Debug)]
+pub(super) struct CheckScript {
+    pub(super) script: Script,
+    /// `{allowed, used, ms}` per key; otherwise `{reset ms, (allowed, used) per key}`.
+    pub(super) per_key_reply: bool,
+}
+
+impl CheckScript {
+    pub(super) fn for_algorithm(algorithm: Algorithm) -> Self {
+        let id = match algorithm {
+            Algorithm::FixedWindow => {
+                return Self {
+                    script: Script::new(include_str!("check.lua")),
+                    per_key_reply: false,
+                }
+            }
+            Algorithm::SlidingWindow => 2,
+            Algorithm::Gcra => 3,
+        };
+        let source = format!(
+            "{}\nlocal algorithm_id = {id}\n{}",
+            include_str!("algorithms.lua"),
+            include_str!("check_state.lua")
+        );
+        Self {
+            script: Script::new(&source),
+            per_key_reply: true,
+        }
+    }
+}

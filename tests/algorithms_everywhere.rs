@@ -1,0 +1,95 @@
+//! One schedule of checks, run on the in-memory backend, on a two-node ring (every check
+//! forwarded over HTTP to the key's owner) and on Redis: for each algorithm, the three
+//! give the same decisions. Redis keeps time by its own clock, so the in-memory and ring
+//! clocks are set to it; the schedule runs within a few milliseconds, far from a window's
+//! edge.
+#![cfg(all(feature = "redis", feature = "cluster"))]
+
+mod common;
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use ringlimit::backend::{RedisBackend, RemoteFuture};
+use ringlimit::policy::Algorithm;
+use ringlimit::{Backend, Check, Decision, ManualClock, MemoryBackend, Policy};
+
+use common::redis::{available, RedisServer};
+use common::{key_owned_by, start_cluster};
+
+async fn run<F: std::future::Future<Output = Result<Decision, ringlimit::BackendError>>>(
+    check: Check<F>,
+) -> Decision {
+    match check {
+        Check::Ready(result) => result.unwrap(),
+        Check::Pending(future) => future.await.unwrap(),
+    }
+}
+
+/// The Redis server's time, in ms since the epoch.
+fn redis_now_ms(server: &RedisServer) -> u64 {
+    let time = server.cli(&["TIME"]).unwrap();
+    let mut parts = time.split_whitespace().map(|p| p.parse::<u64>().unwrap());
+    parts.next().unwrap() * 1000 + parts.next().unwrap() / 1000
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(ringlimit_no_redis_server, ignore = "redis-server is not installed")]
+async fn every_backend_decides_alike_under_each_algorithm() {
+    if !available("every_backend_decides_alike_under_each_algorithm") {
+        return;
+    }
+    let server = RedisServer::start();
+    let window = Duration::from_secs(60);
+    // Costs of 1 to 3 against a limit of 10: allowed, then denied as the limit nears,
+    // with what remains each time.
+    let costs = [1, 2, 3, 1, 1, 2, 3, 1, 1, 3, 2, 1];
+    for algorithm in [
+        Algorithm::FixedWindow,
+        Algorithm::SlidingWindow,
+        Algorithm::Gcra,
+    ] {
+        let policy =
+            Policy::per_window(NonZeroU32::new(10).unwrap(), window).with_algorithm(algorithm);
+        // Far from a window's edge on Redis's clock, and the same moment on the others'.
+        let mut now = redis_now_ms(&server);
+        if now % 60_000 > 50_000 {
+            tokio::time::sleep(Duration::from_millis(60_000 - now % 60_000 + 100)).await;
+            now = redis_now_ms(&server);
+        }
+        let clock = ManualClock::new(Duration::from_millis(now));
+
+        let memory = MemoryBackend::builder(policy).clock(clock.clone()).build();
+        let nodes = start_cluster(2, policy, &clock).await;
+        let key = key_owned_by(&nodes[0].backend.ring(), &nodes[1].name);
+        let redis = RedisBackend::builder(policy, &server.url())
+            .prefix(&format!("{algorithm:?}:"))
+            .build()
+            .unwrap();
+
+        let mut seen = Vec::new();
+        for cost in costs {
+            let cost = NonZeroU32::new(cost).unwrap();
+            let in_memory = run(memory.check(&key, cost)).await;
+            let on_ring = run(nodes[0].backend.check(&key, cost)).await;
+            let in_redis = run::<RemoteFuture>(redis.check(&key, cost)).await;
+            let view = |d: Decision| (d.allowed, d.remaining);
+            assert_eq!(
+                view(on_ring),
+                view(in_memory),
+                "{algorithm:?}, ring, after {seen:?}"
+            );
+            assert_eq!(
+                view(in_redis),
+                view(in_memory),
+                "{algorithm:?}, Redis, after {seen:?}"
+            );
+            seen.push((cost.get(), in_memory.allowed));
+        }
+        let allowed: u32 = seen.iter().filter(|(_, a)| *a).map(|(c, _)| c).sum();
+        assert_eq!(
+            allowed, 10,
+            "{algorithm:?}: the schedule fills the limit exactly"
+        );
+    }
+}
