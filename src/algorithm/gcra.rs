@@ -7,6 +7,7 @@
 
 use super::{div_ceil, Checked, Rate, State, Verdict};
 
+#[inline]
 pub(super) fn check(rate: Rate, state: Option<State>, now_ms: u64, cost: u32) -> Checked {
     let (limit, window) = (u64::from(rate.limit), rate.window_ms);
     let depth = limit * window;

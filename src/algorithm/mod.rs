@@ -115,6 +115,7 @@ impl Algorithm {
 
     /// Checks `cost` units at `now_ms` against `rate`, from `state` (`None`: the key has
     /// none, or one of another algorithm).
+    #[inline]
     pub(crate) fn check(self, rate: Rate, state: Option<State>, now_ms: u64, cost: u32) -> Checked {
         debug_assert!(self.admits(rate), "{self:?} cannot enforce {rate:?}");
         match self {

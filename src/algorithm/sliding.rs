@@ -16,6 +16,7 @@ struct Counts {
     previous: u64,
 }
 
+#[inline]
 pub(super) fn check(rate: Rate, state: Option<State>, now_ms: u64, cost: u32) -> Checked {
     let (window, into) = (now_ms / rate.window_ms, now_ms % rate.window_ms);
     let counts = match state {
@@ -69,6 +70,7 @@ pub(super) fn check(rate: Rate, state: Option<State>, now_ms: u64, cost: u32) ->
 }
 
 /// The units counted against the limit `into` ms into the current window.
+#[inline]
 fn estimate(rate: Rate, counts: Counts, into: u64) -> u64 {
     let overlap = (rate.window_ms - into) * WHOLE / rate.window_ms;
     counts.previous * overlap / WHOLE + counts.current
@@ -76,6 +78,7 @@ fn estimate(rate: Rate, counts: Counts, into: u64) -> u64 {
 
 /// How long from `into` ms into the current window until `need` units fit, if nothing
 /// more is counted meanwhile; `None` if they never will (`need` above the limit).
+#[inline]
 fn wait_until_fits(rate: Rate, counts: Counts, into: u64, need: u64) -> Option<u64> {
     if need > u64::from(rate.limit) {
         return None;
@@ -101,6 +104,7 @@ fn wait_until_fits(rate: Rate, counts: Counts, into: u64, need: u64) -> Option<u
 /// `previous × w / WHOLE` (rounded down) leaves room, that is `w < k` with
 /// `k = ⌈(room + 1) × WHOLE / previous⌉`, and `w = ⌊(window − at) × WHOLE / window⌋ < k`
 /// holds from `at = ⌊(WHOLE − k) × window / WHOLE⌋ + 1` on.
+#[inline]
 fn first_fit(rate: Rate, counts: Counts, need: u64) -> Option<u64> {
     let room = u64::from(rate.limit).checked_sub(counts.current + need)?;
     if counts.previous == 0 {

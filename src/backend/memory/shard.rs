@@ -91,6 +91,7 @@ impl Shard {
     /// A sliding-window or GCRA check (`counting`) of `ask`'s key in `ask.window`: as
     /// `check`, with the state of a key's first check in a window carried over from the
     /// window before.
+    #[inline]
     pub(super) fn check_carried(
         &self,
         ask: Ask<'_>,
@@ -103,6 +104,7 @@ impl Shard {
         verdict
     }
 
+    #[inline]
     fn carried_known(&self, ask: Ask<'_>, counting: Counting) -> Option<Verdict> {
         let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
         let generation = self.window.load(Ordering::Acquire);

@@ -26,6 +26,7 @@ pub(super) struct Counting {
 impl Counting {
     /// The state `word` stands for in generation `generation` (a window index), read at
     /// this check's time.
+    #[inline]
     fn state(&self, word: u64, generation: u64) -> State {
         let start = generation * self.rate.window_ms;
         match self.algorithm {
@@ -47,6 +48,7 @@ impl Counting {
     }
 
     /// The word of `state` in generation `generation`.
+    #[inline]
     fn word(&self, state: State, generation: u64) -> u64 {
         let start = generation * self.rate.window_ms;
         match state {
@@ -60,12 +62,14 @@ impl Counting {
 
     /// This check's time, never before `generation` started: a reader whose clock lags
     /// one that already moved the shard on counts in the newer window.
+    #[inline]
     pub(super) fn in_generation(mut self, generation: u64) -> Self {
         self.now_ms = self.now_ms.max(generation * self.rate.window_ms);
         self
     }
 
     /// Checks against the word of a key already in generation `generation`.
+    #[inline]
     pub(super) fn check(&self, word: &AtomicU64, generation: u64) -> Verdict {
         let mut current = word.load(Ordering::Acquire);
         loop {
