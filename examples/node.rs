@@ -10,7 +10,6 @@
 mod support;
 
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -99,8 +98,7 @@ struct Options {
     members: Vec<String>,
     bind: IpAddr,
     advertise: Option<String>,
-    limit: NonZeroU32,
-    window: Duration,
+    policy: Policy,
     peer_timeout: Duration,
     failure: FailureMode,
     secret: Option<PeerSecret>,
@@ -168,8 +166,7 @@ fn options(args: Args, env_secret: Option<String>) -> Result<Options, String> {
         members,
         bind: args.bind,
         advertise: args.advertise,
-        limit: args.policy.limit,
-        window: args.policy.window,
+        policy: args.policy.policy()?,
         peer_timeout: Duration::from_millis(args.peer_timeout_ms),
         failure: args.failure,
         secret,
@@ -203,7 +200,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(options: Options) -> Result<(), String> {
-    let policy = Policy::per_window(options.limit, options.window);
+    let policy = options.policy;
     let listener = tokio::net::TcpListener::bind((options.bind, options.port))
         .await
         .map_err(|e| format!("cannot listen on {}:{}: {e}", options.bind, options.port))?;
@@ -217,9 +214,11 @@ async fn run(options: Options) -> Result<(), String> {
         Some(redis) => format!("Redis at {}", redis.urls().join(",")),
     };
     println!(
-        "node {me}: serving /check on http://{local} ({} per user per {:?}, counters: {counters}, failure mode {})",
-        options.limit,
-        options.window,
+        "node {me}: serving /check on http://{local} (policy {}: {} per user per {:?}, {:?}; counters: {counters}, failure mode {})",
+        policy.name(),
+        policy.limit(),
+        policy.window(),
+        policy.algorithm(),
         options.failure
     );
     if options.secret.is_none() && options.redis.is_none() {
@@ -355,18 +354,57 @@ mod tests {
     }
 
     #[test]
+    fn a_policy_is_named_with_its_limit_window_and_algorithm() {
+        use ringlimit::policy::Algorithm;
+        let policy = parsed("--policy burst:10/1s:gcra 5000 a:5000")
+            .unwrap()
+            .policy;
+        assert_eq!(policy.name().as_str(), "burst");
+        assert_eq!(
+            (policy.limit(), policy.window()),
+            (10, Duration::from_secs(1))
+        );
+        assert_eq!(policy.algorithm(), Algorithm::Gcra);
+        let fixed = parsed("--policy=hourly:100/1h 5000 a:5000").unwrap().policy;
+        assert_eq!(fixed.algorithm(), Algorithm::FixedWindow);
+        let sliding = parsed("--policy s:5/500ms:sliding 5000 a:5000")
+            .unwrap()
+            .policy;
+        assert_eq!(sliding.algorithm(), Algorithm::SlidingWindow);
+        assert_eq!(
+            parsed("5000 a:5000").unwrap().policy.name().as_str(),
+            "default"
+        );
+        for bad in [
+            "--policy burst 5000 a:5000",
+            "--policy burst:10 5000 a:5000",
+            "--policy burst:0/1s 5000 a:5000",
+            "--policy burst:10/1s:leaky 5000 a:5000",
+            "--policy a;b:10/1s 5000 a:5000",
+            "--policy big:4000000000/720h:gcra 5000 a:5000",
+            "--policy a:1/1s --limit 3 5000 a:5000",
+        ] {
+            assert!(parsed(bad).is_err(), "{bad}");
+        }
+        let several = parsed("--policy a:1/1s --policy b:2/1s 5000 a:5000")
+            .err()
+            .unwrap();
+        assert!(several.contains("one --policy at most"), "{several}");
+    }
+
+    #[test]
     fn options_read_like_any_rust_cli() {
         let options = parsed("--limit=7 --window 500ms --failure=deny 5000 a:5000 b:5001").unwrap();
-        assert_eq!(options.limit.get(), 7);
-        assert_eq!(options.window, Duration::from_millis(500));
+        assert_eq!(options.policy.limit(), 7);
+        assert_eq!(options.policy.window(), Duration::from_millis(500));
         assert_eq!(options.failure, FailureMode::Deny);
         assert_eq!(options.members, ["a:5000", "b:5001"]);
         assert_eq!(
-            parsed("--window 90 5000 a:5000").unwrap().window,
+            parsed("--window 90 5000 a:5000").unwrap().policy.window(),
             Duration::from_secs(90)
         );
         assert_eq!(
-            parsed("--window 1h 5000 a:5000").unwrap().window,
+            parsed("--window 1h 5000 a:5000").unwrap().policy.window(),
             Duration::from_secs(3600)
         );
         assert!(parsed("--window 0 5000 a:5000").is_err());

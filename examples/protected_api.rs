@@ -26,7 +26,7 @@ use clap::Parser;
 use http::Request;
 use ringlimit::endpoint::{serve, PeerEndpoint};
 use ringlimit::key::{HeaderKey, KeyExtractor, PeerIpKey};
-use ringlimit::{ClusterBackend, KeyError, MemoryBackend, RateLimitLayer, Ring};
+use ringlimit::{ClusterBackend, KeyError, MemoryBackend, Policy, RateLimitLayer, Ring};
 use support::{main_with, shutdown_signal, PolicyArgs};
 
 /// An axum API protected by ringlimit, on its own or as one node of a ring.
@@ -42,7 +42,7 @@ struct Args {
     #[command(flatten)]
     policy: PolicyArgs,
     /// Put policy NAME in shadow mode: counted and reported, never rejecting (the policy
-    /// of --limit and --window is named `default`)
+    /// of --limit and --window is named `default`, that of --policy as it says)
     #[arg(long, value_name = "NAME")]
     shadow: Vec<String>,
     /// Who a request is from: the x-user-id header, or the client's IP (needs the `axum`
@@ -71,17 +71,20 @@ enum KeyChoice {
     Ip,
 }
 
-/// The options, checked together.
-fn options(args: Args) -> Result<Args, String> {
+/// The options, checked together, and the policy they say.
+fn options(args: Args) -> Result<(Args, Policy), String> {
     if args.key == KeyChoice::Ip && !cfg!(feature = "axum") {
         return Err("--key ip needs the `axum` feature: run it with --features axum".into());
     }
-    if let Some(unknown) = args.shadow.iter().find(|name| *name != "default") {
+    let policy = args.policy.policy()?;
+    let name = policy.name();
+    if let Some(unknown) = args.shadow.iter().find(|shadow| *shadow != name.as_str()) {
         return Err(format!(
-            "--shadow {unknown}: no such policy (the policy is `default`)"
+            "--shadow {unknown}: no such policy (the policy is `{name}`)"
         ));
     }
-    Ok(args)
+    let policy = policy.with_shadow(!args.shadow.is_empty());
+    Ok((args, policy))
 }
 
 #[tokio::main]
@@ -90,11 +93,7 @@ async fn main() -> ExitCode {
     main_with("protected_api", options(Args::parse()), run).await
 }
 
-async fn run(options: Args) -> Result<(), String> {
-    let policy = options
-        .policy
-        .policy()
-        .with_shadow(!options.shadow.is_empty());
+async fn run((options, policy): (Args, Policy)) -> Result<(), String> {
     let app = Router::new().route("/hello", get(|| async { "hello\n" }));
     let key = match options.key {
         KeyChoice::Ip => UserKey::Ip(PeerIpKey::new()),
@@ -128,9 +127,11 @@ async fn run(options: Args) -> Result<(), String> {
     let listener = bind(options.port).await?;
     let local = address(&listener);
     println!(
-        "protected_api: listening on http://{local} ({} requests per user per {:?}{})",
-        options.policy.limit,
-        options.policy.window,
+        "protected_api: listening on http://{local} (policy {}: {} requests per user per {:?}, {:?}{})",
+        policy.name(),
+        policy.limit(),
+        policy.window(),
+        policy.algorithm(),
         if policy.shadow() {
             ", in shadow mode"
         } else {

@@ -36,19 +36,70 @@ where
 /// The policy options the examples share.
 #[derive(clap::Args, Debug)]
 pub struct PolicyArgs {
-    /// Requests per user per window
+    /// Requests per user per window, for the policy named `default`
     #[arg(long, value_name = "N", default_value_t = NonZeroU32::new(5).unwrap())]
     pub limit: NonZeroU32,
     /// Window length: 500ms, 60s, 1m, 1h, or plain seconds
     #[arg(long, value_name = "LENGTH", default_value = "60s", value_parser = parse_window)]
     pub window: Duration,
+    /// A named policy instead: NAME:LIMIT/WINDOW[:ALGORITHM], the algorithm fixed
+    /// (default), sliding or gcra; e.g. burst:10/1s:gcra
+    #[arg(long = "policy", value_name = "SPEC", value_parser = parse_policy,
+          conflicts_with_all = ["limit", "window"])]
+    pub policies: Vec<ringlimit::Policy>,
 }
 
 impl PolicyArgs {
-    /// The policy these options say.
-    pub fn policy(&self) -> ringlimit::Policy {
-        ringlimit::Policy::per_window(self.limit, self.window)
+    /// The policy these options say: `--policy`'s, or `default` of `--limit` per
+    /// `--window`.
+    pub fn policy(&self) -> Result<ringlimit::Policy, String> {
+        match self.policies.as_slice() {
+            [] => Ok(ringlimit::Policy::per_window(self.limit, self.window)),
+            [policy] => Ok(*policy),
+            _ => Err(
+                "one --policy at most: checking several policies on one request is \
+                      not supported yet"
+                    .into(),
+            ),
+        }
     }
+}
+
+/// A policy: `NAME:LIMIT/WINDOW[:ALGORITHM]`.
+pub fn parse_policy(text: &str) -> Result<ringlimit::Policy, String> {
+    use ringlimit::policy::{Algorithm, PolicyName};
+    let usage = || format!("{text:?} is not NAME:LIMIT/WINDOW[:ALGORITHM], e.g. burst:10/1s:gcra");
+    let mut parts = text.split(':');
+    let (Some(name), Some(rate)) = (parts.next(), parts.next()) else {
+        return Err(usage());
+    };
+    let algorithm = match parts.next() {
+        None | Some("fixed") => Algorithm::FixedWindow,
+        Some("sliding") => Algorithm::SlidingWindow,
+        Some("gcra") => Algorithm::Gcra,
+        Some(other) => {
+            return Err(format!(
+                "{other:?}: the algorithm is fixed, sliding or gcra"
+            ))
+        }
+    };
+    if parts.next().is_some() {
+        return Err(usage());
+    }
+    let name = PolicyName::new(name).map_err(|e| format!("{name:?}: {e}"))?;
+    let (limit, window) = rate.split_once('/').ok_or_else(usage)?;
+    let limit: NonZeroU32 = limit
+        .parse()
+        .map_err(|_| format!("{limit:?}: the limit is a whole number from 1"))?;
+    let window = parse_window(window)?;
+    if !algorithm.supports(limit.get(), window) {
+        return Err(format!(
+            "{algorithm:?} cannot enforce {limit} per {window:?} exactly (see Algorithm::supports)"
+        ));
+    }
+    Ok(ringlimit::Policy::per_window(limit, window)
+        .with_name(name)
+        .with_algorithm(algorithm))
 }
 
 /// A window length: `500ms`, `60s`, `1m`, `1h`, or plain seconds; at least 1 ms.

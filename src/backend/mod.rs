@@ -67,7 +67,7 @@ pub enum Check<F> {
     Pending(F),
 }
 
-/// A store of fixed-window counters.
+/// A store of counters, counted as each policy's [`Algorithm`](crate::policy::Algorithm) says.
 ///
 /// Every call to [`check`](Backend::check) is one atomic check-and-increment: if `cost`
 /// more units fit in the key's current window they are counted and the request is allowed,

@@ -1,5 +1,5 @@
-//! The fixed-window policy: how many requests, per how long, at what cost each, and under
-//! what name.
+//! A policy: how many requests, per how long, at what cost each, counted how
+//! ([`Algorithm`]), under what name, and whether it is enforced or in shadow mode.
 
 mod name;
 
@@ -9,7 +9,8 @@ use std::time::Duration;
 pub use self::name::{PolicyName, PolicyNameError, MAX_NAME_LEN};
 pub use crate::algorithm::Algorithm;
 
-/// `limit` units per `window`, each request costing `cost` units (1 unless set).
+/// `limit` units per `window`, each request costing `cost` units (1 unless set), counted
+/// in fixed windows unless another [`Algorithm`] is set.
 ///
 /// Windows are aligned to the Unix epoch:
 /// `window_start = now - now % window`, so every node agrees on where a window begins.
@@ -17,6 +18,7 @@ pub use crate::algorithm::Algorithm;
 /// # Examples
 ///
 /// ```
+/// use ringlimit::policy::{Algorithm, PolicyName};
 /// use ringlimit::Policy;
 /// use std::num::NonZeroU32;
 /// use std::time::Duration;
@@ -25,6 +27,13 @@ pub use crate::algorithm::Algorithm;
 /// assert_eq!(policy.limit(), 5);
 /// assert_eq!(policy.window(), Duration::from_secs(60));
 /// assert_eq!(policy.cost(), NonZeroU32::MIN);
+/// assert_eq!(policy.algorithm(), Algorithm::FixedWindow);
+///
+/// // A burst of up to 10, then one request every 6 s, named in the headers.
+/// let smooth = Policy::per_window(NonZeroU32::new(10).unwrap(), Duration::from_secs(60))
+///     .with_algorithm(Algorithm::Gcra)
+///     .with_name(PolicyName::new("smooth").unwrap());
+/// assert_eq!(smooth.name().as_str(), "smooth");
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {

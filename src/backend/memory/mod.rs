@@ -26,7 +26,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::policy::millis;
 use crate::{Decision, Policy};
 
-/// Fixed-window counters in this process's memory.
+/// Counters in this process's memory.
 ///
 /// Exact under concurrency: each key's counter is one atomic word updated by
 /// compare-and-swap, so no number of tasks can admit more than the limit. Keys are spread

@@ -40,7 +40,7 @@ pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(250);
 /// The default prefix of every key.
 pub const DEFAULT_PREFIX: &str = "ringlimit:";
 
-/// Fixed-window counters kept in Redis (or a Redis Cluster), where users already trust
+/// Counters kept in Redis (or a Redis Cluster), where users already trust
 /// them: one atomic script call per check, on one key, in one round trip. On a single
 /// server, the calls of checks that arrive while others are on the wire go together in one
 /// pipeline (one write, one round trip; each call still its own); with
@@ -52,7 +52,10 @@ pub const DEFAULT_PREFIX: &str = "ringlimit:";
 /// `<prefix>{<user id>}` (e.g. `ringlimit:{alice}`): a hash of the window's start (`s`, ms)
 /// and the units used in it (`n`), given an expiry at the end of its window on the
 /// window's first count. The hash tag keeps everything of one user in one slot, so the
-/// same backend works on Redis Cluster and on servers that refuse undeclared keys.
+/// same backend works on Redis Cluster and on servers that refuse undeclared keys. Under
+/// the sliding window and GCRA the hash holds the algorithm's state instead (`k` its kind,
+/// `a`, `b`, `c` its numbers), computed by a Lua twin of the crate's own arithmetic, and
+/// expires once it no longer matters.
 ///
 /// All checks share one multiplexed connection (per cluster master), made lazily: a node
 /// starts while Redis is down, and until Redis answers within the timeout (default
