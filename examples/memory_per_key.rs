@@ -2,17 +2,20 @@
 //! given back once their window is over, and the memory a key cap holds a flood to.
 //!
 //! ```text
-//! cargo run --release --example memory_per_key [KEYS (1000000)]
+//! cargo run --release --example memory_per_key [KEYS (1000000)] [fixed|sliding|gcra]
 //! ```
 //!
 //! Two figures: the bytes the backend asked the allocator for (a counting allocator), and
 //! the growth of the process's resident memory (which adds the allocator's own overhead).
+//! The sliding window and GCRA keep the window before whole (a key's state carries over),
+//! so their keys are given back a window later.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
+use ringlimit::policy::Algorithm;
 use ringlimit::{ManualClock, MemoryBackend, Policy};
 
 /// The system allocator, counting the bytes in use.
@@ -54,7 +57,15 @@ fn main() {
         .nth(1)
         .map_or(1_000_000, |n| n.parse().expect("KEYS is a number"));
     let clock = ManualClock::new(Duration::from_secs(1_800_000_000));
-    let policy = Policy::per_window(NonZeroU32::new(100).unwrap(), Duration::from_secs(60));
+    let algorithm = match std::env::args().nth(2).as_deref() {
+        None | Some("fixed") => Algorithm::FixedWindow,
+        Some("sliding") => Algorithm::SlidingWindow,
+        Some("gcra") => Algorithm::Gcra,
+        Some(other) => panic!("{other:?}: the algorithm is fixed, sliding or gcra"),
+    };
+    println!("algorithm:               {algorithm:?}");
+    let policy = Policy::per_window(NonZeroU32::new(100).unwrap(), Duration::from_secs(60))
+        .with_algorithm(algorithm);
     let backend = MemoryBackend::builder(policy)
         .max_keys(usize::MAX)
         .clock(clock.clone())
@@ -87,7 +98,17 @@ fn main() {
         );
     }
 
-    // A new window: the requests that follow drop the old counters, with no cleanup call.
+    // A new window (two, for the algorithms that keep the one before): the requests that
+    // follow drop the old counters, with no cleanup call.
+    let windows = if algorithm == Algorithm::FixedWindow {
+        1
+    } else {
+        2
+    };
+    for _ in 1..windows {
+        clock.advance(Duration::from_secs(60));
+        backend.decide("next-0", NonZeroU32::MIN);
+    }
     clock.advance(Duration::from_secs(60));
     for i in 0..keys / 8 {
         backend.decide(&format!("next-{}", i % 1_000), NonZeroU32::MIN);

@@ -169,9 +169,10 @@ impl Shard {
 
     /// Swaps in an empty table for `window` and retires the old one, unless another
     /// thread has already started this window or a newer one. With `carry`, the old table
-    /// stays readable as the previous one, and the one before it is retired instead.
+    /// stays readable as the previous one if it is of the window just before (the one
+    /// kept before it is retired instead); a table older than that carries nothing over.
     fn start_window(&self, window: u64, carry: bool) {
-        let old = {
+        let (old, older) = {
             let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
             let started = self.window.load(Ordering::Acquire);
             if started >= window {
@@ -180,16 +181,23 @@ impl Shard {
             self.window.store(window, Ordering::Release);
             let old = table.take();
             if !carry {
-                old
+                (old, HashTable::new())
             } else {
                 let mut previous = self
                     .previous
                     .write()
                     .unwrap_or_else(PoisonError::into_inner);
-                std::mem::replace(&mut *previous, (started, old)).1
+                let older = std::mem::take(&mut previous.1);
+                if started + 1 == window {
+                    *previous = (started, old);
+                    (older, HashTable::new())
+                } else {
+                    (old, older)
+                }
             }
         };
         self.retired.add(old);
+        self.retired.add(older);
     }
 
     /// Entries of the window before, kept for carrying.

@@ -351,6 +351,27 @@ mod algorithms {
         }
     }
 
+    // Regression: a shard that skipped a window kept its old table as the one before,
+    // so keys of long ago were held until the next window.
+    #[test]
+    fn tables_of_windows_long_gone_are_given_back() {
+        for algorithm in [Algorithm::SlidingWindow, Algorithm::Gcra] {
+            let (backend, clock) = backend(algorithm, 100, Duration::from_secs(60));
+            for i in 0..5_000 {
+                backend.decide(&format!("old-{i}"), NonZeroU32::MIN);
+            }
+            at(&clock, 3 * 60_000);
+            for i in 0..20_000 {
+                backend.decide(&format!("new-{}", i % 2_000), NonZeroU32::MIN);
+            }
+            let tracked = backend.tracked_keys();
+            assert!(
+                tracked <= 2_000,
+                "{algorithm:?}: {tracked} (5,000 old keys, 2,000 new)"
+            );
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
