@@ -81,7 +81,7 @@ impl Shard {
         let window = ask.window.max(self.window.load(Ordering::Acquire));
         let capped = capacity.is_capped();
         if capped {
-            self.make_room(&mut table, window, capacity);
+            self.make_room(&mut table, window, capacity, Counter::used);
         }
         let (counter, outcome) = Counter::first(window, ask.cost, ask.limit);
         table.insert(ask.key, ask.hash, counter, capped);
@@ -136,7 +136,8 @@ impl Shard {
         };
         let capped = capacity.is_capped();
         if capped {
-            self.make_room(&mut table, generation, capacity);
+            let units = |counter: &Counter| counting.units_held(counter.word(), generation);
+            self.make_room(&mut table, generation, capacity, units);
         }
         let (verdict, word) = counting.first(carried, generation);
         table.insert(ask.key, ask.hash, Counter::from_word(word), capped);
@@ -146,7 +147,13 @@ impl Shard {
     /// Below the shard's share of the cap before one more key goes in: old windows' keys
     /// go first (the window before this one's too, carried state and all), then one of
     /// this window's (see `table`).
-    fn make_room(&self, table: &mut Table, window: u64, capacity: &Capacity) {
+    fn make_room(
+        &self,
+        table: &mut Table,
+        window: u64,
+        capacity: &Capacity,
+        units: impl Fn(&Counter) -> u32,
+    ) {
         let held = table.len() + self.retired.pending() + self.previous_len();
         if held < capacity.per_shard {
             return;
@@ -162,7 +169,7 @@ impl Shard {
         self.retired.reclaim(excess);
         // Others may have dropped old keys meanwhile (without this lock): count again.
         let still_full = table.len() + self.retired.pending() >= capacity.per_shard;
-        if still_full && table.evict_one(capacity.one_request) == Eviction::Evicted {
+        if still_full && table.evict_one(capacity.one_request, units) == Eviction::Evicted {
             capacity.record_eviction(window);
         }
     }

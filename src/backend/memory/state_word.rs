@@ -60,6 +60,21 @@ impl Counting {
         }
     }
 
+    /// The units `word` holds now, for eviction at the key cap: a key that holds one
+    /// request's worth at most goes first (under GCRA, what its bucket still holds: a
+    /// drained bucket is no state worth keeping).
+    pub(super) fn units_held(&self, word: &AtomicU64, generation: u64) -> u32 {
+        match self.state(word.load(Ordering::Relaxed), generation) {
+            State::Sliding {
+                current, previous, ..
+            } => current.saturating_add(previous),
+            State::Gcra { level, .. } => {
+                u32::try_from(level.div_ceil(self.rate.window_ms)).unwrap_or(u32::MAX)
+            }
+            State::Fixed { used, .. } => used,
+        }
+    }
+
     /// This check's time, never before `generation` started: a reader whose clock lags
     /// one that already moved the shard on counts in the newer window.
     #[inline]

@@ -98,12 +98,16 @@ impl Table {
     }
 
     /// Evicts one key, chosen as the module docs say; `one_request` is the units one
-    /// request counts.
-    pub(super) fn evict_one(&mut self, one_request: u32) -> Eviction {
+    /// request counts, and `units` reads the units a counter holds.
+    pub(super) fn evict_one(
+        &mut self,
+        one_request: u32,
+        units: impl Fn(&Counter) -> u32,
+    ) -> Eviction {
         let mut moved = 0;
         while let Some(hash) = self.newcomers.pop_front() {
             match self.entries.find_entry(hash, |e| e.hash == hash) {
-                Ok(entry) if entry.get().counter.used() <= one_request => {
+                Ok(entry) if units(&entry.get().counter) <= one_request => {
                     entry.remove();
                     return Eviction::Evicted;
                 }
@@ -115,11 +119,11 @@ impl Table {
                 return Eviction::Moved;
             }
         }
-        self.evict_least_used_returning()
+        self.evict_least_used_returning(units)
     }
 
     /// Evicts the least used of the oldest returning keys; the others keep their place.
-    fn evict_least_used_returning(&mut self) -> Eviction {
+    fn evict_least_used_returning(&mut self, units: impl Fn(&Counter) -> u32) -> Eviction {
         let mut examined = [0u64; EXAMINED_PER_EVICTION];
         let mut held = 0;
         // The least used key examined, and its place in `examined`.
@@ -128,7 +132,7 @@ impl Table {
             let Some(hash) = self.returning.pop_front() else {
                 break;
             };
-            let Some(used) = self.used_by(hash) else {
+            let Some(used) = self.used_by(hash, &units) else {
                 continue; // no longer held
             };
             if least.is_none_or(|(fewest, _)| used < fewest) {
@@ -149,9 +153,9 @@ impl Table {
         Eviction::Evicted
     }
 
-    fn used_by(&self, hash: u64) -> Option<u32> {
+    fn used_by(&self, hash: u64, units: impl Fn(&Counter) -> u32) -> Option<u32> {
         let entry = self.entries.find(hash, |e| e.hash == hash)?;
-        Some(entry.counter.used())
+        Some(units(&entry.counter))
     }
 
     fn remove(&mut self, hash: u64) {
@@ -188,15 +192,15 @@ mod tests {
     #[test]
     fn the_oldest_one_request_key_goes_first_then_the_least_used() {
         let mut table = table_with(&[5, 1, 3, 1]);
-        assert_eq!(table.evict_one(1), Eviction::Evicted);
+        assert_eq!(table.evict_one(1, Counter::used), Eviction::Evicted);
         assert_eq!(held(&table), [0, 2, 3]);
-        assert_eq!(table.evict_one(1), Eviction::Evicted);
+        assert_eq!(table.evict_one(1, Counter::used), Eviction::Evicted);
         assert_eq!(held(&table), [0, 2]);
         // Only returning users are left: the least used of them goes.
-        assert_eq!(table.evict_one(1), Eviction::Evicted);
+        assert_eq!(table.evict_one(1, Counter::used), Eviction::Evicted);
         assert_eq!(held(&table), [0]);
-        assert_eq!(table.evict_one(1), Eviction::Evicted);
-        assert_eq!(table.evict_one(1), Eviction::Nothing);
+        assert_eq!(table.evict_one(1, Counter::used), Eviction::Evicted);
+        assert_eq!(table.evict_one(1, Counter::used), Eviction::Nothing);
     }
 
     // Regression: with only the 8 oldest keys examined, a flood that followed returning
@@ -206,7 +210,7 @@ mod tests {
         let mut table = table_with(&[2; 100]);
         let mut moved = 0;
         for i in 100..10_000u64 {
-            match table.evict_one(1) {
+            match table.evict_one(1, Counter::used) {
                 Eviction::Evicted => {}
                 Eviction::Moved => moved += 1,
                 Eviction::Nothing => unreachable!("the table is full"),
@@ -227,7 +231,7 @@ mod tests {
         }
         let buckets = table.entries.num_buckets();
         for i in 1_500..100_000u64 {
-            assert_eq!(table.evict_one(1), Eviction::Evicted);
+            assert_eq!(table.evict_one(1, Counter::used), Eviction::Evicted);
             table.insert(&i.to_string(), i, Counter::first(1, 1, 100).0, true);
         }
         assert_eq!(table.len(), 1_500);
@@ -238,7 +242,7 @@ mod tests {
     fn the_least_used_returning_key_goes_and_the_rest_keep_their_place() {
         let mut table = table_with(&[4, 3, 6]);
         // All three move to `returning`; then the least used of them goes.
-        assert_eq!(table.evict_one(1), Eviction::Evicted);
+        assert_eq!(table.evict_one(1, Counter::used), Eviction::Evicted);
         assert_eq!(held(&table), [0, 2]);
         assert_eq!(table.returning, [0, 2]);
     }

@@ -351,6 +351,42 @@ mod algorithms {
         }
     }
 
+    // Regression: under GCRA every key looked used more than once to the cap (its word's
+    // low half is no count), so a flood was set aside instead of evicted: 1.89 times the
+    // cap's memory.
+    #[test]
+    fn at_the_key_cap_a_flood_evicts_its_own_ids_under_each_algorithm() {
+        for algorithm in [Algorithm::SlidingWindow, Algorithm::Gcra] {
+            let clock = ManualClock::new(Duration::from_millis(T0_MS + 30_000));
+            let policy = Policy::per_window(NonZeroU32::new(20).unwrap(), Duration::from_secs(60))
+                .with_algorithm(algorithm);
+            let backend = MemoryBackend::builder(policy)
+                .max_keys(2_000)
+                .clock(clock)
+                .build();
+            let mut allowed = 0;
+            for i in 0..100_000 {
+                backend.decide(&format!("flood-{i}"), NonZeroU32::MIN);
+                if i % 200 == 0 {
+                    allowed += u32::from(backend.decide("honest", NonZeroU32::MIN).allowed);
+                }
+            }
+            assert_eq!(
+                allowed, 20,
+                "{algorithm:?}: the honest user got exactly the burst"
+            );
+            assert!(
+                backend.tracked_keys() <= 2_000 + 2_000 / 31,
+                "{algorithm:?}"
+            );
+            assert!(
+                backend.evicted_keys() >= 97_000,
+                "{algorithm:?}: {}",
+                backend.evicted_keys()
+            );
+        }
+    }
+
     // Regression: a shard that skipped a window kept its old table as the one before,
     // so keys of long ago were held until the next window.
     #[test]
