@@ -390,6 +390,17 @@ mod tests {
             .err()
             .unwrap();
         assert!(several.contains("one --policy at most"), "{several}");
+        assert!(parsed("--shadow default 5000 a:5000")
+            .unwrap()
+            .policy
+            .shadow());
+        assert!(parsed("--policy b:1/1s --shadow b 5000 a:5000")
+            .unwrap()
+            .policy
+            .shadow());
+        assert!(!parsed("5000 a:5000").unwrap().policy.shadow());
+        let unknown = parsed("--shadow burst 5000 a:5000").err().unwrap();
+        assert!(unknown.contains("no such policy"), "{unknown}");
     }
 
     #[test]

@@ -41,10 +41,6 @@ struct Args {
     port: u16,
     #[command(flatten)]
     policy: PolicyArgs,
-    /// Put policy NAME in shadow mode: counted and reported, never rejecting (the policy
-    /// of --limit and --window is named `default`, that of --policy as it says)
-    #[arg(long, value_name = "NAME")]
-    shadow: Vec<String>,
     /// Who a request is from: the x-user-id header, or the client's IP (needs the `axum`
     /// feature: --features axum)
     #[arg(long, value_enum, default_value_t = KeyChoice::Header)]
@@ -77,13 +73,6 @@ fn options(args: Args) -> Result<(Args, Policy), String> {
         return Err("--key ip needs the `axum` feature: run it with --features axum".into());
     }
     let policy = args.policy.policy()?;
-    let name = policy.name();
-    if let Some(unknown) = args.shadow.iter().find(|shadow| *shadow != name.as_str()) {
-        return Err(format!(
-            "--shadow {unknown}: no such policy (the policy is `{name}`)"
-        ));
-    }
-    let policy = policy.with_shadow(!args.shadow.is_empty());
     Ok((args, policy))
 }
 

@@ -47,21 +47,31 @@ pub struct PolicyArgs {
     #[arg(long = "policy", value_name = "SPEC", value_parser = parse_policy,
           conflicts_with_all = ["limit", "window"])]
     pub policies: Vec<ringlimit::Policy>,
+    /// Put policy NAME in shadow mode: counted and reported, never rejecting a client
+    #[arg(long, value_name = "NAME")]
+    pub shadow: Vec<String>,
 }
 
 impl PolicyArgs {
     /// The policy these options say: `--policy`'s, or `default` of `--limit` per
-    /// `--window`.
+    /// `--window`; in shadow mode if `--shadow` names it.
     pub fn policy(&self) -> Result<ringlimit::Policy, String> {
-        match self.policies.as_slice() {
-            [] => Ok(ringlimit::Policy::per_window(self.limit, self.window)),
-            [policy] => Ok(*policy),
-            _ => Err(
-                "one --policy at most: checking several policies on one request is \
-                      not supported yet"
-                    .into(),
-            ),
+        let policy = match self.policies.as_slice() {
+            [] => ringlimit::Policy::per_window(self.limit, self.window),
+            [policy] => *policy,
+            _ => {
+                return Err("one --policy at most: checking several policies on one \
+                            request is not supported yet"
+                    .into())
+            }
+        };
+        let name = policy.name();
+        if let Some(unknown) = self.shadow.iter().find(|shadow| *shadow != name.as_str()) {
+            return Err(format!(
+                "--shadow {unknown}: no such policy (the policy is `{name}`)"
+            ));
         }
+        Ok(policy.with_shadow(!self.shadow.is_empty()))
     }
 }
 

@@ -28,7 +28,7 @@ pin_project! {
     #[project = StateProj]
     pub(super) enum State<F> {
         Ready { response: Option<Response<Full<Bytes>>> },
-        Checking { #[pin] check: F, policy: HeaderValue },
+        Checking { #[pin] check: F, policy: HeaderValue, shadow: bool },
         Batch { answer: Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>> },
     }
 }
@@ -62,28 +62,43 @@ where
             StateProj::Ready { response } => {
                 Poll::Ready(Ok(response.take().expect("polled after completion")))
             }
-            StateProj::Checking { check, policy } => {
+            StateProj::Checking {
+                check,
+                policy,
+                shadow,
+            } => {
                 let result = ready!(check.poll(cx));
-                Poll::Ready(Ok(answer(result, policy)))
+                Poll::Ready(Ok(answer(result, policy, *shadow)))
             }
             StateProj::Batch { answer } => answer.as_mut().poll(cx).map(Ok),
         }
     }
 }
 
-/// The wire answer for a decision, with the `RateLimit` headers.
+/// The wire answer for a decision, with the `RateLimit` headers. With `shadow` (a
+/// client's check under a policy in shadow mode), a check over the limit is answered as
+/// allowed, with the headers that say it was not.
 pub(super) fn answer(
     result: Result<Decision, BackendError>,
     policy: &HeaderValue,
+    shadow: bool,
 ) -> Response<Full<Bytes>> {
     match result {
         Ok(decision) => {
-            let (status, body) = match decision.allowed {
+            let passes = decision.allowed || shadow;
+            if !decision.allowed && shadow {
+                tracing::debug!(
+                    policy = headers::policy_name(policy),
+                    limit = decision.limit,
+                    "ringlimit: a policy in shadow mode would have limited a request"
+                );
+            }
+            let (status, body) = match passes {
                 true => (StatusCode::OK, ALLOWED_BODY),
                 false => (StatusCode::TOO_MANY_REQUESTS, EXCEEDED_BODY),
             };
             let mut response = text(status, body);
-            headers::insert(response.headers_mut(), policy, &decision, !decision.allowed);
+            headers::insert(response.headers_mut(), policy, &decision, !passes);
             response
         }
         Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "owner unavailable\n"),

@@ -49,6 +49,8 @@ struct Settings<B> {
     key: QueryKey,
     max_key_len: usize,
     cost: NonZeroU32,
+    /// The policy is in shadow mode: a client's check over the limit is answered allowed.
+    shadow: bool,
     policy_header: HeaderValue,
     secret: Option<PeerSecret>,
     batch_body_timeout: Duration,
@@ -65,6 +67,7 @@ impl<B: Owner> PeerEndpoint<B> {
             key: QueryKey::default(),
             max_key_len: DEFAULT_MAX_KEY_LEN,
             cost: policy.cost(),
+            shadow: policy.shadow(),
             policy_header: headers::policy_value(&policy),
             secret: None,
             batch_body_timeout: DEFAULT_BATCH_BODY_TIMEOUT,
@@ -117,7 +120,10 @@ impl<B: Owner> PeerEndpoint<B> {
 
 impl<B: Owner> Settings<B> {
     /// The check `request` asks for, or why it is refused before reaching the backend.
-    fn check<ReqB>(&self, request: &Request<ReqB>) -> Result<Check<B::Future>, Refusal> {
+    /// The check `request` asks for, and whether a denial is to be answered as allowed
+    /// (a client's check under a policy in shadow mode; another node's always gets the
+    /// truth, its own layer applies its policies' modes).
+    fn check<ReqB>(&self, request: &Request<ReqB>) -> Result<(Check<B::Future>, bool), Refusal> {
         if request.uri().path() != CHECK_PATH {
             return Err(Refusal::NotFound);
         }
@@ -129,10 +135,12 @@ impl<B: Owner> Settings<B> {
         Ok(if self.forwarded(request)? {
             let query = request.uri().query().unwrap_or("");
             let cost = forwarded_cost(query).map_err(Refusal::BadCost)?;
-            self.backend
-                .check_forwarded(&key, cost.unwrap_or(self.cost))
+            let check = self
+                .backend
+                .check_forwarded(&key, cost.unwrap_or(self.cost));
+            (check, false)
         } else {
-            self.backend.check(&key, self.cost)
+            (self.backend.check(&key, self.cost), self.shadow)
         })
     }
 
@@ -201,11 +209,14 @@ where
         }
         let response = match self.settings.check(&request) {
             Err(refusal) => refusal.response(),
-            Ok(Check::Ready(result)) => answer(result, &self.settings.policy_header),
-            Ok(Check::Pending(check)) => {
+            Ok((Check::Ready(result), shadow)) => {
+                answer(result, &self.settings.policy_header, shadow)
+            }
+            Ok((Check::Pending(check), shadow)) => {
                 return EndpointFuture::new(State::Checking {
                     check,
                     policy: self.settings.policy_header.clone(),
+                    shadow,
                 })
             }
         };
@@ -228,6 +239,7 @@ impl<B> Clone for Settings<B> {
             key: self.key.clone(),
             max_key_len: self.max_key_len,
             cost: self.cost,
+            shadow: self.shadow,
             policy_header: self.policy_header.clone(),
             secret: self.secret.clone(),
             batch_body_timeout: self.batch_body_timeout,

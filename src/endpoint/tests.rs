@@ -98,3 +98,28 @@ async fn a_marked_request_is_answered_here_even_for_a_key_owned_elsewhere() {
     assert_eq!(ask(&endpoint, marked).await.0, StatusCode::OK);
     assert_eq!(backend.local().tracked_keys(), 1);
 }
+
+#[tokio::test]
+async fn a_policy_in_shadow_mode_answers_clients_allowed_and_peers_the_truth() {
+    let clock = ManualClock::new(Duration::from_secs(1_700_000_040 + 23));
+    let backend = MemoryBackend::builder(policy().with_shadow(true))
+        .clock(clock)
+        .build();
+    let endpoint = PeerEndpoint::new(Arc::new(backend));
+    let (status, _, _) = ask(&endpoint, get("/check?user_id=alice")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body, headers) = ask(&endpoint, get("/check?user_id=alice")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "ALLOWED"));
+    assert_eq!(headers["ratelimit"], "\"default\";r=0;t=37");
+    assert!(!headers.contains_key("retry-after"));
+    // Another node's check gets the truth: its own layer applies the shadow mode.
+    let mut forwarded = get("/check?user_id=alice");
+    forwarded
+        .headers_mut()
+        .insert(FORWARDED, http::HeaderValue::from_static("1"));
+    let (status, body, _) = ask(&endpoint, forwarded).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, "RATE LIMIT EXCEEDED")
+    );
+}
