@@ -126,13 +126,22 @@ impl Shard {
         if let Some(entry) = table.find(ask.key, ask.hash) {
             return counting.check(entry.counter.word(), generation);
         }
-        // Read before making room, which may drop the window before.
+        // Taken out of the window before: a key that comes back holds one entry, not two.
         let carried = {
-            let previous = self.previous.read().unwrap_or_else(PoisonError::into_inner);
-            let (window, entries) = &*previous;
-            entries
-                .find(ask.hash, |e| e.hash == ask.hash && e.key.is(ask.key))
-                .map(|e| (e.counter.word().load(Ordering::Acquire), *window))
+            let mut previous = self
+                .previous
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            let window = previous.0;
+            previous
+                .1
+                .find_entry(ask.hash, |e| e.hash == ask.hash && e.key.is(ask.key))
+                .ok()
+                .map(|entry| {
+                    let word = entry.get().counter.word().load(Ordering::Acquire);
+                    entry.remove();
+                    (word, window)
+                })
         };
         let capped = capacity.is_capped();
         if capped {
@@ -145,8 +154,10 @@ impl Shard {
     }
 
     /// Below the shard's share of the cap before one more key goes in: old windows' keys
-    /// go first (the window before this one's too, carried state and all), then one of
-    /// this window's (see `table`).
+    /// go first, then one of this window's (see `table`). The table of the window before,
+    /// kept whole for the sliding window and GCRA, is outside the cap: it holds at most the
+    /// keys of the window it was (the cap's worth), and keys move out of it as they come
+    /// back.
     fn make_room(
         &self,
         table: &mut Table,
@@ -154,16 +165,9 @@ impl Shard {
         capacity: &Capacity,
         units: impl Fn(&Counter) -> u32,
     ) {
-        let held = table.len() + self.retired.pending() + self.previous_len();
+        let held = table.len() + self.retired.pending();
         if held < capacity.per_shard {
             return;
-        }
-        if self.previous_len() > 0 {
-            let mut previous = self
-                .previous
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
-            self.retired.add(std::mem::take(&mut previous.1));
         }
         let excess = held + 1 - capacity.per_shard;
         self.retired.reclaim(excess);

@@ -387,6 +387,38 @@ mod algorithms {
         }
     }
 
+    // Regression: near the key cap, a shard's first check in a window dropped the whole
+    // table of the window before, and every user's carried state with it.
+    #[test]
+    fn near_the_key_cap_users_keep_their_state_across_window_edges() {
+        for algorithm in [Algorithm::SlidingWindow, Algorithm::Gcra] {
+            let clock = ManualClock::new(Duration::from_millis(T0_MS));
+            let policy = Policy::per_window(NonZeroU32::new(3).unwrap(), Duration::from_secs(60))
+                .with_algorithm(algorithm);
+            let backend = MemoryBackend::builder(policy)
+                .max_keys(2_000)
+                .clock(clock.clone())
+                .build();
+            let users: Vec<String> = (0..1_500).map(|i| format!("user-{i}")).collect();
+            for window in 0..3u64 {
+                // Each user spends the limit at the very end of a window...
+                clock.set(Duration::from_millis(T0_MS + window * 60_000 + 59_999));
+                for user in &users {
+                    for _ in 0..3 {
+                        backend.decide(user, NonZeroU32::MIN);
+                    }
+                }
+                // ...and gets nothing more at the start of the next.
+                clock.set(Duration::from_millis(T0_MS + (window + 1) * 60_000));
+                let allowed = users
+                    .iter()
+                    .filter(|user| backend.decide(user, NonZeroU32::MIN).allowed)
+                    .count();
+                assert_eq!(allowed, 0, "{algorithm:?}, window {window}");
+            }
+        }
+    }
+
     // Regression: a shard that skipped a window kept its old table as the one before,
     // so keys of long ago were held until the next window.
     #[test]
