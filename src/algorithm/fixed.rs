@@ -3,6 +3,12 @@
 use super::{Checked, Rate, State, Verdict};
 
 pub(super) fn check(rate: Rate, state: Option<State>, now_ms: u64, cost: u32) -> Checked {
+    // A clock behind the state's (another node's, or a failover's) counts in the state's
+    // window, never afresh in an earlier one.
+    let now_ms = match state {
+        Some(State::Fixed { window, .. }) => now_ms.max(window.saturating_mul(rate.window_ms)),
+        _ => now_ms,
+    };
     let window = now_ms / rate.window_ms;
     let used = match state {
         Some(State::Fixed { window: w, used }) if w == window => used,

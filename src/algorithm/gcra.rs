@@ -18,10 +18,11 @@ pub(super) fn check(rate: Rate, state: Option<State>, now_ms: u64, cost: u32) ->
     // A clock behind the last check (another thread read it later) leaks nothing.
     let now_ms = now_ms.max(at_ms);
     let elapsed = now_ms - at_ms;
+    // Never fuller than the bucket (a state left by another rate is read as full).
     let level = if elapsed >= window {
         0
     } else {
-        level.saturating_sub(elapsed * limit)
+        level.saturating_sub(elapsed * limit).min(depth)
     };
     let reset = |level: u64| div_ceil(level, limit);
     if u64::from(cost) <= limit && level + u64::from(cost) * window <= depth {
@@ -41,7 +42,7 @@ pub(super) fn check(rate: Rate, state: Option<State>, now_ms: u64, cost: u32) ->
         );
     }
     let retry_ms = (u64::from(cost) <= limit)
-        .then(|| div_ceil(level + u64::from(cost) * window - depth, limit));
+        .then(|| div_ceil(u64::from(cost) * window - (depth - level), limit));
     let verdict = Verdict {
         allowed: false,
         remaining: ((depth - level) / window) as u32,

@@ -18,6 +18,11 @@ struct Counts {
 
 #[inline]
 pub(super) fn check(rate: Rate, state: Option<State>, now_ms: u64, cost: u32) -> Checked {
+    // A clock behind the state's counts in the state's window, never afresh earlier.
+    let now_ms = match state {
+        Some(State::Sliding { window, .. }) => now_ms.max(window.saturating_mul(rate.window_ms)),
+        _ => now_ms,
+    };
     let (window, into) = (now_ms / rate.window_ms, now_ms % rate.window_ms);
     let counts = match state {
         Some(State::Sliding {

@@ -191,6 +191,31 @@ proptest! {
         }
     }
 
+    // A clock that goes back (another node's, a failover's) never opens a window again:
+    // a fixed window admits at most its limit whatever the order of the times.
+    #[test]
+    fn a_clock_going_back_never_admits_more(
+        limit in 1u32..20,
+        window_ms in 1u64..2_000,
+        steps in prop::collection::vec((0u64..400, 0u64..3_000, 1u32..4), 1..120),
+    ) {
+        let rate = rate(limit, window_ms);
+        let mut state = None;
+        let mut now = T0;
+        let mut admitted = std::collections::HashMap::<u64, u64>::new();
+        for (forward, back, cost) in steps {
+            now += forward;
+            let at = now.saturating_sub(back);
+            let (verdict, next) = Algorithm::FixedWindow.check(rate, state, at, cost);
+            if let Some(State::Fixed { window, .. }) = next {
+                *admitted.entry(window).or_default() += u64::from(cost);
+                prop_assert!(admitted[&window] <= u64::from(limit));
+                prop_assert!(verdict.allowed);
+                state = next;
+            }
+        }
+    }
+
     // After `reset_ms` with nothing counted, the whole limit fits again.
     #[test]
     fn the_whole_limit_is_back_at_reset(

@@ -19,6 +19,9 @@ local function ceil_div(a, b)
 end
 
 local function fixed(window_ms, limit, kind, a, b, _, now, cost)
+  if kind == 1 then
+    now = math.max(now, a * window_ms)
+  end
   local window = idiv(now, window_ms)
   local used = 0
   if kind == 1 and a == window then
@@ -80,6 +83,9 @@ local function wait_until_fits(window_ms, limit, current, previous, into, need)
 end
 
 local function sliding(window_ms, limit, kind, a, b, c, now, cost)
+  if kind == 2 then
+    now = math.max(now, a * window_ms)
+  end
   local window = idiv(now, window_ms)
   local into = now - window * window_ms
   local current, previous = 0, 0
@@ -111,7 +117,7 @@ local function gcra(window_ms, limit, kind, a, b, _, now, cost)
   if elapsed >= window_ms then
     level = 0
   else
-    level = math.max(level - elapsed * limit, 0)
+    level = math.min(math.max(level - elapsed * limit, 0), depth)
   end
   if cost <= limit and level + cost * window_ms <= depth then
     level = level + cost * window_ms
@@ -119,7 +125,7 @@ local function gcra(window_ms, limit, kind, a, b, _, now, cost)
   end
   local retry = -1
   if cost <= limit then
-    retry = ceil_div(level + cost * window_ms - depth, limit)
+    retry = ceil_div(cost * window_ms - (depth - level), limit)
   end
   return 0, idiv(depth - level, window_ms), ceil_div(level, limit), retry, nil
 end

@@ -90,6 +90,11 @@ async fn the_lua_algorithms_decide_as_the_rust_ones() {
             limit: 1 << 21,
             window_ms: 1 << 32,
         },
+        // Odd, and as near 2^53 as GCRA takes: no sum may round in Lua.
+        Rate {
+            limit: (1 << 21) + 1,
+            window_ms: 4_294_965_247,
+        },
     ];
     let mut numbers = Numbers(0x9e37_79b9_7f4a_7c15);
     let mut steps = 0;
@@ -108,6 +113,11 @@ async fn the_lua_algorithms_decide_as_the_rust_ones() {
                     0 => rate.limit,
                     1 => rate.limit.saturating_add(1),
                     _ => 1 + numbers.below(u64::from(rate.limit.min(4))) as u32,
+                };
+                // Now and then the clock goes back (a failover to a server behind).
+                let now = match numbers.below(10) {
+                    0 => now.saturating_sub(numbers.below(2 * rate.window_ms)),
+                    _ => now,
                 };
                 let (verdict, next) = algorithm.check(rate, state, now, cost);
                 let [kind, a, b, c] = encode(state);
