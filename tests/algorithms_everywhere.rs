@@ -1,8 +1,11 @@
 //! One schedule of checks, run on the in-memory backend, on a two-node ring (every check
 //! forwarded over HTTP to the key's owner) and on Redis: for each algorithm, the three
-//! give the same decisions. Redis keeps time by its own clock, so the in-memory and ring
-//! clocks are set to it; the schedule runs within a few milliseconds, far from a window's
-//! edge.
+//! give the same decisions, remaining units and reset times (which differ from one
+//! algorithm to another). Redis keeps time by its own clock, so the in-memory and ring
+//! clocks are set to it; the schedule runs within milliseconds, in an hour-long window,
+//! away from its edge. That the algorithms agree over time, across window edges, is the
+//! property tests' part (memory against the arithmetic, the arithmetic against its Lua
+//! twin).
 #![cfg(all(feature = "redis", feature = "cluster"))]
 
 mod common;
@@ -40,7 +43,7 @@ async fn every_backend_decides_alike_under_each_algorithm() {
         return;
     }
     let server = RedisServer::start();
-    let window = Duration::from_secs(60);
+    let window = Duration::from_secs(3600);
     // Costs of 1 to 3 against a limit of 10: allowed, then denied as the limit nears,
     // with what remains each time.
     let costs = [1, 2, 3, 1, 1, 2, 3, 1, 1, 3, 2, 1];
@@ -51,10 +54,11 @@ async fn every_backend_decides_alike_under_each_algorithm() {
     ] {
         let policy =
             Policy::per_window(NonZeroU32::new(10).unwrap(), window).with_algorithm(algorithm);
-        // Far from a window's edge on Redis's clock, and the same moment on the others'.
+        // Away from a window's edge on Redis's clock (waiting only in the last 10 s of an
+        // hour), and the same moment on the others'.
         let mut now = redis_now_ms(&server);
-        if now % 60_000 > 50_000 {
-            tokio::time::sleep(Duration::from_millis(60_000 - now % 60_000 + 100)).await;
+        if now % 3_600_000 > 3_590_000 {
+            tokio::time::sleep(Duration::from_millis(3_600_000 - now % 3_600_000 + 100)).await;
             now = redis_now_ms(&server);
         }
         let clock = ManualClock::new(Duration::from_millis(now));
@@ -84,12 +88,35 @@ async fn every_backend_decides_alike_under_each_algorithm() {
                 view(in_memory),
                 "{algorithm:?}, Redis, after {seen:?}"
             );
+            // Redis's clock has moved on by a few ms; the ring's answers say whole seconds.
+            let redis_apart = in_redis.reset.abs_diff(in_memory.reset);
+            assert!(
+                redis_apart < Duration::from_millis(200),
+                "{algorithm:?}: Redis reset {in_redis:?} vs {in_memory:?}"
+            );
+            let ring_apart = on_ring.reset.abs_diff(in_memory.reset);
+            assert!(
+                ring_apart <= Duration::from_secs(1),
+                "{algorithm:?}: ring reset {on_ring:?} vs {in_memory:?}"
+            );
             seen.push((cost.get(), in_memory.allowed));
         }
         let allowed: u32 = seen.iter().filter(|(_, a)| *a).map(|(c, _)| c).sum();
         assert_eq!(
             allowed, 10,
             "{algorithm:?}: the schedule fills the limit exactly"
+        );
+        // Each algorithm's own state is what Redis holds.
+        let field = match algorithm {
+            Algorithm::FixedWindow => "n",
+            Algorithm::SlidingWindow => "2b",
+            _ => "3b",
+        };
+        let redis_key = format!("{algorithm:?}:{{{key}}}");
+        let held = server.cli(&["HGET", &redis_key, field]).unwrap();
+        assert!(
+            !held.trim().is_empty(),
+            "{algorithm:?}: {redis_key} has no {field}"
         );
     }
 }

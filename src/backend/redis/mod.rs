@@ -53,9 +53,10 @@ pub const DEFAULT_PREFIX: &str = "ringlimit:";
 /// and the units used in it (`n`), given an expiry at the end of its window on the
 /// window's first count. The hash tag keeps everything of one user in one slot, so the
 /// same backend works on Redis Cluster and on servers that refuse undeclared keys. Under
-/// the sliding window and GCRA the hash holds the algorithm's state instead (`k` its kind,
-/// `a`, `b`, `c` its numbers), computed by a Lua twin of the crate's own arithmetic, and
-/// expires once it no longer matters.
+/// the sliding window and GCRA the hash holds the algorithm's numbers in fields named for
+/// it (`2a`, `2b`, `2c`; `3a`, `3b`), computed by a Lua twin of the crate's own
+/// arithmetic, and expires once they no longer matter. Give each policy a prefix of its
+/// own: two policies of one algorithm on one prefix would share a user's state.
 ///
 /// All checks share one multiplexed connection (per cluster master), made lazily: a node
 /// starts while Redis is down, and until Redis answers within the timeout (default
