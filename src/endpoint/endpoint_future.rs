@@ -101,6 +101,8 @@ pub(super) fn answer(
             headers::insert(response.headers_mut(), policy, &decision, !passes);
             response
         }
+        // A policy in shadow mode never rejects a client, decided or not.
+        Err(_) if shadow => text(StatusCode::OK, ALLOWED_BODY),
         Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "owner unavailable\n"),
     }
 }

@@ -8,7 +8,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::body::ResponseBody;
-use super::service::passes;
+use super::service::{passes, unavailable_passes};
 use super::{OnRejection, Rejection};
 use crate::{headers, BackendError, Decision};
 
@@ -36,7 +36,9 @@ pin_project! {
     #[project = StateProj]
     enum State<C, F> {
         Checking { #[pin] check: C },
-        Inner { #[pin] future: F, decision: Decision },
+        // No decision: a policy in shadow mode let a request through that the backend
+        // could not decide.
+        Inner { #[pin] future: F, decision: Option<Decision> },
         Rejected { response: Option<Response<Bytes>> },
     }
 }
@@ -46,7 +48,11 @@ where
     S: Service<Request<ReqB>>,
     R: OnRejection,
 {
-    pub(super) fn inner(future: S::Future, decision: Decision, policy: HeaderValue) -> Self {
+    pub(super) fn inner(
+        future: S::Future,
+        decision: Option<Decision>,
+        policy: HeaderValue,
+    ) -> Self {
         Self {
             state: State::Inner { future, decision },
             waiting: None,
@@ -104,7 +110,7 @@ where
                         Ok(decision) if passes(&decision, *this.shadow, this.policy) => {
                             State::Inner {
                                 future: inner.call(request),
-                                decision,
+                                decision: Some(decision),
                             }
                         }
                         Ok(decision) => State::Rejected {
@@ -113,6 +119,10 @@ where
                                 Rejection::Limited(decision),
                                 this.policy,
                             )),
+                        },
+                        Err(error) if unavailable_passes(&error, *this.shadow) => State::Inner {
+                            future: inner.call(request),
+                            decision: None,
                         },
                         Err(error) => State::Rejected {
                             response: Some(reject(
@@ -126,9 +136,11 @@ where
                 }
                 StateProj::Inner { future, decision } => {
                     let mut response = ready!(future.poll(cx))?;
-                    // Never a `Retry-After` here: a request let through was not refused.
-                    headers::insert(response.headers_mut(), this.policy, decision, false);
-                    response.extensions_mut().insert(*decision);
+                    if let Some(decision) = decision {
+                        // Never a `Retry-After` here: a request let through was not refused.
+                        headers::insert(response.headers_mut(), this.policy, decision, false);
+                        response.extensions_mut().insert(*decision);
+                    }
                     return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                 }
                 StateProj::Rejected { response } => {

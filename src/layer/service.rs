@@ -86,10 +86,13 @@ where
         match check {
             Err(error) => ResponseFuture::rejected(on_rejection, Rejection::BadKey(error), policy),
             Ok(Check::Ready(Ok(decision))) if passes(&decision, shared.shadow, &policy) => {
-                ResponseFuture::inner(self.inner.call(request), decision, policy)
+                ResponseFuture::inner(self.inner.call(request), Some(decision), policy)
             }
             Ok(Check::Ready(Ok(decision))) => {
                 ResponseFuture::rejected(on_rejection, Rejection::Limited(decision), policy)
+            }
+            Ok(Check::Ready(Err(error))) if unavailable_passes(&error, shared.shadow) => {
+                ResponseFuture::inner(self.inner.call(request), None, policy)
             }
             Ok(Check::Ready(Err(error))) => {
                 ResponseFuture::rejected(on_rejection, Rejection::Unavailable(error), policy)
@@ -153,6 +156,15 @@ pub(super) fn passes(decision: &Decision, shadow: bool, policy: &HeaderValue) ->
             limit = decision.limit,
             "ringlimit: a policy in shadow mode would have limited a request"
         );
+    }
+    shadow
+}
+
+/// Whether a request the backend could not decide goes to the inner service anyway: under
+/// a policy in shadow mode, which never rejects (logged at `debug`).
+pub(super) fn unavailable_passes(error: &crate::BackendError, shadow: bool) -> bool {
+    if shadow {
+        tracing::debug!(%error, "ringlimit: a policy in shadow mode let an undecided request through");
     }
     shadow
 }

@@ -307,3 +307,23 @@ async fn a_named_policy_is_named_in_both_headers() {
     assert_eq!(denied.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(denied.headers()["ratelimit"], "\"tier:free\";r=0;t=37");
 }
+
+// Regression: a policy in shadow mode answered 503 when the backend could not decide.
+#[tokio::test]
+async fn a_policy_in_shadow_mode_lets_undecided_requests_through() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let backend = SlowBackend {
+        memory: MemoryBackend::builder(policy(1).with_shadow(true))
+            .clock(clock())
+            .build(),
+        fail: true,
+    };
+    let service = RateLimitLayer::new(backend).layer(counting(calls.clone()));
+    let response = service.oneshot(get("/?user_id=a")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        !response.headers().contains_key("ratelimit"),
+        "nothing decided"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
