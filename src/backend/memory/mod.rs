@@ -146,11 +146,27 @@ impl<C: Clock> MemoryBackend<C> {
         self.shards.iter().map(Shard::len).sum()
     }
 
-    /// Units `key` has used in the current window, without counting anything.
+    /// Units `key` holds now, without counting anything: those used in the current
+    /// window (a fixed window), those of the current and the previous window (the sliding
+    /// window, unweighted), or the bucket's level, rounded up (GCRA).
     pub fn used(&self, key: &str) -> u32 {
-        let window = self.window_index(millis(self.clock.now()));
+        let now_ms = millis(self.clock.now());
+        let window = self.window_index(now_ms);
         let (shard, hash) = self.shard_of(key);
-        shard.used(key, hash, window)
+        let algorithm = self.policy.algorithm();
+        if algorithm == Algorithm::FixedWindow {
+            return shard.used(key, hash, window);
+        }
+        let counting = Counting {
+            algorithm,
+            rate: Rate {
+                limit: self.policy.limit(),
+                window_ms: self.policy.window_ms(),
+            },
+            now_ms,
+            cost: 0,
+        };
+        shard.held(key, hash, window, counting)
     }
 
     /// Counts `cost` for `key` now and says whether it fit. For a denial of a policy

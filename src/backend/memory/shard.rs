@@ -225,6 +225,35 @@ impl Shard {
             .map_or(0, |e| e.counter.used_in(window))
     }
 
+    /// The units `key` holds now (in window `window`) under a sliding window or GCRA
+    /// (`counting`), counted in this window or carried from the one before.
+    pub(super) fn held(&self, key: &str, hash: u64, window: u64, counting: Counting) -> u32 {
+        let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+        let generation = self.window.load(Ordering::Acquire);
+        let word = |entry: &Entry| entry.counter.word().load(Ordering::Acquire);
+        let found = table.find(key, hash).map(word);
+        let carried = match (found, generation >= window) {
+            (Some(found), true) => {
+                let counting = counting.in_generation(generation);
+                return counting.units_held(&AtomicU64::new(found), generation);
+            }
+            // The table is of an earlier window than now: what its entry carries over.
+            (found, false) => found.map(|found| (found, generation)),
+            (None, true) => {
+                let previous = self.previous.read().unwrap_or_else(PoisonError::into_inner);
+                let (before, entries) = &*previous;
+                entries
+                    .find(hash, |e| e.hash == hash && e.key.is(key))
+                    .map(|entry| (word(entry), *before))
+            }
+        };
+        let now = window.max(generation);
+        carried.map_or(0, |carried| {
+            let (_, stored) = counting.first(Some(carried), now);
+            counting.units_held(&AtomicU64::new(stored), now)
+        })
+    }
+
     /// Counters held: this window's, and past windows' not yet dropped.
     pub(super) fn len(&self) -> usize {
         let table = self.table.read().unwrap_or_else(PoisonError::into_inner);

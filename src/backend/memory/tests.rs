@@ -351,6 +351,25 @@ mod algorithms {
         }
     }
 
+    // Regression: `used` read a sliding window's or GCRA's word as a fixed window's.
+    #[test]
+    fn used_says_what_a_key_holds_under_each_algorithm() {
+        let one = NonZeroU32::MIN;
+        let (sliding, clock) = backend(Algorithm::SlidingWindow, 10, Duration::from_secs(60));
+        at(&clock, 10_000);
+        (0..3).for_each(|_| drop(sliding.decide("a", one)));
+        assert_eq!(sliding.used("a"), 3);
+        at(&clock, 70_000);
+        assert_eq!(sliding.used("a"), 3, "last window's count, carried");
+        assert_eq!(sliding.used("nobody"), 0);
+        let (gcra, clock) = backend(Algorithm::Gcra, 4, Duration::from_secs(60));
+        at(&clock, 10_000);
+        (0..3).for_each(|_| drop(gcra.decide("a", one)));
+        assert_eq!(gcra.used("a"), 3);
+        at(&clock, 25_000);
+        assert_eq!(gcra.used("a"), 2, "a unit drains every 15 s");
+    }
+
     // Regression: under GCRA every key looked used more than once to the cap (its word's
     // low half is no count), so a flood was set aside instead of evicted: 1.89 times the
     // cap's memory.
