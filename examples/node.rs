@@ -370,6 +370,15 @@ mod tests {
         let sliding = parsed("--policy s:5/500ms:sliding 5000 a:5000")
             .unwrap()
             .policy;
+        let tiered = parsed("--policy tier:free:100/1h:gcra 5000 a:5000")
+            .unwrap()
+            .policy;
+        assert_eq!(tiered.name().as_str(), "tier:free");
+        assert_eq!(tiered.algorithm(), Algorithm::Gcra);
+        let untyped = parsed("--policy tier:paid:100/1h 5000 a:5000")
+            .unwrap()
+            .policy;
+        assert_eq!(untyped.name().as_str(), "tier:paid");
         assert_eq!(sliding.algorithm(), Algorithm::SlidingWindow);
         assert_eq!(
             parsed("5000 a:5000").unwrap().policy.name().as_str(),

@@ -79,23 +79,26 @@ impl PolicyArgs {
 pub fn parse_policy(text: &str) -> Result<ringlimit::Policy, String> {
     use ringlimit::policy::{Algorithm, PolicyName};
     let usage = || format!("{text:?} is not NAME:LIMIT/WINDOW[:ALGORITHM], e.g. burst:10/1s:gcra");
-    let mut parts = text.split(':');
-    let (Some(name), Some(rate)) = (parts.next(), parts.next()) else {
-        return Err(usage());
-    };
-    let algorithm = match parts.next() {
-        None | Some("fixed") => Algorithm::FixedWindow,
-        Some("sliding") => Algorithm::SlidingWindow,
-        Some("gcra") => Algorithm::Gcra,
-        Some(other) => {
+    // From the right: a name may hold `:` itself (`tier:free:100/1h:gcra`).
+    let (rest, last) = text.rsplit_once(':').ok_or_else(usage)?;
+    let (name, rate, algorithm) = match last {
+        "fixed" => (rest, None, Algorithm::FixedWindow),
+        "sliding" => (rest, None, Algorithm::SlidingWindow),
+        "gcra" => (rest, None, Algorithm::Gcra),
+        rate if rate.contains('/') => (rest, Some(rate), Algorithm::FixedWindow),
+        other => {
             return Err(format!(
                 "{other:?}: the algorithm is fixed, sliding or gcra"
             ))
         }
     };
-    if parts.next().is_some() {
-        return Err(usage());
-    }
+    let (name, rate) = match rate {
+        Some(rate) => (name, rate),
+        None => {
+            let (name, rate) = name.rsplit_once(':').ok_or_else(usage)?;
+            (name, rate)
+        }
+    };
     let name = PolicyName::new(name).map_err(|e| format!("{name:?}: {e}"))?;
     let (limit, window) = rate.split_once('/').ok_or_else(usage)?;
     let limit: NonZeroU32 = limit
