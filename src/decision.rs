@@ -9,13 +9,16 @@ use std::time::Duration;
 /// so handlers further out can read it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decision {
-    /// Whether the request was counted and may proceed.
+    /// Whether the request was counted and may proceed. (Under a policy in shadow mode a
+    /// request proceeds either way; this says whether the policy would have let it.)
     pub allowed: bool,
     /// Units allowed per window.
     pub limit: u32,
-    /// Units left in the current window after this request.
+    /// Units that would still fit after this request.
     pub remaining: u32,
-    /// Time until the current window ends and the counter starts again.
+    /// For an allowed request, the time until the policy has all its units again if
+    /// nothing more is counted (a fixed window: until it ends; a sliding window: up to two
+    /// windows). For a denied one, the time until this request's cost fits again.
     pub reset: Duration,
 }
 

@@ -8,8 +8,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 //! Per-user rate limits that hold across a cluster of nodes, as a tower middleware.
 //!
-//! [`RateLimitLayer`] extracts a key (the user id) from each request, counts it in a
-//! fixed window, and answers `429 Too Many Requests` before the inner service runs once
+//! [`RateLimitLayer`] extracts a key (the user id) from each request, counts it under its
+//! [`Policy`] (a fixed window by default; a sliding window or GCRA), and answers `429 Too Many Requests` before the inner service runs once
 //! the key is over its limit. Counters live in a [`Backend`]: in this process's memory
 //! ([`MemoryBackend`], the default), or, in a cluster, on the node that owns the key on a
 //! consistent-hash [`Ring`].
@@ -70,8 +70,9 @@
 //!
 //! # Behaviour
 //!
-//! - **Windows** are fixed and aligned to the Unix epoch (`start = now - now % window`), so
-//!   all nodes agree on them.
+//! - **Windows** are aligned to the Unix epoch (`start = now - now % window`), so all
+//!   nodes agree on them; a policy counts in fixed windows unless it says otherwise
+//!   ([`policy::Algorithm`]).
 //! - **Keys**: the `user_id` query parameter by default; see [`key`] for headers and
 //!   closures. A request without a usable key gets `400` with the reason, never a free pass.
 //! - **Headers** (draft-ietf-httpapi-ratelimit-headers-10): `RateLimit-Policy` and

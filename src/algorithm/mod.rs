@@ -6,8 +6,9 @@
 //! Every quantity stays below 2^53, so the Redis script can compute the very same
 //! numbers with Lua's doubles, and every backend gives the same decision for the same
 //! schedule of requests. That bounds the policies: a window of at most 2^32 ms (49 days)
-//! for every algorithm, and `limit × window (ms)` of at most 2^53 for GCRA
-//! ([`Algorithm::admits`]).
+//! for the sliding window and GCRA, and `limit × window (ms)` of at most 2^53 for GCRA
+//! ([`Algorithm::supports`]; a fixed window takes any window, and the fixed-window
+//! backends keep counters of their own that need no such bound).
 //!
 //! - [`FixedWindow`](Algorithm::FixedWindow): windows aligned to the Unix epoch; up to
 //!   `limit` units in each (the default; the original node's algorithm). A client can

@@ -70,7 +70,7 @@ pub enum Check<F> {
 /// A store of counters, counted as each policy's [`Algorithm`](crate::policy::Algorithm) says.
 ///
 /// Every call to [`check`](Backend::check) is one atomic check-and-increment: if `cost`
-/// more units fit in the key's current window they are counted and the request is allowed,
+/// more units fit under the policy now they are counted and the request is allowed,
 /// otherwise nothing is counted and it is denied.
 pub trait Backend: Send + Sync + 'static {
     /// The future of a decision that needs I/O.
@@ -79,7 +79,7 @@ pub trait Backend: Send + Sync + 'static {
     /// The policy this backend enforces (rendered into `RateLimit-Policy`).
     fn policy(&self) -> Policy;
 
-    /// Counts `cost` units for `key` if they fit in its current window.
+    /// Counts `cost` units for `key` if they fit under the policy now.
     fn check(&self, key: &str, cost: NonZeroU32) -> Check<Self::Future>;
 }
 

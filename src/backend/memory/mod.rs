@@ -39,7 +39,10 @@ use crate::{Decision, Policy};
 /// - **Past windows**: the first request to reach a shard in a new window swaps in an
 ///   empty table; the old one is dropped 16 entries per request that reaches the shard
 ///   after it, so no request pays for dropping millions of keys at a window boundary (a
-///   shard no request reaches keeps its old table until one does).
+///   shard no request reaches keeps its old table until one does). Under the sliding
+///   window and GCRA, whose state outlives a window, the table of the window just before
+///   is kept whole until the next one starts (a key that comes back moves out of it), so
+///   keys are held for a window more, outside the cap.
 /// - **A cap on tracked keys** ([`MemoryBuilder::max_keys`], default
 ///   [`DEFAULT_MAX_KEYS`]), split evenly over the shards. A new key that finds its shard
 ///   full evicts the oldest key counted for one request at most, so a flood of one-request
