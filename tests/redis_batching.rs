@@ -116,6 +116,52 @@ async fn eleven_queued_checks(one_call: bool) {
     assert_eq!(server.counter("ringlimit:{alice}").as_deref(), Some("3"));
 }
 
+// The sliding window's and GCRA's script answers per key: queued checks, in one call or
+// as a pipeline, each read from its own place in the reply.
+#[tokio::test(flavor = "current_thread")]
+#[cfg_attr(ringlimit_no_redis_server, ignore = "redis-server is not installed")]
+async fn queued_checks_under_the_other_algorithms_are_each_exact() {
+    if !available("queued_checks_under_the_other_algorithms_are_each_exact") {
+        return;
+    }
+    use ringlimit::policy::Algorithm;
+    let server = RedisServer::start();
+    for algorithm in [Algorithm::SlidingWindow, Algorithm::Gcra] {
+        for one_call in [true, false] {
+            let prefix = format!("{algorithm:?}-{one_call}:");
+            let backend = RedisBackend::builder(hourly(3).with_algorithm(algorithm), &server.url())
+                .prefix(&prefix)
+                .batch_checks(one_call)
+                .build()
+                .unwrap();
+            let mut checks = vec![("alice", 1); 5];
+            checks.extend([("bob", 2), ("bob", 2), ("carol", 4)]);
+            let answers = all_at_once(&backend, &checks).await;
+            let summary: Vec<(bool, u32)> = answers
+                .iter()
+                .map(|a| {
+                    let a = a.as_ref().expect("Redis answers");
+                    (a.allowed, a.remaining)
+                })
+                .collect();
+            assert_eq!(
+                summary,
+                [
+                    (true, 2),
+                    (true, 1),
+                    (true, 0),
+                    (false, 0),
+                    (false, 0),
+                    (true, 1),
+                    (false, 1),
+                    (false, 3),
+                ],
+                "{algorithm:?}, one_call: {one_call}"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(ringlimit_no_redis_server, ignore = "redis-server is not installed")]
 async fn sixty_four_clients_over_three_batching_nodes_get_exactly_the_limit() {
