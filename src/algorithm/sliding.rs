@@ -23,7 +23,15 @@ pub(super) fn check(rate: Rate, state: Option<State>, now_ms: u64, cost: u32) ->
         Some(State::Sliding { window, .. }) => now_ms.max(window.saturating_mul(rate.window_ms)),
         _ => now_ms,
     };
-    let (window, into) = (now_ms / rate.window_ms, now_ms % rate.window_ms);
+    // The state's own window, when the time is still in it, without a division.
+    let (window, into) = match state {
+        Some(State::Sliding { window, .. })
+            if now_ms.wrapping_sub(window * rate.window_ms) < rate.window_ms =>
+        {
+            (window, now_ms - window * rate.window_ms)
+        }
+        _ => (now_ms / rate.window_ms, now_ms % rate.window_ms),
+    };
     let counts = match state {
         Some(State::Sliding {
             window: w,
