@@ -120,7 +120,9 @@ impl Policy {
     /// on real traffic before it is enforced. Default `false`.
     ///
     /// A request let through over the limit counts nothing, as a rejected one would not:
-    /// turning enforcement on later changes no count.
+    /// turning enforcement on later changes no count. A request the backend cannot decide
+    /// goes through too; one without a usable key still gets `400` (it is the client's
+    /// mistake, not the policy's decision).
     #[must_use]
     pub fn with_shadow(mut self, shadow: bool) -> Self {
         self.shadow = shadow;

@@ -418,7 +418,8 @@ mod algorithms {
                 .max_keys(2_000)
                 .clock(clock.clone())
                 .build();
-            let users: Vec<String> = (0..1_500).map(|i| format!("user-{i}")).collect();
+            // 1,200 users: with the window before, about twice a shard's share of 125 keys.
+            let users: Vec<String> = (0..1_200).map(|i| format!("user-{i}")).collect();
             for window in 0..3u64 {
                 // Each user spends the limit at the very end of a window...
                 clock.set(Duration::from_millis(T0_MS + window * 60_000 + 59_999));

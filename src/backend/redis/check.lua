@@ -23,6 +23,14 @@ for i = 1, #KEYS do
   local cost = tonumber(ARGV[2 + i])
   local held = redis.call('HMGET', counter, 's', 'n')
   local current = held[1] == this_window
+  -- A clock behind the counter's window (a failover to a server behind) counts in that
+  -- window, never afresh in an earlier one.
+  local counted_in = this_window
+  local held_start = tonumber(held[1])
+  if held_start and held_start > start then
+    current = true
+    counted_in = held[1]
+  end
   local used = 0
   if current then
     used = tonumber(held[2])
@@ -35,9 +43,13 @@ for i = 1, #KEYS do
     if current then
       redis.call('HSET', counter, 'n', used)
     else
-      -- The window's first count: the counter goes when the window does.
-      redis.call('HSET', counter, 's', this_window, 'n', used)
-      redis.call('PEXPIRE', counter, reset)
+      -- The window's first count: the counter goes when the window does (an expiry is
+      -- only ever lengthened: the hash may hold another algorithm's state too).
+      redis.call('HSET', counter, 's', counted_in, 'n', used)
+      local ttl = redis.call('PTTL', counter)
+      if ttl < reset then
+        redis.call('PEXPIRE', counter, reset)
+      end
     end
   end
   answers[2 * i + 1] = used

@@ -32,7 +32,10 @@ for i = 1, #KEYS do
     redis.call('HSET', state_key, fields[1], string.format('%d', state[2]),
       fields[2], string.format('%d', state[3]), fields[3], string.format('%d', state[4]))
     local expiry = reset
-    if state[1] == 2 then
+    if state[1] == 3 then
+      -- From the bucket's own time, which a clock gone back leaves ahead of now.
+      expiry = state[2] + reset - now
+    elseif state[1] == 2 then
       -- A sliding window's count weighs on the next window too.
       expiry = (state[2] + 2) * window - now
     end
