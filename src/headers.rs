@@ -38,13 +38,14 @@ pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 pub(crate) fn policy_value(policy: &Policy) -> HeaderValue {
     let window = policy.window();
     let window_secs = (window.as_secs() + u64::from(window.subsec_nanos() > 0)).max(1);
+    let name = policy.name();
     render(&[
-        "\"",
-        policy.name().as_str(),
-        "\";q=",
-        itoa::Buffer::new().format(policy.limit()),
-        ";w=",
-        itoa::Buffer::new().format(window_secs),
+        b"\"",
+        name.as_str().as_bytes(),
+        b"\";q=",
+        itoa::Buffer::new().format(policy.limit()).as_bytes(),
+        b";w=",
+        itoa::Buffer::new().format(window_secs).as_bytes(),
     ])
 }
 
@@ -64,34 +65,37 @@ pub(crate) fn insert(
     if !headers.contains_key(RATELIMIT) {
         let value = render(&[
             name_item(policy),
-            ";r=",
-            itoa::Buffer::new().format(decision.remaining),
-            ";t=",
-            reset,
+            b";r=",
+            itoa::Buffer::new().format(decision.remaining).as_bytes(),
+            b";t=",
+            reset.as_bytes(),
         ]);
         headers.insert(RATELIMIT, value);
     }
     if refuses && !headers.contains_key(RETRY_AFTER) {
-        headers.insert(RETRY_AFTER, render(&[reset]));
+        headers.insert(RETRY_AFTER, render(&[reset.as_bytes()]));
     }
 }
 
 /// The policy's name as the policy header renders it, quotes included: everything before
-/// its first `;` (a name holds none, see [`PolicyName`](crate::policy::PolicyName)).
-fn name_item(policy: &HeaderValue) -> &str {
-    let value = policy.to_str().expect("rendered from ASCII");
-    value.split_once(';').map_or(value, |(name, _)| name)
+/// its first `;` (a name holds none, see [`PolicyName`](crate::policy::PolicyName)). Read
+/// as bytes: this runs on every response.
+fn name_item(policy: &HeaderValue) -> &[u8] {
+    let value = policy.as_bytes();
+    value.split(|&b| b == b';').next().unwrap_or(value)
 }
 
 /// The policy's name, from its rendered header.
 pub(crate) fn policy_name(policy: &HeaderValue) -> &str {
-    name_item(policy).trim_matches('"')
+    std::str::from_utf8(name_item(policy))
+        .unwrap_or_default()
+        .trim_matches('"')
 }
 
-fn render(parts: &[&str]) -> HeaderValue {
+fn render(parts: &[&[u8]]) -> HeaderValue {
     let mut bytes = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
     for part in parts {
-        bytes.extend_from_slice(part.as_bytes());
+        bytes.extend_from_slice(part);
     }
     // One allocation: the Vec becomes the value's storage.
     HeaderValue::from_maybe_shared(bytes::Bytes::from(bytes))

@@ -60,7 +60,7 @@ pub(crate) fn fail<C: Clock>(
 ) -> Result<Decision, BackendError> {
     match mode {
         FailureMode::Allow => {
-            let limit = local.policy_limit();
+            let limit = local.policy_ref().limit();
             Ok(Decision {
                 allowed: true,
                 limit,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::topology::Peer;
 use super::ClusterBackend;
 use crate::backend::guarded::Guard;
-use crate::backend::{Backend, Check, RemoteFuture};
+use crate::backend::{Check, RemoteFuture};
 use crate::clock::Clock;
 use crate::policy::Algorithm;
 use crate::protocol::PeerAnswer;
@@ -28,8 +28,8 @@ impl<C: Clock> ClusterBackend<C> {
             mode: self.failure,
             local: &self.local,
         };
-        let limit = self.local.policy_limit();
-        let policy = Backend::policy(&*self.local);
+        let policy = self.local.policy_ref();
+        let limit = policy.limit();
         let (horizon, fixed) = (
             policy.longest_reset(),
             policy.algorithm() == Algorithm::FixedWindow,

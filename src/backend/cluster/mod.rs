@@ -151,9 +151,10 @@ impl<C: Clock> Backend for ClusterBackend<C> {
         }
         // A fixed window's count only grows until the window ends, so a denial stands
         // till then; under the other algorithms a smaller cost may fit sooner.
-        if self.local.policy().algorithm() == Algorithm::FixedWindow {
+        let policy = self.local.policy_ref();
+        if policy.algorithm() == Algorithm::FixedWindow {
             let now_ms = self.local.now_ms();
-            let limit = self.local.policy_limit();
+            let limit = policy.limit();
             if let Some(denial) = self.denied.get(key, cost.get(), limit, now_ms) {
                 return Check::Ready(Ok(denial));
             }

@@ -220,10 +220,11 @@ impl<C: Clock> MemoryBackend<C> {
         }
     }
 
-    /// Units allowed per window.
+    /// The policy, borrowed: the remote backends read it on every check, and a copy
+    /// carries its name.
     #[cfg(any(feature = "cluster", feature = "redis"))]
-    pub(crate) fn policy_limit(&self) -> u32 {
-        self.policy.limit()
+    pub(crate) fn policy_ref(&self) -> &Policy {
+        &self.policy
     }
 
     /// The shard holding `key`, and the key's hash.

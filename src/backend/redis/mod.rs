@@ -168,8 +168,8 @@ impl<C: Clock> Backend for RedisBackend<C> {
                 redis_key,
             }
         };
-        let limit = self.local.policy_limit();
-        let window = self.local.policy().longest_reset();
+        let policy = self.local.policy_ref();
+        let (limit, window) = (policy.limit(), policy.longest_reset());
         // Only `Copy` numbers inside: one decision for both ways of calling.
         let decide = move |counted: Counted, _: &UserOf| {
             let used = u32::try_from(counted.used.max(0)).unwrap_or(u32::MAX);
