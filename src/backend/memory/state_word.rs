@@ -111,35 +111,15 @@ impl Counting {
         let (verdict, next) = self
             .algorithm
             .check(self.rate, state, self.now_ms, self.cost);
-        // A denial changes nothing: what was carried over is kept, seen from this
-        // generation (an empty state when nothing was).
-        let stored = next.or(state).map_or(0, |state| {
-            let state = match state {
-                // Rolled into this generation by the algorithm's own rules.
-                State::Sliding { .. } => self.roll(state, generation),
-                other => other,
-            };
-            self.word(state, generation)
-        });
+        // A denial changes nothing: what was carried over is kept, as the algorithm sees
+        // it now (a check of nothing rolls it into this generation by its own rules).
+        let kept = || {
+            let (_, now) = self.algorithm.check(self.rate, state, self.now_ms, 0);
+            now
+        };
+        let stored = next
+            .or_else(kept)
+            .map_or(0, |state| self.word(state, generation));
         (verdict, stored)
-    }
-
-    /// A sliding state of an earlier window, as of `generation`.
-    fn roll(&self, state: State, generation: u64) -> State {
-        match state {
-            State::Sliding {
-                window, current, ..
-            } if window + 1 == generation => State::Sliding {
-                window: generation,
-                current: 0,
-                previous: current,
-            },
-            State::Sliding { window, .. } if window == generation => state,
-            _ => State::Sliding {
-                window: generation,
-                current: 0,
-                previous: 0,
-            },
-        }
     }
 }
