@@ -11,7 +11,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{governor_limiter, key_sets, timed};
+use common::{bench_checks, governor_limiter, key_sets};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use ringlimit::policy::Algorithm;
 use ringlimit::{MemoryBackend, Policy};
@@ -32,26 +32,18 @@ fn bench(c: &mut Criterion) {
             for key in keys.iter() {
                 backend.decide(key, NonZeroU32::MIN);
             }
-            group.bench_function(BenchmarkId::new("ringlimit", label), |b| {
-                b.iter_custom(|iters| {
-                    let backend = backend.clone();
-                    timed(1, iters, keys, move |key| {
-                        black_box(backend.decide(key, NonZeroU32::MIN));
-                    })
-                })
+            let id = BenchmarkId::new("ringlimit", label);
+            bench_checks(&mut group, id, 1, keys, move |key| {
+                black_box(backend.decide(key, NonZeroU32::MIN));
             });
         }
         let governor = governor_limiter();
         for key in keys.iter() {
             let _ = governor.check_key(key);
         }
-        group.bench_function(BenchmarkId::new("governor", "gcra"), |b| {
-            b.iter_custom(|iters| {
-                let governor = governor.clone();
-                timed(1, iters, keys, move |key| {
-                    let _ = black_box(governor.check_key(key));
-                })
-            })
+        let id = BenchmarkId::new("governor", "gcra");
+        bench_checks(&mut group, id, 1, keys, move |key| {
+            let _ = black_box(governor.check_key(key));
         });
         group.finish();
     }

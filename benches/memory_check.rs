@@ -12,7 +12,7 @@ use std::hint::black_box;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use common::{key_sets, timed, warmed};
+use common::{bench_checks, key_sets, warmed};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
 fn bench(c: &mut Criterion) {
@@ -20,21 +20,13 @@ fn bench(c: &mut Criterion) {
         let mut group = c.benchmark_group(*name);
         for threads in [1, 2] {
             let (backend, governor) = warmed(keys);
-            group.bench_function(BenchmarkId::new("ringlimit", threads), |b| {
-                b.iter_custom(|iters| {
-                    let backend = backend.clone();
-                    timed(threads, iters, keys, move |key| {
-                        black_box(backend.decide(key, NonZeroU32::MIN));
-                    })
-                })
+            let id = BenchmarkId::new("ringlimit", threads);
+            bench_checks(&mut group, id, threads, keys, move |key| {
+                black_box(backend.decide(key, NonZeroU32::MIN));
             });
-            group.bench_function(BenchmarkId::new("governor", threads), |b| {
-                b.iter_custom(|iters| {
-                    let governor = governor.clone();
-                    timed(threads, iters, keys, move |key| {
-                        let _ = black_box(governor.check_key(key));
-                    })
-                })
+            let id = BenchmarkId::new("governor", threads);
+            bench_checks(&mut group, id, threads, keys, move |key| {
+                let _ = black_box(governor.check_key(key));
             });
         }
         group.finish();

@@ -60,6 +60,17 @@ async fn all_at_once<B: Backend<Future = RemoteFuture>>(
     answers.into_iter().map(Option::unwrap).collect()
 }
 
+/// Each answer's verdict and what remains; every check must have had one.
+fn allowed_and_remaining(answers: &[Result<Decision, BackendError>]) -> Vec<(bool, u32)> {
+    answers
+        .iter()
+        .map(|a| {
+            let a = a.as_ref().expect("Redis answers");
+            (a.allowed, a.remaining)
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "current_thread")]
 #[cfg_attr(ringlimit_no_redis_server, ignore = "redis-server is not installed")]
 async fn checks_queued_together_share_one_script_call_and_each_stays_exact() {
@@ -82,13 +93,7 @@ async fn eleven_queued_checks(one_call: bool) {
     checks.extend([("dave", 1); 3]);
     let answers = all_at_once(&backend, &checks).await;
 
-    let summary: Vec<(bool, u32)> = answers
-        .iter()
-        .map(|a| {
-            let a = a.as_ref().expect("Redis answers");
-            (a.allowed, a.remaining)
-        })
-        .collect();
+    let summary = allowed_and_remaining(&answers);
     assert_eq!(
         summary,
         [
@@ -137,13 +142,7 @@ async fn queued_checks_under_the_other_algorithms_are_each_exact() {
             let mut checks = vec![("alice", 1); 5];
             checks.extend([("bob", 2), ("bob", 2), ("carol", 4)]);
             let answers = all_at_once(&backend, &checks).await;
-            let summary: Vec<(bool, u32)> = answers
-                .iter()
-                .map(|a| {
-                    let a = a.as_ref().expect("Redis answers");
-                    (a.allowed, a.remaining)
-                })
-                .collect();
+            let summary = allowed_and_remaining(&answers);
             assert_eq!(
                 summary,
                 [

@@ -6,6 +6,8 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ringlimit::{MemoryBackend, Policy};
 
@@ -63,4 +65,19 @@ pub fn warmed(keys: &[String]) -> (Arc<MemoryBackend>, Arc<DefaultKeyedRateLimit
         let _ = governor.check_key(key);
     }
     (backend, governor)
+}
+
+/// Benchmarks `check` over `keys` on `threads` threads, as `id` in `group`.
+pub fn bench_checks<F>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    id: BenchmarkId,
+    threads: usize,
+    keys: &Arc<Vec<String>>,
+    check: F,
+) where
+    F: Fn(&String) + Send + Sync + Clone + 'static,
+{
+    group.bench_function(id, |b| {
+        b.iter_custom(|iters| timed(threads, iters, keys, check.clone()))
+    });
 }

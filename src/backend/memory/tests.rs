@@ -97,13 +97,22 @@ fn cost_uses_several_units() {
 #[test]
 fn many_threads_on_one_key_never_admit_more_than_the_limit() {
     let (backend, _) = backend(1_000, 60);
+    assert_eq!(hot_key_from_threads(backend, 8, 5_000), 1_000);
+}
+
+/// Checks of one key from `threads` threads, `each` apiece: how many were allowed.
+fn hot_key_from_threads<C: crate::Clock>(
+    backend: MemoryBackend<C>,
+    threads: usize,
+    each: usize,
+) -> u32 {
     let backend = Arc::new(backend);
     let allowed = Arc::new(AtomicU32::new(0));
-    let threads: Vec<_> = (0..8)
+    let threads: Vec<_> = (0..threads)
         .map(|_| {
             let (backend, allowed) = (backend.clone(), allowed.clone());
             std::thread::spawn(move || {
-                for _ in 0..5_000 {
+                for _ in 0..each {
                     if backend.decide("hot", NonZeroU32::MIN).allowed {
                         allowed.fetch_add(1, Ordering::Relaxed);
                     }
@@ -114,7 +123,7 @@ fn many_threads_on_one_key_never_admit_more_than_the_limit() {
     for t in threads {
         t.join().unwrap();
     }
-    assert_eq!(allowed.load(Ordering::Relaxed), 1_000);
+    allowed.load(Ordering::Relaxed)
 }
 
 #[test]
@@ -259,8 +268,6 @@ fn the_cap_sets_how_many_shards_there_are() {
 
 mod algorithms {
     use std::num::NonZeroU32;
-    use std::sync::atomic::{AtomicU32, Ordering};
-    use std::sync::Arc;
     use std::time::Duration;
 
     use proptest::prelude::*;
@@ -332,22 +339,8 @@ mod algorithms {
         for algorithm in [Algorithm::SlidingWindow, Algorithm::Gcra] {
             let (backend, clock) = backend(algorithm, 1_000, Duration::from_secs(60));
             at(&clock, 30_000);
-            let backend = Arc::new(backend);
-            let allowed = Arc::new(AtomicU32::new(0));
-            let threads: Vec<_> = (0..4)
-                .map(|_| {
-                    let (backend, allowed) = (backend.clone(), allowed.clone());
-                    std::thread::spawn(move || {
-                        for _ in 0..2_000 {
-                            if backend.decide("hot", NonZeroU32::MIN).allowed {
-                                allowed.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                    })
-                })
-                .collect();
-            threads.into_iter().for_each(|t| t.join().unwrap());
-            assert_eq!(allowed.load(Ordering::Relaxed), 1_000, "{algorithm:?}");
+            let allowed = super::hot_key_from_threads(backend, 4, 2_000);
+            assert_eq!(allowed, 1_000, "{algorithm:?}");
         }
     }
 
