@@ -22,11 +22,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::error::BackendError;
+use crate::PolicySet;
 
 /// One queued check.
 pub(crate) struct Job<A> {
     pub(crate) key: Arc<str>,
-    pub(crate) cost: u32,
+    /// The policies to check it against.
+    pub(crate) policies: PolicySet,
     /// When the check gives up: the target's timeout after it was queued.
     pub(crate) deadline: Instant,
     pub(crate) reply: oneshot::Sender<Result<A, BackendError>>,
@@ -83,13 +85,13 @@ impl<S: SendBatch> Coalescer<S> {
     pub(crate) fn check(
         &self,
         key: Arc<str>,
-        cost: u32,
+        policies: PolicySet,
     ) -> impl Future<Output = Result<S::Answer, BackendError>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
         let deadline = Instant::now() + self.timeout;
         let job = Job {
             key,
-            cost,
+            policies,
             deadline,
             reply,
         };
@@ -190,6 +192,11 @@ pub(crate) fn fail_all<A>(batch: Vec<Job<A>>, error: &BackendError) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn one() -> PolicySet {
+        let policy = crate::Policy::per_window(std::num::NonZeroU32::MIN, Duration::from_secs(1));
+        PolicySet::from(policy)
+    }
     use std::sync::Mutex as StdMutex;
 
     /// A target that takes 200 ms per batch and records the keys it was sent.
@@ -218,11 +225,11 @@ mod tests {
     async fn a_check_whose_deadline_passed_in_the_queue_is_never_sent() {
         let target = SlowTarget::default();
         let queue = Coalescer::new("owner", Duration::from_millis(100), target.clone());
-        let first = tokio::spawn(queue.check("first".into(), 1));
+        let first = tokio::spawn(queue.check("first".into(), one()));
         tokio::task::yield_now().await;
         let queued: Vec<_> = ["late-1", "late-2"]
             .into_iter()
-            .map(|key| tokio::spawn(queue.check(key.into(), 1)))
+            .map(|key| tokio::spawn(queue.check(key.into(), one())))
             .collect();
         // The owner is slower than the timeout: the first caller gives up too.
         let first = first.await.unwrap().unwrap_err();
@@ -247,7 +254,7 @@ mod tests {
                 .start_paused(true)
                 .build()
                 .unwrap();
-            let checked = runtime.block_on(async { queue.check("alice".into(), 1).await });
+            let checked = runtime.block_on(async { queue.check("alice".into(), one()).await });
             checked.unwrap();
         }
         assert_eq!(target.sent.lock().unwrap().len(), 3);

@@ -1,13 +1,13 @@
-//! The outcome of one check.
+//! The outcome of one check: a [`Decision`] per policy, and [`Decisions`] for the set.
 
 use std::time::Duration;
 
-/// What a backend decided for one request, and the counter state that goes into the
+use crate::policy::{PolicySet, MAX_POLICIES};
+
+/// What one policy decided for one request, and the counter state that goes into the
 /// `RateLimit` headers.
-///
-/// The layer puts it into the extensions of every response it lets through or rejects,
-/// so handlers further out can read it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Decision {
     /// Whether the request was counted and may proceed. (Under a policy in shadow mode a
     /// request proceeds either way; this says whether the policy would have let it.)
@@ -23,6 +23,16 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// A decision with these numbers.
+    pub fn new(allowed: bool, limit: u32, remaining: u32, reset: Duration) -> Self {
+        Self {
+            allowed,
+            limit,
+            remaining,
+            reset,
+        }
+    }
+
     /// Seconds until reset, rounded up and at least 1: the value of `Retry-After` and of
     /// the `t` parameter of `RateLimit`.
     pub fn reset_secs(&self) -> u64 {
@@ -43,6 +53,98 @@ impl Decision {
             reset: self.reset.min(longest),
             ..self
         }
+    }
+}
+
+/// What a backend decided for one request under a [`PolicySet`]: a [`Decision`] per
+/// policy, in the set's order.
+///
+/// The layer puts it into the extensions of every response it lets through or rejects,
+/// so handlers further out can read it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decisions {
+    allowed: bool,
+    len: u8,
+    each: [Decision; MAX_POLICIES],
+}
+
+impl Decisions {
+    /// The decisions of `set`'s policies, in order: allowed if every policy not in shadow
+    /// mode allowed it.
+    ///
+    /// # Panics
+    ///
+    /// If `each` does not have one decision per policy of `set`.
+    pub fn new(set: &PolicySet, each: &[Decision]) -> Self {
+        assert_eq!(set.len(), each.len(), "one decision per policy");
+        let mut decisions = Self {
+            allowed: true,
+            len: each.len() as u8,
+            each: [Decision::new(true, 0, 0, Duration::ZERO); MAX_POLICIES],
+        };
+        decisions.each[..each.len()].copy_from_slice(each);
+        decisions.allowed = set
+            .iter()
+            .zip(each)
+            .all(|(policy, d)| d.allowed || policy.shadow());
+        decisions
+    }
+
+    /// The decision of a set of one policy, `policy`.
+    #[inline]
+    pub(crate) fn one(policy: &crate::Policy, decision: Decision) -> Self {
+        Self {
+            allowed: decision.allowed || policy.shadow(),
+            len: 1,
+            each: [decision; MAX_POLICIES],
+        }
+    }
+
+    /// Whether the request was counted and may proceed: every policy not in shadow mode
+    /// allowed it.
+    pub fn allowed(&self) -> bool {
+        self.allowed
+    }
+
+    /// Each policy's decision, in the set's order.
+    pub fn as_slice(&self) -> &[Decision] {
+        &self.each[..usize::from(self.len)]
+    }
+
+    /// The index of the decision to report in `RateLimit`: for a denied request, the
+    /// denying policy (not in shadow mode) that allows again last; otherwise the policy
+    /// with the smallest share of its limit left (the first of equals).
+    pub fn nearest(&self, set: &PolicySet) -> usize {
+        let each = self.as_slice();
+        let enforced_denials = set
+            .iter()
+            .zip(each)
+            .enumerate()
+            .filter(|(_, (policy, d))| !d.allowed && !policy.shadow());
+        if !self.allowed {
+            if let Some((i, _)) = enforced_denials.max_by_key(|(_, (_, d))| d.reset) {
+                return i;
+            }
+        }
+        // remaining / limit, compared without division: a/b < c/d ⇔ a·d < c·b.
+        let share = |d: &Decision| (u64::from(d.remaining), u64::from(d.limit.max(1)));
+        (0..each.len())
+            .min_by(|&a, &b| {
+                let (ra, la) = share(&each[a]);
+                let (rb, lb) = share(&each[b]);
+                (ra * lb).cmp(&(rb * la)).then(a.cmp(&b))
+            })
+            .unwrap_or(0)
+    }
+
+    /// The time until every denying policy not in shadow mode allows again (the
+    /// `Retry-After` of a 429); `None` when none denied.
+    pub fn retry_after(&self, set: &PolicySet) -> Option<Duration> {
+        set.iter()
+            .zip(self.as_slice())
+            .filter(|(policy, d)| !d.allowed && !policy.shadow())
+            .map(|(_, d)| d.reset)
+            .max()
     }
 }
 

@@ -30,6 +30,12 @@ pub enum BackendError {
         /// Which node or server.
         target: String,
     },
+    /// A check named more distinct policies than a backend keeps counters for (a name,
+    /// an algorithm and a window make one policy).
+    TooManyPolicies {
+        /// The most a backend keeps.
+        most: usize,
+    },
 }
 
 impl fmt::Display for BackendError {
@@ -47,6 +53,12 @@ impl fmt::Display for BackendError {
             Self::CircuitOpen { target } => {
                 write!(f, "rate limit owner {target} is failing: circuit open")
             }
+            Self::TooManyPolicies { most } => {
+                write!(
+                    f,
+                    "more than {most} distinct policies checked on one backend"
+                )
+            }
         }
     }
 }
@@ -55,7 +67,7 @@ impl Error for BackendError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
             Self::Unavailable { source, .. } => Some(&**source as &(dyn Error + 'static)),
-            Self::Timeout { .. } | Self::CircuitOpen { .. } => None,
+            Self::Timeout { .. } | Self::CircuitOpen { .. } | Self::TooManyPolicies { .. } => None,
         }
     }
 }

@@ -120,6 +120,7 @@ pub mod policy;
 pub mod protocol;
 #[cfg(feature = "cluster")]
 mod read_body;
+pub mod resolve;
 #[cfg(feature = "cluster")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
 pub mod ring;
@@ -133,10 +134,10 @@ struct ReadmeDoctests;
 pub use backend::ClusterBackend;
 pub use backend::{Backend, Check, MemoryBackend};
 pub use clock::{Clock, ManualClock, PreciseClock, SystemClock};
-pub use decision::Decision;
+pub use decision::{Decision, Decisions};
 pub use error::BackendError;
 pub use key::{KeyError, KeyExtractor};
 pub use layer::{OnRejection, RateLimit, RateLimitLayer, Rejection};
-pub use policy::Policy;
+pub use policy::{Policy, PolicySet};
 #[cfg(feature = "cluster")]
 pub use ring::Ring;

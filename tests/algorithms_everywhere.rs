@@ -9,23 +9,26 @@
 #![cfg(all(feature = "redis", feature = "cluster"))]
 
 mod common;
+use common::CheckAt;
 
 use std::num::NonZeroU32;
 use std::time::Duration;
 
 use ringlimit::backend::{RedisBackend, RemoteFuture};
 use ringlimit::policy::Algorithm;
-use ringlimit::{Backend, Check, Decision, ManualClock, MemoryBackend, Policy};
+use ringlimit::{Check, Decision, ManualClock, MemoryBackend, Policy};
 
 use common::redis::{available, RedisServer};
 use common::{key_owned_by, start_cluster};
 
-async fn run<F: std::future::Future<Output = Result<Decision, ringlimit::BackendError>>>(
+async fn run<
+    F: std::future::Future<Output = Result<ringlimit::Decisions, ringlimit::BackendError>>,
+>(
     check: Check<F>,
 ) -> Decision {
     match check {
-        Check::Ready(result) => result.unwrap(),
-        Check::Pending(future) => future.await.unwrap(),
+        Check::Ready(result) => result.unwrap().as_slice()[0],
+        Check::Pending(future) => future.await.unwrap().as_slice()[0],
     }
 }
 
@@ -74,9 +77,9 @@ async fn every_backend_decides_alike_under_each_algorithm() {
         let mut seen = Vec::new();
         for cost in costs {
             let cost = NonZeroU32::new(cost).unwrap();
-            let in_memory = run(memory.check(&key, cost)).await;
-            let on_ring = run(nodes[0].backend.check(&key, cost)).await;
-            let in_redis = run::<RemoteFuture>(redis.check(&key, cost)).await;
+            let in_memory = run(memory.check_at(&key, cost)).await;
+            let on_ring = run(nodes[0].backend.check_at(&key, cost)).await;
+            let in_redis = run::<RemoteFuture>(redis.check_at(&key, cost)).await;
             let view = |d: Decision| (d.allowed, d.remaining);
             assert_eq!(
                 view(on_ring),

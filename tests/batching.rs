@@ -2,6 +2,7 @@
 #![cfg(feature = "cluster")]
 
 mod common;
+use common::CheckAt;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -14,7 +15,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use ringlimit::endpoint::{serve, PeerEndpoint};
 use ringlimit::protocol::PeerSecret;
-use ringlimit::{Backend, Check, ClusterBackend, ManualClock, Ring};
+use ringlimit::{Check, ClusterBackend, ManualClock, Ring};
 use tower::ServiceExt;
 
 const LIMIT: u32 = 2;
@@ -265,7 +266,7 @@ async fn the_batch_endpoint_serves_marked_posts_only() {
 async fn check_together(backend: &ClusterBackend<ManualClock>, keys: &[String]) -> Vec<bool> {
     let checks: Vec<_> = keys
         .iter()
-        .map(|key| backend.check(key, NonZeroU32::MIN))
+        .map(|key| backend.check_at(key, NonZeroU32::MIN))
         .collect();
     let mut allowed = Vec::new();
     for check in checks {
@@ -273,7 +274,7 @@ async fn check_together(backend: &ClusterBackend<ManualClock>, keys: &[String]) 
             Check::Ready(result) => result,
             Check::Pending(future) => future.await,
         };
-        allowed.push(decision.expect("an answer").allowed);
+        allowed.push(decision.expect("an answer").allowed());
     }
     allowed
 }

@@ -2,6 +2,7 @@
 #![cfg(feature = "cluster")]
 
 mod common;
+use common::CheckAt;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -13,7 +14,7 @@ use common::{
     allowed_per_user, hourly, key_owned_by, keys_owned_by, listeners, mid_window_clock,
     start_cluster, start_node, HttpClient, Visit,
 };
-use ringlimit::{Backend, ClusterBackend, Ring};
+use ringlimit::{ClusterBackend, Ring};
 
 const LIMIT: u32 = 5;
 
@@ -231,7 +232,7 @@ async fn a_hung_owner_times_out_after_the_peer_timeout() {
         .build()
         .unwrap();
     let key = key_owned_by(&backend.ring(), &hung_name);
-    let ringlimit::Check::Pending(check) = backend.check(&key, NonZeroU32::MIN) else {
+    let ringlimit::Check::Pending(check) = backend.check_at(&key, NonZeroU32::MIN) else {
         panic!("a key owned by a peer must be forwarded");
     };
     match check.await {
@@ -356,11 +357,11 @@ async fn a_check_forwarded_alone_keeps_its_cost() {
     let clock = mid_window_clock();
     let nodes = start_cluster(2, hourly(10), &clock).await;
     let key = key_owned_by(&nodes[0].backend.ring(), &nodes[1].name);
-    let decision = match nodes[0].backend.check(&key, NonZeroU32::new(3).unwrap()) {
+    let decision = match nodes[0].backend.check_at(&key, NonZeroU32::new(3).unwrap()) {
         ringlimit::Check::Pending(future) => future.await.unwrap(),
         ringlimit::Check::Ready(_) => panic!("{key} is owned by the other node"),
     };
-    assert_eq!(decision.remaining, 7);
+    assert_eq!(decision.as_slice()[0].remaining, 7);
     assert_eq!(nodes[1].backend.local().used(&key), 3);
 
     // A client's own `cost` is not read: only forwarded checks carry one.

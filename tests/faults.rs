@@ -2,6 +2,7 @@
 #![cfg(feature = "cluster")]
 
 mod common;
+use common::CheckAt;
 
 use std::num::NonZeroU32;
 use std::sync::atomic::Ordering;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use common::{hourly, hung_peer, listeners, mid_window_clock, start_node, HttpClient};
 use ringlimit::backend::CircuitPolicy;
 use ringlimit::backend::FailureMode;
-use ringlimit::{Backend, BackendError, Check, ClusterBackend, Decision, ManualClock, Ring};
+use ringlimit::{BackendError, Check, ClusterBackend, Decision, ManualClock, Ring};
 
 const LIMIT: u32 = 2;
 
@@ -44,8 +45,8 @@ async fn run(
     check: Check<ringlimit::backend::RemoteFuture>,
 ) -> (bool, Result<Decision, BackendError>) {
     match check {
-        Check::Ready(result) => (false, result),
-        Check::Pending(future) => (true, future.await),
+        Check::Ready(result) => (false, result.map(|d| d.as_slice()[0])),
+        Check::Pending(future) => (true, future.await.map(|d| d.as_slice()[0])),
     }
 }
 
@@ -55,19 +56,19 @@ async fn a_dead_owner_gets_each_failure_mode() {
 
     let (allow, key) = node_with_peer(&dead, FailureMode::Allow);
     for _ in 0..LIMIT + 1 {
-        let (_, result) = run(allow.check(&key, NonZeroU32::MIN)).await;
+        let (_, result) = run(allow.check_at(&key, NonZeroU32::MIN)).await;
         assert!(result.unwrap().allowed, "fail open");
     }
     assert_eq!(allow.local().tracked_keys(), 0, "allow counts nothing");
 
     let (deny, key) = node_with_peer(&dead, FailureMode::Deny);
-    let (_, result) = run(deny.check(&key, NonZeroU32::MIN)).await;
+    let (_, result) = run(deny.check_at(&key, NonZeroU32::MIN)).await;
     assert!(matches!(result, Err(BackendError::Unavailable { ref target, .. }) if *target == dead));
 
     let (local, key) = node_with_peer(&dead, FailureMode::Local);
     let mut allowed = 0;
     for _ in 0..LIMIT + 3 {
-        if run(local.check(&key, NonZeroU32::MIN))
+        if run(local.check_at(&key, NonZeroU32::MIN))
             .await
             .1
             .unwrap()
@@ -85,12 +86,12 @@ async fn a_dead_owners_circuit_opens_then_a_probe_closes_it() {
     let dead = dead_port().await;
     let (backend, key) = node_with_peer(&dead, FailureMode::Deny);
     for _ in 0..3 {
-        let (waited, result) = run(backend.check(&key, NonZeroU32::MIN)).await;
+        let (waited, result) = run(backend.check_at(&key, NonZeroU32::MIN)).await;
         assert!(waited);
         assert!(matches!(result, Err(BackendError::Unavailable { .. })));
     }
     // Open: the failure mode applies at once, with no network wait and no future.
-    let (waited, result) = run(backend.check(&key, NonZeroU32::MIN)).await;
+    let (waited, result) = run(backend.check_at(&key, NonZeroU32::MIN)).await;
     assert!(!waited);
     assert!(matches!(result, Err(BackendError::CircuitOpen { .. })));
 
@@ -103,10 +104,10 @@ async fn a_dead_owners_circuit_opens_then_a_probe_closes_it() {
     tokio::time::pause();
     tokio::time::advance(Duration::from_millis(50)).await;
     tokio::time::resume();
-    let (waited, result) = run(backend.check(&key, NonZeroU32::MIN)).await;
+    let (waited, result) = run(backend.check_at(&key, NonZeroU32::MIN)).await;
     assert!(waited, "the probe goes to the owner");
     assert!(result.unwrap().allowed);
-    let (waited, result) = run(backend.check(&key, NonZeroU32::MIN)).await;
+    let (waited, result) = run(backend.check_at(&key, NonZeroU32::MIN)).await;
     assert!(waited, "closed again: checks go to the owner");
     assert!(result.unwrap().allowed);
 }
@@ -116,7 +117,7 @@ async fn a_hung_owner_stops_costing_the_timeout_once_its_circuit_opens() {
     let (hung, accepted) = hung_peer().await;
     let (backend, key) = node_with_peer(&hung, FailureMode::Local);
     for _ in 0..3 {
-        let (waited, result) = run(backend.check(&key, NonZeroU32::MIN)).await;
+        let (waited, result) = run(backend.check_at(&key, NonZeroU32::MIN)).await;
         assert!(waited);
         assert!(result.is_ok(), "answered locally after the timeout");
     }
@@ -124,7 +125,7 @@ async fn a_hung_owner_stops_costing_the_timeout_once_its_circuit_opens() {
     assert!(asked >= 1);
     // Open: answered locally at once, and the hung peer is not asked again.
     for _ in 0..5 {
-        let (waited, _) = run(backend.check(&key, NonZeroU32::MIN)).await;
+        let (waited, _) = run(backend.check_at(&key, NonZeroU32::MIN)).await;
         assert!(!waited, "no wait once the circuit is open");
     }
     assert_eq!(accepted.load(Ordering::SeqCst), asked);

@@ -3,6 +3,7 @@
 #![cfg(feature = "cluster")]
 
 mod common;
+use common::CheckAt;
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -13,7 +14,7 @@ use axum::routing::get;
 use axum::Router;
 use common::{key_owned_by, keys_owned_by, serve};
 use http::StatusCode;
-use ringlimit::{Backend, Check, ClusterBackend, Decision, ManualClock, Policy, Ring};
+use ringlimit::{Check, ClusterBackend, Decision, ManualClock, Policy, Ring};
 
 const LIMIT: u32 = 5;
 const WINDOW: Duration = Duration::from_secs(60);
@@ -52,7 +53,7 @@ async fn liar(reset_secs: u64) -> Liar {
             asked.fetch_add(1, Ordering::SeqCst);
             let reset_ms = reset_secs.saturating_mul(1000);
             body.lines()
-                .map(|_| format!("429 4000000 {reset_ms}\n"))
+                .map(|_| format!("429 0 4000000 {reset_ms}\n"))
                 .collect::<String>()
         }
     };
@@ -78,9 +79,9 @@ fn node(me: &str, peer: &str) -> (ClusterBackend<ManualClock>, ManualClock) {
 }
 
 async fn decide(backend: &ClusterBackend<ManualClock>, key: &str) -> Decision {
-    match backend.check(key, NonZeroU32::MIN) {
-        Check::Ready(result) => result.unwrap(),
-        Check::Pending(future) => future.await.unwrap(),
+    match backend.check_at(key, NonZeroU32::MIN) {
+        Check::Ready(result) => result.unwrap().as_slice()[0],
+        Check::Pending(future) => future.await.unwrap().as_slice()[0],
     }
 }
 
@@ -127,12 +128,12 @@ async fn a_batch_answer_with_absurd_numbers_is_bounded_too() {
     // Queued before any is awaited: the first goes alone, the rest as a batch.
     let checks: Vec<_> = keys
         .iter()
-        .map(|key| backend.check(key, NonZeroU32::MIN))
+        .map(|key| backend.check_at(key, NonZeroU32::MIN))
         .collect();
     for check in checks {
         let decision = match check {
-            Check::Ready(result) => result.unwrap(),
-            Check::Pending(future) => future.await.unwrap(),
+            Check::Ready(result) => result.unwrap().as_slice()[0],
+            Check::Pending(future) => future.await.unwrap().as_slice()[0],
         };
         assert_bounded(&decision);
     }

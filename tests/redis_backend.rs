@@ -2,6 +2,7 @@
 #![cfg(all(feature = "redis", feature = "cluster"))]
 
 mod common;
+use common::CheckAt;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -13,7 +14,7 @@ use common::{allowed_per_user, visits_round_robin};
 use ringlimit::backend::CircuitPolicy;
 use ringlimit::backend::{FailureMode, RedisBackend, RemoteFuture};
 use ringlimit::endpoint::{serve, PeerEndpoint};
-use ringlimit::{Backend, BackendError, Check, Decision, Policy};
+use ringlimit::{BackendError, Check, Decision, Policy};
 use tokio::sync::Mutex;
 
 const LIMIT: u32 = 5;
@@ -24,8 +25,8 @@ fn policy(limit: u32, window: Duration) -> Policy {
 
 async fn run(check: Check<RemoteFuture>) -> Result<Decision, BackendError> {
     match check {
-        Check::Ready(result) => result,
-        Check::Pending(future) => future.await,
+        Check::Ready(result) => result.map(|d| d.as_slice()[0]),
+        Check::Pending(future) => future.await.map(|d| d.as_slice()[0]),
     }
 }
 
@@ -99,15 +100,19 @@ async fn a_window_expires_with_its_key() {
         .unwrap();
     fresh_window(&server, window, Duration::from_millis(500)).await;
     assert!(
-        run(backend.check("alice", NonZeroU32::MIN))
+        run(backend.check_at("alice", NonZeroU32::MIN))
             .await
             .unwrap()
             .allowed
     );
-    let second = run(backend.check("alice", NonZeroU32::MIN)).await.unwrap();
+    let second = run(backend.check_at("alice", NonZeroU32::MIN))
+        .await
+        .unwrap();
     assert!(second.allowed);
     assert_eq!(second.remaining, 0);
-    let denied = run(backend.check("alice", NonZeroU32::MIN)).await.unwrap();
+    let denied = run(backend.check_at("alice", NonZeroU32::MIN))
+        .await
+        .unwrap();
     assert!(!denied.allowed);
     assert!(denied.reset <= window);
 
@@ -126,7 +131,9 @@ async fn a_window_expires_with_its_key() {
     );
 
     tokio::time::sleep(denied.reset + Duration::from_millis(20)).await;
-    let fresh = run(backend.check("alice", NonZeroU32::MIN)).await.unwrap();
+    let fresh = run(backend.check_at("alice", NonZeroU32::MIN))
+        .await
+        .unwrap();
     assert!(fresh.allowed);
     assert_eq!(fresh.remaining, 1);
 }
@@ -150,7 +157,7 @@ async fn redis_down_gets_each_failure_mode_and_nodes_start_anyway() {
     let allow = backend(FailureMode::Allow);
     for _ in 0..3 {
         assert!(
-            run(allow.check("bob", NonZeroU32::MIN))
+            run(allow.check_at("bob", NonZeroU32::MIN))
                 .await
                 .unwrap()
                 .allowed
@@ -159,12 +166,12 @@ async fn redis_down_gets_each_failure_mode_and_nodes_start_anyway() {
     assert_eq!(allow.local().used("bob"), 0);
 
     let deny = backend(FailureMode::Deny);
-    assert!(run(deny.check("bob", NonZeroU32::MIN)).await.is_err());
+    assert!(run(deny.check_at("bob", NonZeroU32::MIN)).await.is_err());
 
     let local = backend(FailureMode::Local);
     let mut allowed = 0;
     for _ in 0..4 {
-        if run(local.check("bob", NonZeroU32::MIN))
+        if run(local.check_at("bob", NonZeroU32::MIN))
             .await
             .unwrap()
             .allowed
@@ -192,7 +199,7 @@ async fn counting_resumes_in_redis_after_a_restart() {
         .build()
         .unwrap();
     assert!(
-        run(backend.check("carol", NonZeroU32::MIN))
+        run(backend.check_at("carol", NonZeroU32::MIN))
             .await
             .unwrap()
             .allowed
@@ -202,7 +209,7 @@ async fn counting_resumes_in_redis_after_a_restart() {
     server.stop();
     for _ in 0..5 {
         assert!(
-            run(backend.check("carol", NonZeroU32::MIN))
+            run(backend.check_at("carol", NonZeroU32::MIN))
                 .await
                 .unwrap()
                 .allowed
@@ -217,7 +224,7 @@ async fn counting_resumes_in_redis_after_a_restart() {
     let evalsha = || server.calls("evalsha");
     // Bounded: the connection comes back within a few attempts.
     for _ in 0..100 {
-        let _ = run(backend.check("carol", NonZeroU32::MIN)).await;
+        let _ = run(backend.check_at("carol", NonZeroU32::MIN)).await;
         if evalsha() > 0 {
             break;
         }
@@ -254,7 +261,7 @@ async fn a_three_master_cluster_counts_exactly_across_slots() {
             tokio::spawn(async move {
                 for round in 0..5 {
                     for user in users.iter().skip((t + round) % 64).step_by(64) {
-                        if run(backend.check(user, NonZeroU32::MIN))
+                        if run(backend.check_at(user, NonZeroU32::MIN))
                             .await
                             .unwrap()
                             .allowed
@@ -302,7 +309,7 @@ async fn a_node_started_while_redis_is_down_uses_it_once_it_is_up() {
     .build()
     .unwrap();
     assert!(
-        run(backend.check("dora", NonZeroU32::MIN))
+        run(backend.check_at("dora", NonZeroU32::MIN))
             .await
             .unwrap()
             .allowed
@@ -316,7 +323,7 @@ async fn a_node_started_while_redis_is_down_uses_it_once_it_is_up() {
     let server = RedisServer::start_on(port, false);
     // Bounded: a few attempts until the lazy connection is made.
     for _ in 0..100 {
-        let _ = run(backend.check("dora", NonZeroU32::MIN)).await;
+        let _ = run(backend.check_at("dora", NonZeroU32::MIN)).await;
         if server.calls("evalsha") > 0 {
             break;
         }
@@ -337,7 +344,7 @@ async fn a_restart_of_redis_does_not_grant_the_limit_again() {
     let mut server = RedisServer::start();
     let backend = RedisBackend::new(policy(5, Duration::from_secs(3600)), &server.url()).unwrap();
     assert!(
-        run(backend.check("warm", NonZeroU32::MIN))
+        run(backend.check_at("warm", NonZeroU32::MIN))
             .await
             .unwrap()
             .allowed
@@ -347,7 +354,7 @@ async fn a_restart_of_redis_does_not_grant_the_limit_again() {
     let mut allowed = 0;
     for _ in 0..7 {
         allowed += u32::from(
-            run(backend.check("erin", NonZeroU32::MIN))
+            run(backend.check_at("erin", NonZeroU32::MIN))
                 .await
                 .unwrap()
                 .allowed,

@@ -4,6 +4,7 @@
 #![cfg(all(feature = "redis", feature = "cluster"))]
 
 mod common;
+use common::CheckAt;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -43,7 +44,7 @@ async fn all_at_once<B: Backend<Future = RemoteFuture>>(
 ) -> Vec<Result<Decision, BackendError>> {
     let mut running = JoinSet::new();
     for (i, &(key, cost)) in checks.iter().enumerate() {
-        let check = backend.check(key, NonZeroU32::new(cost).unwrap());
+        let check = backend.check_at(key, NonZeroU32::new(cost).unwrap());
         running.spawn(async move {
             let result = match check {
                 Check::Ready(result) => result,
@@ -57,7 +58,10 @@ async fn all_at_once<B: Backend<Future = RemoteFuture>>(
         let (i, result) = done.unwrap();
         answers[i] = Some(result);
     }
-    answers.into_iter().map(Option::unwrap).collect()
+    answers
+        .into_iter()
+        .map(|answer| answer.unwrap().map(|d| d.as_slice()[0]))
+        .collect()
 }
 
 /// Each answer's verdict and what remains; every check must have had one.

@@ -2,12 +2,13 @@
 //! cannot answer in time.
 
 use std::fmt;
-use std::num::NonZeroU32;
 use std::str::FromStr;
+use std::time::Duration;
 
 use super::{BackendError, MemoryBackend};
 use crate::clock::Clock;
-use crate::Decision;
+use crate::policy::{PolicySet, MAX_POLICIES};
+use crate::{Decision, Decisions};
 
 /// The failure mode of a remote backend.
 ///
@@ -55,21 +56,22 @@ pub(crate) fn fail<C: Clock>(
     mode: FailureMode,
     local: &MemoryBackend<C>,
     key: &str,
-    cost: NonZeroU32,
+    policies: &PolicySet,
     error: BackendError,
-) -> Result<Decision, BackendError> {
+) -> Result<Decisions, BackendError> {
     match mode {
         FailureMode::Allow => {
-            let limit = local.policy_ref().limit();
-            Ok(Decision {
-                allowed: true,
-                limit,
-                remaining: limit.saturating_sub(cost.get()),
-                reset: local.reset_now(),
-            })
+            let now = local.now();
+            let mut each = [Decision::new(true, 0, 0, Duration::ZERO); MAX_POLICIES];
+            for (slot, policy) in each.iter_mut().zip(policies) {
+                let limit = policy.limit();
+                let remaining = limit.saturating_sub(policy.cost().get());
+                *slot = Decision::new(true, limit, remaining, policy.reset_at(now));
+            }
+            Ok(Decisions::new(policies, &each[..policies.len()]))
         }
         FailureMode::Deny => Err(error),
-        FailureMode::Local => Ok(local.decide(key, cost)),
+        FailureMode::Local => local.decide_all(key, policies),
     }
 }
 

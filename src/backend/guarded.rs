@@ -4,7 +4,6 @@
 
 use std::error::Error;
 use std::future::Future;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use super::failure::fail;
 use super::{BackendError, Check, FailureMode, MemoryBackend, RemoteFuture};
 use crate::circuit::Circuit;
 use crate::clock::Clock;
-use crate::Decision;
+use crate::{Decisions, PolicySet};
 
 /// Where a remote call goes and what answers when it cannot.
 pub(crate) struct Guard<'a, C> {
@@ -27,17 +26,17 @@ pub(crate) struct Guard<'a, C> {
 }
 
 impl<C: Clock> Guard<'_, C> {
-    /// Checks `cost` for `user` through `ask` (called only if the circuit lets the call
+    /// Checks `user` against `policies` through `ask` (called only if the circuit lets the call
     /// through), its answer made a decision by `decide`. `owned` makes the copy of the
     /// user that the call and its fallback share, only once the circuit has let it
     /// through: while a circuit is open, a check allocates nothing.
     pub(crate) fn call<A, K, F>(
         &self,
         user: &str,
-        cost: NonZeroU32,
+        policies: &PolicySet,
         owned: impl FnOnce() -> K,
         ask: impl FnOnce(&K) -> F,
-        decide: impl FnOnce(A, &K) -> Decision + Send + 'static,
+        decide: impl FnOnce(A, &K) -> Decisions + Send + 'static,
     ) -> Check<RemoteFuture>
     where
         K: AsRef<str> + Send + 'static,
@@ -47,11 +46,11 @@ impl<C: Clock> Guard<'_, C> {
             let error = BackendError::CircuitOpen {
                 target: self.target.to_owned(),
             };
-            return Check::Ready(fail(self.mode, self.local, user, cost, error));
+            return Check::Ready(fail(self.mode, self.local, user, policies, error));
         };
         let fallback_key = owned();
         let answer = ask(&fallback_key);
-        let (local, mode) = (Arc::clone(self.local), self.mode);
+        let (local, mode, policies) = (Arc::clone(self.local), self.mode, policies.clone());
         Check::Pending(RemoteFuture::new(async move {
             match answer.await {
                 Ok(answer) => {
@@ -60,7 +59,7 @@ impl<C: Clock> Guard<'_, C> {
                 }
                 Err(error) => {
                     attempt.failed();
-                    fail(mode, &local, fallback_key.as_ref(), cost, error)
+                    fail(mode, &local, fallback_key.as_ref(), &policies, error)
                 }
             }
         }))

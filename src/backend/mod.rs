@@ -1,6 +1,7 @@
 //! Where counters live: the [`Backend`] trait and its implementations.
 //!
-//! A backend does one atomic check-and-increment per call. Local backends answer at once
+//! A backend does one atomic check of a key against a set of policies per call. Local
+//! backends answer at once
 //! with [`Check::Ready`], so the layer's request path allocates no future for them; remote
 //! backends (a peer node, Redis) return [`Check::Pending`] with a future.
 //!
@@ -12,12 +13,12 @@
 //! use std::time::Duration;
 //!
 //! let backend = MemoryBackend::new(Policy::per_window(NonZeroU32::new(2).unwrap(), Duration::from_secs(60)));
-//! let allowed = |check| matches!(check, Check::Ready(Ok(d)) if d.allowed);
-//! let one = NonZeroU32::MIN;
-//! assert!(allowed(backend.check("alice", one)));
-//! assert!(allowed(backend.check("alice", one)));
-//! assert!(!allowed(backend.check("alice", one)));
-//! assert!(allowed(backend.check("bob", one)));
+//! let policies = backend.policies().clone();
+//! let allowed = |check| matches!(check, Check::Ready(Ok(d)) if d.allowed());
+//! assert!(allowed(backend.check("alice", &policies)));
+//! assert!(allowed(backend.check("alice", &policies)));
+//! assert!(!allowed(backend.check("alice", &policies)));
+//! assert!(allowed(backend.check("bob", &policies)));
 //! ```
 
 #[cfg(feature = "cluster")]
@@ -33,7 +34,6 @@ mod redis;
 mod remote_future;
 
 use std::future::Future;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 
 #[cfg(feature = "redis")]
@@ -51,36 +51,43 @@ pub use cluster::{ClusterBackend, ClusterBuilder, ClusterError, DEFAULT_PEER_TIM
 pub use failure::{FailureMode, UnknownFailureMode};
 #[cfg(any(feature = "cluster", feature = "redis"))]
 pub(crate) use guarded::within;
-pub use memory::{MemoryBackend, MemoryBuilder, DEFAULT_MAX_KEYS};
+pub use memory::{MemoryBackend, MemoryBuilder, DEFAULT_MAX_KEYS, MAX_STORES};
 #[cfg(any(feature = "cluster", feature = "redis"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "cluster", feature = "redis"))))]
 pub use remote_future::RemoteFuture;
 
-use crate::{Decision, Policy};
+use crate::policy::PolicySet;
+use crate::Decisions;
 
 /// The result of [`Backend::check`]: ready now, or a future for a remote answer.
+// Not boxed: a local check is answered without allocating, and moved once.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Check<F> {
     /// The decision was made locally, without waiting.
-    Ready(Result<Decision, BackendError>),
+    Ready(Result<Decisions, BackendError>),
     /// The decision needs I/O; poll the future for it.
     Pending(F),
 }
 
 /// A store of counters, counted as each policy's [`Algorithm`](crate::policy::Algorithm) says.
 ///
-/// Every call to [`check`](Backend::check) is one atomic check-and-increment: if `cost`
-/// more units fit under the policy now they are counted and the request is allowed,
-/// otherwise nothing is counted and it is denied.
+/// Every call to [`check`](Backend::check) is one check of a key against a set of
+/// policies, all or nothing: if each policy not in shadow mode has room for its cost now,
+/// the request is counted under every policy (and each shadow policy with room) and
+/// allowed; otherwise it is counted under none and denied. The policies travel with the
+/// check: a backend counts under whatever policies it is given, keyed by name, algorithm
+/// and window (so a changed limit keeps its counters).
 pub trait Backend: Send + Sync + 'static {
     /// The future of a decision that needs I/O.
-    type Future: Future<Output = Result<Decision, BackendError>> + Send + 'static;
+    type Future: Future<Output = Result<Decisions, BackendError>> + Send + 'static;
 
-    /// The policy this backend enforces (rendered into `RateLimit-Policy`).
-    fn policy(&self) -> Policy;
+    /// The policies this backend was built with: the set a layer checks unless it is
+    /// told otherwise, and the one the single-check wire form means.
+    fn policies(&self) -> &PolicySet;
 
-    /// Counts `cost` units for `key` if they fit under the policy now.
-    fn check(&self, key: &str, cost: NonZeroU32) -> Check<Self::Future>;
+    /// Checks `key` against `policies`, counting under all of them or none.
+    fn check(&self, key: &str, policies: &PolicySet) -> Check<Self::Future>;
 }
 
 /// A backend that can answer as a key's owner, for the peer endpoint
@@ -92,24 +99,24 @@ pub trait Backend: Send + Sync + 'static {
 #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
 pub trait Owner: Backend {
     /// Like [`check`](Backend::check), for a check another node forwarded here.
-    fn check_forwarded(&self, key: &str, cost: NonZeroU32) -> Check<Self::Future>;
+    fn check_forwarded(&self, key: &str, policies: &PolicySet) -> Check<Self::Future>;
 }
 
 impl<B: Backend + ?Sized> Backend for Arc<B> {
     type Future = B::Future;
 
-    fn policy(&self) -> Policy {
-        (**self).policy()
+    fn policies(&self) -> &PolicySet {
+        (**self).policies()
     }
 
-    fn check(&self, key: &str, cost: NonZeroU32) -> Check<Self::Future> {
-        (**self).check(key, cost)
+    fn check(&self, key: &str, policies: &PolicySet) -> Check<Self::Future> {
+        (**self).check(key, policies)
     }
 }
 
 #[cfg(feature = "cluster")]
 impl<B: Owner + ?Sized> Owner for Arc<B> {
-    fn check_forwarded(&self, key: &str, cost: NonZeroU32) -> Check<Self::Future> {
-        (**self).check_forwarded(key, cost)
+    fn check_forwarded(&self, key: &str, policies: &PolicySet) -> Check<Self::Future> {
+        (**self).check_forwarded(key, policies)
     }
 }

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::BackendError;
-use crate::Decision;
+use crate::Decisions;
 
 /// The future of a check answered remotely (by a key's owner, or by Redis): the
 /// [`Backend::Future`](super::Backend::Future) of [`ClusterBackend`](super::ClusterBackend)
@@ -14,12 +14,12 @@ use crate::Decision;
 /// timeout.
 #[must_use = "futures do nothing unless polled"]
 pub struct RemoteFuture {
-    inner: Pin<Box<dyn Future<Output = Result<Decision, BackendError>> + Send>>,
+    inner: Pin<Box<dyn Future<Output = Result<Decisions, BackendError>> + Send>>,
 }
 
 impl RemoteFuture {
     pub(crate) fn new(
-        future: impl Future<Output = Result<Decision, BackendError>> + Send + 'static,
+        future: impl Future<Output = Result<Decisions, BackendError>> + Send + 'static,
     ) -> Self {
         Self {
             inner: Box::pin(future),
@@ -28,7 +28,7 @@ impl RemoteFuture {
 }
 
 impl Future for RemoteFuture {
-    type Output = Result<Decision, BackendError>;
+    type Output = Result<Decisions, BackendError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.inner.as_mut().poll(cx)

@@ -18,7 +18,7 @@ use super::refusal::{closing, text};
 use crate::backend::{Check, Owner};
 use crate::protocol::{decode_checks, encode_answer, MAX_BATCH};
 use crate::read_body::{read_body, BodyError};
-use crate::KeyError;
+use crate::{BackendError, KeyError};
 
 /// How long a peer has to send a whole batch body, by default.
 pub const DEFAULT_BATCH_BODY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -64,17 +64,27 @@ where
         return text(StatusCode::BAD_REQUEST, "batch is not UTF-8\n");
     };
     let mut answers = String::with_capacity(16 * checks.lines().count().min(MAX_BATCH));
-    for check in decode_checks(checks) {
+    for (each, check) in decode_checks(checks) {
         let decided = match check {
-            Some((key, cost)) if KeyError::check_length(&key, max_key_len).is_ok() => match backend
-                .check_forwarded(&key, cost)
-            {
-                Check::Ready(result) => result.map_err(|_| StatusCode::SERVICE_UNAVAILABLE),
-                Check::Pending(future) => future.await.map_err(|_| StatusCode::SERVICE_UNAVAILABLE),
-            },
+            Some((key, asked)) if KeyError::check_length(&key, max_key_len).is_ok() => {
+                let set = asked.set(backend.policies());
+                match backend.check_forwarded(&key, &set) {
+                    Check::Ready(result) => result.map_err(refused),
+                    Check::Pending(future) => future.await.map_err(refused),
+                }
+            }
             _ => Err(StatusCode::BAD_REQUEST),
         };
-        encode_answer(&mut answers, decided.as_ref());
+        encode_answer(&mut answers, decided.as_ref(), each);
     }
     text(StatusCode::OK, answers)
+}
+
+/// The status of a check the backend could not decide: `400` when the check named more
+/// policies than the backend keeps (the sender's doing), `503` otherwise.
+fn refused(error: BackendError) -> StatusCode {
+    match error {
+        BackendError::TooManyPolicies { .. } => StatusCode::BAD_REQUEST,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    }
 }

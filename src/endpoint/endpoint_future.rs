@@ -12,8 +12,9 @@ use http_body_util::Full;
 use pin_project_lite::pin_project;
 
 use super::refusal::text;
-use crate::protocol::{ALLOWED_BODY, EXCEEDED_BODY};
-use crate::{headers, BackendError, Decision};
+use crate::headers::{self, Report};
+use crate::protocol::{encode_each, ALLOWED_BODY, DECISIONS, EXCEEDED_BODY};
+use crate::{BackendError, Decisions, PolicySet};
 
 pin_project! {
     /// The response future of [`PeerEndpoint`](super::PeerEndpoint).
@@ -28,7 +29,7 @@ pin_project! {
     #[project = StateProj]
     pub(super) enum State<F> {
         Ready { response: Option<Response<Full<Bytes>>> },
-        Checking { #[pin] check: F, policy: HeaderValue, shadow: bool },
+        Checking { #[pin] check: F, set: PolicySet, asker: Asker },
         Batch { answer: Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>> },
     }
 }
@@ -53,7 +54,7 @@ impl<F> fmt::Debug for EndpointFuture<F> {
 
 impl<F> Future for EndpointFuture<F>
 where
-    F: Future<Output = Result<Decision, BackendError>>,
+    F: Future<Output = Result<Decisions, BackendError>>,
 {
     type Output = Result<Response<Full<Bytes>>, Infallible>;
 
@@ -62,47 +63,63 @@ where
             StateProj::Ready { response } => {
                 Poll::Ready(Ok(response.take().expect("polled after completion")))
             }
-            StateProj::Checking {
-                check,
-                policy,
-                shadow,
-            } => {
+            StateProj::Checking { check, set, asker } => {
                 let result = ready!(check.poll(cx));
-                Poll::Ready(Ok(answer(result, policy, *shadow)))
+                Poll::Ready(Ok(answer(result, set, *asker)))
             }
             StateProj::Batch { answer } => answer.as_mut().poll(cx).map(Ok),
         }
     }
 }
 
-/// The wire answer for a decision, with the `RateLimit` headers. With `shadow` (a
-/// client's check under a policy in shadow mode), a check over the limit is answered as
-/// allowed, with the headers that say it was not.
+/// Who asked for a check, which decides how its answer reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Asker {
+    /// A client: a policy in shadow mode over its limit is answered allowed.
+    Client,
+    /// Another node that carried its policies, shadow modes included: answered as they
+    /// say, with what each policy decided in `x-ringlimit-decisions`.
+    PeerWithPolicies,
+    /// Another node that did not (an older one): the truth, `429` if any policy denied;
+    /// its own layer applies its policies' modes.
+    Peer,
+}
+
+/// The wire answer for a check against `set`, with the `RateLimit` headers: `200
+/// ALLOWED` or `429 RATE LIMIT EXCEEDED`, as `asker` reads it.
 pub(super) fn answer(
-    result: Result<Decision, BackendError>,
-    policy: &HeaderValue,
-    shadow: bool,
+    result: Result<Decisions, BackendError>,
+    set: &PolicySet,
+    asker: Asker,
 ) -> Response<Full<Bytes>> {
     match result {
-        Ok(decision) => {
-            let passes = decision.allowed || shadow;
-            if !decision.allowed && shadow {
-                tracing::debug!(
-                    policy = headers::policy_name(policy),
-                    limit = decision.limit,
-                    "ringlimit: a policy in shadow mode would have limited a request"
-                );
-            }
+        Ok(decisions) => {
+            let passes = match asker {
+                Asker::Client | Asker::PeerWithPolicies => crate::layer::passes(set, &decisions),
+                Asker::Peer => decisions.as_slice().iter().all(|d| d.allowed),
+            };
             let (status, body) = match passes {
                 true => (StatusCode::OK, ALLOWED_BODY),
                 false => (StatusCode::TOO_MANY_REQUESTS, EXCEEDED_BODY),
             };
             let mut response = text(status, body);
-            headers::insert(response.headers_mut(), policy, &decision, !passes);
+            headers::insert(
+                response.headers_mut(),
+                &Report::new(set, &decisions),
+                !passes,
+            );
+            if asker == Asker::PeerWithPolicies {
+                let mut told = String::new();
+                encode_each(&decisions, &mut told);
+                let told = HeaderValue::try_from(told.trim_start()).expect("digits and spaces");
+                response.headers_mut().insert(DECISIONS, told);
+            }
             response
         }
-        // A policy in shadow mode never rejects a client, decided or not.
-        Err(_) if shadow => text(StatusCode::OK, ALLOWED_BODY),
+        // A set all in shadow mode never rejects a client, decided or not.
+        Err(_) if asker == Asker::Client && set.iter().all(|policy| policy.shadow()) => {
+            text(StatusCode::OK, ALLOWED_BODY)
+        }
         Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "owner unavailable\n"),
     }
 }

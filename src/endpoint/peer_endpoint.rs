@@ -3,24 +3,24 @@
 
 use std::convert::Infallible;
 use std::fmt;
-use std::num::{NonZeroU32, NonZeroUsize};
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response};
+use http::{Method, Request, Response};
 use http_body_util::Full;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_service::Service;
 
 use super::answer_batch::{answer_batch, DEFAULT_BATCH_BODY_TIMEOUT, DEFAULT_MAX_BATCHES_READING};
-use super::endpoint_future::{answer, EndpointFuture, State};
+use super::endpoint_future::{answer, Asker, EndpointFuture, State};
 use super::refusal::Refusal;
 use crate::backend::{Check, Owner};
 use crate::key::{KeyError, KeyExtractor, QueryKey, DEFAULT_MAX_KEY_LEN};
-use crate::protocol::{forwarded_cost, PeerSecret, BATCH_PATH, CHECK_PATH, FORWARDED};
-use crate::{headers, Backend};
+use crate::protocol::{forwarded_asked, Asked, PeerSecret, BATCH_PATH, CHECK_PATH, FORWARDED};
+use crate::{Backend, PolicySet};
 
 /// Serves the peer wire contract on a backend: `200 ALLOWED`, `429 RATE LIMIT EXCEEDED`,
 /// `400` without a usable `user_id`, `404` on other paths, `405` on methods other than
@@ -48,10 +48,6 @@ struct Settings<B> {
     backend: Arc<B>,
     key: QueryKey,
     max_key_len: usize,
-    cost: NonZeroU32,
-    /// The policy is in shadow mode: a client's check over the limit is answered allowed.
-    shadow: bool,
-    policy_header: HeaderValue,
     secret: Option<PeerSecret>,
     batch_body_timeout: Duration,
     /// One permit per batch body being read and answered.
@@ -61,14 +57,10 @@ struct Settings<B> {
 impl<B: Owner> PeerEndpoint<B> {
     /// The endpoint of `backend`; share the same `Arc` with the node's layer.
     pub fn new(backend: Arc<B>) -> Self {
-        let policy = backend.policy();
         let settings = Settings {
             backend,
             key: QueryKey::default(),
             max_key_len: DEFAULT_MAX_KEY_LEN,
-            cost: policy.cost(),
-            shadow: policy.shadow(),
-            policy_header: headers::policy_value(&policy),
             secret: None,
             batch_body_timeout: DEFAULT_BATCH_BODY_TIMEOUT,
             batches: Arc::new(Semaphore::new(DEFAULT_MAX_BATCHES_READING)),
@@ -119,11 +111,12 @@ impl<B: Owner> PeerEndpoint<B> {
 }
 
 impl<B: Owner> Settings<B> {
-    /// The check `request` asks for, or why it is refused before reaching the backend.
-    /// The check `request` asks for, and whether a denial is to be answered as allowed
-    /// (a client's check under a policy in shadow mode; another node's always gets the
-    /// truth, its own layer applies its policies' modes).
-    fn check<ReqB>(&self, request: &Request<ReqB>) -> Result<(Check<B::Future>, bool), Refusal> {
+    /// The check `request` asks for: the set it is checked against, and who asked. An
+    /// unmarked check is a client's, against this node's own policies.
+    fn check<ReqB>(
+        &self,
+        request: &Request<ReqB>,
+    ) -> Result<(Check<B::Future>, PolicySet, Asker), Refusal> {
         if request.uri().path() != CHECK_PATH {
             return Err(Refusal::NotFound);
         }
@@ -132,15 +125,18 @@ impl<B: Owner> Settings<B> {
         }
         let key = self.key.extract(request).map_err(Refusal::BadKey)?;
         KeyError::check_length(&key, self.max_key_len).map_err(Refusal::BadKey)?;
+        let own = self.backend.policies();
         Ok(if self.forwarded(request)? {
             let query = request.uri().query().unwrap_or("");
-            let cost = forwarded_cost(query).map_err(Refusal::BadCost)?;
-            let check = self
-                .backend
-                .check_forwarded(&key, cost.unwrap_or(self.cost));
-            (check, false)
+            let asked = forwarded_asked(query).map_err(Refusal::BadCost)?;
+            let asker = match asked {
+                Asked::Policies(_) => Asker::PeerWithPolicies,
+                _ => Asker::Peer,
+            };
+            let set = asked.set(own);
+            (self.backend.check_forwarded(&key, &set), set, asker)
         } else {
-            (self.backend.check(&key, self.cost), self.shadow)
+            (self.backend.check(&key, own), own.clone(), Asker::Client)
         })
     }
 
@@ -209,15 +205,9 @@ where
         }
         let response = match self.settings.check(&request) {
             Err(refusal) => refusal.response(),
-            Ok((Check::Ready(result), shadow)) => {
-                answer(result, &self.settings.policy_header, shadow)
-            }
-            Ok((Check::Pending(check), shadow)) => {
-                return EndpointFuture::new(State::Checking {
-                    check,
-                    policy: self.settings.policy_header.clone(),
-                    shadow,
-                })
+            Ok((Check::Ready(result), set, asker)) => answer(result, &set, asker),
+            Ok((Check::Pending(check), set, asker)) => {
+                return EndpointFuture::new(State::Checking { check, set, asker })
             }
         };
         EndpointFuture::ready(response)
@@ -238,9 +228,6 @@ impl<B> Clone for Settings<B> {
             backend: self.backend.clone(),
             key: self.key.clone(),
             max_key_len: self.max_key_len,
-            cost: self.cost,
-            shadow: self.shadow,
-            policy_header: self.policy_header.clone(),
             secret: self.secret.clone(),
             batch_body_timeout: self.batch_body_timeout,
             batches: self.batches.clone(),

@@ -3,14 +3,15 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response};
+use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::body::ResponseBody;
 use super::service::{passes, unavailable_passes};
 use super::{OnRejection, Rejection};
-use crate::{headers, BackendError, Decision};
+use crate::headers::{self, Report};
+use crate::{BackendError, Decisions, PolicySet};
 
 pin_project! {
     /// The response future of [`RateLimit`](crate::RateLimit).
@@ -24,11 +25,9 @@ pin_project! {
     {
         #[pin]
         state: State<C, S::Future>,
-        // The ready inner service, the request and the rejection builder, while checking.
-        waiting: Option<(S, Request<ReqB>, R)>,
-        policy: HeaderValue,
-        // The policy is in shadow mode: over the limit still goes to the inner service.
-        shadow: bool,
+        // While checking: the ready inner service, the request, the rejection builder and
+        // the policies checked.
+        waiting: Option<(S, Request<ReqB>, R, PolicySet)>,
     }
 }
 
@@ -36,9 +35,9 @@ pin_project! {
     #[project = StateProj]
     enum State<C, F> {
         Checking { #[pin] check: C },
-        // No decision: a policy in shadow mode let a request through that the backend
-        // could not decide.
-        Inner { #[pin] future: F, decision: Option<Decision> },
+        // No decision: the request was not limited, or every policy of its set is in
+        // shadow mode and the backend could not decide it.
+        Inner { #[pin] future: F, decided: Option<(Decisions, Report)> },
         Rejected { response: Option<Response<Bytes>> },
     }
 }
@@ -48,44 +47,34 @@ where
     S: Service<Request<ReqB>>,
     R: OnRejection,
 {
-    pub(super) fn inner(
-        future: S::Future,
-        decision: Option<Decision>,
-        policy: HeaderValue,
-    ) -> Self {
+    pub(super) fn inner(future: S::Future, decided: Option<(Decisions, Report)>) -> Self {
         Self {
-            state: State::Inner { future, decision },
+            state: State::Inner { future, decided },
             waiting: None,
-            policy,
-            shadow: false,
         }
     }
 
-    pub(super) fn rejected(on_rejection: &R, rejection: Rejection, policy: HeaderValue) -> Self {
-        let response = reject(on_rejection, rejection, &policy);
+    pub(super) fn rejected(
+        on_rejection: &R,
+        rejection: Rejection,
+        report: Option<&Report>,
+    ) -> Self {
+        let response = reject(on_rejection, rejection, report);
         Self {
             state: State::Rejected {
                 response: Some(response),
             },
             waiting: None,
-            policy,
-            shadow: false,
         }
     }
 
     /// Waits for `check`, then calls the ready inner service with the request, or
-    /// rejects it (`waiting`: the service, the request and the rejection builder).
-    pub(super) fn checking(
-        check: C,
-        waiting: (S, Request<ReqB>, R),
-        policy: HeaderValue,
-        shadow: bool,
-    ) -> Self {
+    /// rejects it (`waiting`: the service, the request, the rejection builder and the
+    /// policies checked).
+    pub(super) fn checking(check: C, waiting: (S, Request<ReqB>, R, PolicySet)) -> Self {
         Self {
             state: State::Checking { check },
             waiting: Some(waiting),
-            policy,
-            shadow,
         }
     }
 }
@@ -93,7 +82,7 @@ where
 impl<S, ReqB, ResB, C, R> Future for ResponseFuture<S, ReqB, C, R>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
-    C: Future<Output = Result<Decision, BackendError>>,
+    C: Future<Output = Result<Decisions, BackendError>>,
     R: OnRejection,
 {
     type Output = Result<Response<ResponseBody<ResB>>, S::Error>;
@@ -104,42 +93,44 @@ where
             match this.state.as_mut().project() {
                 StateProj::Checking { check } => {
                     let result = ready!(check.poll(cx));
-                    let (mut inner, request, on_rejection) =
+                    let (mut inner, request, on_rejection, set) =
                         this.waiting.take().expect("checked only once");
                     let next = match result {
-                        Ok(decision) if passes(&decision, *this.shadow, this.policy) => {
-                            State::Inner {
-                                future: inner.call(request),
-                                decision: Some(decision),
+                        Ok(decisions) => {
+                            let report = Report::new(&set, &decisions);
+                            if passes(&set, &decisions) {
+                                State::Inner {
+                                    future: inner.call(request),
+                                    decided: Some((decisions, report)),
+                                }
+                            } else {
+                                let rejection = Rejection::Limited(decisions);
+                                let response = reject(&on_rejection, rejection, Some(&report));
+                                State::Rejected {
+                                    response: Some(response),
+                                }
                             }
                         }
-                        Ok(decision) => State::Rejected {
-                            response: Some(reject(
-                                &on_rejection,
-                                Rejection::Limited(decision),
-                                this.policy,
-                            )),
-                        },
-                        Err(error) if unavailable_passes(&error, *this.shadow) => State::Inner {
+                        Err(error) if unavailable_passes(&error, &set) => State::Inner {
                             future: inner.call(request),
-                            decision: None,
+                            decided: None,
                         },
                         Err(error) => State::Rejected {
                             response: Some(reject(
                                 &on_rejection,
                                 Rejection::Unavailable(error),
-                                this.policy,
+                                None,
                             )),
                         },
                     };
                     this.state.set(next);
                 }
-                StateProj::Inner { future, decision } => {
+                StateProj::Inner { future, decided } => {
                     let mut response = ready!(future.poll(cx))?;
-                    if let Some(decision) = decision {
+                    if let Some((decisions, report)) = decided {
                         // Never a `Retry-After` here: a request let through was not refused.
-                        headers::insert(response.headers_mut(), this.policy, decision, false);
-                        response.extensions_mut().insert(*decision);
+                        headers::insert(response.headers_mut(), report, false);
+                        response.extensions_mut().insert(*decisions);
                     }
                     return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                 }
@@ -152,21 +143,21 @@ where
     }
 }
 
-/// The finished rejection response: built by `on_rejection`, then given the headers and
-/// the decision.
+/// The finished rejection response: built by `on_rejection`, then given the headers
+/// (`report`, for a request over a limit) and the decisions.
 fn reject<R: OnRejection>(
     on_rejection: &R,
     rejection: Rejection,
-    policy: &HeaderValue,
+    report: Option<&Report>,
 ) -> Response<Bytes> {
-    let decision = match &rejection {
-        Rejection::Limited(decision) => Some(*decision),
+    let decisions = match &rejection {
+        Rejection::Limited(decisions) => Some(*decisions),
         _ => None,
     };
     let mut response = on_rejection.respond(rejection);
-    if let Some(decision) = decision {
-        headers::insert(response.headers_mut(), policy, &decision, true);
-        response.extensions_mut().insert(decision);
+    if let (Some(decisions), Some(report)) = (decisions, report) {
+        headers::insert(response.headers_mut(), report, true);
+        response.extensions_mut().insert(decisions);
     }
     response
 }

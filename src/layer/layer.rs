@@ -5,8 +5,8 @@ use tower_layer::Layer;
 
 use super::service::{RateLimit, Shared};
 use super::{OnRejection, PlainTextRejection};
-use crate::headers;
 use crate::key::QueryKey;
+use crate::resolve::OwnPolicies;
 use crate::Backend;
 
 use crate::key::DEFAULT_MAX_KEY_LEN;
@@ -31,11 +31,12 @@ use crate::key::DEFAULT_MAX_KEY_LEN;
 /// # let _ = layer;
 /// ```
 #[must_use]
-pub struct RateLimitLayer<B, K = QueryKey, R = PlainTextRejection> {
+pub struct RateLimitLayer<B, K = QueryKey, R = PlainTextRejection, P = OwnPolicies> {
     backend: Arc<B>,
     key: K,
     on_rejection: R,
     max_key_len: usize,
+    policies: P,
 }
 
 impl<B: Backend> RateLimitLayer<B> {
@@ -52,6 +53,7 @@ impl<B: Backend> RateLimitLayer<B> {
             key: QueryKey::default(),
             on_rejection: PlainTextRejection,
             max_key_len: DEFAULT_MAX_KEY_LEN,
+            policies: OwnPolicies,
         }
     }
 }
@@ -72,24 +74,40 @@ impl<B: Backend> RateLimit<(), B, QueryKey, PlainTextRejection> {
     }
 }
 
-impl<B, K, R> RateLimitLayer<B, K, R> {
+impl<B, K, R, P> RateLimitLayer<B, K, R, P> {
     /// Finds the key with `key` instead (see [`key`](crate::key)).
-    pub fn key<K2>(self, key: K2) -> RateLimitLayer<B, K2, R> {
+    pub fn key<K2>(self, key: K2) -> RateLimitLayer<B, K2, R, P> {
         RateLimitLayer {
             backend: self.backend,
             key,
             on_rejection: self.on_rejection,
             max_key_len: self.max_key_len,
+            policies: self.policies,
         }
     }
 
     /// Builds rejection responses with `on_rejection` instead of plain text.
-    pub fn on_rejection<R2: OnRejection>(self, on_rejection: R2) -> RateLimitLayer<B, K, R2> {
+    pub fn on_rejection<R2: OnRejection>(self, on_rejection: R2) -> RateLimitLayer<B, K, R2, P> {
         RateLimitLayer {
             backend: self.backend,
             key: self.key,
             on_rejection,
             max_key_len: self.max_key_len,
+            policies: self.policies,
+        }
+    }
+
+    /// Picks each request's policies with `resolver` (a [`PolicySet`](crate::PolicySet)
+    /// for every request, or [`tiers`](crate::resolve::tiers) chosen per request)
+    /// instead of the backend's own. The backend counts under whatever policies it is
+    /// given.
+    pub fn policies<P2>(self, resolver: P2) -> RateLimitLayer<B, K, R, P2> {
+        RateLimitLayer {
+            backend: self.backend,
+            key: self.key,
+            on_rejection: self.on_rejection,
+            max_key_len: self.max_key_len,
+            policies: resolver,
         }
     }
 
@@ -101,42 +119,41 @@ impl<B, K, R> RateLimitLayer<B, K, R> {
 }
 
 // By hand: the backend is shared through the `Arc`, so it need not be `Clone` itself.
-impl<B, K: Clone, R: Clone> Clone for RateLimitLayer<B, K, R> {
+impl<B, K: Clone, R: Clone, P: Clone> Clone for RateLimitLayer<B, K, R, P> {
     fn clone(&self) -> Self {
         Self {
             backend: self.backend.clone(),
             key: self.key.clone(),
             on_rejection: self.on_rejection.clone(),
             max_key_len: self.max_key_len,
+            policies: self.policies.clone(),
         }
     }
 }
 
-impl<S, B: Backend, K: Clone, R: Clone> Layer<S> for RateLimitLayer<B, K, R> {
-    type Service = RateLimit<S, B, K, R>;
+impl<S, B: Backend, K: Clone, R: Clone, P: Clone> Layer<S> for RateLimitLayer<B, K, R, P> {
+    type Service = RateLimit<S, B, K, R, P>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let policy = self.backend.policy();
         let shared = Shared {
             backend: self.backend.clone(),
             key: self.key.clone(),
             on_rejection: self.on_rejection.clone(),
             max_key_len: self.max_key_len,
-            cost: policy.cost(),
-            policy_header: headers::policy_value(&policy),
-            shadow: policy.shadow(),
+            policies: self.policies.clone(),
         };
         RateLimit::new(inner, Arc::new(shared))
     }
 }
 
 /// By hand: the rejection builder may be a closure, which has no `Debug`.
-impl<B: fmt::Debug, K: fmt::Debug, R> fmt::Debug for RateLimitLayer<B, K, R> {
+impl<B: fmt::Debug, K: fmt::Debug, R, P: fmt::Debug> fmt::Debug for RateLimitLayer<B, K, R, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimitLayer")
             .field("backend", &self.backend)
             .field("key", &self.key)
             .field("max_key_len", &self.max_key_len)
+            .field("policies", &self.policies)
             .finish_non_exhaustive()
     }
 }

@@ -2,14 +2,16 @@ use bytes::Bytes;
 use http::{Response, StatusCode};
 
 use crate::plain_text::{plain_text, UTF8};
-use crate::{BackendError, Decision, KeyError};
+use crate::{BackendError, Decisions, KeyError};
 
 /// Why the layer answered a request itself instead of calling the inner service.
+// Not boxed: built once per rejection, where a 429 is answered without allocating more.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Rejection {
     /// Over the limit: `429 Too Many Requests` by default.
-    Limited(Decision),
+    Limited(Decisions),
     /// No usable key: `400 Bad Request` by default (`500` with a generic body when the
     /// server is at fault, [`KeyError::is_server_error`]).
     BadKey(KeyError),

@@ -1,40 +1,38 @@
 use std::fmt;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{HeaderValue, Request, Response};
+use http::{Request, Response};
 use tower_service::Service;
 
 use super::body::ResponseBody;
 use super::future::ResponseFuture;
 use super::{OnRejection, Rejection};
+use crate::headers::Report;
 use crate::key::{KeyError, KeyExtractor};
-use crate::{Backend, Check, Decision};
+use crate::resolve::{PolicyResolver, Quota};
+use crate::{Backend, Check, Decisions, PolicySet};
 
 /// What every clone of a [`RateLimit`] service shares.
-pub(super) struct Shared<B, K, R> {
+pub(super) struct Shared<B, K, R, P> {
     pub(super) backend: Arc<B>,
     pub(super) key: K,
     pub(super) on_rejection: R,
     pub(super) max_key_len: usize,
-    pub(super) cost: NonZeroU32,
-    pub(super) policy_header: HeaderValue,
-    /// The policy is in shadow mode: a request over the limit goes through.
-    pub(super) shadow: bool,
+    pub(super) policies: P,
 }
 
 /// The rate-limiting service made by [`RateLimitLayer`](crate::RateLimitLayer).
 ///
 /// Cheap to clone (its state is behind an `Arc`). `poll_ready` only asks the inner
 /// service: the limiter never makes a caller wait, it answers.
-pub struct RateLimit<S, B, K, R> {
+pub struct RateLimit<S, B, K, R, P = crate::resolve::OwnPolicies> {
     inner: S,
-    shared: Arc<Shared<B, K, R>>,
+    shared: Arc<Shared<B, K, R, P>>,
 }
 
-impl<S, B, K, R> RateLimit<S, B, K, R> {
-    pub(super) fn new(inner: S, shared: Arc<Shared<B, K, R>>) -> Self {
+impl<S, B, K, R, P> RateLimit<S, B, K, R, P> {
+    pub(super) fn new(inner: S, shared: Arc<Shared<B, K, R, P>>) -> Self {
         Self { inner, shared }
     }
 
@@ -54,12 +52,13 @@ impl<S, B, K, R> RateLimit<S, B, K, R> {
     }
 }
 
-impl<S, B, K, R, ReqB, ResB> Service<Request<ReqB>> for RateLimit<S, B, K, R>
+impl<S, B, K, R, P, ReqB, ResB> Service<Request<ReqB>> for RateLimit<S, B, K, R, P>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
     B: Backend,
     K: KeyExtractor<ReqB>,
     R: OnRejection,
+    P: PolicyResolver<ReqB>,
 {
     type Response = Response<ResponseBody<ResB>>;
     type Error = S::Error;
@@ -71,9 +70,14 @@ where
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         let shared = &*self.shared;
+        let on_rejection = &shared.on_rejection;
+        let set = match shared.policies.resolve(&request, shared.backend.policies()) {
+            Quota::Limited(set) => set,
+            Quota::NotLimited => return ResponseFuture::inner(self.inner.call(request), None),
+        };
         let check = match shared.key.extract(&request) {
             Ok(key) => KeyError::check_length(&key, shared.max_key_len)
-                .map(|()| shared.backend.check(&key, shared.cost)),
+                .map(|()| shared.backend.check(&key, set)),
             Err(error) => {
                 if error.is_server_error() && misconfiguration_not_logged_lately() {
                     tracing::error!(%error, "ringlimit: cannot key requests (logged once a minute)");
@@ -81,35 +85,37 @@ where
                 Err(error)
             }
         };
-        let policy = shared.policy_header.clone();
-        let on_rejection = &shared.on_rejection;
         match check {
-            Err(error) => ResponseFuture::rejected(on_rejection, Rejection::BadKey(error), policy),
-            Ok(Check::Ready(Ok(decision))) if passes(&decision, shared.shadow, &policy) => {
-                ResponseFuture::inner(self.inner.call(request), Some(decision), policy)
+            Err(error) => ResponseFuture::rejected(on_rejection, Rejection::BadKey(error), None),
+            Ok(Check::Ready(Ok(decisions))) => {
+                let report = Report::new(set, &decisions);
+                if passes(set, &decisions) {
+                    let decided = Some((decisions, report));
+                    ResponseFuture::inner(self.inner.call(request), decided)
+                } else {
+                    let rejection = Rejection::Limited(decisions);
+                    ResponseFuture::rejected(on_rejection, rejection, Some(&report))
+                }
             }
-            Ok(Check::Ready(Ok(decision))) => {
-                ResponseFuture::rejected(on_rejection, Rejection::Limited(decision), policy)
-            }
-            Ok(Check::Ready(Err(error))) if unavailable_passes(&error, shared.shadow) => {
-                ResponseFuture::inner(self.inner.call(request), None, policy)
+            Ok(Check::Ready(Err(error))) if unavailable_passes(&error, set) => {
+                ResponseFuture::inner(self.inner.call(request), None)
             }
             Ok(Check::Ready(Err(error))) => {
-                ResponseFuture::rejected(on_rejection, Rejection::Unavailable(error), policy)
+                ResponseFuture::rejected(on_rejection, Rejection::Unavailable(error), None)
             }
             Ok(Check::Pending(check)) => {
                 // The ready inner service goes with the request; this one keeps a fresh
                 // clone, which must be polled ready before its next call.
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
-                let waiting = (inner, request, on_rejection.clone());
-                ResponseFuture::checking(check, waiting, policy, shared.shadow)
+                let waiting = (inner, request, on_rejection.clone(), set.clone());
+                ResponseFuture::checking(check, waiting)
             }
         }
     }
 }
 
-impl<S: Clone, B, K, R> Clone for RateLimit<S, B, K, R> {
+impl<S: Clone, B, K, R, P> Clone for RateLimit<S, B, K, R, P> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -118,7 +124,7 @@ impl<S: Clone, B, K, R> Clone for RateLimit<S, B, K, R> {
     }
 }
 
-impl<S: fmt::Debug, B: fmt::Debug, K: fmt::Debug, R> fmt::Debug for RateLimit<S, B, K, R> {
+impl<S: fmt::Debug, B: fmt::Debug, K: fmt::Debug, R, P> fmt::Debug for RateLimit<S, B, K, R, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimit")
             .field("inner", &self.inner)
@@ -144,25 +150,26 @@ fn misconfiguration_not_logged_lately() -> bool {
             .is_ok()
 }
 
-/// Whether a request with `decision` goes to the inner service: allowed, or over the limit
-/// of a policy in shadow mode (logged with the policy's name, never with the key).
-pub(super) fn passes(decision: &Decision, shadow: bool, policy: &HeaderValue) -> bool {
-    if decision.allowed {
-        return true;
+/// Whether a request with `decisions` goes to the inner service: every policy not in
+/// shadow mode allowed it. Each shadow policy over its limit is logged with its name,
+/// never with the key.
+pub(crate) fn passes(set: &PolicySet, decisions: &Decisions) -> bool {
+    for (policy, decision) in set.iter().zip(decisions.as_slice()) {
+        if policy.shadow() && !decision.allowed {
+            tracing::debug!(
+                policy = policy.name().as_str(),
+                limit = decision.limit,
+                "ringlimit: a policy in shadow mode would have limited a request"
+            );
+        }
     }
-    if shadow {
-        tracing::debug!(
-            policy = crate::headers::policy_name(policy),
-            limit = decision.limit,
-            "ringlimit: a policy in shadow mode would have limited a request"
-        );
-    }
-    shadow
+    decisions.allowed()
 }
 
-/// Whether a request the backend could not decide goes to the inner service anyway: under
-/// a policy in shadow mode, which never rejects (logged at `debug`).
-pub(super) fn unavailable_passes(error: &crate::BackendError, shadow: bool) -> bool {
+/// Whether a request the backend could not decide goes to the inner service anyway: when
+/// every policy of its set is in shadow mode, so none would reject (logged at `debug`).
+pub(super) fn unavailable_passes(error: &crate::BackendError, set: &PolicySet) -> bool {
+    let shadow = set.iter().all(|policy| policy.shadow());
     if shadow {
         tracing::debug!(%error, "ringlimit: a policy in shadow mode let an undecided request through");
     }

@@ -13,7 +13,9 @@ use tower::{service_fn, Layer, ServiceExt};
 
 use super::*;
 use crate::key::HeaderKey;
-use crate::{Backend, BackendError, Check, Decision, ManualClock, MemoryBackend, Policy};
+use crate::{
+    Backend, BackendError, Check, Decisions, ManualClock, MemoryBackend, Policy, PolicySet,
+};
 
 fn policy(limit: u32) -> Policy {
     Policy::per_window(NonZeroU32::new(limit).unwrap(), Duration::from_secs(60))
@@ -72,7 +74,7 @@ async fn allows_then_rejects_without_calling_the_inner_service() {
             response.headers()["ratelimit"],
             format!("\"default\";r={remaining};t=37").as_str()
         );
-        assert!(response.extensions().get::<Decision>().unwrap().allowed);
+        assert!(response.extensions().get::<Decisions>().unwrap().allowed());
         assert_eq!(text(response).await, "hello");
     }
     let denied = service
@@ -83,7 +85,7 @@ async fn allows_then_rejects_without_calling_the_inner_service() {
     assert_eq!(denied.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(denied.headers()["ratelimit"], "\"default\";r=0;t=37");
     assert_eq!(denied.headers()["retry-after"], "37");
-    assert!(!denied.extensions().get::<Decision>().unwrap().allowed);
+    assert!(!denied.extensions().get::<Decisions>().unwrap().allowed());
     assert_eq!(text(denied).await, "rate limit exceeded\n");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
@@ -186,23 +188,23 @@ struct SlowBackend {
     fail: bool,
 }
 
-type BoxFuture = Pin<Box<dyn Future<Output = Result<Decision, BackendError>> + Send>>;
+type BoxFuture = Pin<Box<dyn Future<Output = Result<Decisions, BackendError>> + Send>>;
 
 impl Backend for SlowBackend {
     type Future = BoxFuture;
 
-    fn policy(&self) -> Policy {
-        self.memory.policy()
+    fn policies(&self) -> &PolicySet {
+        self.memory.policies()
     }
 
-    fn check(&self, key: &str, cost: NonZeroU32) -> Check<BoxFuture> {
+    fn check(&self, key: &str, policies: &PolicySet) -> Check<BoxFuture> {
         let result = if self.fail {
             Err(BackendError::Timeout {
                 target: "127.0.0.1:9".into(),
                 after: Duration::from_millis(250),
             })
         } else {
-            Ok(self.memory.decide(key, cost))
+            self.memory.decide_all(key, policies)
         };
         Check::Pending(Box::pin(async move {
             tokio::task::yield_now().await;
@@ -258,7 +260,9 @@ where
         !over.headers().contains_key("retry-after"),
         "nothing to retry: it went through"
     );
-    assert!(!over.extensions().get::<Decision>().unwrap().allowed);
+    let decisions = over.extensions().get::<Decisions>().unwrap();
+    assert!(decisions.allowed(), "let through");
+    assert!(!decisions.as_slice()[0].allowed, "over its limit");
     assert_eq!(text(over).await, "hello");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }

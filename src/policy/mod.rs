@@ -2,11 +2,13 @@
 //! ([`Algorithm`]), under what name, and whether it is enforced or in shadow mode.
 
 mod name;
+mod set;
 
 use std::num::NonZeroU32;
 use std::time::Duration;
 
 pub use self::name::{PolicyName, PolicyNameError, MAX_NAME_LEN};
+pub use self::set::{PolicySet, PolicySetError, MAX_POLICIES};
 pub use crate::algorithm::Algorithm;
 
 /// `limit` units per `window`, each request costing `cost` units (1 unless set), counted
@@ -160,13 +162,20 @@ impl Policy {
     }
 
     /// The index of the window containing `now_ms` (milliseconds since the epoch).
-    pub(crate) fn window_index(&self, now_ms: u64) -> u64 {
+    #[cfg(test)]
+    fn window_index(&self, now_ms: u64) -> u64 {
         now_ms / self.window_ms
     }
 
     /// The window length in milliseconds.
     pub(crate) fn window_ms(&self) -> u64 {
         self.window_ms
+    }
+
+    /// Time from `now` until the window containing `now` ends.
+    #[cfg(any(feature = "cluster", feature = "redis"))]
+    pub(crate) fn reset_at(&self, now: Duration) -> Duration {
+        self.reset_after(millis(now) / self.window_ms, now)
     }
 
     /// Time from `now` until window `index` ends (zero if it already has).

@@ -2,35 +2,38 @@
 //! its answer.
 //!
 //! `POST /check` (or, as older ringlimit nodes send it, `POST /check/batch`), marked as
-//! forwarded, body one check a line:
-//! `<cost> <percent-encoded user id>\n`. The answer (`200`, `text/plain`) has one line per
-//! check, in order: `<status> <remaining> <reset ms>\n`, where status is `200` (counted and
-//! allowed), `429` (over the limit) or `400` (a line that is not a valid check). A node
-//! that refuses batches is asked with `GET /check`, one check at a time.
+//! forwarded, body one check a line: `P <policies> <percent-encoded user id>\n` (the
+//! policies as `policies` writes them), or, from ringlimit nodes before policies
+//! travelled, `<cost> <percent-encoded user id>\n` (the owner's own policies at that
+//! cost). The answer (`200`, `text/plain`) has one line per check, in order:
+//! `<status> <remaining> <reset ms>\n` for a line of the older form, and
+//! `<status>[ <1|0> <remaining> <reset ms>]...\n` (one triple per policy) for the newer,
+//! where status is `200` (counted and allowed), `429` (over a limit), `400` (a line that
+//! is not a valid check; it fails alone) or `503` (not decided here). A node that
+//! refuses batches is asked with `GET /check`, one check at a time.
 
 use std::borrow::Cow;
 use std::num::NonZeroU32;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::StatusCode;
 use percent_encoding::{percent_decode_str, utf8_percent_encode};
 
-use super::check::{PeerAnswer, PeerState, USER_ID_ESCAPES};
-use crate::Decision;
+use super::check::{Asked, PeerAnswer, PeerState, USER_ID_ESCAPES};
+use super::policies::{decode_policies, encode_each, encode_policies, Told};
+use crate::{Decisions, PolicySet};
 
 /// Where ringlimit nodes before batches went to `POST /check` sent them; still served.
 pub(crate) const BATCH_PATH: &str = "/check/batch";
 /// The most checks in one batch.
 pub(crate) const MAX_BATCH: usize = 256;
 
-/// The body asking for `checks` (`(user id, cost)`). Numbers are written with `itoa` and
-/// ids pushed chunk by chunk: no formatting machinery on this path.
-pub(crate) fn encode_checks<'a>(checks: impl Iterator<Item = (&'a str, u32)>) -> Bytes {
+/// The body of a batch of `checks` (user id, policies), one line each.
+pub(crate) fn encode_checks<'a>(checks: impl Iterator<Item = (&'a str, &'a PolicySet)>) -> Bytes {
     let mut body = String::new();
-    let mut number = itoa::Buffer::new();
-    for (key, cost) in checks {
-        body.push_str(number.format(cost));
+    for (key, set) in checks {
+        body.push_str("P ");
+        encode_policies(set, &mut body);
         body.push(' ');
         body.extend(utf8_percent_encode(key, USER_ID_ESCAPES));
         body.push('\n');
@@ -38,62 +41,91 @@ pub(crate) fn encode_checks<'a>(checks: impl Iterator<Item = (&'a str, u32)>) ->
     Bytes::from(body)
 }
 
-/// The checks of a batch body: `(user id, cost)`, or `None` for a line that is not one.
-/// An id without escapes is borrowed from the body, not copied.
-pub(crate) fn decode_checks(
-    body: &str,
-) -> impl Iterator<Item = Option<(Cow<'_, str>, NonZeroU32)>> {
-    body.lines().take(MAX_BATCH).map(|line| {
-        let (cost, key) = line.split_once(' ')?;
-        let cost: NonZeroU32 = cost.parse().ok()?;
-        let key = percent_decode_str(key).decode_utf8().ok()?;
-        (!key.is_empty()).then_some((key, cost))
-    })
+/// One line of a batch: the user id, what it asks to be counted under, and whether it is
+/// of the newer form (answered per policy).
+pub(crate) type BatchLine<'a> = (Cow<'a, str>, Asked);
+
+/// The checks of a batch `body`, at most [`MAX_BATCH`], each with whether its line is of
+/// the newer form (it is answered in the form it came in): `None` for a line that is not
+/// a valid check, so it can be answered `400` on its own.
+pub(crate) fn decode_checks(body: &str) -> impl Iterator<Item = (bool, Option<BatchLine<'_>>)> {
+    body.lines()
+        .take(MAX_BATCH)
+        .map(|line| (line.starts_with("P "), decode_line(line)))
 }
 
-/// The answer line of one check: its decision, or the status of its refusal.
-pub(crate) fn encode_answer(body: &mut String, decided: Result<&Decision, &StatusCode>) {
-    let (status, remaining, reset_ms) = match decided {
-        Ok(d) => (
-            if d.allowed { "200" } else { "429" },
-            d.remaining,
-            d.reset.as_millis(),
-        ),
-        Err(status) => (status.as_str(), 0, 0),
+fn decode_line(line: &str) -> Option<BatchLine<'_>> {
+    {
+        let (first, rest) = line.split_once(' ')?;
+        let (asked, key) = match first {
+            "P" => {
+                let (policies, key) = rest.split_once(' ')?;
+                (Asked::Policies(decode_policies(policies)?), key)
+            }
+            cost => (Asked::Cost(cost.parse::<NonZeroU32>().ok()?), rest),
+        };
+        let key = percent_decode_str(key).decode_utf8().ok()?;
+        (!key.is_empty()).then_some((key, asked))
+    }
+}
+
+/// Appends the answer line of one check: for a line of the newer form (`each`), the
+/// status and a triple per policy; otherwise the status, the first policy's remaining
+/// count and reset.
+pub(crate) fn encode_answer(
+    body: &mut String,
+    decided: Result<&Decisions, &StatusCode>,
+    each: bool,
+) {
+    let status = match decided {
+        Ok(d) if d.allowed() => "200",
+        Ok(_) => "429",
+        Err(status) => status.as_str(),
     };
-    let mut number = itoa::Buffer::new();
     body.push_str(status);
-    body.push(' ');
-    body.push_str(number.format(remaining));
-    body.push(' ');
-    body.push_str(number.format(reset_ms));
+    match (decided, each) {
+        (Ok(decisions), true) => encode_each(decisions, body),
+        (Err(_), true) => {}
+        (decided, false) => {
+            let (remaining, reset_ms) = decided.map_or((0, 0), |d| {
+                let first = d.as_slice()[0];
+                (first.remaining, first.reset.as_millis())
+            });
+            let mut number = itoa::Buffer::new();
+            body.push(' ');
+            body.push_str(number.format(remaining));
+            body.push(' ');
+            body.push_str(number.format(reset_ms));
+        }
+    }
     body.push('\n');
 }
 
-/// The answers of a batch of `expected` checks, in order: each an answer, or why that
-/// check was refused. A body that is not such a list is an error for the whole batch.
+/// Each check's answer, in order, or why the batch's answer as a whole is unusable.
 pub(crate) type Answers = Vec<Result<PeerAnswer, String>>;
 
+/// Reads a batch answer of newer-form lines; it must have one line per check
+/// (`expected`). A line whose status is not `200` or `429` fails that check alone.
 pub(crate) fn decode_answers(body: &[u8], expected: usize) -> Result<Answers, String> {
     let text = std::str::from_utf8(body).map_err(|_| "batch answer is not UTF-8")?;
     let mut answers = Vec::with_capacity(expected);
     for line in text.lines() {
-        let mut fields = line.split(' ').map(str::parse::<u64>);
-        let (Some(Ok(status)), Some(Ok(remaining)), Some(Ok(reset_ms)), None) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
-        else {
-            return Err(format!("bad batch answer line {line:?}"));
-        };
-        let state = PeerState {
-            remaining: u32::try_from(remaining).ok(),
-            reset: Some(Duration::from_millis(reset_ms)),
-        };
+        let mut fields = line.split(' ');
+        let status = fields.next().unwrap_or_default();
         answers.push(match status {
-            200 | 429 => Ok(PeerAnswer {
-                allowed: status == 200,
-                state,
-            }),
-            other => Err(format!("peer refused a batched check ({other})")),
+            "200" | "429" => {
+                let told = Told::decode(fields)
+                    .ok_or_else(|| format!("bad batch answer line {line:?}"))?;
+                Ok(PeerAnswer {
+                    allowed: status == "200",
+                    state: PeerState::default(),
+                    told: Some(told),
+                })
+            }
+            other if other.parse::<u16>().is_ok() => {
+                Err(format!("peer refused a batched check ({other})"))
+            }
+            _ => return Err(format!("bad batch answer line {line:?}")),
         });
     }
     if answers.len() != expected {
@@ -105,43 +137,68 @@ pub(crate) fn decode_answers(body: &[u8], expected: usize) -> Result<Answers, St
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::PolicyName;
+    use crate::{Decision, Policy};
+    use std::time::Duration;
+
+    fn set(name: &str, limit: u32) -> PolicySet {
+        PolicySet::from(
+            Policy::per_window(NonZeroU32::new(limit).unwrap(), Duration::from_secs(1))
+                .with_name(PolicyName::new(name).unwrap()),
+        )
+    }
 
     #[test]
     fn checks_round_trip_through_the_body() {
-        let body = encode_checks([("a&user_id=b", 1), ("é 50%\n", 3)].into_iter());
+        let (a, b) = (set("a", 5), set("b", 7));
+        let body = encode_checks([("a&user_id=b", &a), ("é 50%\n", &b)].into_iter());
         let text = std::str::from_utf8(&body).unwrap();
-        assert_eq!(text, "1 a%26user_id%3Db\n3 %C3%A9%2050%25%0A\n");
-        let decoded: Vec<_> = decode_checks(text).collect();
+        assert_eq!(
+            text,
+            "P a;fixed;5;1000;1 a%26user_id%3Db\nP b;fixed;7;1000;1 %C3%A9%2050%25%0A\n"
+        );
+        let decoded: Vec<_> = decode_checks(text).map(|(_, line)| line).collect();
         assert_eq!(
             decoded,
             [
-                Some((Cow::Borrowed("a&user_id=b"), NonZeroU32::new(1).unwrap())),
-                Some((Cow::Borrowed("é 50%\n"), NonZeroU32::new(3).unwrap()))
+                Some((Cow::Borrowed("a&user_id=b"), Asked::Policies(a))),
+                Some((Cow::Borrowed("é 50%\n"), Asked::Policies(b)))
             ]
         );
-        let bad: Vec<_> = decode_checks("x alice\n1 \n0 bob\n1 %FF\n").collect();
-        assert_eq!(bad, [None, None, None, None]);
+        // The older form: the owner's own policies at a cost.
+        let older: Vec<_> = decode_checks("3 alice\n").map(|(_, line)| line).collect();
+        assert_eq!(
+            older,
+            [Some((
+                Cow::Borrowed("alice"),
+                Asked::Cost(NonZeroU32::new(3).unwrap())
+            ))]
+        );
+        let bad: Vec<_> =
+            decode_checks("x alice\n1 \n0 bob\n1 %FF\nP x alice\nP alice\n").collect();
+        let newer = [false, false, false, false, true, true];
+        assert_eq!(bad, newer.map(|newer| (newer, None)));
     }
 
     #[test]
     fn answers_round_trip_and_must_match_the_checks() {
+        let a = set("a", 5);
+        let denied = Decisions::new(
+            &a,
+            &[Decision::new(false, 5, 0, Duration::from_millis(234))],
+        );
         let mut body = String::new();
-        let decision = Decision {
-            allowed: false,
-            limit: 5,
-            remaining: 0,
-            reset: Duration::from_millis(1234),
-        };
-        encode_answer(&mut body, Ok(&decision));
-        encode_answer(&mut body, Err(&StatusCode::BAD_REQUEST));
-        assert_eq!(body, "429 0 1234\n400 0 0\n");
-        let answers = decode_answers(body.as_bytes(), 2).unwrap();
+        encode_answer(&mut body, Ok(&denied), true);
+        encode_answer(&mut body, Err(&StatusCode::BAD_REQUEST), true);
+        encode_answer(&mut body, Ok(&denied), false);
+        assert_eq!(body, "429 0 0 234\n400\n429 0 234\n");
+        let answers = decode_answers(b"429 0 0 234\n400\n", 2).unwrap();
         assert!(!answers[0].as_ref().unwrap().allowed);
+        let told = answers[0].as_ref().unwrap().told.unwrap();
+        assert_eq!(told.decisions(&a), Some(denied));
         assert!(answers[1].is_err(), "a refused line fails alone");
-        let answers = decode_answers(b"200 4 1000\n429 0 5\n", 2).unwrap();
-        assert!(answers[0].as_ref().unwrap().allowed);
-        assert_eq!(answers[0].as_ref().unwrap().state.remaining, Some(4));
-        assert!(decode_answers(b"200 4 1000\n", 2).is_err());
+        assert!(decode_answers(b"200 1 4 1000\n", 2).is_err());
         assert!(decode_answers(b"200 4\n", 1).is_err());
+        assert!(decode_answers(b"x\n", 1).is_err());
     }
 }

@@ -8,8 +8,10 @@ use http::header::HeaderName;
 use http::HeaderMap;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
+use super::policies::{decode_policies, encode_policies, Told};
 use crate::headers::RATELIMIT;
 use crate::key::query::{query_param, ParamError};
+use crate::PolicySet;
 
 /// The peer endpoint's path.
 pub const CHECK_PATH: &str = "/check";
@@ -21,6 +23,10 @@ const USER_ID_PARAM: &str = "user_id";
 /// cannot lower its own cost (without one, a client that can reach the peer endpoint can
 /// send the mark, and choose its cost, as with batches).
 const COST_PARAM: &str = "cost";
+const POLICIES_PARAM: &str = "policies";
+/// The owner's answer for each policy of a forwarded single check (ringlimit):
+/// `<1|0> <remaining> <reset ms>` per policy, space-separated.
+pub(crate) const DECISIONS: HeaderName = HeaderName::from_static("x-ringlimit-decisions");
 /// Body of a counted, allowed check.
 pub(crate) const ALLOWED_BODY: &str = "ALLOWED";
 /// Body of a check over the limit.
@@ -48,25 +54,64 @@ pub(crate) fn check_path_and_query(user_id: &str) -> String {
     path
 }
 
-/// The path and query of a forwarded check for `user_id` costing `cost`:
-/// `/check?user_id=<percent-encoded>&cost=<cost>` (an owner that does not read the cost
-/// charges its own).
-pub(crate) fn forward_path_and_query(user_id: &str, cost: u32) -> String {
+/// The path and query of a forwarded check of `user_id` against `set`:
+/// `/check?user_id=<percent-encoded>&policies=<percent-encoded set>` (a node that does not
+/// read the policies, a Python node, counts under its own).
+pub(crate) fn forward_path_and_query(user_id: &str, set: &PolicySet) -> String {
+    let mut policies = String::new();
+    encode_policies(set, &mut policies);
     let mut path = check_path_and_query(user_id);
     path.push('&');
-    path.push_str(COST_PARAM);
+    path.push_str(POLICIES_PARAM);
     path.push('=');
-    path.push_str(itoa::Buffer::new().format(cost));
+    path.extend(utf8_percent_encode(&policies, USER_ID_ESCAPES));
     path
 }
 
-/// The cost a forwarded check's `query` asks for, if it names one; an error for a cost
-/// that is not a number from 1 to `u32::MAX`, or is given twice.
-pub(crate) fn forwarded_cost(query: &str) -> Result<Option<NonZeroU32>, &'static str> {
+/// What a forwarded check asks to be counted under.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Asked {
+    /// The owner's own policies.
+    Own,
+    /// The owner's own policies, each at this cost (a ringlimit node from before
+    /// policies travelled).
+    Cost(NonZeroU32),
+    /// These policies.
+    Policies(PolicySet),
+}
+
+impl Asked {
+    /// The set to check: `own`, or the one asked for.
+    pub(crate) fn set(self, own: &PolicySet) -> PolicySet {
+        match self {
+            Self::Own => own.clone(),
+            Self::Cost(cost) if own.iter().all(|p| p.cost() == cost) => own.clone(),
+            Self::Cost(cost) => PolicySet::new(own.iter().map(|p| p.with_cost(cost)))
+                .expect("the same names as a valid set"),
+            Self::Policies(set) => set,
+        }
+    }
+}
+
+/// What a forwarded check's `query` asks for: its `policies`, else its `cost`, else the
+/// owner's own; an error for either given twice, badly encoded or invalid.
+pub(crate) fn forwarded_asked(query: &str) -> Result<Asked, &'static str> {
+    match query_param(query, POLICIES_PARAM) {
+        Ok(Some(text)) => {
+            return decode_policies(&text)
+                .map(Asked::Policies)
+                .ok_or("invalid query parameter `policies`")
+        }
+        Ok(None) => {}
+        Err(ParamError::Repeated) => return Err("query parameter `policies` given more than once"),
+        Err(ParamError::Invalid(_)) => {
+            return Err("invalid query parameter `policies`: bad encoding")
+        }
+    }
     match query_param(query, COST_PARAM) {
-        Ok(None) => Ok(None),
+        Ok(None) => Ok(Asked::Own),
         Ok(Some(cost)) => match cost.parse::<NonZeroU32>() {
-            Ok(cost) => Ok(Some(cost)),
+            Ok(cost) => Ok(Asked::Cost(cost)),
             Err(_) => Err("invalid query parameter `cost`: not a whole number from 1"),
         },
         Err(ParamError::Repeated) => Err("query parameter `cost` given more than once"),
@@ -79,6 +124,8 @@ pub(crate) fn forwarded_cost(query: &str) -> Result<Option<NonZeroU32>, &'static
 pub(crate) struct PeerAnswer {
     pub(crate) allowed: bool,
     pub(crate) state: PeerState,
+    /// What it said of each policy, when it said (a ringlimit node does).
+    pub(crate) told: Option<Told>,
 }
 
 /// What a peer's `RateLimit` header said, when it sent one (it need not).
@@ -128,13 +175,22 @@ mod tests {
     }
 
     #[test]
-    fn a_forward_carries_its_cost_and_the_cost_is_read_strictly() {
+    fn a_forward_carries_its_policies_and_they_are_read_strictly() {
+        let set = PolicySet::from(crate::Policy::per_window(
+            NonZeroU32::new(5).unwrap(),
+            Duration::from_secs(1),
+        ));
         assert_eq!(
-            forward_path_and_query("a&b", 3),
-            "/check?user_id=a%26b&cost=3"
+            forward_path_and_query("a&b", &set),
+            "/check?user_id=a%26b&policies=default%3Bfixed%3B5%3B1000%3B1"
         );
-        assert_eq!(forwarded_cost("user_id=a&cost=3"), Ok(NonZeroU32::new(3)));
-        assert_eq!(forwarded_cost("user_id=a"), Ok(None));
+        let query = &forward_path_and_query("a&b", &set)[7..];
+        assert_eq!(forwarded_asked(query), Ok(Asked::Policies(set)));
+        assert_eq!(
+            forwarded_asked("user_id=a&cost=3"),
+            Ok(Asked::Cost(NonZeroU32::new(3).unwrap()))
+        );
+        assert_eq!(forwarded_asked("user_id=a"), Ok(Asked::Own));
         for bad in [
             "cost=0",
             "cost=-1",
@@ -142,8 +198,12 @@ mod tests {
             "cost=4294967296",
             "cost=1&cost=2",
             "cost=%zz",
+            "policies=x",
+            "policies=a%3Bfixed%3B0%3B1000%3B1",
+            "policies=%zz",
+            "policies=a%3Bfixed%3B1%3B1000%3B1&policies=a%3Bfixed%3B1%3B1000%3B1",
         ] {
-            assert!(forwarded_cost(bad).is_err(), "{bad}");
+            assert!(forwarded_asked(bad).is_err(), "{bad}");
         }
     }
 

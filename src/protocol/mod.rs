@@ -36,6 +36,7 @@
 
 mod batch_body;
 mod check;
+mod policies;
 mod secret;
 
 pub(crate) use batch_body::{
@@ -44,7 +45,9 @@ pub(crate) use batch_body::{
 #[cfg(test)]
 pub(crate) use check::check_path_and_query;
 pub(crate) use check::{
-    forward_path_and_query, forwarded_cost, peer_state, PeerAnswer, ALLOWED_BODY, EXCEEDED_BODY,
+    forward_path_and_query, forwarded_asked, peer_state, Asked, PeerAnswer, ALLOWED_BODY,
+    DECISIONS, EXCEEDED_BODY,
 };
 pub use check::{CHECK_PATH, FORWARDED};
+pub(crate) use policies::{encode_each, Told};
 pub use secret::PeerSecret;

@@ -241,3 +241,15 @@ pub async fn hung_peer() -> (String, Arc<AtomicUsize>) {
     });
     (name, accepted)
 }
+
+/// A check of a backend's own policies, each at `cost`: what `check` was before a check
+/// carried its policies.
+pub trait CheckAt: ringlimit::Backend {
+    fn check_at(&self, key: &str, cost: std::num::NonZeroU32) -> ringlimit::Check<Self::Future> {
+        let set = ringlimit::PolicySet::new(self.policies().iter().map(|p| p.with_cost(cost)))
+            .expect("the names of a valid set");
+        self.check(key, &set)
+    }
+}
+
+impl<B: ringlimit::Backend> CheckAt for B {}

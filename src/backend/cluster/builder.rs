@@ -14,7 +14,7 @@ use crate::backend::{FailureMode, MemoryBackend, MemoryBuilder};
 use crate::circuit::CircuitPolicy;
 use crate::clock::{Clock, SystemClock};
 use crate::protocol::PeerSecret;
-use crate::{Policy, Ring};
+use crate::{PolicySet, Ring};
 
 /// The options of a [`ClusterBackend`], from [`ClusterBackend::builder`]; nothing is
 /// checked or made until [`build`](Self::build).
@@ -31,7 +31,7 @@ pub struct ClusterBuilder<C = SystemClock> {
 }
 
 impl ClusterBuilder {
-    pub(super) fn new(policy: Policy, me: String, ring: Ring) -> Self {
+    pub(super) fn new(policy: PolicySet, me: String, ring: Ring) -> Self {
         Self {
             me,
             ring,

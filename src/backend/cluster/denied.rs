@@ -57,11 +57,9 @@ impl DeniedCache {
     /// The denial of `cost` for `key` at `now_ms`, if the owner already said so.
     pub(super) fn get(&self, key: &str, cost: u32, limit: u32, now_ms: u64) -> Option<Decision> {
         let denial = *self.shard(key).denials.get(key)?;
-        (now_ms < denial.until_ms && cost > denial.remaining).then(|| Decision {
-            allowed: false,
-            limit,
-            remaining: denial.remaining,
-            reset: Duration::from_millis(denial.until_ms - now_ms),
+        (now_ms < denial.until_ms && cost > denial.remaining).then(|| {
+            let reset = Duration::from_millis(denial.until_ms - now_ms);
+            Decision::new(false, limit, denial.remaining, reset)
         })
     }
 

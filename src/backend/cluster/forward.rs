@@ -1,6 +1,5 @@
 //! Asking a key's owner, and what to answer when it cannot say.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,17 +9,18 @@ use crate::backend::guarded::Guard;
 use crate::backend::{Check, RemoteFuture};
 use crate::clock::Clock;
 use crate::policy::Algorithm;
+use crate::policy::{PolicySet, MAX_POLICIES};
 use crate::protocol::PeerAnswer;
-use crate::Decision;
+use crate::{Decision, Decisions};
 
 impl<C: Clock> ClusterBackend<C> {
-    /// Forwards the check to `owner` (`peer`) if its circuit lets it through.
+    /// Asks `owner` (through `peer`'s queue) to check `key` against `policies`.
     pub(super) fn forward(
         &self,
         owner: &str,
         peer: &Peer,
         key: &str,
-        cost: NonZeroU32,
+        policies: &PolicySet,
     ) -> Check<RemoteFuture> {
         let guard = Guard {
             circuit: &peer.circuit,
@@ -28,48 +28,60 @@ impl<C: Clock> ClusterBackend<C> {
             mode: self.failure,
             local: &self.local,
         };
-        let policy = self.local.policy_ref();
-        let limit = policy.limit();
-        let (horizon, fixed) = (
-            policy.longest_reset(),
-            policy.algorithm() == Algorithm::FixedWindow,
+        let remember = self.remembers_denials(policies);
+        let (local, denied, set) = (
+            Arc::clone(&self.local),
+            Arc::clone(&self.denied),
+            policies.clone(),
         );
-        // All nodes share the epoch-aligned windows, so the reset is known here too.
-        let reset = self.local.reset_now();
-        let (local, denied) = (Arc::clone(&self.local), Arc::clone(&self.denied));
         guard.call(
             key,
-            cost,
+            policies,
             // One copy of the key, shared by the queued check and the fallback.
             || Arc::<str>::from(key),
-            |key| peer.queue.check(Arc::clone(key), cost.get()),
+            |key| peer.queue.check(Arc::clone(key), policies.clone()),
             move |answer, key| {
-                let decision = decision(answer, limit, cost.get(), reset).bounded(horizon);
-                if !decision.allowed && fixed {
+                let now = local.now();
+                let decisions = decisions(answer, &set, now);
+                if remember && !decisions.allowed() {
                     // Never remembered past this node's own window: a new window starts
                     // afresh whatever the owner said.
-                    let until = decision.reset.min(local.reset_now());
+                    let decision = decisions.as_slice()[0];
+                    let until = decision.reset.min(set.as_slice()[0].reset_at(now));
                     denied.remember(key, decision.remaining, until, local.now_ms());
                 }
-                decision
+                decisions
             },
         )
     }
+
+    /// Whether the owner's denials of `policies` are remembered (see
+    /// `remembered_denial`).
+    fn remembers_denials(&self, policies: &PolicySet) -> bool {
+        matches!(policies.as_slice(), [policy] if policy == self.local.policy_ref()
+            && policy.algorithm() == Algorithm::FixedWindow)
+    }
 }
 
-/// The owner's answer as a decision. An owner may send no counter state: on an
-/// allowed answer assume the best.
-fn decision(answer: PeerAnswer, limit: u32, cost: u32, reset: Duration) -> Decision {
-    let remaining = match answer.state.remaining {
-        // Bounded by the limit with the rest of the answer (`Decision::bounded`).
-        Some(remaining) => remaining,
-        None if answer.allowed => limit.saturating_sub(cost),
-        None => 0,
-    };
-    Decision {
-        allowed: answer.allowed,
-        limit,
-        remaining,
-        reset: answer.state.reset.unwrap_or(reset),
+/// The decisions an owner's `answer` stands for under `set`, each bounded by its own
+/// policy. A ringlimit owner says what each policy decided; a node that says only
+/// allowed or not (a Python node, which knows one policy) is taken at its word for every
+/// policy, with what its `RateLimit` header says, or what is known here.
+fn decisions(answer: PeerAnswer, set: &PolicySet, now: Duration) -> Decisions {
+    if let Some(decisions) = answer.told.and_then(|told| told.decisions(set)) {
+        return decisions;
     }
+    let mut each = [Decision::new(false, 0, 0, Duration::ZERO); MAX_POLICIES];
+    for (slot, policy) in each.iter_mut().zip(set) {
+        let limit = policy.limit();
+        let remaining = match answer.state.remaining {
+            Some(remaining) => remaining,
+            None if answer.allowed => limit.saturating_sub(policy.cost().get()),
+            None => 0,
+        };
+        let reset = answer.state.reset.unwrap_or_else(|| policy.reset_at(now));
+        *slot =
+            Decision::new(answer.allowed, limit, remaining, reset).bounded(policy.longest_reset());
+    }
+    Decisions::new(set, &each[..set.len()])
 }

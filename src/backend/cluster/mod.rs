@@ -11,7 +11,6 @@ mod peer_queue;
 mod topology;
 
 use std::fmt;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +25,8 @@ use super::{Backend, Check, FailureMode, MemoryBackend, Owner, RemoteFuture};
 use crate::circuit::CircuitPolicy;
 use crate::clock::{Clock, SystemClock};
 use crate::policy::Algorithm;
-use crate::{Policy, Ring};
+use crate::policy::PolicySet;
+use crate::{Decisions, Ring};
 
 /// How long a node waits for a key's owner by default.
 pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_millis(250);
@@ -81,13 +81,21 @@ impl ClusterBackend {
     /// # Errors
     ///
     /// If `me` is not a member of `ring`, or a member is not a `host:port`.
-    pub fn new(policy: Policy, me: impl Into<String>, ring: Ring) -> Result<Self, ClusterError> {
+    pub fn new(
+        policy: impl Into<PolicySet>,
+        me: impl Into<String>,
+        ring: Ring,
+    ) -> Result<Self, ClusterError> {
         Self::builder(policy, me, ring).build()
     }
 
     /// The backend of node `me` in `ring`, set up with [`ClusterBuilder`]'s options.
-    pub fn builder(policy: Policy, me: impl Into<String>, ring: Ring) -> ClusterBuilder {
-        ClusterBuilder::new(policy, me.into(), ring)
+    pub fn builder(
+        policy: impl Into<PolicySet>,
+        me: impl Into<String>,
+        ring: Ring,
+    ) -> ClusterBuilder {
+        ClusterBuilder::new(policy.into(), me.into(), ring)
     }
 }
 
@@ -139,35 +147,49 @@ impl<C: Clock> ClusterBackend<C> {
 impl<C: Clock> Backend for ClusterBackend<C> {
     type Future = RemoteFuture;
 
-    fn policy(&self) -> Policy {
-        self.local.policy()
+    fn policies(&self) -> &PolicySet {
+        self.local.policies()
     }
 
-    fn check(&self, key: &str, cost: NonZeroU32) -> Check<RemoteFuture> {
+    fn check(&self, key: &str, policies: &PolicySet) -> Check<RemoteFuture> {
         let topology = self.topology.load();
         let owner = topology.ring.owner(key);
         if owner == &*self.me {
-            return Check::Ready(Ok(self.local.decide(key, cost)));
+            return Check::Ready(self.local.decide_all(key, policies));
         }
-        // A fixed window's count only grows until the window ends, so a denial stands
-        // till then; under the other algorithms a smaller cost may fit sooner.
-        let policy = self.local.policy_ref();
-        if policy.algorithm() == Algorithm::FixedWindow {
-            let now_ms = self.local.now_ms();
-            let limit = policy.limit();
-            if let Some(denial) = self.denied.get(key, cost.get(), limit, now_ms) {
-                return Check::Ready(Ok(denial));
-            }
+        if let Some(denial) = self.remembered_denial(key, policies) {
+            return Check::Ready(Ok(denial));
         }
-        self.forward(owner, topology.peer(owner), key, cost)
+        self.forward(owner, topology.peer(owner), key, policies)
+    }
+}
+
+impl<C: Clock> ClusterBackend<C> {
+    /// A denial the owner already gave, still standing. Only for this node's own set
+    /// when it is one fixed-window policy: a fixed window's count only grows until the
+    /// window ends, so a denial stands till then; under the other algorithms a smaller
+    /// cost may fit sooner, and other sets count under other policies.
+    fn remembered_denial(&self, key: &str, policies: &PolicySet) -> Option<Decisions> {
+        let [policy] = policies.as_slice() else {
+            return None;
+        };
+        let own = self.local.policy_ref();
+        if policy != own || policy.algorithm() != Algorithm::FixedWindow {
+            return None;
+        }
+        let now_ms = self.local.now_ms();
+        let denial = self
+            .denied
+            .get(key, policy.cost().get(), policy.limit(), now_ms)?;
+        Some(Decisions::one(policy, denial))
     }
 }
 
 /// A forwarded check is decided here, by this node's own counters, whoever owns the key
 /// on this node's ring.
 impl<C: Clock> Owner for ClusterBackend<C> {
-    fn check_forwarded(&self, key: &str, cost: NonZeroU32) -> Check<RemoteFuture> {
-        Check::Ready(Ok(self.local.decide(key, cost)))
+    fn check_forwarded(&self, key: &str, policies: &PolicySet) -> Check<RemoteFuture> {
+        Check::Ready(self.local.decide_all(key, policies))
     }
 }
 

@@ -15,17 +15,19 @@ use tokio::time::Instant;
 
 use super::kept_connection::KeptConnection;
 use crate::backend::within;
+use crate::policy::MAX_POLICIES;
 use crate::protocol::{
     decode_answers, encode_checks, forward_path_and_query, peer_state, Answers, PeerAnswer,
-    PeerSecret, CHECK_PATH, FORWARDED, MAX_BATCH,
+    PeerSecret, Told, CHECK_PATH, DECISIONS, FORWARDED, MAX_BATCH,
 };
 use crate::read_body::read_body;
-use crate::BackendError;
+use crate::{BackendError, PolicySet};
 
 /// The longest peer answer read; real ones are a few bytes.
 const MAX_ANSWER_BYTES: usize = 1024;
-/// The longest batch answer read: a line of at most 40 bytes per check.
-const MAX_BATCH_ANSWER_BYTES: usize = MAX_BATCH * 40;
+/// The longest batch answer read: a line per check of a status and, per policy, at most
+/// 36 bytes (`1`, a `u32` and a reset in ms, each after a space).
+const MAX_BATCH_ANSWER_BYTES: usize = MAX_BATCH * (4 + 36 * MAX_POLICIES);
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
@@ -64,19 +66,19 @@ impl PeerClient {
         self.timeout
     }
 
-    /// Asks `member` (`host:port`) to check `key` at `cost`, marked as forwarded; gives up
-    /// at `deadline`.
+    /// Asks `member` (`host:port`) to check `key` against `policies`, marked as
+    /// forwarded; gives up at `deadline`.
     pub(super) fn check(
         &self,
         member: &str,
         key: &str,
-        cost: u32,
+        policies: &PolicySet,
         deadline: Instant,
     ) -> impl Future<Output = Result<PeerAnswer, BackendError>> + Send + 'static {
         let uri = Uri::builder()
             .scheme("http")
             .authority(member)
-            .path_and_query(forward_path_and_query(key, cost))
+            .path_and_query(forward_path_and_query(key, policies))
             .build();
         let request = self.forwarded(Method::GET, member, uri, Bytes::new());
         let (http, timeout, target) = (self.http.clone(), self.timeout, member.to_owned());
@@ -128,13 +130,13 @@ pub(super) enum BatchReply {
 }
 
 impl PeerClient {
-    /// Asks `member` to check all of `checks` (`(user id, cost)`) in one request on
+    /// Asks `member` to check all of `checks` (`(user id, policies)`) in one request on
     /// `connection` (the peer's own, not the pool's); gives up at `deadline`.
     pub(super) async fn check_batch<'a>(
         &self,
         connection: &KeptConnection,
         member: &str,
-        checks: impl ExactSizeIterator<Item = (&'a str, u32)>,
+        checks: impl ExactSizeIterator<Item = (&'a str, &'a PolicySet)>,
         deadline: Instant,
     ) -> Result<BatchReply, BackendError> {
         let expected = checks.len();
@@ -171,7 +173,16 @@ async fn ask(
         other => return Err(format!("peer answered {other}").into()),
     };
     let state = peer_state(response.headers());
+    let told = response
+        .headers()
+        .get(DECISIONS)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| Told::decode(value.split(' ')));
     // Read the short body to its end so the connection goes back to the pool.
     read_body(response.into_body(), MAX_ANSWER_BYTES).await?;
-    Ok(PeerAnswer { allowed, state })
+    Ok(PeerAnswer {
+        allowed,
+        state,
+        told,
+    })
 }

@@ -58,7 +58,7 @@ impl SendBatch for PeerSender {
             return self.send_one_by_one(batch).await;
         }
         let deadline = batch[0].deadline;
-        let checks = batch.iter().map(|job| (&*job.key, job.cost));
+        let checks = batch.iter().map(|job| (&*job.key, &job.policies));
         match self
             .client
             .check_batch(&self.connection, &self.member, checks, deadline)
@@ -112,7 +112,7 @@ impl PeerSender {
         for job in batch {
             let asked = self
                 .client
-                .check(&self.member, &job.key, job.cost, job.deadline);
+                .check(&self.member, &job.key, &job.policies, job.deadline);
             last = Some(tokio::spawn(async move {
                 let _ = job.reply.send(asked.await);
             }));

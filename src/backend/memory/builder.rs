@@ -2,7 +2,7 @@
 
 use super::{MemoryBackend, DEFAULT_MAX_KEYS};
 use crate::clock::{Clock, SystemClock};
-use crate::Policy;
+use crate::policy::PolicySet;
 
 /// The options of a [`MemoryBackend`], from [`MemoryBackend::builder`].
 ///
@@ -22,15 +22,15 @@ use crate::Policy;
 #[derive(Clone, Debug)]
 #[must_use = "a builder does nothing until built"]
 pub struct MemoryBuilder<C = SystemClock> {
-    policy: Policy,
+    policies: PolicySet,
     clock: C,
     max_keys: usize,
 }
 
 impl MemoryBuilder {
-    pub(crate) fn new(policy: Policy) -> Self {
+    pub(crate) fn new(policies: PolicySet) -> Self {
         Self {
-            policy,
+            policies,
             clock: SystemClock,
             max_keys: DEFAULT_MAX_KEYS,
         }
@@ -53,7 +53,7 @@ impl<C: Clock> MemoryBuilder<C> {
     /// [`ManualClock`](crate::ManualClock)).
     pub fn clock<C2: Clock>(self, clock: C2) -> MemoryBuilder<C2> {
         MemoryBuilder {
-            policy: self.policy,
+            policies: self.policies,
             clock,
             max_keys: self.max_keys,
         }
@@ -61,12 +61,12 @@ impl<C: Clock> MemoryBuilder<C> {
 
     /// The policy the counters enforce.
     #[cfg(feature = "redis")]
-    pub(crate) fn policy(&self) -> Policy {
-        self.policy
+    pub(crate) fn policies(&self) -> &PolicySet {
+        &self.policies
     }
 
     /// The backend.
     pub fn build(self) -> MemoryBackend<C> {
-        MemoryBackend::build(self.policy, self.clock, self.max_keys)
+        MemoryBackend::build(self.policies, self.clock, self.max_keys)
     }
 }

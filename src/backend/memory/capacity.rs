@@ -38,10 +38,6 @@ impl Capacity {
         self.per_shard != usize::MAX
     }
 
-    pub(super) fn max_keys(&self) -> usize {
-        self.max_keys
-    }
-
     /// Keys evicted so far.
     pub(super) fn evicted(&self) -> u64 {
         self.evicted.load(Ordering::Relaxed)

@@ -75,6 +75,16 @@ impl Counter {
         }
     }
 
+    /// Takes back `cost` units counted in `window`, if the counter is still of it.
+    pub(super) fn refund(&self, window: u64, cost: u32) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
+                let (stored, count) = unpack(current);
+                (stored == window as u32).then(|| pack(window, count.saturating_sub(cost)))
+            });
+    }
+
     /// Units counted in `window` (0 if the counter is of another window).
     pub(super) fn used_in(&self, window: u64) -> u32 {
         let (stored, count) = unpack(self.0.load(Ordering::Acquire));

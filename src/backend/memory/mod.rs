@@ -6,6 +6,7 @@ mod counter;
 mod retired;
 mod shard;
 mod state_word;
+mod store;
 mod stored_key;
 mod table;
 
@@ -13,18 +14,19 @@ use std::fmt;
 use std::future::Ready;
 use std::hash::BuildHasher;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError};
+
+use crossbeam_utils::sync::ShardedLock;
 
 pub use self::builder::MemoryBuilder;
-use self::capacity::Capacity;
 pub use self::capacity::DEFAULT_MAX_KEYS;
-use self::shard::{Ask, Shard};
-use self::state_word::Counting;
+use self::store::Store;
 use super::{Backend, BackendError, Check};
-use crate::algorithm::{Algorithm, Rate};
 use crate::clock::{Clock, SystemClock};
+#[cfg(feature = "cluster")]
 use crate::policy::millis;
-use crate::{Decision, Policy};
+use crate::policy::{PolicySet, MAX_POLICIES};
+use crate::{Decision, Decisions, Policy};
 
 /// Counters in this process's memory.
 ///
@@ -73,167 +75,144 @@ use crate::{Decision, Policy};
 /// assert!(allowed(backend.check("alice", one)));
 /// ```
 pub struct MemoryBackend<C = SystemClock> {
-    policy: Policy,
+    policies: PolicySet,
     clock: C,
     hasher: foldhash::fast::RandomState,
-    shards: Box<[Shard]>,
-    /// `64 - log2(shards)`: the shard is picked from hash bits the tables do not use.
-    shard_shift: u32,
-    /// The index of the window last seen, so the hot path needs no division.
-    current_window: AtomicU64,
-    capacity: Capacity,
+    /// The counters of `policies`, in order: a check of the backend's own set finds them
+    /// without a search.
+    own: Box<[Arc<Store>]>,
+    /// The counters of every policy checked here, `own` first; a policy not yet seen
+    /// (another set, or one a peer sent) gets its own, up to [`MAX_STORES`].
+    stores: ShardedLock<Vec<Arc<Store>>>,
+    max_keys: usize,
 }
+
+/// The most policies (distinct names, algorithms and windows) one backend keeps counters
+/// for: each costs up to a MiB of shards, and peers choose the policies they send.
+pub const MAX_STORES: usize = 64;
 
 impl MemoryBackend {
-    /// Counters for `policy`, on the system clock, with the default cap on keys.
-    pub fn new(policy: Policy) -> Self {
-        Self::builder(policy).build()
+    /// Counters for `policies`, on the system clock, with the default cap on keys.
+    pub fn new(policies: impl Into<PolicySet>) -> Self {
+        Self::builder(policies).build()
     }
 
-    /// Counters for `policy`, set up with [`MemoryBuilder`]'s options.
-    pub fn builder(policy: Policy) -> MemoryBuilder {
-        MemoryBuilder::new(policy)
+    /// Counters for `policies`, set up with [`MemoryBuilder`]'s options.
+    pub fn builder(policies: impl Into<PolicySet>) -> MemoryBuilder {
+        MemoryBuilder::new(policies.into())
     }
 }
 
 impl<C: Clock> MemoryBackend<C> {
-    /// The backend a builder describes: every shard made once, here.
-    fn build(policy: Policy, clock: C, max_keys: usize) -> Self {
-        let shards = shard_count(max_keys);
+    /// The backend a builder describes: the stores of its own policies made once, here.
+    fn build(policies: PolicySet, clock: C, max_keys: usize) -> Self {
+        let own: Box<[Arc<Store>]> = policies
+            .iter()
+            .map(|policy| Arc::new(Store::new(policy, max_keys)))
+            .collect();
         Self {
-            policy,
+            policies,
             clock,
             hasher: foldhash::fast::RandomState::default(),
-            shards: (0..shards).map(|_| Shard::default()).collect(),
-            shard_shift: 64 - shards.trailing_zeros(),
-            current_window: AtomicU64::new(0),
-            capacity: Capacity::new(max_keys, shards, policy.cost().get()),
+            stores: ShardedLock::new(own.to_vec()),
+            own,
+            max_keys,
         }
     }
-}
 
-/// The most shards a backend has: each costs about 1 KiB (its lock's cache lines).
-const MAX_SHARDS: usize = 16_384;
-
-/// How many shards hold `max_keys` keys: one per core and then some, so that threads
-/// rarely meet on a lock; at least 64 keys to a shard, so that a shard's share of the cap
-/// leaves room for the keys that come back; and at most 65,536 (up to a billion keys,
-/// [`MAX_SHARDS`] shards), so that rebuilding a shard's table at the cap stays short.
-fn shard_count(max_keys: usize) -> usize {
-    let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
-    let by_cores = (cores * 16).next_power_of_two().clamp(64, 1024);
-    if max_keys == usize::MAX {
-        return by_cores;
-    }
-    let fewest = (max_keys / 65_536).min(MAX_SHARDS).next_power_of_two();
-    let most = match max_keys / 64 {
-        0 => 1,
-        n => 1 << n.ilog2(),
-    };
-    by_cores.max(fewest).min(most)
-}
-
-impl<C: Clock> MemoryBackend<C> {
-    /// The cap on tracked keys in force ([`MemoryBuilder::max_keys`]).
+    /// The cap on tracked keys in force, per policy ([`MemoryBuilder::max_keys`]).
     pub fn max_keys(&self) -> usize {
-        self.capacity.max_keys()
+        self.max_keys
     }
 
-    /// Keys evicted at the cap since the backend was made.
+    /// Keys evicted at the cap since the backend was made, under every policy.
     pub fn evicted_keys(&self) -> u64 {
-        self.capacity.evicted()
+        self.each_store(|store| store.capacity.evicted())
     }
 
-    /// How many keys have a counter, including counters of past windows not yet dropped.
+    /// How many counters there are, under every policy, including counters of past
+    /// windows not yet dropped.
     pub fn tracked_keys(&self) -> usize {
-        self.shards.iter().map(Shard::len).sum()
+        self.each_store(|store| store.tracked_keys() as u64) as usize
     }
 
-    /// Units `key` holds now, without counting anything: those used in the current
-    /// window (a fixed window), those of the current and the previous window (the sliding
-    /// window, unweighted), or the bucket's level, rounded up (GCRA).
+    /// Units `key` holds now under the backend's first policy, without counting
+    /// anything: those used in the current window (a fixed window), those of the current
+    /// and the previous window (the sliding window, unweighted), or the bucket's level,
+    /// rounded up (GCRA).
     pub fn used(&self, key: &str) -> u32 {
-        let now_ms = millis(self.clock.now());
-        let window = self.window_index(now_ms);
-        let (shard, hash) = self.shard_of(key);
-        let algorithm = self.policy.algorithm();
-        if algorithm == Algorithm::FixedWindow {
-            return shard.used(key, hash, window);
-        }
-        let counting = Counting {
-            algorithm,
-            rate: Rate {
-                limit: self.policy.limit(),
-                window_ms: self.policy.window_ms(),
-            },
-            now_ms,
-            cost: 0,
-        };
-        shard.held(key, hash, window, counting)
+        let hash = self.hasher.hash_one(key);
+        self.own[0].used(key, hash, self.first(), self.clock.now())
     }
 
-    /// Counts `cost` for `key` now and says whether it fit. For a denial of a policy
-    /// other than a fixed window, `reset` is when this cost fits again.
+    /// Counts `cost` for `key` now under the backend's first policy alone, and says
+    /// whether it fit. For a denial of a policy other than a fixed window, `reset` is
+    /// when this cost fits again. [`decide_all`](Self::decide_all) checks a whole set.
     pub fn decide(&self, key: &str, cost: NonZeroU32) -> Decision {
-        let cost = cost.get();
-        let now = self.clock.now();
-        let now_ms = millis(now);
-        let window = self.window_index(now_ms);
-        let (shard, hash) = self.shard_of(key);
-        let limit = self.policy.limit();
-        let ask = Ask {
-            key,
-            hash,
-            window,
-            cost,
-            limit,
-        };
-        let algorithm = self.policy.algorithm();
-        if algorithm != Algorithm::FixedWindow {
-            let counting = Counting {
-                algorithm,
-                rate: Rate {
-                    limit,
-                    window_ms: self.policy.window_ms(),
-                },
-                now_ms,
-                cost,
-            };
-            let verdict = shard.check_carried(ask, counting, &self.capacity);
-            let reset_ms = match verdict.allowed {
-                true => verdict.reset_ms,
-                false => verdict.retry_ms.unwrap_or(verdict.reset_ms),
-            };
-            return Decision {
-                allowed: verdict.allowed,
-                limit,
-                remaining: verdict.remaining,
-                reset: std::time::Duration::from_millis(reset_ms),
-            };
-        }
-        let outcome = shard.check(ask, &self.capacity);
-        Decision {
-            allowed: outcome.allowed,
-            limit,
-            remaining: limit - outcome.used,
-            reset: self.policy.reset_after(outcome.window, now),
-        }
+        let hash = self.hasher.hash_one(key);
+        self.own[0].decide(key, hash, self.first(), cost.get(), self.clock.now())
     }
 
-    /// The policy, borrowed: the remote backends read it on every check, and a copy
-    /// carries its name.
+    /// Checks `key` against every policy of `policies` at once: counted under all of
+    /// them if every policy not in shadow mode has room (and under each shadow policy
+    /// that has room), under none otherwise.
+    ///
+    /// Each policy's count is one atomic word: the policies are counted one after the
+    /// other and, when one denies, the others' units are taken back before this returns.
+    /// No policy ever admits more than its limit; a check of the same key racing this
+    /// one, against another set sharing a policy, may find that policy full for the
+    /// instant between the two.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::TooManyPolicies`] when `policies` would make this backend keep
+    /// counters for more than [`MAX_STORES`] policies.
+    pub fn decide_all(&self, key: &str, policies: &PolicySet) -> Result<Decisions, BackendError> {
+        let hash = self.hasher.hash_one(key);
+        let now = self.clock.now();
+        if std::ptr::eq(policies, &self.policies) || policies == &self.policies {
+            return Ok(decide_in(&self.own, key, hash, policies, now));
+        }
+        let mut stores: [Option<Arc<Store>>; MAX_POLICIES] = Default::default();
+        for (slot, policy) in stores.iter_mut().zip(policies) {
+            *slot = Some(self.store_of(policy)?);
+        }
+        let stores: Vec<Arc<Store>> = stores.into_iter().flatten().collect();
+        Ok(decide_in(&stores, key, hash, policies, now))
+    }
+
+    /// The counters of `policy`, made on its first check.
+    fn store_of(&self, policy: &Policy) -> Result<Arc<Store>, BackendError> {
+        let find = |stores: &[Arc<Store>]| stores.iter().find(|s| s.holds(policy)).cloned();
+        if let Some(store) = find(&self.stores.read().unwrap_or_else(PoisonError::into_inner)) {
+            return Ok(store);
+        }
+        let mut stores = self.stores.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(store) = find(&stores) {
+            return Ok(store);
+        }
+        if stores.len() >= MAX_STORES {
+            return Err(BackendError::TooManyPolicies { most: MAX_STORES });
+        }
+        let store = Arc::new(Store::new(policy, self.max_keys));
+        stores.push(store.clone());
+        Ok(store)
+    }
+
+    /// `f` summed over every store.
+    fn each_store(&self, f: impl Fn(&Store) -> u64) -> u64 {
+        let stores = self.stores.read().unwrap_or_else(PoisonError::into_inner);
+        stores.iter().map(|store| f(store)).sum()
+    }
+
+    fn first(&self) -> &Policy {
+        &self.policies.as_slice()[0]
+    }
+
+    /// The policies, borrowed: the remote backends read them on every check.
     #[cfg(any(feature = "cluster", feature = "redis"))]
     pub(crate) fn policy_ref(&self) -> &Policy {
-        &self.policy
-    }
-
-    /// The shard holding `key`, and the key's hash.
-    fn shard_of(&self, key: &str) -> (&Shard, u64) {
-        let hash = self.hasher.hash_one(key);
-        // hashbrown uses the top 7 bits and the low bits; pick the shard from the middle
-        // (with one shard, the shift is 64 and there is nothing to pick).
-        let index = (hash << 7).checked_shr(self.shard_shift).unwrap_or(0) as usize;
-        (&self.shards[index], hash)
+        self.first()
     }
 
     /// The clock's time, in ms since the epoch.
@@ -242,53 +221,78 @@ impl<C: Clock> MemoryBackend<C> {
         millis(self.clock.now())
     }
 
-    /// Time until the current window ends.
+    /// The clock's time.
     #[cfg(any(feature = "cluster", feature = "redis"))]
-    pub(crate) fn reset_now(&self) -> std::time::Duration {
-        let now = self.clock.now();
-        self.policy.reset_after(self.window_index(millis(now)), now)
+    pub(crate) fn now(&self) -> std::time::Duration {
+        self.clock.now()
     }
 
-    /// The index of the window containing `now_ms`: a cached value while it still fits,
-    /// a division only when a window starts.
-    fn window_index(&self, now_ms: u64) -> u64 {
-        let window_ms = self.policy.window_ms();
-        let cached = self.current_window.load(Ordering::Relaxed);
-        if now_ms.wrapping_sub(cached * window_ms) < window_ms {
-            return cached;
-        }
-        let index = self.policy.window_index(now_ms);
-        self.current_window.store(index, Ordering::Relaxed);
-        index
+    #[cfg(test)]
+    fn shard_of(&self, key: &str) -> (&shard::Shard, u64) {
+        let hash = self.hasher.hash_one(key);
+        (self.own[0].shard(hash), hash)
     }
 }
 
-impl<C: Clock> Backend for MemoryBackend<C> {
-    type Future = Ready<Result<Decision, BackendError>>;
+/// Checks `policies` against their `stores` (one each, in order), all or nothing.
+#[inline]
+fn decide_in(
+    stores: &[Arc<Store>],
+    key: &str,
+    hash: u64,
+    policies: &PolicySet,
+    now: std::time::Duration,
+) -> Decisions {
+    let set = policies.as_slice();
+    if let ([store], [policy]) = (stores, set) {
+        return Decisions::one(
+            policy,
+            store.decide(key, hash, policy, policy.cost().get(), now),
+        );
+    }
+    let mut each = [Decision::new(true, 0, 0, std::time::Duration::ZERO); MAX_POLICIES];
+    let mut allowed = true;
+    for (i, (store, policy)) in stores.iter().zip(set).enumerate() {
+        each[i] = store.decide(key, hash, policy, policy.cost().get(), now);
+        allowed &= each[i].allowed || policy.shadow();
+    }
+    // Denied: what was counted goes back. Allowed: so do the units of any shadow policy
+    // that denied (it counted none), and nothing else.
+    if !allowed {
+        for (i, (store, policy)) in stores.iter().zip(set).enumerate() {
+            if each[i].allowed {
+                store.refund(key, hash, policy, policy.cost().get(), now);
+            }
+        }
+    }
+    Decisions::new(policies, &each[..set.len()])
+}
 
-    fn policy(&self) -> Policy {
-        self.policy
+impl<C: Clock> Backend for MemoryBackend<C> {
+    type Future = Ready<Result<Decisions, BackendError>>;
+
+    fn policies(&self) -> &PolicySet {
+        &self.policies
     }
 
-    fn check(&self, key: &str, cost: NonZeroU32) -> Check<Self::Future> {
-        Check::Ready(Ok(self.decide(key, cost)))
+    fn check(&self, key: &str, policies: &PolicySet) -> Check<Self::Future> {
+        Check::Ready(self.decide_all(key, policies))
     }
 }
 
 /// Counts every check itself: a forwarded check is a check.
 #[cfg(feature = "cluster")]
 impl<C: Clock> super::Owner for MemoryBackend<C> {
-    fn check_forwarded(&self, key: &str, cost: NonZeroU32) -> Check<Self::Future> {
-        self.check(key, cost)
+    fn check_forwarded(&self, key: &str, policies: &PolicySet) -> Check<Self::Future> {
+        self.check(key, policies)
     }
 }
 
 impl<C: fmt::Debug> fmt::Debug for MemoryBackend<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryBackend")
-            .field("policy", &self.policy)
+            .field("policies", &self.policies)
             .field("clock", &self.clock)
-            .field("shards", &self.shards.len())
             .finish_non_exhaustive()
     }
 }

@@ -153,6 +153,27 @@ impl Shard {
         verdict
     }
 
+    /// Takes back `counting.cost` units that a check of `key` in `window` counted, if
+    /// the key's counter is still of that window.
+    pub(super) fn refund(&self, key: &str, hash: u64, window: u64, counting: Counting) {
+        let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+        let generation = self.window.load(Ordering::Acquire);
+        let Some(entry) = table.find(key, hash) else {
+            return;
+        };
+        match counting.algorithm {
+            crate::algorithm::Algorithm::FixedWindow => {
+                entry.counter.refund(window, counting.cost);
+            }
+            _ if generation == window => {
+                counting
+                    .in_generation(generation)
+                    .refund(entry.counter.word(), generation);
+            }
+            _ => {}
+        }
+    }
+
     /// Below the shard's share of the cap before one more key goes in: old windows' keys
     /// go first, then one of this window's (see `table`). The table of the window before,
     /// kept whole for the sliding window and GCRA, is outside the cap: it holds at most the

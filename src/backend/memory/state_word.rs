@@ -103,6 +103,30 @@ impl Counting {
         }
     }
 
+    /// Takes back `self.cost` units counted in generation `generation`: the sliding
+    /// window's current count, or the bucket's level, goes down by them.
+    pub(super) fn refund(&self, word: &AtomicU64, generation: u64) {
+        let _ = word.fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
+            let state = match self.state(current, generation) {
+                State::Sliding {
+                    window,
+                    current,
+                    previous,
+                } => State::Sliding {
+                    window,
+                    current: current.saturating_sub(self.cost),
+                    previous,
+                },
+                State::Gcra { at_ms, level } => State::Gcra {
+                    at_ms,
+                    level: level.saturating_sub(u64::from(self.cost) * self.rate.window_ms),
+                },
+                State::Fixed { .. } => return None,
+            };
+            Some(self.word(state, generation))
+        });
+    }
+
     /// The first check of a key in generation `generation`, from its word in an earlier
     /// generation (`carried`: the word and its generation, if the key was in the table
     /// kept from before): the verdict, and the word to store.

@@ -15,7 +15,7 @@ use crate::backend::{FailureMode, MemoryBackend, MemoryBuilder};
 use crate::circuit::{Circuit, CircuitPolicy};
 use crate::clock::{Clock, SystemClock};
 use crate::coalesce::Coalescer;
-use crate::Policy;
+use crate::PolicySet;
 
 /// Where the counters are.
 #[derive(Clone, Debug)]
@@ -61,7 +61,7 @@ pub struct RedisBuilder<C = SystemClock> {
 }
 
 impl RedisBuilder {
-    pub(super) fn new(policy: Policy, server: Server) -> Self {
+    pub(super) fn new(policy: PolicySet, server: Server) -> Self {
         Self {
             server,
             local: MemoryBackend::builder(policy),
@@ -150,7 +150,7 @@ impl<C: Clock> RedisBuilder<C> {
         // The connection's own timeouts stay at the default whatever the checks' timeout:
         // it bounds each check, not a connection made in the background (a short one
         // could keep a distant Redis from ever being reached).
-        let algorithm = self.local.policy().algorithm();
+        let algorithm = self.local.policies().as_slice()[0].algorithm();
         let script = || CheckScript::for_algorithm(algorithm);
         let (connection, target) = match &self.server {
             Server::Single(url) => (
@@ -163,7 +163,7 @@ impl<C: Clock> RedisBuilder<C> {
             ),
         };
         let target: Arc<str> = target.into();
-        let policy = self.local.policy();
+        let policy = self.local.policies().as_slice()[0];
         let grouping = match (&self.server, self.batch_checks) {
             (Server::Cluster(_), batch) => {
                 if batch {
@@ -186,6 +186,7 @@ impl<C: Clock> RedisBuilder<C> {
             Arc::new(Coalescer::new(&target, self.timeout, sender))
         });
         Ok(RedisBackend {
+            sets: connection.with_script(CheckScript::for_sets()),
             circuit: Arc::new(Circuit::new(&target, self.circuit)),
             connection,
             target,

@@ -74,6 +74,15 @@ impl Connection {
         }
     }
 
+    /// The same server or cluster, and its connection, calling `script` instead.
+    pub(super) fn with_script(&self, script: CheckScript) -> Self {
+        Self {
+            target: self.target.clone(),
+            script: Arc::new(script),
+            loaded: Arc::default(),
+        }
+    }
+
     /// Whether the script answers `{allowed, used, ms}` per key (see `scripts`).
     pub(super) fn per_key_reply(&self) -> bool {
         self.script.per_key_reply

@@ -17,7 +17,6 @@ mod test_server;
 
 use std::fmt;
 use std::future::Future;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,7 +32,8 @@ use super::{Backend, BackendError, Check, FailureMode, MemoryBackend, RemoteFutu
 use crate::circuit::Circuit;
 use crate::clock::{Clock, SystemClock};
 use crate::coalesce::Coalescer;
-use crate::{Decision, Policy};
+use crate::policy::{Algorithm, PolicySet, MAX_POLICIES};
+use crate::{Decision, Decisions};
 
 /// How long a check waits for Redis by default.
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(250);
@@ -79,6 +79,8 @@ pub const DEFAULT_PREFIX: &str = "ringlimit:";
 /// ```
 pub struct RedisBackend<C = SystemClock> {
     connection: Connection,
+    /// The same connection, calling the script of a set of policies.
+    sets: Connection,
     target: Arc<str>,
     /// The queue that groups concurrent checks (a single server only; on a cluster each
     /// call goes on its own, routed to its key's master).
@@ -102,19 +104,19 @@ impl RedisBackend {
     /// # Panics
     ///
     /// Outside a Tokio runtime.
-    pub fn new(policy: Policy, url: &str) -> RedisResult<Self> {
+    pub fn new(policy: impl Into<PolicySet>, url: &str) -> RedisResult<Self> {
         Self::builder(policy, url).build()
     }
 
     /// Counts in the Redis server at `url`, set up with [`RedisBuilder`]'s options.
-    pub fn builder(policy: Policy, url: &str) -> RedisBuilder {
-        RedisBuilder::new(policy, Server::Single(url.to_owned()))
+    pub fn builder(policy: impl Into<PolicySet>, url: &str) -> RedisBuilder {
+        RedisBuilder::new(policy.into(), Server::Single(url.to_owned()))
     }
 
     /// Counts in the Redis Cluster that the nodes at `urls` belong to, set up with
     /// [`RedisBuilder`]'s options.
-    pub fn cluster_builder(policy: Policy, urls: &[String]) -> RedisBuilder {
-        RedisBuilder::new(policy, Server::Cluster(urls.to_vec()))
+    pub fn cluster_builder(policy: impl Into<PolicySet>, urls: &[String]) -> RedisBuilder {
+        RedisBuilder::new(policy.into(), Server::Cluster(urls.to_vec()))
     }
 }
 
@@ -149,11 +151,16 @@ impl<C: Clock> RedisBackend<C> {
 impl<C: Clock> Backend for RedisBackend<C> {
     type Future = RemoteFuture;
 
-    fn policy(&self) -> Policy {
-        self.local.policy()
+    fn policies(&self) -> &PolicySet {
+        self.local.policies()
     }
 
-    fn check(&self, key: &str, cost: NonZeroU32) -> Check<RemoteFuture> {
+    fn check(&self, key: &str, policies: &PolicySet) -> Check<RemoteFuture> {
+        let policy = match (policies.as_slice(), self.local.policies().as_slice()) {
+            ([policy], [own]) if same_counter(policy, own) => policy,
+            _ => return self.check_set(key, policies),
+        };
+        let cost = policy.cost();
         let guard = Guard {
             circuit: &self.circuit,
             target: &self.target,
@@ -168,36 +175,36 @@ impl<C: Clock> Backend for RedisBackend<C> {
                 redis_key,
             }
         };
-        let policy = self.local.policy_ref();
-        let (limit, window) = (policy.limit(), policy.longest_reset());
         // Only `Copy` numbers inside: one decision for both ways of calling.
-        let decide = move |counted: Counted, _: &UserOf| {
-            let used = u32::try_from(counted.used.max(0)).unwrap_or(u32::MAX);
-            Decision {
-                allowed: counted.allowed,
-                limit,
-                remaining: limit.saturating_sub(used),
-                reset: Duration::from_millis(counted.reset_ms.max(0) as u64),
-            }
-            .bounded(window)
-        };
+        let policy = *policy;
+        let decide =
+            move |counted: Counted, _: &UserOf| Decisions::one(&policy, counted.decision(&policy));
         match &self.queue {
             Some(queue) => guard.call(
                 key,
-                cost,
+                policies,
                 user,
-                |user| queue.check(Arc::clone(&user.redis_key), cost.get()),
+                |user| queue.check(Arc::clone(&user.redis_key), policies.clone()),
                 decide,
             ),
             None => guard.call(
                 key,
-                cost,
+                policies,
                 user,
                 |user| self.call_alone(&user.redis_key, cost.get()),
                 decide,
             ),
         }
     }
+}
+
+/// Whether `policy` counts on the backend's own key with the backend's own script and
+/// numbers: the same name, algorithm, window and limit (its cost and mode may differ).
+fn same_counter(policy: &crate::Policy, own: &crate::Policy) -> bool {
+    policy.name() == own.name()
+        && policy.algorithm() == own.algorithm()
+        && policy.window_ms() == own.window_ms()
+        && policy.limit() == own.limit()
 }
 
 /// A user's Redis key, `<prefix>{<id>}`, read as the user id (for the local fallback).
@@ -220,7 +227,7 @@ impl<C: Clock> RedisBackend<C> {
         redis_key: &str,
         cost: u32,
     ) -> impl Future<Output = Result<Counted, BackendError>> + Send + 'static {
-        let policy = self.local.policy();
+        let policy = self.local.policy_ref();
         let mut evalsha = self.connection.evalsha(1, redis_key.len());
         evalsha
             .arg(redis_key)
@@ -240,11 +247,84 @@ impl<C: Clock> RedisBackend<C> {
     }
 }
 
+impl<C: Clock> RedisBackend<C> {
+    /// A check against a set other than the backend's own single policy: one call of the
+    /// set script, on a key per policy (`<prefix>{<user id>}:<policy name>`), all in the
+    /// user's slot.
+    fn check_set(&self, key: &str, policies: &PolicySet) -> Check<RemoteFuture> {
+        let guard = Guard {
+            circuit: &self.circuit,
+            target: &self.target,
+            mode: self.failure,
+            local: &self.local,
+        };
+        let set = policies.clone();
+        let decide = move |reply: Vec<i64>, _: &Arc<str>| {
+            let mut each = [Decision::new(false, 0, 0, Duration::ZERO); MAX_POLICIES];
+            for (i, (slot, policy)) in each.iter_mut().zip(&set).enumerate() {
+                let counted = Counted::of_key(&reply, i);
+                *slot = counted.decision(policy);
+            }
+            Decisions::new(&set, &each[..set.len()])
+        };
+        guard.call(
+            key,
+            policies,
+            || Arc::<str>::from(key),
+            |user| self.call_set(user, policies),
+            decide,
+        )
+    }
+
+    fn call_set(
+        &self,
+        user: &str,
+        policies: &PolicySet,
+    ) -> impl Future<Output = Result<Vec<i64>, BackendError>> + Send + 'static {
+        let base = self.key_of(user);
+        let keys: Vec<String> = policies
+            .iter()
+            .map(|policy| format!("{base}:{}", policy.name().as_str()))
+            .collect();
+        let key_bytes = keys.iter().map(String::len).sum();
+        let mut evalsha = self.sets.evalsha(keys.len(), key_bytes);
+        for key in &keys {
+            evalsha.arg(key);
+        }
+        for policy in policies {
+            let id: u8 = match policy.algorithm() {
+                Algorithm::FixedWindow => 1,
+                Algorithm::SlidingWindow => 2,
+                Algorithm::Gcra => 3,
+            };
+            evalsha
+                .arg(id)
+                .arg(policy.window_ms())
+                .arg(policy.limit())
+                .arg(policy.cost().get())
+                .arg(u8::from(policy.shadow()));
+        }
+        let (connection, target, timeout) = (self.sets.clone(), self.target.clone(), self.timeout);
+        let expected = 3 * policies.len();
+        async move {
+            let deadline = Instant::now() + timeout;
+            let reply = connection
+                .run_until(evalsha, deadline, &target, timeout)
+                .await?;
+            if reply.len() != expected {
+                let why = format!("{} numbers for {expected}", reply.len());
+                return Err(BackendError::unavailable(&*target, why));
+            }
+            Ok(reply)
+        }
+    }
+}
+
 /// Counts every check itself: a forwarded check is a check.
 #[cfg(feature = "cluster")]
 impl<C: Clock> super::Owner for RedisBackend<C> {
-    fn check_forwarded(&self, key: &str, cost: NonZeroU32) -> Check<RemoteFuture> {
-        self.check(key, cost)
+    fn check_forwarded(&self, key: &str, policies: &PolicySet) -> Check<RemoteFuture> {
+        self.check(key, policies)
     }
 }
 

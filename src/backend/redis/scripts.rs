@@ -15,6 +15,19 @@ pub(super) struct CheckScript {
 }
 
 impl CheckScript {
+    /// The script of a check against a set of policies (`check_set.lua`).
+    pub(super) fn for_sets() -> Self {
+        let source = format!(
+            "{}\n{}",
+            include_str!("algorithms.lua"),
+            include_str!("check_set.lua")
+        );
+        Self {
+            script: Script::new(&source),
+            per_key_reply: true,
+        }
+    }
+
     pub(super) fn for_algorithm(algorithm: Algorithm) -> Self {
         let id = match algorithm {
             Algorithm::FixedWindow => {

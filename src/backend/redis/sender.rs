@@ -47,6 +47,24 @@ impl Counted {
             reset_ms,
         })
     }
+
+    /// The answer of the set script for its `i`-th key (its length already checked).
+    pub(super) fn of_key(reply: &[i64], i: usize) -> Self {
+        Self {
+            allowed: reply[3 * i] == 1,
+            used: reply[3 * i + 1],
+            reset_ms: reply[3 * i + 2],
+        }
+    }
+
+    /// The decision under `policy`, bounded by it: Redis is outside this process.
+    pub(super) fn decision(&self, policy: &crate::Policy) -> crate::Decision {
+        let limit = policy.limit();
+        let used = u32::try_from(self.used.max(0)).unwrap_or(u32::MAX);
+        let reset = std::time::Duration::from_millis(self.reset_ms.max(0) as u64);
+        crate::Decision::new(self.allowed, limit, limit.saturating_sub(used), reset)
+            .bounded(policy.longest_reset())
+    }
 }
 
 /// How a batch of checks is put to Redis.
@@ -94,7 +112,7 @@ impl RedisSender {
         }
         evalsha.arg(self.window_ms).arg(self.limit);
         for job in jobs {
-            evalsha.arg(job.cost);
+            evalsha.arg(job.policies.as_slice()[0].cost().get());
         }
         evalsha
     }
