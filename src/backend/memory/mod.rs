@@ -59,20 +59,27 @@ use crate::{Decision, Decisions, Policy};
 /// # Examples
 ///
 /// ```
-/// use ringlimit::{Backend, Check, ManualClock, MemoryBackend, Policy};
+/// use ringlimit::policy::PolicyName;
+/// use ringlimit::{ManualClock, MemoryBackend, Policy, PolicySet};
 /// use std::num::NonZeroU32;
 /// use std::time::Duration;
 ///
 /// let clock = ManualClock::new(Duration::from_secs(600));
-/// let policy = Policy::per_window(NonZeroU32::new(1).unwrap(), Duration::from_secs(60));
-/// let backend = MemoryBackend::builder(policy).clock(clock.clone()).build();
-/// let one = NonZeroU32::MIN;
-/// let allowed = |check| matches!(check, Check::Ready(Ok(d)) if d.allowed);
+/// let per = |limit, secs, name| {
+///     Policy::per_window(NonZeroU32::new(limit).unwrap(), Duration::from_secs(secs))
+///         .with_name(PolicyName::new(name).unwrap())
+/// };
+/// // At most 2 a minute, and 3 an hour.
+/// let policies = PolicySet::new([per(2, 60, "minute"), per(3, 3600, "hour")]).unwrap();
+/// let backend = MemoryBackend::builder(policies.clone()).clock(clock.clone()).build();
+/// let allowed = |backend: &MemoryBackend<_>| backend.decide_all("alice", &policies).unwrap().allowed();
 ///
-/// assert!(allowed(backend.check("alice", one)));
-/// assert!(!allowed(backend.check("alice", one)));
+/// assert!(allowed(&backend) && allowed(&backend));
+/// // The minute is full: denied, and the hour counts nothing for it.
+/// assert!(!allowed(&backend));
 /// clock.advance(Duration::from_secs(60));
-/// assert!(allowed(backend.check("alice", one)));
+/// assert!(allowed(&backend));
+/// assert!(!allowed(&backend), "3 in the hour");
 /// ```
 pub struct MemoryBackend<C = SystemClock> {
     policies: PolicySet,

@@ -1,0 +1,274 @@
+//! Several policies per request, as a user sets them up: checked together and all or
+//! nothing in memory, between two nodes configured differently (the policies travel with
+//! the check) and in Redis; chosen per request by tiers; reported in the headers.
+#![cfg(feature = "cluster")]
+
+mod common;
+
+use std::convert::Infallible;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use ringlimit::policy::PolicyName;
+use ringlimit::resolve::tiers;
+use ringlimit::{Backend, Check, Decisions, MemoryBackend, Policy, PolicySet, RateLimitLayer};
+use tower::{service_fn, Layer, ServiceExt};
+
+use common::{key_owned_by, listeners, mid_window_clock, start_node};
+
+fn per(limit: u32, window: Duration, name: &str) -> Policy {
+    Policy::per_window(NonZeroU32::new(limit).unwrap(), window)
+        .with_name(PolicyName::new(name).unwrap())
+}
+
+/// 2 a minute and 3 an hour.
+fn minute_and_hour() -> PolicySet {
+    PolicySet::new([
+        per(2, Duration::from_secs(60), "minute"),
+        per(3, Duration::from_secs(3600), "hour"),
+    ])
+    .unwrap()
+}
+
+async fn decided<F>(check: Check<F>) -> Decisions
+where
+    F: std::future::Future<Output = Result<Decisions, ringlimit::BackendError>>,
+{
+    match check {
+        Check::Ready(result) => result.unwrap(),
+        Check::Pending(future) => future.await.unwrap(),
+    }
+}
+
+/// Allowed and denied answers for `backend` over a minute and then the next: a denial by
+/// the minute must count nothing under the hour.
+async fn minute_then_next<B: Backend>(backend: &B, clock: &ringlimit::ManualClock, key: &str) {
+    let set = minute_and_hour();
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(decided(backend.check(key, &set)).await.allowed());
+    }
+    assert_eq!(seen, [true, true, false, false], "the minute's limit");
+    clock.advance(Duration::from_secs(60));
+    let next = decided(backend.check(key, &set)).await;
+    assert!(next.allowed(), "the two denials cost the hour nothing");
+    assert_eq!(next.as_slice()[1].remaining, 0, "3 of 3 in the hour");
+    let over = decided(backend.check(key, &set)).await;
+    assert!(!over.allowed());
+    assert!(
+        over.as_slice()[0].allowed,
+        "the minute had room: the hour denied"
+    );
+}
+
+#[tokio::test]
+async fn a_set_is_all_or_nothing_in_memory() {
+    let clock = mid_window_clock();
+    let backend = MemoryBackend::builder(minute_and_hour())
+        .clock(clock.clone())
+        .build();
+    minute_then_next(&backend, &clock, "alice").await;
+}
+
+#[tokio::test]
+async fn the_policies_travel_to_an_owner_configured_otherwise() {
+    let clock = mid_window_clock();
+    let bound = listeners(2).await;
+    let members: Vec<String> = bound.iter().map(|(_, name)| name.clone()).collect();
+    let mut bound = bound.into_iter();
+    let (first, a) = bound.next().unwrap();
+    let (second, b) = bound.next().unwrap();
+    // Node b knows only a generous policy of its own; node a asks under its set.
+    let node_a = start_node(
+        first,
+        &a,
+        &members,
+        per(1000, Duration::from_secs(1), "x"),
+        &clock,
+    );
+    let node_b = start_node(
+        second,
+        &b,
+        &members,
+        per(1000, Duration::from_secs(1), "x"),
+        &clock,
+    );
+    let key = key_owned_by(&node_a.backend.ring(), &b);
+    minute_then_next(&*node_a.backend, &clock, &key).await;
+    // Counted at the owner, under the policies that came with the checks.
+    let set = minute_and_hour();
+    let at_owner = decided(node_b.backend.check(&key, &set)).await;
+    assert!(!at_owner.allowed(), "b holds the hour's count");
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+#[cfg_attr(ringlimit_no_redis_server, ignore = "redis-server is not installed")]
+async fn a_set_is_one_script_call_all_or_nothing_in_redis() {
+    use common::redis::{available, RedisServer};
+    if !available("a_set_is_one_script_call_all_or_nothing_in_redis") {
+        return;
+    }
+    let server = RedisServer::start();
+    let backend = ringlimit::backend::RedisBackend::new(
+        per(1000, Duration::from_secs(1), "own"),
+        &server.url(),
+    )
+    .unwrap();
+    let set = minute_and_hour();
+    let seen: Vec<bool> = {
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            seen.push(decided(backend.check("alice", &set)).await.allowed());
+        }
+        seen
+    };
+    assert_eq!(seen, [true, true, false, false]);
+    // The hour holds 2, not 4: the denials counted nothing (Redis's own clock decides
+    // the minute, so only the hour is read back).
+    let hour = PolicySet::from(per(3, Duration::from_secs(3600), "hour"));
+    let read = decided(backend.check("alice", &hour)).await;
+    assert!(read.allowed());
+    assert_eq!(read.as_slice()[0].remaining, 0, "2 + this one of 3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threads_on_one_key_never_pass_either_limit() {
+    let set = PolicySet::new([
+        per(50, Duration::from_secs(3600), "small"),
+        per(80, Duration::from_secs(3600), "large"),
+    ])
+    .unwrap();
+    let backend = Arc::new(MemoryBackend::new(set.clone()));
+    let allowed = Arc::new(AtomicU32::new(0));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (backend, set, allowed) = (backend.clone(), set.clone(), allowed.clone());
+            std::thread::spawn(move || {
+                for _ in 0..100 {
+                    if backend.decide_all("hot", &set).unwrap().allowed() {
+                        allowed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!(allowed.load(Ordering::Relaxed), 50);
+    let large_only = PolicySet::from(per(80, Duration::from_secs(3600), "large"));
+    let large = backend.decide_all("hot", &large_only).unwrap();
+    assert_eq!(
+        large.as_slice()[0].remaining,
+        80 - 50 - 1,
+        "denials took nothing back or more"
+    );
+}
+
+#[tokio::test]
+async fn tiers_pick_the_set_and_an_allow_list_needs_no_key() {
+    let free = PolicySet::from(per(1, Duration::from_secs(60), "free"));
+    let pro = minute_and_hour();
+    let resolver = tiers(|request: &Request<()>| {
+        if request.uri().path() == "/health" {
+            return Some("internal");
+        }
+        request.headers().get("x-tier")?.to_str().ok()
+    })
+    .tier("pro", pro)
+    .not_limited("internal")
+    .otherwise(free);
+    let inner = service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    let service = RateLimitLayer::new(MemoryBackend::new(per(
+        1000,
+        Duration::from_secs(60),
+        "own",
+    )))
+    .policies(resolver)
+    .layer(inner);
+    let get = |uri: &str, tier: &str| Request::get(uri).header("x-tier", tier).body(()).unwrap();
+    let status = |response: &Response<_>| response.status();
+
+    let pro_first = service
+        .clone()
+        .oneshot(get("/?user_id=p", "pro"))
+        .await
+        .unwrap();
+    assert_eq!(status(&pro_first), StatusCode::OK);
+    assert_eq!(
+        pro_first.headers()["ratelimit-policy"],
+        "\"minute\";q=2;w=60, \"hour\";q=3;w=3600"
+    );
+    assert_eq!(
+        pro_first.headers()["ratelimit"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next(),
+        Some("\"minute\"")
+    );
+    let pro_second = service
+        .clone()
+        .oneshot(get("/?user_id=p", "pro"))
+        .await
+        .unwrap();
+    assert_eq!(status(&pro_second), StatusCode::OK);
+    let pro_third = service
+        .clone()
+        .oneshot(get("/?user_id=p", "pro"))
+        .await
+        .unwrap();
+    assert_eq!(status(&pro_third), StatusCode::TOO_MANY_REQUESTS);
+    assert!(pro_third.headers()["ratelimit"]
+        .to_str()
+        .unwrap()
+        .starts_with("\"minute\";r=0"));
+
+    // No tier, or an unknown one: the free set.
+    let free_first = service
+        .clone()
+        .oneshot(get("/?user_id=f", "gold"))
+        .await
+        .unwrap();
+    assert_eq!(status(&free_first), StatusCode::OK);
+    let free_second = service
+        .clone()
+        .oneshot(get("/?user_id=f", "gold"))
+        .await
+        .unwrap();
+    assert_eq!(status(&free_second), StatusCode::TOO_MANY_REQUESTS);
+
+    // Not limited: no key needed, no headers. A limited route without a key: 400.
+    let health = service.clone().oneshot(get("/health", "")).await.unwrap();
+    assert_eq!(status(&health), StatusCode::OK);
+    assert!(!health.headers().contains_key("ratelimit"));
+    let keyless = service.oneshot(get("/", "pro")).await.unwrap();
+    assert_eq!(status(&keyless), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn two_stacked_layers_keep_both_fields() {
+    let inner = service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    let login = RateLimitLayer::new(MemoryBackend::new(per(5, Duration::from_secs(60), "login")));
+    let global = RateLimitLayer::new(MemoryBackend::new(per(
+        100,
+        Duration::from_secs(60),
+        "global",
+    )));
+    let service = global.layer(login.layer(inner));
+    let response = service
+        .oneshot(Request::get("/?user_id=a").body(()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["ratelimit-policy"],
+        "\"login\";q=5;w=60, \"global\";q=100;w=60"
+    );
+    let ratelimit = response.headers()["ratelimit"].to_str().unwrap();
+    assert!(ratelimit.starts_with("\"login\";r=4;t="), "{ratelimit}");
+    assert!(ratelimit.contains(", \"global\";r=99;t="), "{ratelimit}");
+}
