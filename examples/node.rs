@@ -21,7 +21,7 @@ use ringlimit::backend::{
 };
 use ringlimit::endpoint::{serve, PeerEndpoint};
 use ringlimit::protocol::PeerSecret;
-use ringlimit::{Policy, Ring};
+use ringlimit::{PolicySet, Ring};
 use support::{main_with, shutdown_signal, PolicyArgs};
 
 /// A standalone rate-limit node built on ringlimit: serves `GET /check?user_id=` for clients and
@@ -98,7 +98,7 @@ struct Options {
     members: Vec<String>,
     bind: IpAddr,
     advertise: Option<String>,
-    policy: Policy,
+    policy: PolicySet,
     peer_timeout: Duration,
     failure: FailureMode,
     secret: Option<PeerSecret>,
@@ -166,7 +166,7 @@ fn options(args: Args, env_secret: Option<String>) -> Result<Options, String> {
         members,
         bind: args.bind,
         advertise: args.advertise,
-        policy: args.policy.policy()?,
+        policy: args.policy.policies()?,
         peer_timeout: Duration::from_millis(args.peer_timeout_ms),
         failure: args.failure,
         secret,
@@ -200,7 +200,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(options: Options) -> Result<(), String> {
-    let policy = options.policy;
+    let policy = options.policy.clone();
     let listener = tokio::net::TcpListener::bind((options.bind, options.port))
         .await
         .map_err(|e| format!("cannot listen on {}:{}: {e}", options.bind, options.port))?;
@@ -214,11 +214,8 @@ async fn run(options: Options) -> Result<(), String> {
         Some(redis) => format!("Redis at {}", redis.urls().join(",")),
     };
     println!(
-        "node {me}: serving /check on http://{local} (policy {}: {} per user per {:?}, {:?}; counters: {counters}, failure mode {})",
-        policy.name(),
-        policy.limit(),
-        policy.window(),
-        policy.algorithm(),
+        "node {me}: serving /check on http://{local} (per user: {}; counters: {counters}, failure mode {})",
+        support::describe(&policy),
         options.failure
     );
     if options.secret.is_none() && options.redis.is_none() {
@@ -271,7 +268,7 @@ async fn serve_endpoint<B: Owner>(
 async fn serve_redis(
     listener: tokio::net::TcpListener,
     redis: &RedisOption,
-    policy: Policy,
+    policy: PolicySet,
     options: &Options,
 ) -> Result<(), String> {
     use ringlimit::backend::RedisBackend;
@@ -356,34 +353,24 @@ mod tests {
     #[test]
     fn a_policy_is_named_with_its_limit_window_and_algorithm() {
         use ringlimit::policy::Algorithm;
-        let policy = parsed("--policy burst:10/1s:gcra 5000 a:5000")
-            .unwrap()
-            .policy;
+        let first = |args: &str| parsed(args).unwrap().policy.as_slice()[0];
+        let policy = first("--policy burst:10/1s:gcra 5000 a:5000");
         assert_eq!(policy.name().as_str(), "burst");
         assert_eq!(
             (policy.limit(), policy.window()),
             (10, Duration::from_secs(1))
         );
         assert_eq!(policy.algorithm(), Algorithm::Gcra);
-        let fixed = parsed("--policy=hourly:100/1h 5000 a:5000").unwrap().policy;
+        let fixed = first("--policy=hourly:100/1h 5000 a:5000");
         assert_eq!(fixed.algorithm(), Algorithm::FixedWindow);
-        let sliding = parsed("--policy s:5/500ms:sliding 5000 a:5000")
-            .unwrap()
-            .policy;
-        let tiered = parsed("--policy tier:free:100/1h:gcra 5000 a:5000")
-            .unwrap()
-            .policy;
+        let sliding = first("--policy s:5/500ms:sliding 5000 a:5000");
+        let tiered = first("--policy tier:free:100/1h:gcra 5000 a:5000");
         assert_eq!(tiered.name().as_str(), "tier:free");
         assert_eq!(tiered.algorithm(), Algorithm::Gcra);
-        let untyped = parsed("--policy tier:paid:100/1h 5000 a:5000")
-            .unwrap()
-            .policy;
+        let untyped = first("--policy tier:paid:100/1h 5000 a:5000");
         assert_eq!(untyped.name().as_str(), "tier:paid");
         assert_eq!(sliding.algorithm(), Algorithm::SlidingWindow);
-        assert_eq!(
-            parsed("5000 a:5000").unwrap().policy.name().as_str(),
-            "default"
-        );
+        assert_eq!(first("5000 a:5000").name().as_str(), "default");
         for bad in [
             "--policy burst 5000 a:5000",
             "--policy burst:10 5000 a:5000",
@@ -395,19 +382,20 @@ mod tests {
         ] {
             assert!(parsed(bad).is_err(), "{bad}");
         }
-        let several = parsed("--policy a:1/1s --policy b:2/1s 5000 a:5000")
+        let several = parsed("--policy a:1/1s --policy b:2/1m:gcra --shadow b 5000 a:5000")
+            .unwrap()
+            .policy;
+        let names: Vec<_> = several
+            .iter()
+            .map(|p| (p.name().as_str().to_owned(), p.shadow()))
+            .collect();
+        assert_eq!(names, [("a".to_owned(), false), ("b".to_owned(), true)]);
+        let twice = parsed("--policy a:1/1s --policy a:2/1s 5000 a:5000")
             .err()
             .unwrap();
-        assert!(several.contains("one --policy at most"), "{several}");
-        assert!(parsed("--shadow default 5000 a:5000")
-            .unwrap()
-            .policy
-            .shadow());
-        assert!(parsed("--policy b:1/1s --shadow b 5000 a:5000")
-            .unwrap()
-            .policy
-            .shadow());
-        assert!(!parsed("5000 a:5000").unwrap().policy.shadow());
+        assert!(twice.contains("two policies are named"), "{twice}");
+        assert!(first("--shadow default 5000 a:5000").shadow());
+        assert!(!first("5000 a:5000").shadow());
         let unknown = parsed("--shadow burst 5000 a:5000").err().unwrap();
         assert!(unknown.contains("no such policy"), "{unknown}");
     }
@@ -415,16 +403,19 @@ mod tests {
     #[test]
     fn options_read_like_any_rust_cli() {
         let options = parsed("--limit=7 --window 500ms --failure=deny 5000 a:5000 b:5001").unwrap();
-        assert_eq!(options.policy.limit(), 7);
-        assert_eq!(options.policy.window(), Duration::from_millis(500));
+        assert_eq!(options.policy.as_slice()[0].limit(), 7);
+        assert_eq!(
+            options.policy.as_slice()[0].window(),
+            Duration::from_millis(500)
+        );
         assert_eq!(options.failure, FailureMode::Deny);
         assert_eq!(options.members, ["a:5000", "b:5001"]);
         assert_eq!(
-            parsed("--window 90 5000 a:5000").unwrap().policy.window(),
+            parsed("--window 90 5000 a:5000").unwrap().policy.as_slice()[0].window(),
             Duration::from_secs(90)
         );
         assert_eq!(
-            parsed("--window 1h 5000 a:5000").unwrap().policy.window(),
+            parsed("--window 1h 5000 a:5000").unwrap().policy.as_slice()[0].window(),
             Duration::from_secs(3600)
         );
         assert!(parsed("--window 0 5000 a:5000").is_err());

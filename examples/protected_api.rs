@@ -26,7 +26,7 @@ use clap::Parser;
 use http::Request;
 use ringlimit::endpoint::{serve, PeerEndpoint};
 use ringlimit::key::{HeaderKey, KeyExtractor, PeerIpKey};
-use ringlimit::{ClusterBackend, KeyError, MemoryBackend, Policy, RateLimitLayer, Ring};
+use ringlimit::{ClusterBackend, KeyError, MemoryBackend, PolicySet, RateLimitLayer, Ring};
 use support::{main_with, shutdown_signal, PolicyArgs};
 
 /// An axum API protected by ringlimit, on its own or as one node of a ring.
@@ -68,11 +68,11 @@ enum KeyChoice {
 }
 
 /// The options, checked together, and the policy they say.
-fn options(args: Args) -> Result<(Args, Policy), String> {
+fn options(args: Args) -> Result<(Args, PolicySet), String> {
     if args.key == KeyChoice::Ip && !cfg!(feature = "axum") {
         return Err("--key ip needs the `axum` feature: run it with --features axum".into());
     }
-    let policy = args.policy.policy()?;
+    let policy = args.policy.policies()?;
     Ok((args, policy))
 }
 
@@ -82,21 +82,21 @@ async fn main() -> ExitCode {
     main_with("protected_api", options(Args::parse()), run).await
 }
 
-async fn run((options, policy): (Args, Policy)) -> Result<(), String> {
+async fn run((options, policy): (Args, PolicySet)) -> Result<(), String> {
     let app = Router::new().route("/hello", get(|| async { "hello\n" }));
     let key = match options.key {
         KeyChoice::Ip => UserKey::Ip(PeerIpKey::new()),
         KeyChoice::Header => UserKey::Header(HeaderKey::from_static("x-user-id")),
     };
     let app = match options.peer_port {
-        None => app.layer(RateLimitLayer::new(MemoryBackend::new(policy)).key(key)),
+        None => app.layer(RateLimitLayer::new(MemoryBackend::new(policy.clone())).key(key)),
         Some(peer_port) => {
             let me = options
                 .advertise
                 .unwrap_or_else(|| format!("127.0.0.1:{peer_port}"));
             let ring = Ring::new(options.members).map_err(|e| e.to_string())?;
-            let backend =
-                ClusterBackend::new(policy, me.as_str(), ring).map_err(|e| e.to_string())?;
+            let backend = ClusterBackend::new(policy.clone(), me.as_str(), ring)
+                .map_err(|e| e.to_string())?;
             let backend = Arc::new(backend);
             // Other nodes ask this one on the internal peer port; clients never see it.
             let peers = bind(peer_port).await?;
@@ -116,16 +116,8 @@ async fn run((options, policy): (Args, Policy)) -> Result<(), String> {
     let listener = bind(options.port).await?;
     let local = address(&listener);
     println!(
-        "protected_api: listening on http://{local} (policy {}: {} requests per user per {:?}, {:?}{})",
-        policy.name(),
-        policy.limit(),
-        policy.window(),
-        policy.algorithm(),
-        if policy.shadow() {
-            ", in shadow mode"
-        } else {
-            ""
-        }
+        "protected_api: listening on http://{local} (per user: {})",
+        support::describe(&policy)
     );
     println!("try: curl -i -H 'x-user-id: alice' http://{local}/hello");
     // Served as axum apps usually are; the connect info gives `--key ip` the client address.

@@ -42,7 +42,8 @@ pub struct PolicyArgs {
     /// Window length: 500ms, 60s, 1m, 1h, or plain seconds
     #[arg(long, value_name = "LENGTH", default_value = "60s", value_parser = parse_window)]
     pub window: Duration,
-    /// A named policy instead: NAME:LIMIT/WINDOW[:ALGORITHM], the algorithm fixed
+    /// A named policy instead, repeatable (every request is checked against all of
+    /// them, all or nothing): NAME:LIMIT/WINDOW[:ALGORITHM], the algorithm fixed
     /// (default), sliding or gcra; e.g. burst:10/1s:gcra
     #[arg(long = "policy", value_name = "SPEC", value_parser = parse_policy,
           conflicts_with_all = ["limit", "window"])]
@@ -53,26 +54,47 @@ pub struct PolicyArgs {
 }
 
 impl PolicyArgs {
-    /// The policy these options say: `--policy`'s, or `default` of `--limit` per
-    /// `--window`; in shadow mode if `--shadow` names it.
-    pub fn policy(&self) -> Result<ringlimit::Policy, String> {
-        let policy = match self.policies.as_slice() {
-            [] => ringlimit::Policy::per_window(self.limit, self.window),
-            [policy] => *policy,
-            _ => {
-                return Err("one --policy at most: checking several policies on one \
-                            request is not supported yet"
-                    .into())
-            }
+    /// The policies these options say: every `--policy`, checked together, or `default`
+    /// of `--limit` per `--window`; each named by `--shadow` in shadow mode.
+    pub fn policies(&self) -> Result<ringlimit::PolicySet, String> {
+        let policies = match self.policies.as_slice() {
+            [] => vec![ringlimit::Policy::per_window(self.limit, self.window)],
+            given => given.to_vec(),
         };
-        let name = policy.name();
-        if let Some(unknown) = self.shadow.iter().find(|shadow| *shadow != name.as_str()) {
-            return Err(format!(
-                "--shadow {unknown}: no such policy (the policy is `{name}`)"
-            ));
+        if let Some(unknown) = self.shadow.iter().find(|shadow| {
+            !policies
+                .iter()
+                .any(|p| p.name().as_str() == shadow.as_str())
+        }) {
+            return Err(format!("--shadow {unknown}: no such policy"));
         }
-        Ok(policy.with_shadow(!self.shadow.is_empty()))
+        let policies = policies.into_iter().map(|policy| {
+            let shadow = self
+                .shadow
+                .iter()
+                .any(|s| s.as_str() == policy.name().as_str());
+            policy.with_shadow(shadow)
+        });
+        ringlimit::PolicySet::new(policies).map_err(|error| error.to_string())
     }
+}
+
+/// `policies` for a start-up line: `name: limit per window (algorithm)`, each.
+pub fn describe(policies: &ringlimit::PolicySet) -> String {
+    let each: Vec<String> = policies
+        .iter()
+        .map(|p| {
+            let shadow = if p.shadow() { ", shadow" } else { "" };
+            format!(
+                "{}: {} per {:?} ({:?}{shadow})",
+                p.name(),
+                p.limit(),
+                p.window(),
+                p.algorithm()
+            )
+        })
+        .collect();
+    each.join("; ")
 }
 
 /// A policy: `NAME:LIMIT/WINDOW[:ALGORITHM]`.
