@@ -75,7 +75,7 @@
 //!   ([`policy::Algorithm`]).
 //! - **Keys**: the `user_id` query parameter by default; see [`key`] for headers and
 //!   closures. A request without a usable key gets `400` with the reason, never a free pass.
-//! - **Headers** (draft-ietf-httpapi-ratelimit-headers-10): `RateLimit-Policy` and
+//! - **Headers** (draft-ietf-httpapi-ratelimit-headers-11): `RateLimit-Policy` and
 //!   `RateLimit` on every limited response, plus `Retry-After` on `429`; see [`headers`].
 //! - **Rejections** are responses, not errors, and are pluggable ([`OnRejection`]); the
 //!   [`Decision`] is in every limited response's extensions.
