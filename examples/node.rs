@@ -289,7 +289,7 @@ async fn serve_redis(
 async fn serve_redis(
     _: tokio::net::TcpListener,
     _: &RedisOption,
-    _: Policy,
+    _: PolicySet,
     _: &Options,
 ) -> Result<(), String> {
     Err("this build has no Redis support: run it with `--features redis`".into())
