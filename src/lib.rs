@@ -78,7 +78,7 @@
 //! - **Headers** (draft-ietf-httpapi-ratelimit-headers-11): `RateLimit-Policy` and
 //!   `RateLimit` on every limited response, plus `Retry-After` on `429`; see [`headers`].
 //! - **Rejections** are responses, not errors, and are pluggable ([`OnRejection`]); the
-//!   [`Decision`] is in every limited response's extensions.
+//!   [`Decisions`] (a [`Decision`] per policy) are in every limited response's extensions.
 //!
 //! # Modules
 //!

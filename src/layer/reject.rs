@@ -22,8 +22,9 @@ pub enum Rejection {
 /// Builds the response for a [`Rejection`].
 ///
 /// Implemented for closures `Fn(Rejection) -> Response<Bytes>`. Whatever the response, the
-/// layer then adds the `RateLimit` headers (and `Retry-After` on a `Limited`) that it does
-/// not already have, and puts the [`Decision`] into its extensions.
+/// layer then adds its `RateLimit` headers (and `Retry-After` on a `Limited`), extending
+/// any the response has already, and puts the [`Decisions`](crate::Decisions) into its
+/// extensions.
 pub trait OnRejection: Clone + Send + Sync + 'static {
     /// The response for `rejection`.
     fn respond(&self, rejection: Rejection) -> Response<Bytes>;
