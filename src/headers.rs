@@ -97,9 +97,12 @@ impl Report {
 /// Adds `report` to `headers`. A field another layer set already is kept and extended:
 /// `RateLimit-Policy` and `RateLimit` are lists, so this layer's items follow the other
 /// layer's; `Retry-After` (only when this layer `refuses`) becomes the later of the two.
-pub(crate) fn insert(headers: &mut HeaderMap, report: &Report, refuses: bool) {
-    append(headers, RATELIMIT_POLICY, &report.policy);
-    append(headers, RATELIMIT, &report.ratelimit);
+///
+/// Taken by value: the `RateLimit` value moves into the map (a clone of it would copy its
+/// bytes into a shared buffer first).
+pub(crate) fn insert(headers: &mut HeaderMap, report: Report, refuses: bool) {
+    append(headers, RATELIMIT_POLICY, report.policy);
+    append(headers, RATELIMIT, report.ratelimit);
     if let (true, Some(secs)) = (refuses, report.retry_after) {
         let before = headers
             .get(RETRY_AFTER)
@@ -113,10 +116,10 @@ pub(crate) fn insert(headers: &mut HeaderMap, report: &Report, refuses: bool) {
 }
 
 /// Sets `name` to `item`, or appends `item` to the list already there.
-fn append(headers: &mut HeaderMap, name: HeaderName, item: &HeaderValue) {
+fn append(headers: &mut HeaderMap, name: HeaderName, item: HeaderValue) {
     match headers.get(&name) {
         None => {
-            headers.insert(name, item.clone());
+            headers.insert(name, item);
         }
         Some(before) => {
             let mut bytes = before.as_bytes().to_vec();
@@ -162,7 +165,7 @@ mod tests {
             &[Decision::new(true, 5, 4, Duration::from_millis(36_200))],
         );
         let mut headers = HeaderMap::new();
-        insert(&mut headers, &Report::new(&set, &decisions), false);
+        insert(&mut headers, Report::new(&set, &decisions), false);
         assert_eq!(headers["ratelimit-policy"], "\"default\";q=5;w=60");
         assert_eq!(headers["ratelimit"], "\"default\";r=4;t=37");
         assert!(!headers.contains_key(RETRY_AFTER));
@@ -176,7 +179,7 @@ mod tests {
             &[Decision::new(false, 1, 0, Duration::from_millis(10))],
         );
         let mut headers = HeaderMap::new();
-        insert(&mut headers, &Report::new(&set, &decisions), true);
+        insert(&mut headers, Report::new(&set, &decisions), true);
         assert_eq!(headers["ratelimit-policy"], "\"default\";q=1;w=2");
         assert_eq!(headers["ratelimit"], "\"default\";r=0;t=1");
         assert_eq!(headers[RETRY_AFTER], "1");
@@ -198,7 +201,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         insert(
             &mut headers,
-            &Report::new(&set, &Decisions::new(&set, &each)),
+            Report::new(&set, &Decisions::new(&set, &each)),
             false,
         );
         assert_eq!(
@@ -214,7 +217,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         insert(
             &mut headers,
-            &Report::new(&set, &Decisions::new(&set, &each)),
+            Report::new(&set, &Decisions::new(&set, &each)),
             true,
         );
         assert_eq!(headers[RATELIMIT], "\"hourly\";r=0;t=3000");
@@ -229,13 +232,13 @@ mod tests {
         let denied = |reset| Decision::new(false, 5, 0, Duration::from_secs(reset));
         insert(
             &mut headers,
-            &Report::new(&inner, &Decisions::new(&inner, &[denied(40)])),
+            Report::new(&inner, &Decisions::new(&inner, &[denied(40)])),
             true,
         );
         let outer_decision = Decision::new(false, 1000, 0, Duration::from_secs(9));
         insert(
             &mut headers,
-            &Report::new(&outer, &Decisions::new(&outer, &[outer_decision])),
+            Report::new(&outer, &Decisions::new(&outer, &[outer_decision])),
             true,
         );
         assert_eq!(

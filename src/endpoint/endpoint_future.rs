@@ -105,7 +105,7 @@ pub(super) fn answer(
             let mut response = text(status, body);
             headers::insert(
                 response.headers_mut(),
-                &Report::new(set, &decisions),
+                Report::new(set, &decisions),
                 !passes,
             );
             if asker == Asker::PeerWithPolicies {

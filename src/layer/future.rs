@@ -57,7 +57,7 @@ where
     pub(super) fn rejected(
         on_rejection: &R,
         rejection: Rejection,
-        report: Option<&Report>,
+        report: Option<Report>,
     ) -> Self {
         let response = reject(on_rejection, rejection, report);
         Self {
@@ -105,7 +105,7 @@ where
                                 }
                             } else {
                                 let rejection = Rejection::Limited(decisions);
-                                let response = reject(&on_rejection, rejection, Some(&report));
+                                let response = reject(&on_rejection, rejection, Some(report));
                                 State::Rejected {
                                     response: Some(response),
                                 }
@@ -127,10 +127,10 @@ where
                 }
                 StateProj::Inner { future, decided } => {
                     let mut response = ready!(future.poll(cx))?;
-                    if let Some((decisions, report)) = decided {
+                    if let Some((decisions, report)) = decided.take() {
                         // Never a `Retry-After` here: a request let through was not refused.
                         headers::insert(response.headers_mut(), report, false);
-                        response.extensions_mut().insert(*decisions);
+                        response.extensions_mut().insert(decisions);
                     }
                     return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                 }
@@ -148,7 +148,7 @@ where
 fn reject<R: OnRejection>(
     on_rejection: &R,
     rejection: Rejection,
-    report: Option<&Report>,
+    report: Option<Report>,
 ) -> Response<Bytes> {
     let decisions = match &rejection {
         Rejection::Limited(decisions) => Some(*decisions),

@@ -94,7 +94,7 @@ where
                     ResponseFuture::inner(self.inner.call(request), decided)
                 } else {
                     let rejection = Rejection::Limited(decisions);
-                    ResponseFuture::rejected(on_rejection, rejection, Some(&report))
+                    ResponseFuture::rejected(on_rejection, rejection, Some(report))
                 }
             }
             Ok(Check::Ready(Err(error))) if unavailable_passes(&error, set) => {
