@@ -83,12 +83,11 @@ fn the_layer_adds_only_its_headers_and_the_decision_extension() {
     let (bare_allocations, _) = allocations(|| now(bare.call(request())));
     let (layer_allocations, response) = allocations(|| now(limited.call(request())).unwrap());
     assert_eq!(response.status(), 200);
-    // Measured (7): the `RateLimit` header value; an empty header map's first growth to
-    // hold the two headers; the extension map, its table and the boxed `Decisions` (3,
-    // measured by leaving the extension out). It was 6 before a check carried a set of
-    // policies; the one more is on the headers' side and not yet explained. The check
-    // itself allocates nothing (above). This pins the count against regressions.
+    // Measured (6): the `RateLimit` header value; an empty header map's first growth to
+    // hold the two headers; the extension map, its table and the boxed `Decisions`. The
+    // check itself allocates nothing (above). This pins the count against regressions
+    // (a clone of the `RateLimit` value instead of a move made it 7).
     let added = layer_allocations - bare_allocations;
     println!("the layer adds {added} allocations to an allowed request");
-    assert!(added <= 7, "the layer added {added} allocations");
+    assert!(added <= 6, "the layer added {added} allocations");
 }
