@@ -1,8 +1,10 @@
 //! The outcome of one check: a [`Decision`] per policy, and [`Decisions`] for the set.
 
+use std::fmt;
 use std::time::Duration;
 
 use crate::policy::{PolicySet, MAX_POLICIES};
+use crate::Policy;
 
 /// What one policy decided for one request, and the counter state that goes into the
 /// `RateLimit` headers.
@@ -61,7 +63,10 @@ impl Decision {
 ///
 /// The layer puts it into the extensions of every response it lets through or rejects,
 /// so handlers further out can read it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// A policy that had room for a request another policy denied says `allowed`, with what
+/// would have remained had it been counted; nothing was.
+#[derive(Clone, Copy)]
 pub struct Decisions {
     allowed: bool,
     len: u8,
@@ -77,26 +82,36 @@ impl Decisions {
     /// If `each` does not have one decision per policy of `set`.
     pub fn new(set: &PolicySet, each: &[Decision]) -> Self {
         assert_eq!(set.len(), each.len(), "one decision per policy");
+        Self::from_fn(set, |i, _| each[i])
+    }
+
+    /// The decisions of `set`'s policies, `decide(index, policy)` each, in order.
+    pub(crate) fn from_fn(
+        set: &PolicySet,
+        mut decide: impl FnMut(usize, &Policy) -> Decision,
+    ) -> Self {
         let mut decisions = Self {
             allowed: true,
-            len: each.len() as u8,
+            len: set.len() as u8,
             each: [Decision::new(true, 0, 0, Duration::ZERO); MAX_POLICIES],
         };
-        decisions.each[..each.len()].copy_from_slice(each);
-        decisions.allowed = set
-            .iter()
-            .zip(each)
-            .all(|(policy, d)| d.allowed || policy.shadow());
+        for (i, policy) in set.iter().enumerate() {
+            let decision = decide(i, policy);
+            decisions.allowed &= decision.allowed || policy.shadow();
+            decisions.each[i] = decision;
+        }
         decisions
     }
 
     /// The decision of a set of one policy, `policy`.
     #[inline]
-    pub(crate) fn one(policy: &crate::Policy, decision: Decision) -> Self {
+    pub(crate) fn one(policy: &Policy, decision: Decision) -> Self {
+        let mut each = [Decision::new(true, 0, 0, Duration::ZERO); MAX_POLICIES];
+        each[0] = decision;
         Self {
             allowed: decision.allowed || policy.shadow(),
             len: 1,
-            each: [decision; MAX_POLICIES],
+            each,
         }
     }
 
@@ -109,6 +124,22 @@ impl Decisions {
     /// Each policy's decision, in the set's order.
     pub fn as_slice(&self) -> &[Decision] {
         &self.each[..usize::from(self.len)]
+    }
+
+    /// Whether the request goes on, [`allowed`](Self::allowed), with a `debug` event
+    /// for each policy of `set` in shadow mode over its limit (naming the policy, never
+    /// the key).
+    pub(crate) fn passes(&self, set: &PolicySet) -> bool {
+        for (policy, decision) in set.iter().zip(self.as_slice()) {
+            if policy.shadow() && !decision.allowed {
+                tracing::debug!(
+                    policy = policy.name().as_str(),
+                    limit = decision.limit,
+                    "ringlimit: a policy in shadow mode would have limited a request"
+                );
+            }
+        }
+        self.allowed
     }
 
     /// The index of the decision to report in `RateLimit`: for a denied request, the
@@ -145,6 +176,24 @@ impl Decisions {
             .filter(|(policy, d)| !d.allowed && !policy.shadow())
             .map(|(_, d)| d.reset)
             .max()
+    }
+}
+
+/// Equal when they decide alike, policy by policy.
+impl PartialEq for Decisions {
+    fn eq(&self, other: &Self) -> bool {
+        self.allowed == other.allowed && self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Decisions {}
+
+impl fmt::Debug for Decisions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Decisions")
+            .field("allowed", &self.allowed)
+            .field("each", &self.as_slice())
+            .finish()
     }
 }
 

@@ -3,11 +3,10 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::time::Duration;
 
 use super::{BackendError, MemoryBackend};
 use crate::clock::Clock;
-use crate::policy::{PolicySet, MAX_POLICIES};
+use crate::policy::PolicySet;
 use crate::{Decision, Decisions};
 
 /// The failure mode of a remote backend.
@@ -62,13 +61,11 @@ pub(crate) fn fail<C: Clock>(
     match mode {
         FailureMode::Allow => {
             let now = local.now();
-            let mut each = [Decision::new(true, 0, 0, Duration::ZERO); MAX_POLICIES];
-            for (slot, policy) in each.iter_mut().zip(policies) {
+            Ok(Decisions::from_fn(policies, |_, policy| {
                 let limit = policy.limit();
                 let remaining = limit.saturating_sub(policy.cost().get());
-                *slot = Decision::new(true, limit, remaining, policy.reset_at(now));
-            }
-            Ok(Decisions::new(policies, &each[..policies.len()]))
+                Decision::new(true, limit, remaining, policy.reset_at(now))
+            }))
         }
         FailureMode::Deny => Err(error),
         FailureMode::Local => local.decide_all(key, policies),

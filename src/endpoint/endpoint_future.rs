@@ -77,16 +77,17 @@ where
 pub(super) enum Asker {
     /// A client: a policy in shadow mode over its limit is answered allowed.
     Client,
-    /// Another node that carried its policies, shadow modes included: answered as they
-    /// say, with what each policy decided in `x-ringlimit-decisions`.
+    /// Another node that carried its policies, shadow modes included: with what each
+    /// policy decided in `x-ringlimit-decisions`.
     PeerWithPolicies,
-    /// Another node that did not (an older one): the truth, `429` if any policy denied;
-    /// its own layer applies its policies' modes.
+    /// Another node that did not (an older one, or a Python node).
     Peer,
 }
 
 /// The wire answer for a check against `set`, with the `RateLimit` headers: `200
-/// ALLOWED` or `429 RATE LIMIT EXCEEDED`, as `asker` reads it.
+/// ALLOWED` when the check was counted (every policy not in shadow mode allowed it), `429
+/// RATE LIMIT EXCEEDED` when nothing was; a check that could not be decided is `503`,
+/// or, for a client under policies all in shadow mode, `200`.
 pub(super) fn answer(
     result: Result<Decisions, BackendError>,
     set: &PolicySet,
@@ -94,10 +95,7 @@ pub(super) fn answer(
 ) -> Response<Full<Bytes>> {
     match result {
         Ok(decisions) => {
-            let passes = match asker {
-                Asker::Client | Asker::PeerWithPolicies => crate::layer::passes(set, &decisions),
-                Asker::Peer => decisions.as_slice().iter().all(|d| d.allowed),
-            };
+            let passes = decisions.passes(set);
             let (status, body) = match passes {
                 true => (StatusCode::OK, ALLOWED_BODY),
                 false => (StatusCode::TOO_MANY_REQUESTS, EXCEEDED_BODY),

@@ -100,7 +100,7 @@ async fn a_marked_request_is_answered_here_even_for_a_key_owned_elsewhere() {
 }
 
 #[tokio::test]
-async fn a_policy_in_shadow_mode_answers_clients_allowed_and_peers_the_truth() {
+async fn a_policy_in_shadow_mode_answers_allowed_and_says_what_each_policy_decided() {
     let clock = ManualClock::new(Duration::from_secs(1_700_000_040 + 23));
     let backend = MemoryBackend::builder(policy().with_shadow(true))
         .clock(clock)
@@ -112,14 +112,17 @@ async fn a_policy_in_shadow_mode_answers_clients_allowed_and_peers_the_truth() {
     assert_eq!((status, body.as_str()), (StatusCode::OK, "ALLOWED"));
     assert_eq!(headers["ratelimit"], "\"default\";r=0;t=37");
     assert!(!headers.contains_key("retry-after"));
-    // Another node's check gets the truth: its own layer applies the shadow mode.
-    let mut forwarded = get("/check?user_id=alice");
+    // Another node's check carrying the policy (in shadow mode): allowed, uncounted, and
+    // `x-ringlimit-decisions` says the policy denied it.
+    let mut forwarded =
+        get("/check?user_id=alice&policies=default%3Bfixed%3B1%3B60000%3B1%3Bshadow");
     forwarded
         .headers_mut()
         .insert(FORWARDED, http::HeaderValue::from_static("1"));
-    let (status, body, _) = ask(&endpoint, forwarded).await;
-    assert_eq!(
-        (status, body.as_str()),
-        (StatusCode::TOO_MANY_REQUESTS, "RATE LIMIT EXCEEDED")
-    );
+    let (status, body, headers) = ask(&endpoint, forwarded).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "ALLOWED"));
+    assert!(headers["x-ringlimit-decisions"]
+        .to_str()
+        .unwrap()
+        .starts_with("0 0 "));
 }

@@ -8,7 +8,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::body::ResponseBody;
-use super::service::{passes, unavailable_passes};
+use super::service::unavailable_passes;
 use super::{OnRejection, Rejection};
 use crate::headers::{self, Report};
 use crate::{BackendError, Decisions, PolicySet};
@@ -54,11 +54,7 @@ where
         }
     }
 
-    pub(super) fn rejected(
-        on_rejection: &R,
-        rejection: Rejection,
-        report: Option<Report>,
-    ) -> Self {
+    pub(super) fn rejected(on_rejection: &R, rejection: Rejection, report: Option<Report>) -> Self {
         let response = reject(on_rejection, rejection, report);
         Self {
             state: State::Rejected {
@@ -98,7 +94,7 @@ where
                     let next = match result {
                         Ok(decisions) => {
                             let report = Report::new(&set, &decisions);
-                            if passes(&set, &decisions) {
+                            if decisions.passes(&set) {
                                 State::Inner {
                                     future: inner.call(request),
                                     decided: Some((decisions, report)),

@@ -46,8 +46,6 @@ pub use body::ResponseBody;
 pub use future::ResponseFuture;
 pub use layer::RateLimitLayer;
 pub use reject::{OnRejection, PlainTextRejection, Rejection};
-#[cfg(feature = "cluster")]
-pub(crate) use service::passes;
 pub use service::RateLimit;
 
 #[cfg(test)]

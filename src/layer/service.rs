@@ -11,7 +11,7 @@ use super::{OnRejection, Rejection};
 use crate::headers::Report;
 use crate::key::{KeyError, KeyExtractor};
 use crate::resolve::{PolicyResolver, Quota};
-use crate::{Backend, Check, Decisions, PolicySet};
+use crate::{Backend, Check, PolicySet};
 
 /// What every clone of a [`RateLimit`] service shares.
 pub(super) struct Shared<B, K, R, P> {
@@ -89,7 +89,7 @@ where
             Err(error) => ResponseFuture::rejected(on_rejection, Rejection::BadKey(error), None),
             Ok(Check::Ready(Ok(decisions))) => {
                 let report = Report::new(set, &decisions);
-                if passes(set, &decisions) {
+                if decisions.passes(set) {
                     let decided = Some((decisions, report));
                     ResponseFuture::inner(self.inner.call(request), decided)
                 } else {
@@ -148,22 +148,6 @@ fn misconfiguration_not_logged_lately() -> bool {
         && LOGGED_AT
             .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
-}
-
-/// Whether a request with `decisions` goes to the inner service: every policy not in
-/// shadow mode allowed it. Each shadow policy over its limit is logged with its name,
-/// never with the key.
-pub(crate) fn passes(set: &PolicySet, decisions: &Decisions) -> bool {
-    for (policy, decision) in set.iter().zip(decisions.as_slice()) {
-        if policy.shadow() && !decision.allowed {
-            tracing::debug!(
-                policy = policy.name().as_str(),
-                limit = decision.limit,
-                "ringlimit: a policy in shadow mode would have limited a request"
-            );
-        }
-    }
-    decisions.allowed()
 }
 
 /// Whether a request the backend could not decide goes to the inner service anyway: when

@@ -101,6 +101,16 @@ pub(crate) fn encode_answer(
     body.push('\n');
 }
 
+/// Whether a batch answer is a ringlimit node's from before policies travelled: it reads
+/// no `P` line, and answers each `400 0 0` (a newer node answers a bad line `400`).
+pub(crate) fn from_older_node(body: &[u8]) -> bool {
+    !body.is_empty()
+        && body
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .all(|l| l == b"400 0 0")
+}
+
 /// Each check's answer, in order, or why the batch's answer as a whole is unusable.
 pub(crate) type Answers = Vec<Result<PeerAnswer, String>>;
 

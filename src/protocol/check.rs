@@ -55,12 +55,17 @@ pub(crate) fn check_path_and_query(user_id: &str) -> String {
 }
 
 /// The path and query of a forwarded check of `user_id` against `set`:
-/// `/check?user_id=<percent-encoded>&policies=<percent-encoded set>` (a node that does not
-/// read the policies, a Python node, counts under its own).
+/// `/check?user_id=<percent-encoded>&cost=<first policy's cost>&policies=<percent-encoded
+/// set>`. A node that does not read the policies counts under its own: at that cost (a
+/// ringlimit node from before policies travelled), or at its own (a Python node).
 pub(crate) fn forward_path_and_query(user_id: &str, set: &PolicySet) -> String {
     let mut policies = String::new();
     encode_policies(set, &mut policies);
     let mut path = check_path_and_query(user_id);
+    path.push('&');
+    path.push_str(COST_PARAM);
+    path.push('=');
+    path.push_str(itoa::Buffer::new().format(set.as_slice()[0].cost().get()));
     path.push('&');
     path.push_str(POLICIES_PARAM);
     path.push('=');
@@ -182,7 +187,7 @@ mod tests {
         ));
         assert_eq!(
             forward_path_and_query("a&b", &set),
-            "/check?user_id=a%26b&policies=default%3Bfixed%3B5%3B1000%3B1"
+            "/check?user_id=a%26b&cost=1&policies=default%3Bfixed%3B5%3B1000%3B1"
         );
         let query = &forward_path_and_query("a&b", &set)[7..];
         assert_eq!(forwarded_asked(query), Ok(Asked::Policies(set)));

@@ -40,7 +40,8 @@ mod policies;
 mod secret;
 
 pub(crate) use batch_body::{
-    decode_answers, decode_checks, encode_answer, encode_checks, Answers, BATCH_PATH, MAX_BATCH,
+    decode_answers, decode_checks, encode_answer, encode_checks, from_older_node, Answers,
+    BATCH_PATH, MAX_BATCH,
 };
 #[cfg(test)]
 pub(crate) use check::check_path_and_query;

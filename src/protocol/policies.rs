@@ -137,18 +137,16 @@ impl Told {
         if usize::from(self.len) != set.len() {
             return None;
         }
-        let mut each = [Decision::new(false, 0, 0, Duration::ZERO); MAX_POLICIES];
-        for (i, (policy, &(allowed, remaining, reset_ms))) in set.iter().zip(&self.each).enumerate()
-        {
+        Some(Decisions::from_fn(set, |i, policy| {
+            let (allowed, remaining, reset_ms) = self.each[i];
             let told = Decision::new(
                 allowed,
                 policy.limit(),
                 remaining,
                 Duration::from_millis(reset_ms),
             );
-            each[i] = told.bounded(policy.longest_reset());
-        }
-        Some(Decisions::new(set, &each[..set.len()]))
+            told.bounded(policy.longest_reset())
+        }))
     }
 }
 

@@ -9,7 +9,7 @@ use crate::backend::guarded::Guard;
 use crate::backend::{Check, RemoteFuture};
 use crate::clock::Clock;
 use crate::policy::Algorithm;
-use crate::policy::{PolicySet, MAX_POLICIES};
+use crate::policy::PolicySet;
 use crate::protocol::PeerAnswer;
 use crate::{Decision, Decisions};
 
@@ -71,8 +71,7 @@ fn decisions(answer: PeerAnswer, set: &PolicySet, now: Duration) -> Decisions {
     if let Some(decisions) = answer.told.and_then(|told| told.decisions(set)) {
         return decisions;
     }
-    let mut each = [Decision::new(false, 0, 0, Duration::ZERO); MAX_POLICIES];
-    for (slot, policy) in each.iter_mut().zip(set) {
+    Decisions::from_fn(set, |_, policy| {
         let limit = policy.limit();
         let remaining = match answer.state.remaining {
             Some(remaining) => remaining,
@@ -80,8 +79,6 @@ fn decisions(answer: PeerAnswer, set: &PolicySet, now: Duration) -> Decisions {
             None => 0,
         };
         let reset = answer.state.reset.unwrap_or_else(|| policy.reset_at(now));
-        *slot =
-            Decision::new(answer.allowed, limit, remaining, reset).bounded(policy.longest_reset());
-    }
-    Decisions::new(set, &each[..set.len()])
+        Decision::new(answer.allowed, limit, remaining, reset).bounded(policy.longest_reset())
+    })
 }

@@ -17,8 +17,8 @@ use super::kept_connection::KeptConnection;
 use crate::backend::within;
 use crate::policy::MAX_POLICIES;
 use crate::protocol::{
-    decode_answers, encode_checks, forward_path_and_query, peer_state, Answers, PeerAnswer,
-    PeerSecret, Told, CHECK_PATH, DECISIONS, FORWARDED, MAX_BATCH,
+    decode_answers, encode_checks, forward_path_and_query, from_older_node, peer_state, Answers,
+    PeerAnswer, PeerSecret, Told, CHECK_PATH, DECISIONS, FORWARDED, MAX_BATCH,
 };
 use crate::read_body::read_body;
 use crate::{BackendError, PolicySet};
@@ -148,6 +148,9 @@ impl PeerClient {
                 .send(member, request, MAX_BATCH_ANSWER_BYTES)
                 .await?;
             match status {
+                // A ringlimit node from before policies travelled: single checks, which
+                // carry the cost it reads.
+                StatusCode::OK if from_older_node(&body) => Ok(BatchReply::Unsupported),
                 StatusCode::OK => Ok(BatchReply::Answers(decode_answers(&body, expected)?)),
                 // How servers without batches refuse them (a node's answer to a request it
                 // does not know, or a plain HTTP server's).

@@ -157,7 +157,10 @@ impl<C: Clock> MemoryBackend<C> {
     /// when this cost fits again. [`decide_all`](Self::decide_all) checks a whole set.
     pub fn decide(&self, key: &str, cost: NonZeroU32) -> Decision {
         let hash = self.hasher.hash_one(key);
-        self.own[0].decide(key, hash, self.first(), cost.get(), self.clock.now())
+        let now = self.clock.now();
+        self.own[0]
+            .decide(key, hash, self.first(), cost.get(), now)
+            .0
     }
 
     /// Checks `key` against every policy of `policies` at once: counted under all of
@@ -165,45 +168,61 @@ impl<C: Clock> MemoryBackend<C> {
     /// that has room), under none otherwise.
     ///
     /// Each policy's count is one atomic word: the policies are counted one after the
-    /// other and, when one denies, the others' units are taken back before this returns.
-    /// No policy ever admits more than its limit; a check of the same key racing this
-    /// one, against another set sharing a policy, may find that policy full for the
-    /// instant between the two.
+    /// other and, when one denies, the others' units are taken back (from the window they
+    /// were counted in) before this returns. No policy ever admits more than its limit; a
+    /// check of the same key racing this one may find a policy full for the instant
+    /// between the two, and be denied.
+    ///
+    /// A policy this backend has not seen yet (another set's, or one a peer sent) gets
+    /// counters of its own on its first check: a name, an algorithm and a window make
+    /// one, and each holds up to [`max_keys`](Self::max_keys) keys.
     ///
     /// # Errors
     ///
     /// [`BackendError::TooManyPolicies`] when `policies` would make this backend keep
-    /// counters for more than [`MAX_STORES`] policies.
+    /// counters for more than [`MAX_STORES`] policies; nothing is made or counted then.
     pub fn decide_all(&self, key: &str, policies: &PolicySet) -> Result<Decisions, BackendError> {
         let hash = self.hasher.hash_one(key);
         let now = self.clock.now();
-        if std::ptr::eq(policies, &self.policies) || policies == &self.policies {
+        if policies == &self.policies {
             return Ok(decide_in(&self.own, key, hash, policies, now));
         }
-        let mut stores: [Option<Arc<Store>>; MAX_POLICIES] = Default::default();
-        for (slot, policy) in stores.iter_mut().zip(policies) {
-            *slot = Some(self.store_of(policy)?);
+        loop {
+            {
+                let stores = self.stores.read().unwrap_or_else(PoisonError::into_inner);
+                let mut found: [Option<&Store>; MAX_POLICIES] = [None; MAX_POLICIES];
+                for (slot, policy) in found.iter_mut().zip(policies) {
+                    *slot = stores.iter().find(|s| s.holds(policy)).map(|s| &**s);
+                }
+                if found[..policies.len()].iter().all(Option::is_some) {
+                    let found = found.map(|store| store.unwrap_or(&self.own[0]));
+                    return Ok(decide_in(
+                        &found[..policies.len()],
+                        key,
+                        hash,
+                        policies,
+                        now,
+                    ));
+                }
+            }
+            self.make_stores(policies)?;
         }
-        let stores: Vec<Arc<Store>> = stores.into_iter().flatten().collect();
-        Ok(decide_in(&stores, key, hash, policies, now))
     }
 
-    /// The counters of `policy`, made on its first check.
-    fn store_of(&self, policy: &Policy) -> Result<Arc<Store>, BackendError> {
-        let find = |stores: &[Arc<Store>]| stores.iter().find(|s| s.holds(policy)).cloned();
-        if let Some(store) = find(&self.stores.read().unwrap_or_else(PoisonError::into_inner)) {
-            return Ok(store);
-        }
+    /// Counters for each policy of `policies` that has none yet, if there is room for all.
+    fn make_stores(&self, policies: &PolicySet) -> Result<(), BackendError> {
         let mut stores = self.stores.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(store) = find(&stores) {
-            return Ok(store);
-        }
-        if stores.len() >= MAX_STORES {
+        let missing: Vec<&Policy> = policies
+            .iter()
+            .filter(|policy| !stores.iter().any(|s| s.holds(policy)))
+            .collect();
+        if stores.len() + missing.len() > MAX_STORES {
             return Err(BackendError::TooManyPolicies { most: MAX_STORES });
         }
-        let store = Arc::new(Store::new(policy, self.max_keys));
-        stores.push(store.clone());
-        Ok(store)
+        for policy in missing {
+            stores.push(Arc::new(Store::new(policy, self.max_keys)));
+        }
+        Ok(())
     }
 
     /// `f` summed over every store.
@@ -243,36 +262,35 @@ impl<C: Clock> MemoryBackend<C> {
 
 /// Checks `policies` against their `stores` (one each, in order), all or nothing.
 #[inline]
-fn decide_in(
-    stores: &[Arc<Store>],
+fn decide_in<S: std::ops::Deref<Target = Store>>(
+    stores: &[S],
     key: &str,
     hash: u64,
     policies: &PolicySet,
     now: std::time::Duration,
 ) -> Decisions {
     let set = policies.as_slice();
+    let cost = |policy: &Policy| policy.cost().get();
     if let ([store], [policy]) = (stores, set) {
-        return Decisions::one(
-            policy,
-            store.decide(key, hash, policy, policy.cost().get(), now),
-        );
+        let (decision, _) = store.decide(key, hash, policy, cost(policy), now);
+        return Decisions::one(policy, decision);
     }
-    let mut each = [Decision::new(true, 0, 0, std::time::Duration::ZERO); MAX_POLICIES];
-    let mut allowed = true;
-    for (i, (store, policy)) in stores.iter().zip(set).enumerate() {
-        each[i] = store.decide(key, hash, policy, policy.cost().get(), now);
-        allowed &= each[i].allowed || policy.shadow();
-    }
-    // Denied: what was counted goes back. Allowed: so do the units of any shadow policy
-    // that denied (it counted none), and nothing else.
-    if !allowed {
-        for (i, (store, policy)) in stores.iter().zip(set).enumerate() {
-            if each[i].allowed {
-                store.refund(key, hash, policy, policy.cost().get(), now);
+    let mut counted_in = [0; MAX_POLICIES];
+    let decisions = Decisions::from_fn(policies, |i, policy| {
+        let (decision, window) = stores[i].decide(key, hash, policy, cost(policy), now);
+        counted_in[i] = window;
+        decision
+    });
+    // Denied: what was counted goes back. (Allowed: a shadow policy that denied counted
+    // nothing, and the rest stays counted.)
+    if !decisions.allowed() {
+        for (i, policy) in set.iter().enumerate() {
+            if decisions.as_slice()[i].allowed {
+                stores[i].refund(key, hash, policy, cost(policy), counted_in[i], now);
             }
         }
     }
-    Decisions::new(policies, &each[..set.len()])
+    decisions
 }
 
 impl<C: Clock> Backend for MemoryBackend<C> {

@@ -91,21 +91,22 @@ impl Shard {
     /// A sliding-window or GCRA check (`counting`) of `ask`'s key in `ask.window`: as
     /// `check`, with the state of a key's first check in a window carried over from the
     /// window before.
+    /// Also says which generation (window index) the check counted in, for a refund.
     #[inline]
     pub(super) fn check_carried(
         &self,
         ask: Ask<'_>,
         counting: Counting,
         capacity: &Capacity,
-    ) -> Verdict {
-        let verdict = self.carried_known(ask, counting);
-        let verdict = verdict.unwrap_or_else(|| self.carried_new(ask, counting, capacity));
+    ) -> (Verdict, u64) {
+        let checked = self.carried_known(ask, counting);
+        let checked = checked.unwrap_or_else(|| self.carried_new(ask, counting, capacity));
         self.retired.reclaim_some();
-        verdict
+        checked
     }
 
     #[inline]
-    fn carried_known(&self, ask: Ask<'_>, counting: Counting) -> Option<Verdict> {
+    fn carried_known(&self, ask: Ask<'_>, counting: Counting) -> Option<(Verdict, u64)> {
         let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
         let generation = self.window.load(Ordering::Acquire);
         if generation < ask.window {
@@ -113,10 +114,10 @@ impl Shard {
         }
         let entry = table.find(ask.key, ask.hash)?;
         let counting = counting.in_generation(generation);
-        Some(counting.check(entry.counter.word(), generation))
+        Some((counting.check(entry.counter.word(), generation), generation))
     }
 
-    fn carried_new(&self, ask: Ask<'_>, counting: Counting, capacity: &Capacity) -> Verdict {
+    fn carried_new(&self, ask: Ask<'_>, counting: Counting, capacity: &Capacity) -> (Verdict, u64) {
         if self.window.load(Ordering::Acquire) < ask.window {
             self.start_window(ask.window, true);
         }
@@ -124,7 +125,7 @@ impl Shard {
         let generation = self.window.load(Ordering::Acquire);
         let counting = counting.in_generation(generation);
         if let Some(entry) = table.find(ask.key, ask.hash) {
-            return counting.check(entry.counter.word(), generation);
+            return (counting.check(entry.counter.word(), generation), generation);
         }
         // Taken out of the window before: a key that comes back holds one entry, not two.
         let carried = {
@@ -150,27 +151,36 @@ impl Shard {
         }
         let (verdict, word) = counting.first(carried, generation);
         table.insert(ask.key, ask.hash, Counter::from_word(word), capped);
-        verdict
+        (verdict, generation)
     }
 
-    /// Takes back `counting.cost` units that a check of `key` in `window` counted, if
-    /// the key's counter is still of that window.
-    pub(super) fn refund(&self, key: &str, hash: u64, window: u64, counting: Counting) {
-        let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
-        let generation = self.window.load(Ordering::Acquire);
-        let Some(entry) = table.find(key, hash) else {
-            return;
-        };
-        match counting.algorithm {
-            crate::algorithm::Algorithm::FixedWindow => {
-                entry.counter.refund(window, counting.cost);
+    /// Takes back `counting.cost` units that a check of `key` counted in window (or
+    /// generation) `counted`, wherever the key's state is now: in this table, carried
+    /// over into a newer generation, or still in the table kept from the one before.
+    pub(super) fn refund(&self, key: &str, hash: u64, counted: u64, counting: Counting) {
+        let fixed = counting.algorithm == crate::algorithm::Algorithm::FixedWindow;
+        {
+            let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+            let generation = self.window.load(Ordering::Acquire);
+            if let Some(entry) = table.find(key, hash) {
+                match fixed {
+                    true => entry.counter.refund(counted, counting.cost),
+                    false => counting.in_generation(generation).refund(
+                        entry.counter.word(),
+                        generation,
+                        counted,
+                    ),
+                }
+                return;
             }
-            _ if generation == window => {
-                counting
-                    .in_generation(generation)
-                    .refund(entry.counter.word(), generation);
+        }
+        if !fixed {
+            let previous = self.previous.read().unwrap_or_else(PoisonError::into_inner);
+            let (before, entries) = &*previous;
+            let found = entries.find(hash, |e| e.hash == hash && e.key.is(key));
+            if let (true, Some(entry)) = (*before == counted, found) {
+                counting.refund(entry.counter.word(), counted, counted);
             }
-            _ => {}
         }
     }
 

@@ -103,20 +103,32 @@ impl Counting {
         }
     }
 
-    /// Takes back `self.cost` units counted in generation `generation`: the sliding
-    /// window's current count, or the bucket's level, goes down by them.
-    pub(super) fn refund(&self, word: &AtomicU64, generation: u64) {
+    /// Takes back `self.cost` units counted in generation `counted` from `word`, of
+    /// generation `generation` (the same, or a later one the key was carried into): the
+    /// sliding window's count of that window goes down by them (nothing is left of it two
+    /// windows on), or the bucket's level does (never below empty).
+    pub(super) fn refund(&self, word: &AtomicU64, generation: u64, counted: u64) {
         let _ = word.fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
             let state = match self.state(current, generation) {
                 State::Sliding {
                     window,
                     current,
                     previous,
-                } => State::Sliding {
+                } if generation == counted => State::Sliding {
                     window,
                     current: current.saturating_sub(self.cost),
                     previous,
                 },
+                State::Sliding {
+                    window,
+                    current,
+                    previous,
+                } if generation == counted + 1 => State::Sliding {
+                    window,
+                    current,
+                    previous: previous.saturating_sub(self.cost),
+                },
+                State::Sliding { .. } => return None,
                 State::Gcra { at_ms, level } => State::Gcra {
                     at_ms,
                     level: level.saturating_sub(u64::from(self.cost) * self.rate.window_ms),

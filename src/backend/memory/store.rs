@@ -54,8 +54,9 @@ impl Store {
         self.shards.len()
     }
 
-    /// Counts `cost` units of `policy` for `key` (of `hash`) at `now`, if they fit. For
-    /// a denial of a policy other than a fixed window, `reset` is when this cost fits again.
+    /// Counts `cost` units of `policy` for `key` (of `hash`) at `now`, if they fit, and
+    /// says in which window (or generation) they were counted, for a refund. For a denial
+    /// of a policy other than a fixed window, `reset` is when this cost fits again.
     #[inline]
     pub(super) fn decide(
         &self,
@@ -64,7 +65,7 @@ impl Store {
         policy: &Policy,
         cost: u32,
         now: Duration,
-    ) -> Decision {
+    ) -> (Decision, u64) {
         let now_ms = crate::policy::millis(now);
         let window = self.window_index(now_ms);
         let shard = self.shard(hash);
@@ -77,37 +78,41 @@ impl Store {
             limit,
         };
         if self.algorithm != Algorithm::FixedWindow {
-            let verdict =
-                shard.check_carried(ask, self.counting(limit, now_ms, cost), &self.capacity);
+            let counting = self.counting(limit, now_ms, cost);
+            let (verdict, generation) = shard.check_carried(ask, counting, &self.capacity);
             let reset_ms = match verdict.allowed {
                 true => verdict.reset_ms,
                 false => verdict.retry_ms.unwrap_or(verdict.reset_ms),
             };
-            return Decision::new(
-                verdict.allowed,
-                limit,
-                verdict.remaining,
-                Duration::from_millis(reset_ms),
-            );
+            let reset = Duration::from_millis(reset_ms);
+            let decision = Decision::new(verdict.allowed, limit, verdict.remaining, reset);
+            return (decision, generation);
         }
         let outcome = shard.check(ask, &self.capacity);
-        Decision::new(
+        let decision = Decision::new(
             outcome.allowed,
             limit,
             limit.saturating_sub(outcome.used),
             policy.reset_after(outcome.window, now),
-        )
+        );
+        (decision, outcome.window)
     }
 
-    /// Takes back `cost` units of `policy` that a check of `key` counted at `now`, when
-    /// another policy of its set denied the request. Units counted in a window that has
-    /// ended since are left: they are gone with it (fixed) or weigh on this one for a
-    /// moment (sliding, GCRA), never admitting more than the limit.
-    pub(super) fn refund(&self, key: &str, hash: u64, policy: &Policy, cost: u32, now: Duration) {
-        let now_ms = crate::policy::millis(now);
-        let window = self.window_index(now_ms);
-        let counting = self.counting(policy.limit(), now_ms, cost);
-        self.shard(hash).refund(key, hash, window, counting);
+    /// Takes back `cost` units of `policy` that a check of `key` counted in window
+    /// `counted` (what [`decide`](Self::decide) said), when another policy of its set
+    /// denied the request: from that window's count, wherever the key's state has moved
+    /// since (a fixed window's count goes with its window).
+    pub(super) fn refund(
+        &self,
+        key: &str,
+        hash: u64,
+        policy: &Policy,
+        cost: u32,
+        counted: u64,
+        now: Duration,
+    ) {
+        let counting = self.counting(policy.limit(), crate::policy::millis(now), cost);
+        self.shard(hash).refund(key, hash, counted, counting);
     }
 
     /// Units `key` holds now under `policy` (see `MemoryBackend::used`).

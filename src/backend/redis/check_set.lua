@@ -1,6 +1,6 @@
 -- ringlimit: a check against a set of policies, all or nothing, on the Redis server's
 -- clock. Follows algorithms.lua (the arithmetic).
--- KEYS[i]    the state of policy i, "<prefix>{<user id>}:<policy name>": a hash of the
+-- KEYS[i]    the state of policy i, "<prefix>{<user id>}:<name>:<algorithm>:<window ms>": a hash of the
 --            algorithm's numbers in fields named for it ('1a', '1b' for a fixed window;
 --            '2a', '2b', '2c' for the sliding window; '3a', '3b' for GCRA), expiring once
 --            they no longer matter (an expiry is only ever lengthened here). Every key has

@@ -5,6 +5,7 @@
 #[cfg(test)]
 mod algorithms_match;
 mod builder;
+mod check_set;
 mod connection;
 mod live;
 mod scripts;
@@ -32,8 +33,8 @@ use super::{Backend, BackendError, Check, FailureMode, MemoryBackend, RemoteFutu
 use crate::circuit::Circuit;
 use crate::clock::{Clock, SystemClock};
 use crate::coalesce::Coalescer;
-use crate::policy::{Algorithm, PolicySet, MAX_POLICIES};
-use crate::{Decision, Decisions};
+use crate::policy::PolicySet;
+use crate::Decisions;
 
 /// How long a check waits for Redis by default.
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(250);
@@ -161,12 +162,7 @@ impl<C: Clock> Backend for RedisBackend<C> {
             _ => return self.check_set(key, policies),
         };
         let cost = policy.cost();
-        let guard = Guard {
-            circuit: &self.circuit,
-            target: &self.target,
-            mode: self.failure,
-            local: &self.local,
-        };
+        let guard = self.guard();
         // Shared by the call and the fallback: one copy of the key.
         let user = || {
             let redis_key: Arc<str> = self.key_of(key).into();
@@ -207,6 +203,18 @@ fn same_counter(policy: &crate::Policy, own: &crate::Policy) -> bool {
         && policy.limit() == own.limit()
 }
 
+impl<C: Clock> RedisBackend<C> {
+    /// The guard of every call to Redis: its circuit, its failure mode.
+    fn guard(&self) -> Guard<'_, C> {
+        Guard {
+            circuit: &self.circuit,
+            target: &self.target,
+            mode: self.failure,
+            local: &self.local,
+        }
+    }
+}
+
 /// A user's Redis key, `<prefix>{<id>}`, read as the user id (for the local fallback).
 struct UserOf {
     redis_key: Arc<str>,
@@ -243,79 +251,6 @@ impl<C: Clock> RedisBackend<C> {
                 .run_until(evalsha, deadline, &target, timeout)
                 .await?;
             Counted::from_reply(&reply, 0, &target, per_key)
-        }
-    }
-}
-
-impl<C: Clock> RedisBackend<C> {
-    /// A check against a set other than the backend's own single policy: one call of the
-    /// set script, on a key per policy (`<prefix>{<user id>}:<policy name>`), all in the
-    /// user's slot.
-    fn check_set(&self, key: &str, policies: &PolicySet) -> Check<RemoteFuture> {
-        let guard = Guard {
-            circuit: &self.circuit,
-            target: &self.target,
-            mode: self.failure,
-            local: &self.local,
-        };
-        let set = policies.clone();
-        let decide = move |reply: Vec<i64>, _: &Arc<str>| {
-            let mut each = [Decision::new(false, 0, 0, Duration::ZERO); MAX_POLICIES];
-            for (i, (slot, policy)) in each.iter_mut().zip(&set).enumerate() {
-                let counted = Counted::of_key(&reply, i);
-                *slot = counted.decision(policy);
-            }
-            Decisions::new(&set, &each[..set.len()])
-        };
-        guard.call(
-            key,
-            policies,
-            || Arc::<str>::from(key),
-            |user| self.call_set(user, policies),
-            decide,
-        )
-    }
-
-    fn call_set(
-        &self,
-        user: &str,
-        policies: &PolicySet,
-    ) -> impl Future<Output = Result<Vec<i64>, BackendError>> + Send + 'static {
-        let base = self.key_of(user);
-        let keys: Vec<String> = policies
-            .iter()
-            .map(|policy| format!("{base}:{}", policy.name().as_str()))
-            .collect();
-        let key_bytes = keys.iter().map(String::len).sum();
-        let mut evalsha = self.sets.evalsha(keys.len(), key_bytes);
-        for key in &keys {
-            evalsha.arg(key);
-        }
-        for policy in policies {
-            let id: u8 = match policy.algorithm() {
-                Algorithm::FixedWindow => 1,
-                Algorithm::SlidingWindow => 2,
-                Algorithm::Gcra => 3,
-            };
-            evalsha
-                .arg(id)
-                .arg(policy.window_ms())
-                .arg(policy.limit())
-                .arg(policy.cost().get())
-                .arg(u8::from(policy.shadow()));
-        }
-        let (connection, target, timeout) = (self.sets.clone(), self.target.clone(), self.timeout);
-        let expected = 3 * policies.len();
-        async move {
-            let deadline = Instant::now() + timeout;
-            let reply = connection
-                .run_until(evalsha, deadline, &target, timeout)
-                .await?;
-            if reply.len() != expected {
-                let why = format!("{} numbers for {expected}", reply.len());
-                return Err(BackendError::unavailable(&*target, why));
-            }
-            Ok(reply)
         }
     }
 }

@@ -14,6 +14,15 @@ pub(super) struct CheckScript {
     pub(super) per_key_reply: bool,
 }
 
+/// The number the Lua scripts know `algorithm` by.
+pub(super) fn script_id(algorithm: Algorithm) -> u8 {
+    match algorithm {
+        Algorithm::FixedWindow => 1,
+        Algorithm::SlidingWindow => 2,
+        Algorithm::Gcra => 3,
+    }
+}
+
 impl CheckScript {
     /// The script of a check against a set of policies (`check_set.lua`).
     pub(super) fn for_sets() -> Self {
@@ -29,16 +38,13 @@ impl CheckScript {
     }
 
     pub(super) fn for_algorithm(algorithm: Algorithm) -> Self {
-        let id = match algorithm {
-            Algorithm::FixedWindow => {
-                return Self {
-                    script: Script::new(include_str!("check.lua")),
-                    per_key_reply: false,
-                }
-            }
-            Algorithm::SlidingWindow => 2,
-            Algorithm::Gcra => 3,
-        };
+        if algorithm == Algorithm::FixedWindow {
+            return Self {
+                script: Script::new(include_str!("check.lua")),
+                per_key_reply: false,
+            };
+        }
+        let id = script_id(algorithm);
         let source = format!(
             "{}\nlocal algorithm_id = {id}\n{}",
             include_str!("algorithms.lua"),
