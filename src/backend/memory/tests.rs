@@ -453,6 +453,99 @@ mod algorithms {
         }
     }
 
+    /// A set of two policies, named `a` and `b`, as `(algorithm, limit, window ms,
+    /// shadow)` each.
+    fn two(policies: [(Algorithm, u32, u64, bool); 2]) -> crate::PolicySet {
+        let names = ["a", "b"];
+        crate::PolicySet::new(policies.iter().zip(names).map(
+            |(&(algorithm, limit, window_ms, shadow), name)| {
+                Policy::per_window(
+                    NonZeroU32::new(limit).unwrap(),
+                    Duration::from_millis(window_ms),
+                )
+                .with_algorithm(algorithm)
+                .with_name(crate::policy::PolicyName::new(name).unwrap())
+                .with_shadow(shadow)
+            },
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_shadow_policy_in_a_set_counts_only_what_goes_through() {
+        let set = two([
+            (Algorithm::FixedWindow, 3, 3_600_000, false),
+            (Algorithm::FixedWindow, 1, 3_600_000, true),
+        ]);
+        let clock = ManualClock::new(Duration::from_millis(T0_MS));
+        let backend = MemoryBackend::builder(set.clone()).clock(clock).build();
+        let decide = || backend.decide_all("u", &set).unwrap();
+        let first = decide();
+        assert!(first.allowed() && first.as_slice()[1].allowed);
+        let second = decide();
+        assert!(second.allowed(), "a shadow policy never denies");
+        assert!(!second.as_slice()[1].allowed, "but says it would have");
+        assert!(decide().allowed());
+        let fourth = decide();
+        assert!(!fourth.allowed(), "the enforced policy is full");
+        let used = |name: &str, limit: u32| {
+            let policy = set.iter().find(|p| p.name().as_str() == name).unwrap();
+            let one = crate::PolicySet::from(policy.with_cost(NonZeroU32::MIN));
+            let probe = backend.decide_all("u", &one).unwrap().as_slice()[0];
+            limit - probe.remaining - u32::from(probe.allowed)
+        };
+        assert_eq!(
+            used("b", 1),
+            1,
+            "the shadow policy counted its first request only"
+        );
+        assert_eq!(
+            used("a", 3),
+            3,
+            "the enforced one counted three, not the denied fourth"
+        );
+    }
+
+    #[test]
+    fn a_refund_goes_to_the_window_the_check_counted_in() {
+        use crate::backend::memory::store::Store;
+        let at_ms = |ms: u64| Duration::from_millis(T0_MS + ms);
+        for algorithm in [
+            Algorithm::FixedWindow,
+            Algorithm::SlidingWindow,
+            Algorithm::Gcra,
+        ] {
+            let policy = Policy::per_window(NonZeroU32::new(4).unwrap(), Duration::from_secs(60))
+                .with_algorithm(algorithm);
+            let store = Store::new(&policy, 1_000);
+            let units = |now| {
+                let (d, _) = store.decide("k", 7, &policy, 0, now);
+                4 - d.remaining
+            };
+            // Counted in the first window, refunded after the key was carried into the
+            // next: the units come back from where they weigh now.
+            let (_, counted) = store.decide("k", 7, &policy, 2, at_ms(59_000));
+            let (_, _) = store.decide("other", 9, &policy, 1, at_ms(61_000));
+            let before = units(at_ms(61_000));
+            store.refund("k", 7, &policy, 2, counted, at_ms(61_000));
+            let after = units(at_ms(61_000));
+            match algorithm {
+                // The window it was counted in is over: nothing of it is left to take.
+                Algorithm::FixedWindow => assert_eq!((before, after), (0, 0)),
+                _ => assert!(after < before, "{algorithm:?}: {before} then {after}"),
+            }
+            // A reader lagging behind one that moved the store on counts in the newer
+            // window, and its refund finds the units there.
+            let (_, newer) = store.decide("k2", 11, &policy, 1, at_ms(121_000));
+            let (lagging, counted) = store.decide("k2", 11, &policy, 1, at_ms(119_000));
+            assert!(lagging.allowed);
+            assert!(counted >= newer, "{algorithm:?} counted in an older window");
+            store.refund("k2", 11, &policy, 1, counted, at_ms(119_000));
+            let (left, _) = store.decide("k2", 11, &policy, 0, at_ms(121_000));
+            assert_eq!(left.remaining, 3, "{algorithm:?}: one unit left counted");
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -479,6 +572,49 @@ mod algorithms {
                 prop_assert_eq!(decided.remaining, verdict.remaining);
                 let reset = if verdict.allowed { verdict.reset_ms } else { verdict.retry_ms.unwrap_or(verdict.reset_ms) };
                 prop_assert_eq!(decided.reset, Duration::from_millis(reset));
+            }
+        }
+
+        // A set of two policies decides as the algorithms do together: counted under both
+        // when every enforced one allows, under none otherwise.
+        #[test]
+        fn a_set_decides_as_its_algorithms_together(
+            algorithms in prop::array::uniform2(prop_oneof![
+                Just(Algorithm::FixedWindow), Just(Algorithm::SlidingWindow), Just(Algorithm::Gcra)
+            ]),
+            limits in prop::array::uniform2(1u32..8),
+            windows in prop::array::uniform2(1u64..1_500),
+            shadow in any::<bool>(),
+            steps in prop::collection::vec((0u64..500, 1u32..3), 1..120),
+        ) {
+            let policies = [
+                (algorithms[0], limits[0], windows[0], false),
+                (algorithms[1], limits[1], windows[1], shadow),
+            ];
+            let set = two(policies);
+            let clock = ManualClock::new(Duration::from_millis(T0_MS));
+            let backend = MemoryBackend::builder(set.clone()).clock(clock.clone()).build();
+            let mut states = [None; 2];
+            let mut now = 0;
+            for (gap, cost) in steps {
+                now += gap;
+                at(&clock, now);
+                let set = crate::PolicySet::new(set.iter().map(|p| p.with_cost(NonZeroU32::new(cost).unwrap()))).unwrap();
+                let decided = backend.decide_all("u", &set).unwrap();
+                let checked: Vec<_> = (0..2).map(|i| {
+                    let (algorithm, limit, window_ms, _) = policies[i];
+                    algorithm.check(Rate { limit, window_ms }, states[i], T0_MS + now, cost)
+                }).collect();
+                let allowed = checked[0].0.allowed && (checked[1].0.allowed || shadow);
+                prop_assert_eq!(decided.allowed(), allowed, "at {} ms", now);
+                for i in 0..2 {
+                    let (verdict, next) = checked[i];
+                    prop_assert_eq!(decided.as_slice()[i].allowed, verdict.allowed, "policy {} at {} ms", i, now);
+                    prop_assert_eq!(decided.as_slice()[i].remaining, verdict.remaining, "policy {} at {} ms", i, now);
+                    if allowed {
+                        states[i] = next.or(states[i]);
+                    }
+                }
             }
         }
     }
