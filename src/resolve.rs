@@ -39,6 +39,7 @@ use crate::PolicySet;
 
 /// What a resolver picked for one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Quota<'a> {
     /// Check the request against these policies.
     Limited(&'a PolicySet),
@@ -95,17 +96,23 @@ where
 }
 
 impl<F> Tiers<F> {
-    /// Requests whose tier is `name` are checked against `set`.
+    /// Requests whose tier is `name` are checked against `set` (a name given again
+    /// replaces what it said before).
     #[must_use]
-    pub fn tier(mut self, name: &str, set: impl Into<PolicySet>) -> Self {
-        self.named.push((name.into(), Some(set.into())));
-        self
+    pub fn tier(self, name: &str, set: impl Into<PolicySet>) -> Self {
+        self.named(name, Some(set.into()))
     }
 
-    /// Requests whose tier is `name` are not limited.
+    /// Requests whose tier is `name` are not limited (a name given again replaces what
+    /// it said before).
     #[must_use]
-    pub fn not_limited(mut self, name: &str) -> Self {
-        self.named.push((name.into(), None));
+    pub fn not_limited(self, name: &str) -> Self {
+        self.named(name, None)
+    }
+
+    fn named(mut self, name: &str, set: Option<PolicySet>) -> Self {
+        self.named.retain(|(tier, _)| **tier != *name);
+        self.named.push((name.into(), set));
         self
     }
 

@@ -43,6 +43,20 @@ where
     }
 }
 
+/// Every check's decisions, the checks all issued before any is awaited (so that those
+/// to one peer queue up and leave together).
+async fn all(checks: Vec<Check<ringlimit::backend::RemoteFuture>>) -> Vec<Decisions> {
+    let waiting: Vec<_> = checks
+        .into_iter()
+        .map(|check| tokio::spawn(decided(check)))
+        .collect();
+    let mut decisions = Vec::new();
+    for one in waiting {
+        decisions.push(one.await.unwrap());
+    }
+    decisions
+}
+
 /// Allowed and denied answers for `backend` over a minute and then the next: a denial by
 /// the minute must count nothing under the hour.
 async fn minute_then_next<B: Backend>(backend: &B, clock: &ringlimit::ManualClock, key: &str) {
@@ -127,6 +141,14 @@ async fn a_set_is_one_script_call_all_or_nothing_in_redis() {
         seen
     };
     assert_eq!(seen, [true, true, false, false]);
+    // One name, another window: a counter of its own, never the minute's or the hour's.
+    let other_window = PolicySet::from(per(1, Duration::from_secs(7200), "hour"));
+    assert!(decided(backend.check("alice", &other_window))
+        .await
+        .allowed());
+    assert!(!decided(backend.check("alice", &other_window))
+        .await
+        .allowed());
     // The hour holds 2, not 4: the denials counted nothing (Redis's own clock decides
     // the minute, so only the hour is read back).
     let hour = PolicySet::from(per(3, Duration::from_secs(3600), "hour"));
@@ -271,4 +293,150 @@ async fn two_stacked_layers_keep_both_fields() {
     let ratelimit = response.headers()["ratelimit"].to_str().unwrap();
     assert!(ratelimit.starts_with("\"login\";r=4;t="), "{ratelimit}");
     assert!(ratelimit.contains(", \"global\";r=99;t="), "{ratelimit}");
+}
+
+#[tokio::test]
+async fn batches_carry_their_policies_end_to_end() {
+    let clock = mid_window_clock();
+    let bound = listeners(2).await;
+    let members: Vec<String> = bound.iter().map(|(_, name)| name.clone()).collect();
+    let mut bound = bound.into_iter();
+    let (first, a) = bound.next().unwrap();
+    let (second, b) = bound.next().unwrap();
+    let own = per(1000, Duration::from_secs(1), "x");
+    let node_a = start_node(first, &a, &members, own, &clock);
+    let _node_b = start_node(second, &b, &members, own, &clock);
+    let keys = common::keys_owned_by(&node_a.backend.ring(), &b, 30, |i| format!("u{i}"));
+    let set = minute_and_hour();
+    // Checked at once: the first goes alone, the rest queue up and leave as batches.
+    for round in 0..4 {
+        let checks = keys
+            .iter()
+            .map(|key| node_a.backend.check(key, &set))
+            .collect();
+        let allowed: Vec<bool> = all(checks).await.iter().map(Decisions::allowed).collect();
+        let expected = round < 2;
+        assert!(
+            allowed.iter().all(|&a| a == expected),
+            "round {round}: {allowed:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_older_ringlimit_peer_is_asked_one_check_at_a_time_with_its_cost() {
+    use axum::routing::get;
+    // A ringlimit node from before policies travelled: batch lines `<cost> <id>` only
+    // (a `P` line is a bad one: `400 0 0`), single checks read `cost`.
+    let costs = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let single = {
+        let costs = costs.clone();
+        move |uri: http::Uri| async move {
+            let query = uri.query().unwrap_or_default();
+            let cost = query.split('&').find_map(|p| p.strip_prefix("cost="));
+            costs.lock().unwrap().push(cost.map(str::to_owned));
+            "ALLOWED"
+        }
+    };
+    let batch = |body: String| async move {
+        body.lines()
+            .map(|line| match line.split_once(' ') {
+                Some((cost, _)) if cost.parse::<u32>().is_ok() => "200 9 1000\n",
+                _ => "400 0 0\n",
+            })
+            .collect::<String>()
+    };
+    let old = common::serve(axum::Router::new().route("/check", get(single).post(batch))).await;
+    let old = old.to_string();
+    let clock = mid_window_clock();
+    let (listener, me) = listeners(1).await.remove(0);
+    let members = [me.clone(), old.clone()];
+    let node = start_node(
+        listener,
+        &me,
+        &members,
+        per(5, Duration::from_secs(60), "x"),
+        &clock,
+    );
+    let keys = common::keys_owned_by(&node.backend.ring(), &old, 20, |i| format!("u{i}"));
+    let costly = PolicySet::from(
+        per(5, Duration::from_secs(60), "x").with_cost(NonZeroU32::new(2).unwrap()),
+    );
+    let checks = keys
+        .iter()
+        .map(|key| node.backend.check(key, &costly))
+        .collect();
+    let decisions = all(checks).await;
+    assert!(
+        decisions.iter().all(Decisions::allowed),
+        "answered, not failed"
+    );
+    let costs = costs.lock().unwrap();
+    assert_eq!(
+        costs.len(),
+        keys.len(),
+        "every check asked singly in the end"
+    );
+    assert!(
+        costs.iter().all(|cost| cost.as_deref() == Some("2")),
+        "{costs:?}"
+    );
+}
+
+#[tokio::test]
+async fn peers_cannot_take_a_nodes_room_for_policies() {
+    let backend = MemoryBackend::new(per(5, Duration::from_secs(60), "own"));
+    let made_up = |i: u32| PolicySet::from(per(5, Duration::from_secs(60), &format!("p{i}")));
+    // The own store is one; peers may bring 47 more.
+    for i in 0..47 {
+        assert!(backend.decide_forwarded("u", &made_up(i)).is_ok(), "{i}");
+    }
+    let refused = backend.decide_forwarded("u", &made_up(47));
+    assert!(matches!(
+        refused,
+        Err(ringlimit::BackendError::TooManyPolicies { most: 48 })
+    ));
+    // A set is made whole or not at all: nothing of it was kept.
+    let two_new = PolicySet::new([
+        per(5, Duration::from_secs(60), "q1"),
+        per(5, Duration::from_secs(60), "q2"),
+    ])
+    .unwrap();
+    assert!(backend.decide_forwarded("u", &two_new).is_err());
+    // The node's own sets keep their room.
+    for i in 100..116 {
+        assert!(backend.decide_all("u", &made_up(i)).is_ok(), "{i}");
+    }
+    assert!(backend.decide_all("u", &made_up(116)).is_err(), "64 in all");
+    assert!(backend.decide_all("u", backend.policies()).is_ok());
+}
+
+#[tokio::test]
+async fn an_owner_out_of_room_for_policies_answers_400() {
+    let clock = mid_window_clock();
+    let (listener, me) = listeners(1).await.remove(0);
+    let node = start_node(
+        listener,
+        &me,
+        &[me.clone()],
+        per(5, Duration::from_secs(60), "x"),
+        &clock,
+    );
+    let client = common::HttpClient::new();
+    let marked = [("x-ringlimit-forwarded", "1")];
+    let url = |i: u32| {
+        format!(
+            "{}&policies=p{i}%3Bfixed%3B5%3B60000%3B1",
+            node.check_url("alice")
+        )
+    };
+    for i in 0..47 {
+        assert_eq!(
+            client.get(&url(i), &marked).await.status,
+            StatusCode::OK,
+            "{i}"
+        );
+    }
+    let refused = client.get(&url(47), &marked).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
 }

@@ -14,11 +14,11 @@ use http_body::Body;
 use http_body_util::Full;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::refusal::{closing, text};
+use super::refusal::{closing, text, undecided};
 use crate::backend::{Check, Owner};
 use crate::protocol::{decode_checks, encode_answer, MAX_BATCH};
 use crate::read_body::{read_body, BodyError};
-use crate::{BackendError, KeyError};
+use crate::KeyError;
 
 /// How long a peer has to send a whole batch body, by default.
 pub const DEFAULT_BATCH_BODY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -27,12 +27,13 @@ pub const DEFAULT_BATCH_BODY_TIMEOUT: Duration = Duration::from_secs(2);
 /// up to 257 nodes.
 pub const DEFAULT_MAX_BATCHES_READING: usize = 256;
 
-/// The largest batch body read: 256 checks, each a cost of up to 10 digits, a space, the
-/// id percent-encoded (3 bytes per byte at most) and a newline, for ids of
-/// `max_key_len` bytes and never less than 1 KiB (so that a peer that allows longer ids
-/// gets its long ones refused line by line, not its whole batch).
+/// The largest batch body read: 256 checks, each `P`, its policies (8 at most, 1 KiB
+/// at most: a name of 64 bytes and four numbers each), the id percent-encoded (3 bytes
+/// per byte at most), spaces and a newline, for ids of `max_key_len` bytes and never less
+/// than 1 KiB (so that a peer that allows longer ids gets its long ones refused line by
+/// line, not its whole batch).
 pub(super) fn max_batch_bytes(max_key_len: usize) -> usize {
-    MAX_BATCH.saturating_mul(12 + max_key_len.max(1024).saturating_mul(3))
+    MAX_BATCH.saturating_mul(16 + 1024 + max_key_len.max(1024).saturating_mul(3))
 }
 
 /// Answers a batch body; every check in it was forwarded, so none is forwarded again.
@@ -69,8 +70,8 @@ where
             Some((key, asked)) if KeyError::check_length(&key, max_key_len).is_ok() => {
                 let set = asked.set(backend.policies());
                 match backend.check_forwarded(&key, &set) {
-                    Check::Ready(result) => result.map_err(refused),
-                    Check::Pending(future) => future.await.map_err(refused),
+                    Check::Ready(result) => result.map_err(|e| undecided(&e)),
+                    Check::Pending(future) => future.await.map_err(|e| undecided(&e)),
                 }
             }
             _ => Err(StatusCode::BAD_REQUEST),
@@ -78,13 +79,4 @@ where
         encode_answer(&mut answers, decided.as_ref(), each);
     }
     text(StatusCode::OK, answers)
-}
-
-/// The status of a check the backend could not decide: `400` when the check named more
-/// policies than the backend keeps (the sender's doing), `503` otherwise.
-fn refused(error: BackendError) -> StatusCode {
-    match error {
-        BackendError::TooManyPolicies { .. } => StatusCode::BAD_REQUEST,
-        _ => StatusCode::SERVICE_UNAVAILABLE,
-    }
 }

@@ -11,7 +11,7 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
 
-use super::refusal::text;
+use super::refusal::{text, undecided};
 use crate::headers::{self, Report};
 use crate::protocol::{encode_each, ALLOWED_BODY, DECISIONS, EXCEEDED_BODY};
 use crate::{BackendError, Decisions, PolicySet};
@@ -118,6 +118,9 @@ pub(super) fn answer(
         Err(_) if asker == Asker::Client && set.iter().all(|policy| policy.shadow()) => {
             text(StatusCode::OK, ALLOWED_BODY)
         }
-        Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "owner unavailable\n"),
+        Err(error) => match undecided(&error) {
+            StatusCode::BAD_REQUEST => text(StatusCode::BAD_REQUEST, format!("{error}\n")),
+            status => text(status, "owner unavailable\n"),
+        },
     }
 }

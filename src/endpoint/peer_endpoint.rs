@@ -32,7 +32,7 @@ use crate::{Backend, PolicySet};
 /// ([`serve`](crate::endpoint::serve)) or in a router (axum: `route_service("/check", endpoint)`).
 ///
 /// Batch bodies (`POST /check`, between ringlimit nodes) come from outside, so each
-/// is bounded: in bytes, room for 256 checks of ids of
+/// is bounded: in bytes, room for 256 checks with 1 KiB of policies each and ids of
 /// [`max_key_len`](Self::max_key_len) (or 1 KiB, if more) percent-encoded (`413`
 /// beyond; an over-long id in a batch that fits is refused on its own line), in time
 /// ([`batch_body_timeout`](Self::batch_body_timeout), `408`), and in number

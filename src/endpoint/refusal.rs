@@ -7,6 +7,16 @@ use http_body_util::Full;
 
 use crate::key::KeyError;
 use crate::plain_text::{plain_text, WIRE};
+use crate::BackendError;
+
+/// The status of a check the backend could not decide: `400` when it named more distinct
+/// policies than the backend keeps (the sender's doing), `503` otherwise.
+pub(super) fn undecided(error: &BackendError) -> StatusCode {
+    match error {
+        BackendError::TooManyPolicies { .. } => StatusCode::BAD_REQUEST,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
 
 /// Why a request never reached the backend.
 pub(super) enum Refusal {

@@ -1,7 +1,7 @@
 //! The policies one request is checked against, together.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use http::HeaderValue;
 
@@ -37,11 +37,11 @@ pub const MAX_POLICIES: usize = 8;
 #[derive(Clone)]
 pub struct PolicySet(Arc<Inner>);
 
-#[derive(PartialEq, Eq)]
 struct Inner {
     policies: Box<[Policy]>,
-    /// `RateLimit-Policy` for this set, rendered once.
-    header: HeaderValue,
+    /// `RateLimit-Policy` for this set, rendered on first use (a set decoded from a peer's
+    /// check never needs it).
+    header: OnceLock<HeaderValue>,
 }
 
 /// Why a set of policies was refused.
@@ -75,7 +75,7 @@ impl PolicySet {
                 return Err(PolicySetError::DuplicateName(policy.name()));
             }
         }
-        let header = crate::headers::policy_list(&policies);
+        let header = OnceLock::new();
         Ok(Self(Arc::new(Inner { policies, header })))
     }
 
@@ -101,14 +101,16 @@ impl PolicySet {
 
     /// The rendered `RateLimit-Policy` value.
     pub(crate) fn header(&self) -> &HeaderValue {
-        &self.0.header
+        self.0
+            .header
+            .get_or_init(|| crate::headers::policy_list(&self.0.policies))
     }
 }
 
 /// Sets are equal when their policies are, in order (a clone is equal at once).
 impl PartialEq for PolicySet {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+        Arc::ptr_eq(&self.0, &other.0) || self.0.policies == other.0.policies
     }
 }
 

@@ -48,25 +48,38 @@ pub(crate) type BatchLine<'a> = (Cow<'a, str>, Asked);
 /// The checks of a batch `body`, at most [`MAX_BATCH`], each with whether its line is of
 /// the newer form (it is answered in the form it came in): `None` for a line that is not
 /// a valid check, so it can be answered `400` on its own.
+///
+/// A line naming the same policies as the line before shares its decoded set: a batch
+/// from one node mostly repeats a few sets.
 pub(crate) fn decode_checks(body: &str) -> impl Iterator<Item = (bool, Option<BatchLine<'_>>)> {
+    let mut last: Option<(&str, PolicySet)> = None;
     body.lines()
         .take(MAX_BATCH)
-        .map(|line| (line.starts_with("P "), decode_line(line)))
+        .map(move |line| (line.starts_with("P "), decode_line(line, &mut last)))
 }
 
-fn decode_line(line: &str) -> Option<BatchLine<'_>> {
-    {
-        let (first, rest) = line.split_once(' ')?;
-        let (asked, key) = match first {
-            "P" => {
-                let (policies, key) = rest.split_once(' ')?;
-                (Asked::Policies(decode_policies(policies)?), key)
-            }
-            cost => (Asked::Cost(cost.parse::<NonZeroU32>().ok()?), rest),
-        };
-        let key = percent_decode_str(key).decode_utf8().ok()?;
-        (!key.is_empty()).then_some((key, asked))
-    }
+fn decode_line<'a>(
+    line: &'a str,
+    last: &mut Option<(&'a str, PolicySet)>,
+) -> Option<BatchLine<'a>> {
+    let (first, rest) = line.split_once(' ')?;
+    let (asked, key) = match first {
+        "P" => {
+            let (text, key) = rest.split_once(' ')?;
+            let set = match last {
+                Some((before, set)) if *before == text => set.clone(),
+                _ => {
+                    let set = decode_policies(text)?;
+                    *last = Some((text, set.clone()));
+                    set
+                }
+            };
+            (Asked::Policies(set), key)
+        }
+        cost => (Asked::Cost(cost.parse::<NonZeroU32>().ok()?), rest),
+    };
+    let key = percent_decode_str(key).decode_utf8().ok()?;
+    (!key.is_empty()).then_some((key, asked))
 }
 
 /// Appends the answer line of one check: for a line of the newer form (`each`), the

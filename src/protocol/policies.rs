@@ -4,8 +4,8 @@
 //! A policy is `<name>;<algorithm>;<limit>;<window ms>;<cost>`, with `;shadow` after it
 //! for a policy in shadow mode; the policies of a set are joined by `,` (a name holds
 //! neither). The algorithm is `fixed`, `sliding` or `gcra`. Everything is read strictly:
-//! a name the headers could not carry, a limit, window or cost of zero, an algorithm that
-//! cannot enforce its numbers, more than [`MAX_POLICIES`] policies or two of one name
+//! a name the headers could not carry, a limit, window or cost of zero, a window over
+//! 2^42 ms (about 139 years), an algorithm that cannot enforce its numbers, more than [`MAX_POLICIES`] policies or two of one name
 //! make the whole check a bad one.
 //!
 //! The answer for each policy is `<1|0> <remaining> <reset ms>` (allowed, or not).
@@ -15,6 +15,10 @@ use std::time::Duration;
 
 use crate::policy::{Algorithm, PolicyName, PolicySet, MAX_POLICIES};
 use crate::{Decision, Decisions, Policy};
+
+/// The longest window a check may carry: 2^42 ms, about 139 years (a peer's window
+/// decides how long its counters live).
+pub(crate) const MAX_WINDOW_MS: u64 = 1 << 42;
 
 /// Appends `set` in its wire form to `out`.
 pub(crate) fn encode_policies(set: &PolicySet, out: &mut String) {
@@ -68,7 +72,8 @@ fn decode_policy(item: &str) -> Option<Policy> {
         Some(_) => return None,
     };
     let window = Duration::from_millis(window_ms);
-    if fields.next().is_some() || window_ms == 0 || !algorithm.supports(limit.get(), window) {
+    let window_fits = (1..=MAX_WINDOW_MS).contains(&window_ms);
+    if fields.next().is_some() || !window_fits || !algorithm.supports(limit.get(), window) {
         return None;
     }
     Some(
@@ -184,6 +189,7 @@ mod tests {
             "a;fixed;10;1000;1,a;fixed;5;1000;1",
             "a;sliding;10;9999999999999;1",
             "a;fixed;4294967296;1000;1",
+            "a;fixed;1;4398046511105;1",
         ] {
             assert_eq!(decode_policies(bad), None, "{bad:?}");
         }

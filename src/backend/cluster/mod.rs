@@ -189,7 +189,7 @@ impl<C: Clock> ClusterBackend<C> {
 /// on this node's ring.
 impl<C: Clock> Owner for ClusterBackend<C> {
     fn check_forwarded(&self, key: &str, policies: &PolicySet) -> Check<RemoteFuture> {
-        Check::Ready(self.local.decide_all(key, policies))
+        Check::Ready(self.local.decide_forwarded(key, policies))
     }
 }
 

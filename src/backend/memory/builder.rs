@@ -38,8 +38,10 @@ impl MemoryBuilder {
 }
 
 impl<C: Clock> MemoryBuilder<C> {
-    /// Tracks at most `max_keys` keys (default [`DEFAULT_MAX_KEYS`]; 0 counts as 1);
-    /// `usize::MAX` lifts the cap. What happens at the cap is in [`MemoryBackend`]'s
+    /// Tracks at most `max_keys` keys per policy (default [`DEFAULT_MAX_KEYS`]; 0
+    /// counts as 1); `usize::MAX` lifts the cap. Each policy checked here (a name, an
+    /// algorithm and a window) has counters of its own, at most
+    /// [`MAX_STORES`](super::MAX_STORES) of them. What happens at the cap is in [`MemoryBackend`]'s
     /// docs. The cap is split evenly over the shards (as many as give each 64 to 65,536
     /// keys, for caps from 64 to a billion), so evictions can begin a little before the
     /// total is reached, and a shard can hold 1/31 more than its share while it sets

@@ -95,8 +95,13 @@ pub struct MemoryBackend<C = SystemClock> {
 }
 
 /// The most policies (distinct names, algorithms and windows) one backend keeps counters
-/// for: each costs up to a MiB of shards, and peers choose the policies they send.
+/// for: each costs up to a MiB of shards and up to [`MemoryBuilder::max_keys`] keys, and
+/// peers choose the policies they send.
 pub const MAX_STORES: usize = 64;
+
+/// How many of [`MAX_STORES`] checks forwarded by other nodes may make: the rest stay for
+/// this node's own sets.
+const MAX_PEER_STORES: usize = 48;
 
 impl MemoryBackend {
     /// Counters for `policies`, on the system clock, with the default cap on keys.
@@ -182,6 +187,26 @@ impl<C: Clock> MemoryBackend<C> {
     /// [`BackendError::TooManyPolicies`] when `policies` would make this backend keep
     /// counters for more than [`MAX_STORES`] policies; nothing is made or counted then.
     pub fn decide_all(&self, key: &str, policies: &PolicySet) -> Result<Decisions, BackendError> {
+        self.decide_within(key, policies, MAX_STORES)
+    }
+
+    /// [`decide_all`](Self::decide_all) for a check another node forwarded: it may make
+    /// counters for new policies only while fewer than 48 of the 64 exist, so that peers
+    /// can never take the room of this node's own sets.
+    pub fn decide_forwarded(
+        &self,
+        key: &str,
+        policies: &PolicySet,
+    ) -> Result<Decisions, BackendError> {
+        self.decide_within(key, policies, MAX_PEER_STORES)
+    }
+
+    fn decide_within(
+        &self,
+        key: &str,
+        policies: &PolicySet,
+        most: usize,
+    ) -> Result<Decisions, BackendError> {
         let hash = self.hasher.hash_one(key);
         let now = self.clock.now();
         if policies == &self.policies {
@@ -205,19 +230,20 @@ impl<C: Clock> MemoryBackend<C> {
                     ));
                 }
             }
-            self.make_stores(policies)?;
+            self.make_stores(policies, most)?;
         }
     }
 
-    /// Counters for each policy of `policies` that has none yet, if there is room for all.
-    fn make_stores(&self, policies: &PolicySet) -> Result<(), BackendError> {
+    /// Counters for each policy of `policies` that has none yet, if there is room for all
+    /// within `most`.
+    fn make_stores(&self, policies: &PolicySet, most: usize) -> Result<(), BackendError> {
         let mut stores = self.stores.write().unwrap_or_else(PoisonError::into_inner);
         let missing: Vec<&Policy> = policies
             .iter()
             .filter(|policy| !stores.iter().any(|s| s.holds(policy)))
             .collect();
-        if stores.len() + missing.len() > MAX_STORES {
-            return Err(BackendError::TooManyPolicies { most: MAX_STORES });
+        if stores.len() + missing.len() > most {
+            return Err(BackendError::TooManyPolicies { most });
         }
         for policy in missing {
             stores.push(Arc::new(Store::new(policy, self.max_keys)));
@@ -305,11 +331,12 @@ impl<C: Clock> Backend for MemoryBackend<C> {
     }
 }
 
-/// Counts every check itself: a forwarded check is a check.
+/// Counts every check itself: a forwarded check is a check (that may make fewer new
+/// counters, see [`MemoryBackend::decide_forwarded`]).
 #[cfg(feature = "cluster")]
 impl<C: Clock> super::Owner for MemoryBackend<C> {
     fn check_forwarded(&self, key: &str, policies: &PolicySet) -> Check<Self::Future> {
-        self.check(key, policies)
+        Check::Ready(self.decide_forwarded(key, policies))
     }
 }
 
