@@ -418,7 +418,7 @@ async fn an_owner_out_of_room_for_policies_answers_400() {
     let node = start_node(
         listener,
         &me,
-        &[me.clone()],
+        std::slice::from_ref(&me),
         per(5, Duration::from_secs(60), "x"),
         &clock,
     );
