@@ -82,8 +82,9 @@
 //!
 //! # Modules
 //!
-//! - [`layer`]: the middleware; [`key`]: where the key comes from; [`headers`]: the
-//!   `RateLimit` headers.
+//! - [`layer`]: the middleware; [`key`]: where the key comes from; [`policy`]: named
+//!   policies and [`PolicySet`]s; [`resolve`]: which set each request is checked
+//!   against; [`headers`]: the `RateLimit` headers.
 //! - [`backend`]: where counters live, and how each backend is built
 //!   ([`MemoryBackend::builder`], `ClusterBackend::builder`, `RedisBackend::builder`).
 //! - `ring`, `protocol` and `endpoint` (feature `cluster`): the consistent-hash ring, the wire

@@ -123,3 +123,72 @@ async fn every_backend_decides_alike_under_each_algorithm() {
         );
     }
 }
+
+/// A set of three policies, one per algorithm, on all three backends: the same decisions,
+/// policy by policy, for the same schedule (every check carries the set; the ring's
+/// owner and Redis count under it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(ringlimit_no_redis_server, ignore = "redis-server is not installed")]
+async fn every_backend_decides_a_set_alike() {
+    use ringlimit::policy::PolicyName;
+    use ringlimit::{Backend, Decisions, PolicySet};
+    if !available("every_backend_decides_a_set_alike") {
+        return;
+    }
+    let server = RedisServer::start();
+    let hour = Duration::from_secs(3600);
+    let named = |limit, algorithm, name| {
+        Policy::per_window(NonZeroU32::new(limit).unwrap(), hour)
+            .with_algorithm(algorithm)
+            .with_name(PolicyName::new(name).unwrap())
+    };
+    let policies = [
+        named(10, Algorithm::FixedWindow, "fixed"),
+        named(7, Algorithm::SlidingWindow, "sliding"),
+        named(5, Algorithm::Gcra, "gcra"),
+    ];
+    let mut now = redis_now_ms(&server);
+    if now % 3_600_000 > 3_590_000 {
+        tokio::time::sleep(Duration::from_millis(3_600_000 - now % 3_600_000 + 100)).await;
+        now = redis_now_ms(&server);
+    }
+    let clock = ManualClock::new(Duration::from_millis(now));
+    // Every backend's own policy is another: the set travels with each check.
+    let own = Policy::per_window(NonZeroU32::new(1000).unwrap(), hour);
+    let memory = MemoryBackend::builder(own).clock(clock.clone()).build();
+    let nodes = start_cluster(2, own, &clock).await;
+    let key = key_owned_by(&nodes[0].backend.ring(), &nodes[1].name);
+    let redis = RedisBackend::builder(own, &server.url())
+        .prefix("sets:")
+        .build()
+        .unwrap();
+    let all = |d: &Decisions| {
+        let each: Vec<_> = d
+            .as_slice()
+            .iter()
+            .map(|d| (d.allowed, d.remaining))
+            .collect();
+        (d.allowed(), each)
+    };
+    async fn decided<F>(check: Check<F>) -> Decisions
+    where
+        F: std::future::Future<Output = Result<Decisions, ringlimit::BackendError>>,
+    {
+        match check {
+            Check::Ready(result) => result.unwrap(),
+            Check::Pending(future) => future.await.unwrap(),
+        }
+    }
+    let mut allowed = 0;
+    for (step, cost) in [1, 2, 1, 1, 3, 1, 2, 1].into_iter().enumerate() {
+        let cost = NonZeroU32::new(cost).unwrap();
+        let set = PolicySet::new(policies.iter().map(|p| p.with_cost(cost))).unwrap();
+        let in_memory = decided(memory.check(&key, &set)).await;
+        let on_ring = decided(nodes[0].backend.check(&key, &set)).await;
+        let in_redis = decided(redis.check(&key, &set)).await;
+        assert_eq!(all(&on_ring), all(&in_memory), "ring, step {step}");
+        assert_eq!(all(&in_redis), all(&in_memory), "Redis, step {step}");
+        allowed += u32::from(in_memory.allowed()) * cost.get();
+    }
+    assert_eq!(allowed, 5, "GCRA's burst of 5 is the tightest");
+}

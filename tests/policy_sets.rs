@@ -157,6 +157,43 @@ async fn a_set_is_one_script_call_all_or_nothing_in_redis() {
     assert_eq!(read.as_slice()[0].remaining, 0, "2 + this one of 3");
 }
 
+#[cfg(feature = "redis")]
+#[tokio::test]
+#[cfg_attr(ringlimit_no_redis_server, ignore = "redis-server is not installed")]
+async fn in_redis_the_backends_own_policy_counts_once_alone_or_in_a_set() {
+    use common::redis::{available, RedisServer};
+    if !available("in_redis_the_backends_own_policy_counts_once_alone_or_in_a_set") {
+        return;
+    }
+    let server = RedisServer::start();
+    for algorithm in [
+        ringlimit::policy::Algorithm::FixedWindow,
+        ringlimit::policy::Algorithm::SlidingWindow,
+        ringlimit::policy::Algorithm::Gcra,
+    ] {
+        let own = per(3, Duration::from_secs(3600), "global").with_algorithm(algorithm);
+        let backend = ringlimit::backend::RedisBackend::builder(own, &server.url())
+            .prefix(&format!("{algorithm:?}:"))
+            .build()
+            .unwrap();
+        let alone = backend.policies().clone();
+        let with_login = PolicySet::new([own, per(100, Duration::from_secs(60), "login")]).unwrap();
+        assert!(decided(backend.check("alice", &alone)).await.allowed());
+        assert!(decided(backend.check("alice", &with_login)).await.allowed());
+        let third = decided(backend.check("alice", &with_login)).await;
+        assert!(third.allowed(), "{algorithm:?}");
+        assert_eq!(
+            third.as_slice()[0].remaining,
+            0,
+            "{algorithm:?}: 3 of 3, on one key"
+        );
+        assert!(
+            !decided(backend.check("alice", &alone)).await.allowed(),
+            "{algorithm:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn threads_on_one_key_never_pass_either_limit() {
     let set = PolicySet::new([

@@ -14,8 +14,15 @@ use crate::key::DEFAULT_MAX_KEY_LEN;
 /// Applies a per-key rate limit to every request: a tower [`Layer`].
 ///
 /// Defaults: the key is the `user_id` query parameter, at most
-/// [`DEFAULT_MAX_KEY_LEN`] bytes; each request costs the backend policy's cost; rejections
-/// are plain text.
+/// [`DEFAULT_MAX_KEY_LEN`] bytes; each request is checked against the backend's own
+/// policies ([`policies`](Self::policies) picks others), at each policy's cost;
+/// rejections are plain text.
+///
+/// Several limits on one request belong in one [`PolicySet`](crate::PolicySet), checked
+/// all or nothing. Two stacked layers are two checks: each adds its items to the
+/// `RateLimit-Policy` and `RateLimit` lists (give their policies different names), the
+/// outer one's [`Decisions`](crate::Decisions) replace the inner one's in the extensions,
+/// and a request the inner layer denies stays counted by the outer one.
 ///
 /// # Examples
 ///

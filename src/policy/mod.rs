@@ -116,9 +116,10 @@ impl Policy {
     }
 
     /// With `true`, the policy runs in shadow mode: requests are counted and reported as
-    /// usual (the `RateLimit` headers, the [`Decision`](crate::Decision) in the response's
-    /// extensions, a `debug` log event naming the policy), but a request over the limit
-    /// is let through instead of rejected, and gets no `Retry-After`. How a limit is tried
+    /// usual (the `RateLimit` headers, its [`Decision`](crate::Decision) among the
+    /// [`Decisions`](crate::Decisions) in the response's extensions, a `debug` log event
+    /// naming the policy), but a request over the limit is let through instead of
+    /// rejected, and gets no `Retry-After` from it. How a limit is tried
     /// on real traffic before it is enforced. Default `false`.
     ///
     /// A request let through over the limit counts nothing, as a rejected one would not:

@@ -261,7 +261,8 @@ impl<C: Clock> MemoryBackend<C> {
         &self.policies.as_slice()[0]
     }
 
-    /// The policies, borrowed: the remote backends read them on every check.
+    /// The first of the backend's own policies, borrowed: the remote backends read it on
+    /// every check of their own single policy.
     #[cfg(any(feature = "cluster", feature = "redis"))]
     pub(crate) fn policy_ref(&self) -> &Policy {
         self.first()

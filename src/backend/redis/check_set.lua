@@ -1,10 +1,12 @@
 -- ringlimit: a check against a set of policies, all or nothing, on the Redis server's
 -- clock. Follows algorithms.lua (the arithmetic).
--- KEYS[i]    the state of policy i, "<prefix>{<user id>}:<name>:<algorithm>:<window ms>": a hash of the
---            algorithm's numbers in fields named for it ('1a', '1b' for a fixed window;
---            '2a', '2b', '2c' for the sliding window; '3a', '3b' for GCRA), expiring once
---            they no longer matter (an expiry is only ever lengthened here). Every key has
---            the user's hash tag: one slot, one call. Only the declared keys are touched.
+-- KEYS[i]    the state of policy i, "<prefix>{<user id>}:<name>:<algorithm>:<window ms>"
+--            ("<prefix>{<user id>}" for the backend's own policy, shared with check.lua
+--            and check_state.lua): a hash of the algorithm's numbers in the fields those
+--            scripts use ('s', the window's start in ms, and 'n' for a fixed window; '2a',
+--            '2b', '2c' for the sliding window; '3a', '3b' for GCRA), expiring once they
+--            no longer matter (an expiry is only ever lengthened here). Every key has the
+--            user's hash tag: one slot, one call. Only the declared keys are touched.
 -- ARGV       five numbers per policy, in the keys' order: algorithm (1 fixed, 2 sliding,
 --            3 GCRA), window length in ms, limit, cost, shadow (1 or 0)
 -- returns    {allowed_1 (1 or 0), used_1, ms_1, allowed_2, ...}, as check_state.lua does
@@ -23,12 +25,19 @@ for i = 1, #KEYS do
   local cost = tonumber(ARGV[base + 4])
   local shadow = ARGV[base + 5] == '1'
   local fields = {id .. 'a', id .. 'b', id .. 'c'}
-  local held = redis.call('HMGET', KEYS[i], fields[1], fields[2], fields[3])
+  if id == 1 then
+    fields = {'s', 'n'}
+  end
+  local held = redis.call('HMGET', KEYS[i], unpack(fields))
   local kind = 0
   if held[1] then
     kind = id
   end
   local a, b, c = tonumber(held[1]) or 0, tonumber(held[2]) or 0, tonumber(held[3]) or 0
+  if id == 1 then
+    -- check.lua keeps the window's start; the arithmetic takes its index.
+    a = math.floor(a / window)
+  end
   local allowed, remaining, reset, retry, state = algorithms[id](window, limit, kind, a, b, c, now, cost)
   if allowed == 0 and not shadow then
     enforced_allow = false
@@ -38,9 +47,14 @@ end
 local answers = {}
 for i = 1, #KEYS do
   local allowed, remaining, reset, retry, state, fields, window, limit = unpack(checked[i])
-  if enforced_allow and state then
+  if enforced_allow and state and state[1] == 1 then
+    redis.call('HSET', KEYS[i], 's', string.format('%d', state[2] * window),
+      'n', string.format('%d', state[3]))
+  elseif enforced_allow and state then
     redis.call('HSET', KEYS[i], fields[1], string.format('%d', state[2]),
       fields[2], string.format('%d', state[3]), fields[3], string.format('%d', state[4]))
+  end
+  if enforced_allow and state then
     local expiry = reset
     if state[1] == 3 then
       expiry = state[2] + reset - now

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::scripts::script_id;
 use super::sender::Counted;
-use super::RedisBackend;
+use super::{same_counter, RedisBackend};
 use crate::backend::{BackendError, Check, RemoteFuture};
 use crate::clock::Clock;
 use crate::{Decisions, Policy, PolicySet};
@@ -31,7 +31,8 @@ impl<C: Clock> RedisBackend<C> {
         )
     }
 
-    /// The Redis key of `user_id`'s state under `policy`:
+    /// The Redis key of `user_id`'s state under `policy` in a set, unless it is the
+    /// backend's own policy (whose key is [`key_of`](Self::key_of)):
     /// `<prefix>{<user id>}:<name>:<algorithm>:<window ms>`. A name, an algorithm and a
     /// window make one counter, as in memory: two policies of one name never share state.
     pub fn set_key_of(&self, user_id: &str, policy: &Policy) -> String {
@@ -50,7 +51,15 @@ impl<C: Clock> RedisBackend<C> {
         user: &str,
         policies: &PolicySet,
     ) -> impl Future<Output = Result<Vec<i64>, BackendError>> + Send + 'static {
-        let keys: Vec<String> = policies.iter().map(|p| self.set_key_of(user, p)).collect();
+        // The backend's own policy keeps its own key, whichever set it is checked in.
+        let own = self.local.policy_ref();
+        let keys: Vec<String> = policies
+            .iter()
+            .map(|p| match same_counter(p, own) {
+                true => self.key_of(user),
+                false => self.set_key_of(user, p),
+            })
+            .collect();
         let key_bytes = keys.iter().map(String::len).sum();
         let mut evalsha = self.sets.evalsha(keys.len(), key_bytes);
         for key in &keys {

@@ -196,7 +196,7 @@ impl<C: Clock> Backend for RedisBackend<C> {
 
 /// Whether `policy` counts on the backend's own key with the backend's own script and
 /// numbers: the same name, algorithm, window and limit (its cost and mode may differ).
-fn same_counter(policy: &crate::Policy, own: &crate::Policy) -> bool {
+pub(super) fn same_counter(policy: &crate::Policy, own: &crate::Policy) -> bool {
     policy.name() == own.name()
         && policy.algorithm() == own.algorithm()
         && policy.window_ms() == own.window_ms()
