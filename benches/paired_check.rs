@@ -1,4 +1,4 @@
-//! The in-memory check against governor's keyed limiter, measured in pairs: each round
+//! The in-memory check (as the layer makes it: the backend's own set) against governor's keyed limiter, measured in pairs: each round
 //! times ringlimit and then governor (in alternating order) on the same keys and threads,
 //! so both see the same machine. On a shared machine, where the two-thread figures of
 //! `memory_check` can move by 2× from one minute to the next, the per-round ratio is the
@@ -12,7 +12,6 @@
 mod common;
 
 use std::hint::black_box;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,8 +35,9 @@ fn main() {
             let (backend, governor) = warmed(keys);
             let ours = || {
                 let backend = backend.clone();
+                let own = ringlimit::Backend::policies(&*backend).clone();
                 timed(threads, CHECKS, keys, move |key| {
-                    black_box(backend.decide(key, NonZeroU32::MIN));
+                    black_box(backend.decide_all(key, &own).unwrap());
                 })
             };
             let theirs = || {
@@ -58,8 +58,9 @@ fn main() {
         let checks = NEW_KEYS as u64;
         let ours = || {
             let backend = ringlimit_backend();
+            let own = ringlimit::Backend::policies(&*backend).clone();
             timed(threads, checks, &fresh, move |key| {
-                black_box(backend.decide(key, NonZeroU32::MIN));
+                black_box(backend.decide_all(key, &own).unwrap());
             })
         };
         let theirs = || {

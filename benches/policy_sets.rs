@@ -1,6 +1,7 @@
 //! In-memory check cost of a set of one, two and three policies, per algorithm, against
 //! governor's GCRA (one policy), on one hot key and on 100k keys, one thread: the steady
-//! state of an allowed request, counted under every policy of its set.
+//! state of an allowed request, counted under every policy of its set. `-decide` is
+//! `MemoryBackend::decide` (one policy, no set), the baseline of the same run.
 //!
 //! `cargo bench --bench policy_sets`
 
@@ -37,6 +38,16 @@ fn bench(c: &mut Criterion) {
             ("sliding", Algorithm::SlidingWindow),
             ("gcra", Algorithm::Gcra),
         ] {
+            // The single-policy call of before sets, as the baseline of this run.
+            let one = set(algorithm, 1);
+            let backend = Arc::new(MemoryBackend::new(one));
+            for key in keys.iter() {
+                backend.decide(key, NonZeroU32::MIN);
+            }
+            let id = BenchmarkId::new(format!("ringlimit-{label}-decide"), 1);
+            bench_checks(&mut group, id, 1, keys, move |key| {
+                black_box(backend.decide(key, NonZeroU32::MIN));
+            });
             for n in 1..=3 {
                 let policies = set(algorithm, n);
                 let backend = Arc::new(MemoryBackend::new(policies.clone()));

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::policy::{PolicySet, MAX_POLICIES};
+use crate::policy::PolicySet;
 use crate::Policy;
 
 /// What one policy decided for one request, and the counter state that goes into the
@@ -66,11 +66,28 @@ impl Decision {
 ///
 /// A policy that had room for a request another policy denied says `allowed`, with what
 /// would have remained had it been counted; nothing was.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Decisions {
     allowed: bool,
     len: u8,
-    each: [Decision; MAX_POLICIES],
+    /// Bit `i`: whether policy `i` allowed it.
+    allowed_each: u8,
+    /// The first two policies' decisions, inline, and the others' (sets of three or more
+    /// only) on the heap: a check's decisions are moved several times on the request
+    /// path, so they are kept small for the common one or two policies.
+    first: [Packed; INLINE],
+    more: Option<Box<[Packed]>>,
+}
+
+/// Policies whose decisions are kept inline.
+const INLINE: usize = 2;
+
+/// One [`Decision`] without its `allowed` (in `allowed_each`), the reset in nanoseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Packed {
+    reset_ns: u64,
+    remaining: u32,
+    limit: u32,
 }
 
 impl Decisions {
@@ -90,15 +107,16 @@ impl Decisions {
         set: &PolicySet,
         mut decide: impl FnMut(usize, &Policy) -> Decision,
     ) -> Self {
+        let more = set.len().checked_sub(INLINE).filter(|&n| n > 0);
         let mut decisions = Self {
             allowed: true,
-            len: set.len() as u8,
-            each: [Decision::new(true, 0, 0, Duration::ZERO); MAX_POLICIES],
+            len: 0,
+            allowed_each: 0,
+            first: [Packed::default(); INLINE],
+            more: more.map(|n| vec![Packed::default(); n].into_boxed_slice()),
         };
         for (i, policy) in set.iter().enumerate() {
-            let decision = decide(i, policy);
-            decisions.allowed &= decision.allowed || policy.shadow();
-            decisions.each[i] = decision;
+            decisions.push(policy, decide(i, policy));
         }
         decisions
     }
@@ -106,13 +124,33 @@ impl Decisions {
     /// The decision of a set of one policy, `policy`.
     #[inline]
     pub(crate) fn one(policy: &Policy, decision: Decision) -> Self {
-        let mut each = [Decision::new(true, 0, 0, Duration::ZERO); MAX_POLICIES];
-        each[0] = decision;
-        Self {
-            allowed: decision.allowed || policy.shadow(),
-            len: 1,
-            each,
+        let mut decisions = Self {
+            allowed: true,
+            len: 0,
+            allowed_each: 0,
+            first: [Packed::default(); INLINE],
+            more: None,
+        };
+        decisions.push(policy, decision);
+        decisions
+    }
+
+    #[inline]
+    fn push(&mut self, policy: &Policy, decision: Decision) {
+        let i = usize::from(self.len);
+        self.allowed &= decision.allowed || policy.shadow();
+        self.allowed_each |= u8::from(decision.allowed) << i;
+        let packed = Packed {
+            reset_ns: u64::try_from(decision.reset.as_nanos()).unwrap_or(u64::MAX),
+            remaining: decision.remaining,
+            limit: decision.limit,
+        };
+        match (self.first.get_mut(i), self.more.as_deref_mut()) {
+            (Some(slot), _) => *slot = packed,
+            (None, Some(more)) => more[i - INLINE] = packed,
+            (None, None) => unreachable!("room is made for every policy of the set"),
         }
+        self.len += 1;
     }
 
     /// Whether the request was counted and may proceed: every policy not in shadow mode
@@ -121,16 +159,42 @@ impl Decisions {
         self.allowed
     }
 
+    /// How many policies decided (at least one).
+    pub fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    /// Never: a set has at least one policy.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The decision of the set's `i`-th policy.
+    pub fn get(&self, i: usize) -> Option<Decision> {
+        (i < self.len()).then(|| self.unpacked(i))
+    }
+
     /// Each policy's decision, in the set's order.
-    pub fn as_slice(&self) -> &[Decision] {
-        &self.each[..usize::from(self.len)]
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Decision> + '_ {
+        (0..self.len()).map(|i| self.unpacked(i))
+    }
+
+    fn unpacked(&self, i: usize) -> Decision {
+        let packed = match (self.first.get(i), self.more.as_deref()) {
+            (Some(packed), _) => *packed,
+            (None, Some(more)) => more[i - INLINE],
+            (None, None) => unreachable!("only the decisions made are read"),
+        };
+        let allowed = self.allowed_each & (1 << i) != 0;
+        let reset = Duration::from_nanos(packed.reset_ns);
+        Decision::new(allowed, packed.limit, packed.remaining, reset)
     }
 
     /// Whether the request goes on, [`allowed`](Self::allowed), with a `debug` event
     /// for each policy of `set` in shadow mode over its limit (naming the policy, never
     /// the key).
     pub(crate) fn passes(&self, set: &PolicySet) -> bool {
-        for (policy, decision) in set.iter().zip(self.as_slice()) {
+        for (policy, decision) in set.iter().zip(self.iter()) {
             if policy.shadow() && !decision.allowed {
                 tracing::debug!(
                     policy = policy.name().as_str(),
@@ -146,10 +210,12 @@ impl Decisions {
     /// denying policy (not in shadow mode) that allows again last; otherwise the policy
     /// with the smallest share of its limit left (the first of equals).
     pub fn nearest(&self, set: &PolicySet) -> usize {
-        let each = self.as_slice();
+        if self.len() == 1 {
+            return 0;
+        }
         let enforced_denials = set
             .iter()
-            .zip(each)
+            .zip(self.iter())
             .enumerate()
             .filter(|(_, (policy, d))| !d.allowed && !policy.shadow());
         if !self.allowed {
@@ -158,11 +224,13 @@ impl Decisions {
             }
         }
         // remaining / limit, compared without division: a/b < c/d ⇔ a·d < c·b.
-        let share = |d: &Decision| (u64::from(d.remaining), u64::from(d.limit.max(1)));
-        (0..each.len())
+        let share = |i| {
+            let d = self.unpacked(i);
+            (u64::from(d.remaining), u64::from(d.limit.max(1)))
+        };
+        (0..self.len())
             .min_by(|&a, &b| {
-                let (ra, la) = share(&each[a]);
-                let (rb, lb) = share(&each[b]);
+                let ((ra, la), (rb, lb)) = (share(a), share(b));
                 (ra * lb).cmp(&(rb * la)).then(a.cmp(&b))
             })
             .unwrap_or(0)
@@ -172,7 +240,7 @@ impl Decisions {
     /// `Retry-After` of a 429); `None` when none denied.
     pub fn retry_after(&self, set: &PolicySet) -> Option<Duration> {
         set.iter()
-            .zip(self.as_slice())
+            .zip(self.iter())
             .filter(|(policy, d)| !d.allowed && !policy.shadow())
             .map(|(_, d)| d.reset)
             .max()
@@ -182,7 +250,7 @@ impl Decisions {
 /// Equal when they decide alike, policy by policy.
 impl PartialEq for Decisions {
     fn eq(&self, other: &Self) -> bool {
-        self.allowed == other.allowed && self.as_slice() == other.as_slice()
+        self.allowed == other.allowed && self.iter().eq(other.iter())
     }
 }
 
@@ -192,7 +260,7 @@ impl fmt::Debug for Decisions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Decisions")
             .field("allowed", &self.allowed)
-            .field("each", &self.as_slice())
+            .field("each", &self.iter().collect::<Vec<_>>())
             .finish()
     }
 }

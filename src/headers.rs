@@ -68,7 +68,10 @@ impl Report {
     /// The report of `decisions` under `set`.
     pub(crate) fn new(set: &PolicySet, decisions: &Decisions) -> Self {
         let nearest = decisions.nearest(set);
-        let decision = &decisions.as_slice()[nearest];
+        let decision = decisions
+            .iter()
+            .nth(nearest)
+            .expect("the nearest is one of them");
         let name = set.as_slice()[nearest].name();
         let (mut remaining, mut reset) = (itoa::Buffer::new(), itoa::Buffer::new());
         let (remaining, reset) = (

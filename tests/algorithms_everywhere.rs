@@ -27,8 +27,8 @@ async fn run<
     check: Check<F>,
 ) -> Decision {
     match check {
-        Check::Ready(result) => result.unwrap().as_slice()[0],
-        Check::Pending(future) => future.await.unwrap().as_slice()[0],
+        Check::Ready(result) => result.unwrap().get(0).unwrap(),
+        Check::Pending(future) => future.await.unwrap().get(0).unwrap(),
     }
 }
 
@@ -163,11 +163,7 @@ async fn every_backend_decides_a_set_alike() {
         .build()
         .unwrap();
     let all = |d: &Decisions| {
-        let each: Vec<_> = d
-            .as_slice()
-            .iter()
-            .map(|d| (d.allowed, d.remaining))
-            .collect();
+        let each: Vec<_> = d.iter().map(|d| (d.allowed, d.remaining)).collect();
         (d.allowed(), each)
     };
     async fn decided<F>(check: Check<F>) -> Decisions

@@ -361,7 +361,7 @@ async fn a_check_forwarded_alone_keeps_its_cost() {
         ringlimit::Check::Pending(future) => future.await.unwrap(),
         ringlimit::Check::Ready(_) => panic!("{key} is owned by the other node"),
     };
-    assert_eq!(decision.as_slice()[0].remaining, 7);
+    assert_eq!(decision.get(0).unwrap().remaining, 7);
     assert_eq!(nodes[1].backend.local().used(&key), 3);
 
     // A client's own `cost` is not read: only forwarded checks carry one.

@@ -45,8 +45,8 @@ async fn run(
     check: Check<ringlimit::backend::RemoteFuture>,
 ) -> (bool, Result<Decision, BackendError>) {
     match check {
-        Check::Ready(result) => (false, result.map(|d| d.as_slice()[0])),
-        Check::Pending(future) => (true, future.await.map(|d| d.as_slice()[0])),
+        Check::Ready(result) => (false, result.map(|d| d.get(0).unwrap())),
+        Check::Pending(future) => (true, future.await.map(|d| d.get(0).unwrap())),
     }
 }
 

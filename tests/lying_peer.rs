@@ -80,8 +80,8 @@ fn node(me: &str, peer: &str) -> (ClusterBackend<ManualClock>, ManualClock) {
 
 async fn decide(backend: &ClusterBackend<ManualClock>, key: &str) -> Decision {
     match backend.check_at(key, NonZeroU32::MIN) {
-        Check::Ready(result) => result.unwrap().as_slice()[0],
-        Check::Pending(future) => future.await.unwrap().as_slice()[0],
+        Check::Ready(result) => result.unwrap().get(0).unwrap(),
+        Check::Pending(future) => future.await.unwrap().get(0).unwrap(),
     }
 }
 
@@ -132,8 +132,8 @@ async fn a_batch_answer_with_absurd_numbers_is_bounded_too() {
         .collect();
     for check in checks {
         let decision = match check {
-            Check::Ready(result) => result.unwrap().as_slice()[0],
-            Check::Pending(future) => future.await.unwrap().as_slice()[0],
+            Check::Ready(result) => result.unwrap().get(0).unwrap(),
+            Check::Pending(future) => future.await.unwrap().get(0).unwrap(),
         };
         assert_bounded(&decision);
     }

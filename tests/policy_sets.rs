@@ -69,11 +69,11 @@ async fn minute_then_next<B: Backend>(backend: &B, clock: &ringlimit::ManualCloc
     clock.advance(Duration::from_secs(60));
     let next = decided(backend.check(key, &set)).await;
     assert!(next.allowed(), "the two denials cost the hour nothing");
-    assert_eq!(next.as_slice()[1].remaining, 0, "3 of 3 in the hour");
+    assert_eq!(next.get(1).unwrap().remaining, 0, "3 of 3 in the hour");
     let over = decided(backend.check(key, &set)).await;
     assert!(!over.allowed());
     assert!(
-        over.as_slice()[0].allowed,
+        over.get(0).unwrap().allowed,
         "the minute had room: the hour denied"
     );
 }
@@ -154,7 +154,7 @@ async fn a_set_is_one_script_call_all_or_nothing_in_redis() {
     let hour = PolicySet::from(per(3, Duration::from_secs(3600), "hour"));
     let read = decided(backend.check("alice", &hour)).await;
     assert!(read.allowed());
-    assert_eq!(read.as_slice()[0].remaining, 0, "2 + this one of 3");
+    assert_eq!(read.get(0).unwrap().remaining, 0, "2 + this one of 3");
 }
 
 #[cfg(feature = "redis")]
@@ -183,7 +183,7 @@ async fn in_redis_the_backends_own_policy_counts_once_alone_or_in_a_set() {
         let third = decided(backend.check("alice", &with_login)).await;
         assert!(third.allowed(), "{algorithm:?}");
         assert_eq!(
-            third.as_slice()[0].remaining,
+            third.get(0).unwrap().remaining,
             0,
             "{algorithm:?}: 3 of 3, on one key"
         );
@@ -222,7 +222,7 @@ async fn threads_on_one_key_never_pass_either_limit() {
     let large_only = PolicySet::from(per(80, Duration::from_secs(3600), "large"));
     let large = backend.decide_all("hot", &large_only).unwrap();
     assert_eq!(
-        large.as_slice()[0].remaining,
+        large.get(0).unwrap().remaining,
         80 - 50 - 1,
         "denials took nothing back or more"
     );

@@ -25,8 +25,8 @@ fn policy(limit: u32, window: Duration) -> Policy {
 
 async fn run(check: Check<RemoteFuture>) -> Result<Decision, BackendError> {
     match check {
-        Check::Ready(result) => result.map(|d| d.as_slice()[0]),
-        Check::Pending(future) => future.await.map(|d| d.as_slice()[0]),
+        Check::Ready(result) => result.map(|d| d.get(0).unwrap()),
+        Check::Pending(future) => future.await.map(|d| d.get(0).unwrap()),
     }
 }
 

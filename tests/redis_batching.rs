@@ -60,7 +60,7 @@ async fn all_at_once<B: Backend<Future = RemoteFuture>>(
     }
     answers
         .into_iter()
-        .map(|answer| answer.unwrap().map(|d| d.as_slice()[0]))
+        .map(|answer| answer.unwrap().map(|d| d.get(0).unwrap()))
         .collect()
 }
 

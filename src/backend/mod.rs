@@ -60,8 +60,6 @@ use crate::policy::PolicySet;
 use crate::Decisions;
 
 /// The result of [`Backend::check`]: ready now, or a future for a remote answer.
-// Not boxed: a local check is answered without allocating, and moved once.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Check<F> {
     /// The decision was made locally, without waiting.

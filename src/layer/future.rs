@@ -147,7 +147,7 @@ fn reject<R: OnRejection>(
     report: Option<Report>,
 ) -> Response<Bytes> {
     let decisions = match &rejection {
-        Rejection::Limited(decisions) => Some(*decisions),
+        Rejection::Limited(decisions) => Some(decisions.clone()),
         _ => None,
     };
     let mut response = on_rejection.respond(rejection);

@@ -5,8 +5,6 @@ use crate::plain_text::{plain_text, UTF8};
 use crate::{BackendError, Decisions, KeyError};
 
 /// Why the layer answered a request itself instead of calling the inner service.
-// Not boxed: built once per rejection, where a 429 is answered without allocating more.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Rejection {

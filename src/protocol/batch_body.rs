@@ -101,7 +101,7 @@ pub(crate) fn encode_answer(
         (Err(_), true) => {}
         (decided, false) => {
             let (remaining, reset_ms) = decided.map_or((0, 0), |d| {
-                let first = d.as_slice()[0];
+                let first = d.get(0).unwrap();
                 (first.remaining, first.reset.as_millis())
             });
             let mut number = itoa::Buffer::new();

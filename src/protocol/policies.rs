@@ -97,7 +97,7 @@ pub(crate) fn algorithm_token(algorithm: Algorithm) -> &'static str {
 /// Appends each policy's answer to `out`, each after a space.
 pub(crate) fn encode_each(decisions: &Decisions, out: &mut String) {
     let mut number = itoa::Buffer::new();
-    for decision in decisions.as_slice() {
+    for decision in decisions.iter() {
         out.push_str(if decision.allowed { " 1 " } else { " 0 " });
         out.push_str(number.format(decision.remaining));
         out.push(' ');
@@ -210,9 +210,9 @@ mod tests {
         let told = Told::decode("1 4000000 999999999 0 0 500".split(' ')).unwrap();
         let decisions = told.decisions(&set).unwrap();
         assert!(!decisions.allowed());
-        assert_eq!(decisions.as_slice()[0].remaining, 5);
-        assert_eq!(decisions.as_slice()[0].reset, Duration::from_secs(60));
-        assert_eq!(decisions.as_slice()[1].reset, Duration::from_millis(500));
+        assert_eq!(decisions.get(0).unwrap().remaining, 5);
+        assert_eq!(decisions.get(0).unwrap().reset, Duration::from_secs(60));
+        assert_eq!(decisions.get(1).unwrap().reset, Duration::from_millis(500));
         assert_eq!(
             Told::decode("1 4 5".split(' ')).unwrap().decisions(&set),
             None

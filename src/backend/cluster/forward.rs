@@ -46,7 +46,7 @@ impl<C: Clock> ClusterBackend<C> {
                 if remember && !decisions.allowed() {
                     // Never remembered past this node's own window: a new window starts
                     // afresh whatever the owner said.
-                    let decision = decisions.as_slice()[0];
+                    let decision = decisions.get(0).unwrap();
                     let until = decision.reset.min(set.as_slice()[0].reset_at(now));
                     denied.remember(key, decision.remaining, until, local.now_ms());
                 }

@@ -186,6 +186,7 @@ impl<C: Clock> MemoryBackend<C> {
     ///
     /// [`BackendError::TooManyPolicies`] when `policies` would make this backend keep
     /// counters for more than [`MAX_STORES`] policies; nothing is made or counted then.
+    #[inline]
     pub fn decide_all(&self, key: &str, policies: &PolicySet) -> Result<Decisions, BackendError> {
         self.decide_within(key, policies, MAX_STORES)
     }
@@ -201,6 +202,7 @@ impl<C: Clock> MemoryBackend<C> {
         self.decide_within(key, policies, MAX_PEER_STORES)
     }
 
+    #[inline]
     fn decide_within(
         &self,
         key: &str,
@@ -312,7 +314,7 @@ fn decide_in<S: std::ops::Deref<Target = Store>>(
     // nothing, and the rest stays counted.)
     if !decisions.allowed() {
         for (i, policy) in set.iter().enumerate() {
-            if decisions.as_slice()[i].allowed {
+            if decisions.get(i).unwrap().allowed {
                 stores[i].refund(key, hash, policy, cost(policy), counted_in[i], now);
             }
         }
@@ -327,6 +329,7 @@ impl<C: Clock> Backend for MemoryBackend<C> {
         &self.policies
     }
 
+    #[inline]
     fn check(&self, key: &str, policies: &PolicySet) -> Check<Self::Future> {
         Check::Ready(self.decide_all(key, policies))
     }

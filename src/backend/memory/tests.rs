@@ -481,17 +481,17 @@ mod algorithms {
         let backend = MemoryBackend::builder(set.clone()).clock(clock).build();
         let decide = || backend.decide_all("u", &set).unwrap();
         let first = decide();
-        assert!(first.allowed() && first.as_slice()[1].allowed);
+        assert!(first.allowed() && first.get(1).unwrap().allowed);
         let second = decide();
         assert!(second.allowed(), "a shadow policy never denies");
-        assert!(!second.as_slice()[1].allowed, "but says it would have");
+        assert!(!second.get(1).unwrap().allowed, "but says it would have");
         assert!(decide().allowed());
         let fourth = decide();
         assert!(!fourth.allowed(), "the enforced policy is full");
         let used = |name: &str, limit: u32| {
             let policy = set.iter().find(|p| p.name().as_str() == name).unwrap();
             let one = crate::PolicySet::from(policy.with_cost(NonZeroU32::MIN));
-            let probe = backend.decide_all("u", &one).unwrap().as_slice()[0];
+            let probe = backend.decide_all("u", &one).unwrap().get(0).unwrap();
             limit - probe.remaining - u32::from(probe.allowed)
         };
         assert_eq!(
@@ -609,8 +609,8 @@ mod algorithms {
                 prop_assert_eq!(decided.allowed(), allowed, "at {} ms", now);
                 for i in 0..2 {
                     let (verdict, next) = checked[i];
-                    prop_assert_eq!(decided.as_slice()[i].allowed, verdict.allowed, "policy {} at {} ms", i, now);
-                    prop_assert_eq!(decided.as_slice()[i].remaining, verdict.remaining, "policy {} at {} ms", i, now);
+                    prop_assert_eq!(decided.get(i).unwrap().allowed, verdict.allowed, "policy {} at {} ms", i, now);
+                    prop_assert_eq!(decided.get(i).unwrap().remaining, verdict.remaining, "policy {} at {} ms", i, now);
                     if allowed {
                         states[i] = next.or(states[i]);
                     }
