@@ -9,7 +9,6 @@
 mod common;
 
 use std::hint::black_box;
-use std::num::NonZeroU32;
 use std::time::Duration;
 
 use common::{bench_checks, key_sets, warmed};
