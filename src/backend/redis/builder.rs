@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use redis::RedisResult;
 
+use super::check_set::{SetKeys, SetSender};
 use super::connection::Connection;
 use super::scripts::CheckScript;
 use super::sender::{Grouping, RedisSender};
@@ -185,13 +186,30 @@ impl<C: Clock> RedisBuilder<C> {
             };
             Arc::new(Coalescer::new(&target, self.timeout, sender))
         });
+        let sets = connection.with_script(CheckScript::for_sets());
+        let set_keys = SetKeys {
+            prefix: self.prefix.into(),
+            own: policy,
+        };
+        // Set checks are pipelined on a single server whatever `batch_checks` says: each
+        // is its own call, atomic alone.
+        let set_queue = matches!(self.server, Server::Single(_)).then(|| {
+            let sender = SetSender {
+                connection: sets.clone(),
+                keys: set_keys.clone(),
+                target: target.clone(),
+                timeout: self.timeout,
+            };
+            Arc::new(Coalescer::new(&target, self.timeout, sender))
+        });
         Ok(RedisBackend {
-            sets: connection.with_script(CheckScript::for_sets()),
+            sets,
+            set_queue,
+            set_keys,
             circuit: Arc::new(Circuit::new(&target, self.circuit)),
             connection,
             target,
             queue,
-            prefix: self.prefix.into(),
             timeout: self.timeout,
             failure: self.failure_mode,
             local: Arc::new(self.local.build()),

@@ -1,67 +1,63 @@
 //! A check against a set of policies on Redis: one call of `check_set.lua` on a key per
-//! policy, all in the user's slot, all or nothing.
+//! policy, all in the user's slot, all or nothing. On a single server, the calls of set
+//! checks that arrive together go in one pipeline (one write, one round trip), as the
+//! single-policy checks' do.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::connection::Connection;
 use super::scripts::script_id;
-use super::sender::Counted;
+use super::sender::{Counted, MAX_REDIS_BATCH};
 use super::{same_counter, RedisBackend};
 use crate::backend::{BackendError, Check, RemoteFuture};
 use crate::clock::Clock;
+use crate::coalesce::{fail_all, Job, SendBatch};
 use crate::{Decisions, Policy, PolicySet};
 
-impl<C: Clock> RedisBackend<C> {
-    /// A check against a set other than the backend's own single policy.
-    pub(super) fn check_set(&self, key: &str, policies: &PolicySet) -> Check<RemoteFuture> {
-        let set = policies.clone();
-        let decide = move |reply: Vec<i64>, _: &Arc<str>| {
-            Decisions::from_fn(&set, |i, policy| {
-                Counted::of_key(&reply, i).decision(policy)
-            })
-        };
-        self.guard().call(
-            key,
-            policies,
-            || Arc::<str>::from(key),
-            |user| self.call_set(user, policies),
-            decide,
-        )
-    }
+/// How a set's keys are named: `<prefix>{<user id>}` for the backend's own policy (the
+/// key its single-policy checks use), `<prefix>{<user id>}:<name>:<algorithm>:<window
+/// ms>` for any other.
+#[derive(Clone, Debug)]
+pub(super) struct SetKeys {
+    pub(super) prefix: Arc<str>,
+    pub(super) own: Policy,
+}
 
-    /// The Redis key of `user_id`'s state under `policy` in a set, unless it is the
-    /// backend's own policy (whose key is [`key_of`](Self::key_of)):
-    /// `<prefix>{<user id>}:<name>:<algorithm>:<window ms>`. A name, an algorithm and a
-    /// window make one counter, as in memory: two policies of one name never share state.
-    pub fn set_key_of(&self, user_id: &str, policy: &Policy) -> String {
-        let mut key = self.key_of(user_id);
-        key.push(':');
-        key.push_str(policy.name().as_str());
-        key.push(':');
-        key.push_str(itoa::Buffer::new().format(script_id(policy.algorithm())));
-        key.push(':');
-        key.push_str(itoa::Buffer::new().format(policy.window_ms()));
+impl SetKeys {
+    /// `<prefix>{<user id>}`.
+    pub(super) fn user(&self, user_id: &str) -> String {
+        // Pushed piece by piece: this runs on every check, and `format!` showed in profiles.
+        let mut key = String::with_capacity(self.prefix.len() + user_id.len() + 2);
+        key.push_str(&self.prefix);
+        key.push('{');
+        key.push_str(user_id);
+        key.push('}');
         key
     }
 
-    fn call_set(
-        &self,
-        user: &str,
-        policies: &PolicySet,
-    ) -> impl Future<Output = Result<Vec<i64>, BackendError>> + Send + 'static {
-        // The backend's own policy keeps its own key, whichever set it is checked in.
-        let own = self.local.policy_ref();
-        let keys: Vec<String> = policies
-            .iter()
-            .map(|p| match same_counter(p, own) {
-                true => self.key_of(user),
-                false => self.set_key_of(user, p),
-            })
-            .collect();
+    /// The key of `user_id`'s state under `policy` in a set.
+    pub(super) fn of(&self, user_id: &str, policy: &Policy) -> String {
+        let mut key = self.user(user_id);
+        if !same_counter(policy, &self.own) {
+            key.push(':');
+            key.push_str(policy.name().as_str());
+            key.push(':');
+            key.push_str(itoa::Buffer::new().format(script_id(policy.algorithm())));
+            key.push(':');
+            key.push_str(itoa::Buffer::new().format(policy.window_ms()));
+        }
+        key
+    }
+
+    /// The set script's call for `user_id` against `policies`, on `connection`.
+    fn evalsha(&self, connection: &Connection, user_id: &str, policies: &PolicySet) -> redis::Cmd {
+        let keys: Vec<String> = policies.iter().map(|p| self.of(user_id, p)).collect();
         let key_bytes = keys.iter().map(String::len).sum();
-        let mut evalsha = self.sets.evalsha(keys.len(), key_bytes);
+        let mut evalsha = connection.evalsha(keys.len(), key_bytes);
         for key in &keys {
             evalsha.arg(key);
         }
@@ -73,18 +69,113 @@ impl<C: Clock> RedisBackend<C> {
                 .arg(policy.cost().get())
                 .arg(u8::from(policy.shadow()));
         }
+        evalsha
+    }
+}
+
+/// The script's reply for a set of `policies`, if it has three numbers per policy.
+fn checked(reply: Vec<i64>, policies: &PolicySet, target: &str) -> Result<Vec<i64>, BackendError> {
+    let expected = 3 * policies.len();
+    if reply.len() != expected {
+        let why = format!("{} numbers for {expected}", reply.len());
+        return Err(BackendError::unavailable(target, why));
+    }
+    Ok(reply)
+}
+
+/// Sends set checks to one Redis server, a pipeline of calls at a time.
+#[derive(Clone)]
+pub(crate) struct SetSender {
+    pub(super) connection: Connection,
+    pub(super) keys: SetKeys,
+    pub(super) target: Arc<str>,
+    pub(super) timeout: Duration,
+}
+
+impl SendBatch for SetSender {
+    type Answer = Vec<i64>;
+    const MAX_BATCH: usize = MAX_REDIS_BATCH;
+
+    async fn send(&self, batch: Vec<Job<Vec<i64>>>) {
+        let deadline = batch[0].deadline;
+        let mut calls = Connection::pipeline(batch.len());
+        for job in &batch {
+            calls.add_command(self.keys.evalsha(&self.connection, &job.key, &job.policies));
+        }
+        let ran = self
+            .connection
+            .run_each_until(&calls, deadline, &self.target, self.timeout);
+        match ran.await {
+            Ok(answers) => {
+                let mut answers = answers.into_iter();
+                for job in batch {
+                    let answer = match answers.next() {
+                        Some(Ok(reply)) => checked(reply, &job.policies, &self.target),
+                        Some(Err(error)) => Err(BackendError::unavailable(&*self.target, error)),
+                        None => Err(BackendError::unavailable(
+                            &*self.target,
+                            "fewer answers than calls",
+                        )),
+                    };
+                    let _ = job.reply.send(answer);
+                }
+            }
+            Err(error) => fail_all(batch, &error),
+        }
+    }
+}
+
+impl<C: Clock> RedisBackend<C> {
+    /// A check against a set other than the backend's own single policy.
+    pub(super) fn check_set(&self, key: &str, policies: &PolicySet) -> Check<RemoteFuture> {
+        let set = policies.clone();
+        let decide = move |reply: Vec<i64>, _: &Arc<str>| {
+            Decisions::from_fn(&set, |i, policy| {
+                Counted::of_key(&reply, i).decision(policy)
+            })
+        };
+        let user = || Arc::<str>::from(key);
+        match &self.set_queue {
+            Some(queue) => self.guard().call(
+                key,
+                policies,
+                user,
+                |user| queue.check(Arc::clone(user), policies.clone()),
+                decide,
+            ),
+            None => self.guard().call(
+                key,
+                policies,
+                user,
+                |user| self.call_set(user, policies),
+                decide,
+            ),
+        }
+    }
+
+    /// The Redis key of `user_id`'s state under `policy` in a set: the backend's own
+    /// policy's is [`key_of`](Self::key_of), any other's
+    /// `<prefix>{<user id>}:<name>:<algorithm>:<window ms>`. A name, an algorithm and a
+    /// window make one counter, as in memory: two policies of one name never share state.
+    pub fn set_key_of(&self, user_id: &str, policy: &Policy) -> String {
+        self.set_keys.of(user_id, policy)
+    }
+
+    /// One set call for this check alone (on a cluster).
+    fn call_set(
+        &self,
+        user: &str,
+        policies: &PolicySet,
+    ) -> impl Future<Output = Result<Vec<i64>, BackendError>> + Send + 'static {
+        let evalsha = self.set_keys.evalsha(&self.sets, user, policies);
         let (connection, target, timeout) = (self.sets.clone(), self.target.clone(), self.timeout);
-        let expected = 3 * policies.len();
+        let policies = policies.clone();
         async move {
             let deadline = Instant::now() + timeout;
             let reply = connection
                 .run_until(evalsha, deadline, &target, timeout)
                 .await?;
-            if reply.len() != expected {
-                let why = format!("{} numbers for {expected}", reply.len());
-                return Err(BackendError::unavailable(&*target, why));
-            }
-            Ok(reply)
+            checked(reply, &policies, &target)
         }
     }
 }

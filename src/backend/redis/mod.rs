@@ -82,11 +82,14 @@ pub struct RedisBackend<C = SystemClock> {
     connection: Connection,
     /// The same connection, calling the script of a set of policies.
     sets: Connection,
+    /// The queue that pipelines set checks (a single server only).
+    set_queue: Option<Arc<Coalescer<check_set::SetSender>>>,
+    /// How a set's keys are named (the prefix lives here).
+    set_keys: check_set::SetKeys,
     target: Arc<str>,
     /// The queue that groups concurrent checks (a single server only; on a cluster each
     /// call goes on its own, routed to its key's master).
     queue: Option<Arc<Coalescer<RedisSender>>>,
-    prefix: Arc<str>,
     timeout: Duration,
     failure: FailureMode,
     circuit: Arc<Circuit>,
@@ -139,13 +142,7 @@ impl<C: Clock> RedisBackend<C> {
 
     /// The Redis key of `user_id`, before the window start: `<prefix>{<user id>}`.
     pub fn key_of(&self, user_id: &str) -> String {
-        // Pushed piece by piece: this runs on every check, and `format!` showed in profiles.
-        let mut key = String::with_capacity(self.prefix.len() + user_id.len() + 2);
-        key.push_str(&self.prefix);
-        key.push('{');
-        key.push_str(user_id);
-        key.push('}');
-        key
+        self.set_keys.user(user_id)
     }
 }
 
@@ -167,7 +164,7 @@ impl<C: Clock> Backend for RedisBackend<C> {
         let user = || {
             let redis_key: Arc<str> = self.key_of(key).into();
             UserOf {
-                id: self.prefix.len() + 1..redis_key.len() - 1,
+                id: self.set_keys.prefix.len() + 1..redis_key.len() - 1,
                 redis_key,
             }
         };
@@ -274,7 +271,7 @@ impl<C: fmt::Debug> fmt::Debug for RedisBackend<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisBackend")
             .field("target", &self.target)
-            .field("prefix", &self.prefix)
+            .field("prefix", &self.set_keys.prefix)
             .field("grouping", &self.grouping())
             .field("timeout", &self.timeout)
             .field("failure", &self.failure)
