@@ -141,6 +141,12 @@ async fn a_set_is_one_script_call_all_or_nothing_in_redis() {
         seen
     };
     assert_eq!(seen, [true, true, false, false]);
+    // Each policy's key expires with what it holds (the minute's within a minute).
+    for (policy, most) in [(set.as_slice()[0], 60_000), (set.as_slice()[1], 3_600_000)] {
+        let key = backend.set_key_of("alice", &policy);
+        let ttl: i64 = server.cli(&["PTTL", &key]).unwrap().trim().parse().unwrap();
+        assert!(ttl > 0 && ttl <= most, "{key}: {ttl}");
+    }
     // One name, another window: a counter of its own, never the minute's or the hour's.
     let other_window = PolicySet::from(per(1, Duration::from_secs(7200), "hour"));
     assert!(decided(backend.check("alice", &other_window))

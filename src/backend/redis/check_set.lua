@@ -42,19 +42,23 @@ for i = 1, #KEYS do
   if allowed == 0 and not shadow then
     enforced_allow = false
   end
-  checked[i] = {allowed, remaining, reset, retry, state, fields, window, limit}
+  -- A fixed window's counter already in this window has its expiry: nothing to renew.
+  local renew = not (id == 1 and kind == 1 and state and state[2] == a)
+  checked[i] = {allowed, remaining, reset, retry, state, fields, window, limit, renew}
 end
 local answers = {}
 for i = 1, #KEYS do
-  local allowed, remaining, reset, retry, state, fields, window, limit = unpack(checked[i])
-  if enforced_allow and state and state[1] == 1 then
+  local allowed, remaining, reset, retry, state, fields, window, limit, renew = unpack(checked[i])
+  if enforced_allow and state and state[1] == 1 and not renew then
+    redis.call('HSET', KEYS[i], 'n', string.format('%d', state[3]))
+  elseif enforced_allow and state and state[1] == 1 then
     redis.call('HSET', KEYS[i], 's', string.format('%d', state[2] * window),
       'n', string.format('%d', state[3]))
   elseif enforced_allow and state then
     redis.call('HSET', KEYS[i], fields[1], string.format('%d', state[2]),
       fields[2], string.format('%d', state[3]), fields[3], string.format('%d', state[4]))
   end
-  if enforced_allow and state then
+  if enforced_allow and state and renew then
     local expiry = reset
     if state[1] == 3 then
       expiry = state[2] + reset - now
