@@ -36,6 +36,16 @@ pub enum BackendError {
         /// The most a backend keeps.
         most: usize,
     },
+    /// The node holding the counter answered, and refused the check (`400`: it named
+    /// more policies than that node keeps, or one it cannot count). Not a failure of the
+    /// node: its circuit stays closed, and the failure mode does not decide; the check
+    /// stays undecided.
+    Refused {
+        /// Which node.
+        target: String,
+        /// What it said.
+        reason: String,
+    },
 }
 
 impl fmt::Display for BackendError {
@@ -53,6 +63,9 @@ impl fmt::Display for BackendError {
             Self::CircuitOpen { target } => {
                 write!(f, "rate limit owner {target} is failing: circuit open")
             }
+            Self::Refused { target, reason } => {
+                write!(f, "rate limit owner {target} refused the check: {reason}")
+            }
             Self::TooManyPolicies { most } => {
                 write!(
                     f,
@@ -67,7 +80,10 @@ impl Error for BackendError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
             Self::Unavailable { source, .. } => Some(&**source as &(dyn Error + 'static)),
-            Self::Timeout { .. } | Self::CircuitOpen { .. } | Self::TooManyPolicies { .. } => None,
+            Self::Timeout { .. }
+            | Self::CircuitOpen { .. }
+            | Self::TooManyPolicies { .. }
+            | Self::Refused { .. } => None,
         }
     }
 }

@@ -65,14 +65,19 @@ pub(crate) struct Report {
 }
 
 impl Report {
-    /// The report of `decisions` under `set`.
+    /// The report of `decisions` under `set`. (A backend of someone else's making that
+    /// answers for fewer policies than asked is reported on the first; it never panics.)
     pub(crate) fn new(set: &PolicySet, decisions: &Decisions) -> Self {
         let nearest = decisions.nearest(set);
-        let decision = decisions
-            .iter()
-            .nth(nearest)
-            .expect("the nearest is one of them");
-        let name = set.as_slice()[nearest].name();
+        let nearest = if nearest < set.len() { nearest } else { 0 };
+        let decision = decisions.get(nearest).unwrap_or(crate::Decision::new(
+            false,
+            0,
+            0,
+            std::time::Duration::ZERO,
+        ));
+        let policy = &set.as_slice()[nearest];
+        let name = policy.name();
         let (mut remaining, mut reset) = (itoa::Buffer::new(), itoa::Buffer::new());
         let (remaining, reset) = (
             remaining.format(decision.remaining),
@@ -81,7 +86,7 @@ impl Report {
         // Sized exactly: a value whose length is its capacity needs no second allocation.
         let len = name.as_str().len() + 8 + remaining.len() + reset.len();
         let mut bytes = Vec::with_capacity(len);
-        push_name(&mut bytes, &set.as_slice()[nearest]);
+        push_name(&mut bytes, policy);
         bytes.extend_from_slice(b";r=");
         bytes.extend_from_slice(remaining.as_bytes());
         bytes.extend_from_slice(b";t=");

@@ -483,3 +483,48 @@ async fn an_owner_out_of_room_for_policies_answers_400() {
     let refused = client.get(&url(47), &marked).await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
 }
+
+#[tokio::test]
+async fn an_owners_refusal_is_final_and_keeps_its_circuit_closed() {
+    let clock = mid_window_clock();
+    let bound = listeners(2).await;
+    let members: Vec<String> = bound.iter().map(|(_, name)| name.clone()).collect();
+    let mut bound = bound.into_iter();
+    let (first, a) = bound.next().unwrap();
+    let (second, b) = bound.next().unwrap();
+    let own = per(5, Duration::from_secs(60), "x");
+    let node_a = start_node(first, &a, &members, own, &clock);
+    let node_b = start_node(second, &b, &members, own, &clock);
+    // Node b has room for no more policies from peers.
+    let made_up = |i: u32| PolicySet::from(per(5, Duration::from_secs(60), &format!("p{i}")));
+    for i in 0..47 {
+        node_b
+            .backend
+            .local()
+            .decide_forwarded("u", &made_up(i))
+            .unwrap();
+    }
+    let key = key_owned_by(&node_a.backend.ring(), &b);
+    for attempt in 0..5 {
+        let refused = match node_a.backend.check(&key, &made_up(100 + attempt)) {
+            Check::Pending(future) => future.await,
+            Check::Ready(result) => result,
+        };
+        assert!(
+            matches!(refused, Err(ringlimit::BackendError::Refused { .. })),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(
+        node_a.backend.local().tracked_keys(),
+        0,
+        "no failure mode counted it here"
+    );
+    // Five refusals, and the circuit to b is closed: a policy b keeps is asked there.
+    let asked = node_a.backend.check(&key, &made_up(3));
+    assert!(
+        matches!(asked, Check::Pending(_)),
+        "asked, not failed at once"
+    );
+    assert!(decided(asked).await.allowed());
+}

@@ -57,6 +57,12 @@ impl<C: Clock> Guard<'_, C> {
                     attempt.succeeded();
                     Ok(decide(answer, &fallback_key))
                 }
+                // The owner answered, and said no: it is up, and no failure mode may count
+                // what it refused.
+                Err(error @ BackendError::Refused { .. }) => {
+                    attempt.succeeded();
+                    Err(error)
+                }
                 Err(error) => {
                     attempt.failed();
                     fail(mode, &local, fallback_key.as_ref(), &policies, error)

@@ -152,6 +152,16 @@ impl Policy {
         self.cost
     }
 
+    /// Whether `other` counts on the same counters as this policy: the same name,
+    /// algorithm and window (a changed limit, cost or mode keeps them). Every backend
+    /// keys counters so.
+    #[inline]
+    pub(crate) fn counts_with(&self, other: &Policy) -> bool {
+        self.window_ms == other.window_ms
+            && self.algorithm == other.algorithm
+            && self.name == other.name
+    }
+
     /// The longest a reset can be: two windows for the sliding window (the current
     /// window's count weighs on the next), one for the others.
     #[cfg(any(feature = "cluster", feature = "redis"))]

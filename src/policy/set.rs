@@ -9,6 +9,8 @@ use super::{Policy, PolicyName};
 
 /// The most policies one request is checked against.
 pub const MAX_POLICIES: usize = 8;
+// `Decisions` keeps each policy's verdict in a bit of a `u8`.
+const _: () = assert!(MAX_POLICIES <= 8);
 
 /// The policies a request is checked against, all or nothing: it is allowed only if every
 /// policy not in shadow mode allows it, and a denied request counts under none of them.
@@ -109,6 +111,7 @@ impl PolicySet {
 
 /// Sets are equal when their policies are, in order (a clone is equal at once).
 impl PartialEq for PolicySet {
+    #[inline]
     fn eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.0, &other.0) || self.0.policies == other.0.policies
     }

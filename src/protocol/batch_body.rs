@@ -125,7 +125,15 @@ pub(crate) fn from_older_node(body: &[u8]) -> bool {
 }
 
 /// Each check's answer, in order, or why the batch's answer as a whole is unusable.
-pub(crate) type Answers = Vec<Result<PeerAnswer, String>>;
+pub(crate) type Answers = Vec<Result<PeerAnswer, LineRefused>>;
+
+/// A batch line the owner did not answer as counted or over the limit: its status, and
+/// why.
+#[derive(Debug)]
+pub(crate) struct LineRefused {
+    pub(crate) status: u16,
+    pub(crate) why: String,
+}
 
 /// Reads a batch answer of newer-form lines; it must have one line per check
 /// (`expected`). A line whose status is not `200` or `429` fails that check alone.
@@ -145,10 +153,13 @@ pub(crate) fn decode_answers(body: &[u8], expected: usize) -> Result<Answers, St
                     told: Some(told),
                 })
             }
-            other if other.parse::<u16>().is_ok() => {
-                Err(format!("peer refused a batched check ({other})"))
-            }
-            _ => return Err(format!("bad batch answer line {line:?}")),
+            other => match other.parse::<u16>() {
+                Ok(status) => Err(LineRefused {
+                    status,
+                    why: format!("peer refused a batched check ({other})"),
+                }),
+                Err(_) => return Err(format!("bad batch answer line {line:?}")),
+            },
         });
     }
     if answers.len() != expected {

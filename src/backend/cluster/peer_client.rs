@@ -84,7 +84,8 @@ impl PeerClient {
         let (http, timeout, target) = (self.http.clone(), self.timeout, member.to_owned());
         async move {
             let request = request?;
-            within(deadline, timeout, target, ask(&http, request)).await
+            let answered = within(deadline, timeout, target.clone(), ask(&http, request)).await?;
+            answered.map_err(|reason| BackendError::Refused { target, reason })
         }
     }
 
@@ -165,14 +166,19 @@ impl PeerClient {
     }
 }
 
+/// The peer's answer, or what it said when it refused the check (`400`).
 async fn ask(
     http: &Client<HttpConnector, Full<Bytes>>,
     request: Request<Full<Bytes>>,
-) -> Result<PeerAnswer, BoxError> {
+) -> Result<Result<PeerAnswer, String>, BoxError> {
     let response = http.request(request).await?;
     let allowed = match response.status() {
         StatusCode::OK => true,
         StatusCode::TOO_MANY_REQUESTS => false,
+        StatusCode::BAD_REQUEST => {
+            let body = read_body(response.into_body(), MAX_ANSWER_BYTES).await?;
+            return Ok(Err(String::from_utf8_lossy(&body).trim().to_owned()));
+        }
         other => return Err(format!("peer answered {other}").into()),
     };
     let state = peer_state(response.headers());
@@ -183,9 +189,9 @@ async fn ask(
         .and_then(|value| Told::decode(value.split(' ')));
     // Read the short body to its end so the connection goes back to the pool.
     read_body(response.into_body(), MAX_ANSWER_BYTES).await?;
-    Ok(PeerAnswer {
+    Ok(Ok(PeerAnswer {
         allowed,
         state,
         told,
-    })
+    }))
 }

@@ -66,8 +66,13 @@ impl SendBatch for PeerSender {
         {
             Ok(BatchReply::Answers(answers)) => {
                 for (job, answer) in batch.into_iter().zip(answers) {
-                    let answer =
-                        answer.map_err(|why| BackendError::unavailable(&*self.member, why));
+                    let answer = answer.map_err(|line| match line.status {
+                        400 => BackendError::Refused {
+                            target: self.member.to_string(),
+                            reason: line.why,
+                        },
+                        _ => BackendError::unavailable(&*self.member, line.why),
+                    });
                     let _ = job.reply.send(answer);
                 }
             }

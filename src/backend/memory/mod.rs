@@ -14,6 +14,7 @@ use std::fmt;
 use std::future::Ready;
 use std::hash::BuildHasher;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError};
 
 use crossbeam_utils::sync::ShardedLock;
@@ -92,6 +93,8 @@ pub struct MemoryBackend<C = SystemClock> {
     /// (another set, or one a peer sent) gets its own, up to [`MAX_STORES`].
     stores: ShardedLock<Vec<Arc<Store>>>,
     max_keys: usize,
+    /// When a check was last refused for want of room for its policies (s), for the log.
+    refusal_logged: AtomicU64,
 }
 
 /// The most policies (distinct names, algorithms and windows) one backend keeps counters
@@ -118,9 +121,10 @@ impl MemoryBackend {
 impl<C: Clock> MemoryBackend<C> {
     /// The backend a builder describes: the stores of its own policies made once, here.
     fn build(policies: PolicySet, clock: C, max_keys: usize) -> Self {
+        let now = clock.now();
         let own: Box<[Arc<Store>]> = policies
             .iter()
-            .map(|policy| Arc::new(Store::new(policy, max_keys)))
+            .map(|policy| Arc::new(Store::new(policy, max_keys, now)))
             .collect();
         Self {
             policies,
@@ -129,6 +133,7 @@ impl<C: Clock> MemoryBackend<C> {
             stores: ShardedLock::new(own.to_vec()),
             own,
             max_keys,
+            refusal_logged: AtomicU64::new(0),
         }
     }
 
@@ -239,18 +244,42 @@ impl<C: Clock> MemoryBackend<C> {
     /// Counters for each policy of `policies` that has none yet, if there is room for all
     /// within `most`.
     fn make_stores(&self, policies: &PolicySet, most: usize) -> Result<(), BackendError> {
+        let now = self.clock.now();
         let mut stores = self.stores.write().unwrap_or_else(PoisonError::into_inner);
+        // Counters no check has needed for two windows go first: what they held no
+        // longer matters, and peers that renamed their policies leave such behind. This
+        // node's own stay.
+        let own = |store: &Arc<Store>| self.own.iter().any(|o| Arc::ptr_eq(o, store));
+        stores.retain(|store| own(store) || !store.idle(now));
         let missing: Vec<&Policy> = policies
             .iter()
             .filter(|policy| !stores.iter().any(|s| s.holds(policy)))
             .collect();
         if stores.len() + missing.len() > most {
+            if self.refusal_not_logged_lately(now) {
+                tracing::warn!(
+                    most,
+                    kept = stores.len(),
+                    "ringlimit: refusing checks of more distinct policies than this node keeps \
+                     (logged once a minute)"
+                );
+            }
             return Err(BackendError::TooManyPolicies { most });
         }
         for policy in missing {
-            stores.push(Arc::new(Store::new(policy, self.max_keys)));
+            stores.push(Arc::new(Store::new(policy, self.max_keys, now)));
         }
         Ok(())
+    }
+
+    /// Whether a refusal for want of room has gone unlogged for a minute.
+    fn refusal_not_logged_lately(&self, now: std::time::Duration) -> bool {
+        let (now, last) = (now.as_secs(), self.refusal_logged.load(Ordering::Relaxed));
+        now.abs_diff(last) >= 60
+            && self
+                .refusal_logged
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// `f` summed over every store.

@@ -159,20 +159,20 @@ impl Shard {
     /// over into a newer generation, or still in the table kept from the one before.
     pub(super) fn refund(&self, key: &str, hash: u64, counted: u64, counting: Counting) {
         let fixed = counting.algorithm == crate::algorithm::Algorithm::FixedWindow;
-        {
-            let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
-            let generation = self.window.load(Ordering::Acquire);
-            if let Some(entry) = table.find(key, hash) {
-                match fixed {
-                    true => entry.counter.refund(counted, counting.cost),
-                    false => counting.in_generation(generation).refund(
-                        entry.counter.word(),
-                        generation,
-                        counted,
-                    ),
-                }
-                return;
+        // Held while the table before is searched too: a check carrying the key over
+        // (which takes both, this one first) cannot move it out of sight in between.
+        let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+        let generation = self.window.load(Ordering::Acquire);
+        if let Some(entry) = table.find(key, hash) {
+            match fixed {
+                true => entry.counter.refund(counted, counting.cost),
+                false => counting.in_generation(generation).refund(
+                    entry.counter.word(),
+                    generation,
+                    counted,
+                ),
             }
+            return;
         }
         if !fixed {
             let previous = self.previous.read().unwrap_or_else(PoisonError::into_inner);

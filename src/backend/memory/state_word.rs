@@ -129,6 +129,9 @@ impl Counting {
                     previous: previous.saturating_sub(self.cost),
                 },
                 State::Sliding { .. } => return None,
+                // Two generations on, the charge has drained whole: nothing of it is left
+                // to take back, and taking it would take others' units.
+                State::Gcra { .. } if generation > counted + 1 => return None,
                 State::Gcra { at_ms, level } => State::Gcra {
                     at_ms,
                     level: level.saturating_sub(u64::from(self.cost) * self.rate.window_ms),

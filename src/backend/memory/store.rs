@@ -9,12 +9,12 @@ use super::capacity::Capacity;
 use super::shard::{Ask, Shard};
 use super::state_word::Counting;
 use crate::algorithm::{Algorithm, Rate};
-use crate::policy::PolicyName;
 use crate::{Decision, Policy};
 
 /// The counters of the policies with one name, algorithm and window.
 pub(super) struct Store {
-    name: PolicyName,
+    /// The policy it was made for: its name, algorithm and window are the store's.
+    policy: Policy,
     algorithm: Algorithm,
     window_ms: u64,
     shards: Box<[Shard]>,
@@ -26,16 +26,17 @@ pub(super) struct Store {
 }
 
 impl Store {
-    /// The counters of `policy`'s name, algorithm and window, holding at most `max_keys`.
-    pub(super) fn new(policy: &Policy, max_keys: usize) -> Self {
+    /// The counters of `policy`'s name, algorithm and window, holding at most `max_keys`,
+    /// made at `now`.
+    pub(super) fn new(policy: &Policy, max_keys: usize, now: Duration) -> Self {
         let shards = shard_count(max_keys);
         Self {
-            name: policy.name(),
+            policy: *policy,
             algorithm: policy.algorithm(),
             window_ms: policy.window_ms(),
             shards: (0..shards).map(|_| Shard::default()).collect(),
             shard_shift: 64 - shards.trailing_zeros(),
-            current_window: AtomicU64::new(0),
+            current_window: AtomicU64::new(crate::policy::millis(now) / policy.window_ms()),
             capacity: Capacity::new(max_keys, shards, policy.cost().get()),
         }
     }
@@ -43,9 +44,15 @@ impl Store {
     /// Whether `policy` counts here: the same name, algorithm and window.
     #[inline]
     pub(super) fn holds(&self, policy: &Policy) -> bool {
-        self.window_ms == policy.window_ms()
-            && self.algorithm == policy.algorithm()
-            && self.name == policy.name()
+        self.policy.counts_with(policy)
+    }
+
+    /// Whether no check has come here for two whole windows, at `now`: nothing it holds
+    /// matters any more (a fixed window's count ends with its window, a sliding window's
+    /// weighs on one more, GCRA's bucket empties within one), so it can go.
+    pub(super) fn idle(&self, now: Duration) -> bool {
+        let last = self.current_window.load(Ordering::Relaxed);
+        crate::policy::millis(now) / self.window_ms > last.saturating_add(2)
     }
 
     /// How many shards there are.

@@ -517,7 +517,7 @@ mod algorithms {
         ] {
             let policy = Policy::per_window(NonZeroU32::new(4).unwrap(), Duration::from_secs(60))
                 .with_algorithm(algorithm);
-            let store = Store::new(&policy, 1_000);
+            let store = Store::new(&policy, 1_000, at_ms(0));
             let units = |now| {
                 let (d, _) = store.decide("k", 7, &policy, 0, now);
                 4 - d.remaining
@@ -533,6 +533,22 @@ mod algorithms {
                 // The window it was counted in is over: nothing of it is left to take.
                 Algorithm::FixedWindow => assert_eq!((before, after), (0, 0)),
                 _ => assert!(after < before, "{algorithm:?}: {before} then {after}"),
+            }
+            // Refunded while the key is still in the table kept from the window before
+            // (no check of it since the window turned): the units come back there.
+            if algorithm != Algorithm::FixedWindow {
+                let twin = Store::new(&policy, 1_000, at_ms(0));
+                let refunded = Store::new(&policy, 1_000, at_ms(0));
+                for store in [&twin, &refunded] {
+                    let (_, counted) = store.decide("p", 5, &policy, 3, at_ms(59_500));
+                    store.decide("other", 9, &policy, 1, at_ms(60_500));
+                    if std::ptr::eq(store, &refunded) {
+                        store.refund("p", 5, &policy, 3, counted, at_ms(60_500));
+                    }
+                }
+                let held =
+                    |store: &Store| 4 - store.decide("p", 5, &policy, 0, at_ms(60_500)).0.remaining;
+                assert!(held(&refunded) < held(&twin), "{algorithm:?}");
             }
             // A reader lagging behind one that moved the store on counts in the newer
             // window, and its refund finds the units there.

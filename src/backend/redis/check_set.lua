@@ -48,7 +48,7 @@ for i = 1, #KEYS do
 end
 local answers = {}
 for i = 1, #KEYS do
-  local allowed, remaining, reset, retry, state, fields, window, limit, renew = unpack(checked[i])
+  local allowed, remaining, reset, retry, state, fields, window, limit, renew = unpack(checked[i], 1, 9)
   if enforced_allow and state and state[1] == 1 and not renew then
     redis.call('HSET', KEYS[i], 'n', string.format('%d', state[3]))
   elseif enforced_allow and state and state[1] == 1 then

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::connection::Connection;
 use super::scripts::script_id;
 use super::sender::{Counted, MAX_REDIS_BATCH};
-use super::{same_counter, RedisBackend};
+use super::RedisBackend;
 use crate::backend::{BackendError, Check, RemoteFuture};
 use crate::clock::Clock;
 use crate::coalesce::{fail_all, Job, SendBatch};
@@ -42,7 +42,7 @@ impl SetKeys {
     /// The key of `user_id`'s state under `policy` in a set.
     pub(super) fn of(&self, user_id: &str, policy: &Policy) -> String {
         let mut key = self.user(user_id);
-        if !same_counter(policy, &self.own) {
+        if !policy.counts_with(&self.own) {
             key.push(':');
             key.push_str(policy.name().as_str());
             key.push(':');

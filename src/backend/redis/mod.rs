@@ -155,7 +155,7 @@ impl<C: Clock> Backend for RedisBackend<C> {
 
     fn check(&self, key: &str, policies: &PolicySet) -> Check<RemoteFuture> {
         let policy = match (policies.as_slice(), self.local.policies().as_slice()) {
-            ([policy], [own]) if same_counter(policy, own) => policy,
+            ([policy], [own]) if own_script_fits(policy, own) => policy,
             _ => return self.check_set(key, policies),
         };
         let cost = policy.cost();
@@ -191,13 +191,11 @@ impl<C: Clock> Backend for RedisBackend<C> {
     }
 }
 
-/// Whether `policy` counts on the backend's own key with the backend's own script and
-/// numbers: the same name, algorithm, window and limit (its cost and mode may differ).
-pub(super) fn same_counter(policy: &crate::Policy, own: &crate::Policy) -> bool {
-    policy.name() == own.name()
-        && policy.algorithm() == own.algorithm()
-        && policy.window_ms() == own.window_ms()
-        && policy.limit() == own.limit()
+/// Whether `policy` can be checked by the backend's own single-policy script, whose
+/// queue sends the backend's own limit: it counts with the own policy and has its limit
+/// (its cost and mode may differ).
+fn own_script_fits(policy: &crate::Policy, own: &crate::Policy) -> bool {
+    policy.counts_with(own) && policy.limit() == own.limit()
 }
 
 impl<C: Clock> RedisBackend<C> {
