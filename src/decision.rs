@@ -107,14 +107,7 @@ impl Decisions {
         set: &PolicySet,
         mut decide: impl FnMut(usize, &Policy) -> Decision,
     ) -> Self {
-        let more = set.len().checked_sub(INLINE).filter(|&n| n > 0);
-        let mut decisions = Self {
-            allowed: true,
-            len: 0,
-            allowed_each: 0,
-            first: [Packed::default(); INLINE],
-            more: more.map(|n| vec![Packed::default(); n].into_boxed_slice()),
-        };
+        let mut decisions = Self::with_room(set.len());
         for (i, policy) in set.iter().enumerate() {
             decisions.push(policy, decide(i, policy));
         }
@@ -124,15 +117,22 @@ impl Decisions {
     /// The decision of a set of one policy, `policy`.
     #[inline]
     pub(crate) fn one(policy: &Policy, decision: Decision) -> Self {
-        let mut decisions = Self {
+        let mut decisions = Self::with_room(1);
+        decisions.push(policy, decision);
+        decisions
+    }
+
+    /// No decision yet, with room for `policies`.
+    #[inline]
+    fn with_room(policies: usize) -> Self {
+        let more = policies.checked_sub(INLINE).filter(|&n| n > 0);
+        Self {
             allowed: true,
             len: 0,
             allowed_each: 0,
             first: [Packed::default(); INLINE],
-            more: None,
-        };
-        decisions.push(policy, decision);
-        decisions
+            more: more.map(|n| vec![Packed::default(); n].into_boxed_slice()),
+        }
     }
 
     #[inline]
@@ -268,6 +268,7 @@ impl fmt::Debug for Decisions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::num::NonZeroU32;
 
     fn with_reset(reset: Duration) -> Decision {
         Decision {
@@ -300,5 +301,71 @@ mod tests {
         assert_eq!(bounded.remaining, 5);
         assert_eq!(bounded.reset, Duration::from_secs(60));
         assert_eq!(bounded.reset_secs(), 60);
+    }
+
+    fn set_of(n: usize, shadow: &[usize]) -> PolicySet {
+        PolicySet::new((0..n).map(|i| {
+            Policy::per_window(NonZeroU32::new(10).unwrap(), Duration::from_secs(60))
+                .with_name(crate::policy::PolicyName::new(&format!("p{i}")).unwrap())
+                .with_shadow(shadow.contains(&i))
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn every_size_of_set_reads_back_each_decision() {
+        for n in 1..=crate::policy::MAX_POLICIES {
+            let set = set_of(n, &[]);
+            let each: Vec<Decision> = (0..n)
+                .map(|i| {
+                    Decision::new(
+                        i % 3 != 2,
+                        10,
+                        i as u32,
+                        Duration::from_millis(1 + i as u64),
+                    )
+                })
+                .collect();
+            let decisions = Decisions::new(&set, &each);
+            assert_eq!(decisions.len(), n);
+            assert_eq!(decisions.iter().collect::<Vec<_>>(), each, "{n} policies");
+            assert_eq!(decisions.get(n), None);
+            assert_eq!(decisions.allowed(), n < 3, "{n}: the third denies");
+            assert_eq!(decisions.clone(), decisions);
+        }
+    }
+
+    #[test]
+    fn the_nearest_and_the_retry_follow_the_enforced_policies() {
+        let set = set_of(3, &[2]);
+        let secs = Duration::from_secs;
+        // Allowed: the smallest share left, the first of equals.
+        let each = [
+            Decision::new(true, 10, 5, secs(1)),
+            Decision::new(true, 10, 2, secs(1)),
+            Decision::new(true, 10, 2, secs(1)),
+        ];
+        let decisions = Decisions::new(&set, &each);
+        assert_eq!(decisions.nearest(&set), 1);
+        assert_eq!(decisions.retry_after(&set), None);
+        // A shadow policy's denial lets the request through and sets no retry.
+        let each = [
+            Decision::new(true, 10, 5, secs(1)),
+            Decision::new(true, 10, 2, secs(1)),
+            Decision::new(false, 10, 0, secs(30)),
+        ];
+        let decisions = Decisions::new(&set, &each);
+        assert!(decisions.allowed());
+        assert_eq!(decisions.retry_after(&set), None);
+        // Denied by both enforced ones: the one that allows again last.
+        let each = [
+            Decision::new(false, 10, 0, secs(9)),
+            Decision::new(false, 10, 0, secs(20)),
+            Decision::new(false, 10, 0, secs(99)),
+        ];
+        let decisions = Decisions::new(&set, &each);
+        assert!(!decisions.allowed());
+        assert_eq!(decisions.nearest(&set), 1);
+        assert_eq!(decisions.retry_after(&set), Some(secs(20)));
     }
 }

@@ -115,9 +115,7 @@ pub(super) fn answer(
             response
         }
         // A set all in shadow mode never rejects a client, decided or not.
-        Err(_) if asker == Asker::Client && set.iter().all(|policy| policy.shadow()) => {
-            text(StatusCode::OK, ALLOWED_BODY)
-        }
+        Err(_) if asker == Asker::Client && set.all_shadow() => text(StatusCode::OK, ALLOWED_BODY),
         Err(error) => match undecided(&error) {
             StatusCode::BAD_REQUEST => text(StatusCode::BAD_REQUEST, format!("{error}\n")),
             status => text(status, "owner unavailable\n"),

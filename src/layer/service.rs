@@ -153,7 +153,7 @@ fn misconfiguration_not_logged_lately() -> bool {
 /// Whether a request the backend could not decide goes to the inner service anyway: when
 /// every policy of its set is in shadow mode, so none would reject (logged at `debug`).
 pub(super) fn unavailable_passes(error: &crate::BackendError, set: &PolicySet) -> bool {
-    let shadow = set.iter().all(|policy| policy.shadow());
+    let shadow = set.all_shadow();
     if shadow {
         tracing::debug!(%error, "ringlimit: a policy in shadow mode let an undecided request through");
     }

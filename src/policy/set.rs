@@ -101,6 +101,11 @@ impl PolicySet {
         false
     }
 
+    /// Whether every policy is in shadow mode: nothing in the set ever rejects.
+    pub fn all_shadow(&self) -> bool {
+        self.iter().all(|policy| policy.shadow())
+    }
+
     /// The rendered `RateLimit-Policy` value.
     pub(crate) fn header(&self) -> &HeaderValue {
         self.0

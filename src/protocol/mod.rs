@@ -37,6 +37,8 @@
 mod batch_body;
 mod check;
 mod policies;
+#[cfg(test)]
+mod proptests;
 mod secret;
 
 pub(crate) use batch_body::{

@@ -63,9 +63,9 @@ fn decode_policy(item: &str) -> Option<Policy> {
         "gcra" => Algorithm::Gcra,
         _ => return None,
     };
-    let limit: NonZeroU32 = fields.next()?.parse().ok()?;
-    let window_ms: u64 = fields.next()?.parse().ok()?;
-    let cost: NonZeroU32 = fields.next()?.parse().ok()?;
+    let limit: NonZeroU32 = number(fields.next()?)?;
+    let window_ms: u64 = number(fields.next()?)?;
+    let cost: NonZeroU32 = number(fields.next()?)?;
     let shadow = match fields.next() {
         None => false,
         Some("shadow") => true,
@@ -83,6 +83,13 @@ fn decode_policy(item: &str) -> Option<Policy> {
             .with_cost(cost)
             .with_shadow(shadow),
     )
+}
+
+/// `text` as a number, if it is written as one is written here: decimal digits, no sign,
+/// no leading zero.
+fn number<T: std::str::FromStr>(text: &str) -> Option<T> {
+    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    (digits && (text == "0" || !text.starts_with('0'))).then(|| text.parse().ok())?
 }
 
 /// The token of `algorithm`.
@@ -190,6 +197,9 @@ mod tests {
             "a;sliding;10;9999999999999;1",
             "a;fixed;4294967296;1000;1",
             "a;fixed;1;4398046511105;1",
+            "a;fixed;+5;1000;1",
+            "a;fixed;05;1000;1",
+            "a;fixed;5;1000;+1",
         ] {
             assert_eq!(decode_policies(bad), None, "{bad:?}");
         }

@@ -11,7 +11,7 @@ use crate::clock::Clock;
 use crate::policy::Algorithm;
 use crate::policy::PolicySet;
 use crate::protocol::PeerAnswer;
-use crate::{Decision, Decisions};
+use crate::{Decision, Decisions, Policy};
 
 impl<C: Clock> ClusterBackend<C> {
     /// Asks `owner` (through `peer`'s queue) to check `key` against `policies`.
@@ -28,7 +28,7 @@ impl<C: Clock> ClusterBackend<C> {
             mode: self.failure,
             local: &self.local,
         };
-        let remember = self.remembers_denials(policies);
+        let remember = self.remembers_denials(policies).is_some();
         let (local, denied, set) = (
             Arc::clone(&self.local),
             Arc::clone(&self.denied),
@@ -55,11 +55,18 @@ impl<C: Clock> ClusterBackend<C> {
         )
     }
 
-    /// Whether the owner's denials of `policies` are remembered (see
-    /// `remembered_denial`).
-    fn remembers_denials(&self, policies: &PolicySet) -> bool {
-        matches!(policies.as_slice(), [policy] if policy == self.local.policy_ref()
-            && policy.algorithm() == Algorithm::FixedWindow)
+    /// The policy whose denials by the owner are remembered, when `policies` is this
+    /// node's own single fixed-window policy (see `remembered_denial`).
+    pub(super) fn remembers_denials<'p>(&self, policies: &'p PolicySet) -> Option<&'p Policy> {
+        match policies.as_slice() {
+            [policy]
+                if policy == self.local.policy_ref()
+                    && policy.algorithm() == Algorithm::FixedWindow =>
+            {
+                Some(policy)
+            }
+            _ => None,
+        }
     }
 }
 

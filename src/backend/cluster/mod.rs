@@ -24,7 +24,6 @@ use self::topology::Topology;
 use super::{Backend, Check, FailureMode, MemoryBackend, Owner, RemoteFuture};
 use crate::circuit::CircuitPolicy;
 use crate::clock::{Clock, SystemClock};
-use crate::policy::Algorithm;
 use crate::policy::PolicySet;
 use crate::{Decisions, Ring};
 
@@ -170,13 +169,7 @@ impl<C: Clock> ClusterBackend<C> {
     /// window ends, so a denial stands till then; under the other algorithms a smaller
     /// cost may fit sooner, and other sets count under other policies.
     fn remembered_denial(&self, key: &str, policies: &PolicySet) -> Option<Decisions> {
-        let [policy] = policies.as_slice() else {
-            return None;
-        };
-        let own = self.local.policy_ref();
-        if policy != own || policy.algorithm() != Algorithm::FixedWindow {
-            return None;
-        }
+        let policy = self.remembers_denials(policies)?;
         let now_ms = self.local.now_ms();
         let denial = self
             .denied

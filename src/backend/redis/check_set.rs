@@ -11,11 +11,11 @@ use tokio::time::Instant;
 
 use super::connection::Connection;
 use super::scripts::script_id;
-use super::sender::{Counted, MAX_REDIS_BATCH};
+use super::sender::{Counted, Pipelined, MAX_REDIS_BATCH};
 use super::RedisBackend;
 use crate::backend::{BackendError, Check, RemoteFuture};
 use crate::clock::Clock;
-use crate::coalesce::{fail_all, Job, SendBatch};
+use crate::coalesce::{Job, SendBatch};
 use crate::{Decisions, Policy, PolicySet};
 
 /// How a set's keys are named: `<prefix>{<user id>}` for the backend's own policy (the
@@ -97,31 +97,18 @@ impl SendBatch for SetSender {
     const MAX_BATCH: usize = MAX_REDIS_BATCH;
 
     async fn send(&self, batch: Vec<Job<Vec<i64>>>) {
-        let deadline = batch[0].deadline;
-        let mut calls = Connection::pipeline(batch.len());
-        for job in &batch {
-            calls.add_command(self.keys.evalsha(&self.connection, &job.key, &job.policies));
-        }
-        let ran = self
-            .connection
-            .run_each_until(&calls, deadline, &self.target, self.timeout);
-        match ran.await {
-            Ok(answers) => {
-                let mut answers = answers.into_iter();
-                for job in batch {
-                    let answer = match answers.next() {
-                        Some(Ok(reply)) => checked(reply, &job.policies, &self.target),
-                        Some(Err(error)) => Err(BackendError::unavailable(&*self.target, error)),
-                        None => Err(BackendError::unavailable(
-                            &*self.target,
-                            "fewer answers than calls",
-                        )),
-                    };
-                    let _ = job.reply.send(answer);
-                }
-            }
-            Err(error) => fail_all(batch, &error),
-        }
+        let pipelined = Pipelined {
+            connection: &self.connection,
+            target: &self.target,
+            timeout: self.timeout,
+        };
+        pipelined
+            .send(
+                batch,
+                |job| self.keys.evalsha(&self.connection, &job.key, &job.policies),
+                |reply, job| checked(reply, &job.policies, &self.target),
+            )
+            .await;
     }
 }
 

@@ -56,8 +56,15 @@ pub const DEFAULT_PREFIX: &str = "ringlimit:";
 /// same backend works on Redis Cluster and on servers that refuse undeclared keys. Under
 /// the sliding window and GCRA the hash holds the algorithm's numbers in fields named for
 /// it (`2a`, `2b`, `2c`; `3a`, `3b`), computed by a Lua twin of the crate's own
-/// arithmetic, and expires once they no longer matter. Give each policy a prefix of its
-/// own: two policies of one algorithm on one prefix would share a user's state.
+/// arithmetic, and expires once they no longer matter. Give each backend a prefix of its
+/// own: two backends' own policies of one algorithm on one prefix would share a user's
+/// state.
+///
+/// A check against a set of policies (see [`Backend`]) is one call of another script on
+/// a key per policy, all with the user's hash tag, all or nothing: the backend's own
+/// policy (its name, algorithm and window) on the key above, any other on
+/// [`set_key_of`](Self::set_key_of). Set checks are pipelined on a single server too, each
+/// its own call.
 ///
 /// All checks share one multiplexed connection (per cluster master), made lazily: a node
 /// starts while Redis is down, and until Redis answers within the timeout (default
@@ -140,7 +147,7 @@ impl<C: Clock> RedisBackend<C> {
         &self.local
     }
 
-    /// The Redis key of `user_id`, before the window start: `<prefix>{<user id>}`.
+    /// The Redis key of `user_id` under the backend's own policy: `<prefix>{<user id>}`.
     pub fn key_of(&self, user_id: &str) -> String {
         self.set_keys.user(user_id)
     }

@@ -78,6 +78,51 @@ pub(crate) enum Grouping {
     OneCall,
 }
 
+/// A batch of calls sent as one pipeline (one write, one round trip), each call its own
+/// and answered on its own.
+pub(super) struct Pipelined<'a> {
+    pub(super) connection: &'a Connection,
+    pub(super) target: &'a Arc<str>,
+    pub(super) timeout: Duration,
+}
+
+impl Pipelined<'_> {
+    /// Sends `call` of each job of `batch` and replies to each with `answer` of its reply
+    /// (or the error of its call, or of the whole pipeline).
+    pub(super) async fn send<A>(
+        &self,
+        batch: Vec<Job<A>>,
+        call: impl Fn(&Job<A>) -> redis::Cmd,
+        answer: impl Fn(Vec<i64>, &Job<A>) -> Result<A, BackendError>,
+    ) {
+        let deadline = batch[0].deadline;
+        let mut calls = Connection::pipeline(batch.len());
+        for job in &batch {
+            calls.add_command(call(job));
+        }
+        let ran = self
+            .connection
+            .run_each_until(&calls, deadline, self.target, self.timeout);
+        match ran.await {
+            Ok(answers) => {
+                let mut answers = answers.into_iter();
+                for job in batch {
+                    let answered = match answers.next() {
+                        Some(Ok(reply)) => answer(reply, &job),
+                        Some(Err(error)) => Err(BackendError::unavailable(&**self.target, error)),
+                        None => Err(BackendError::unavailable(
+                            &**self.target,
+                            "fewer answers than calls",
+                        )),
+                    };
+                    let _ = job.reply.send(answered);
+                }
+            }
+            Err(error) => fail_all(batch, &error),
+        }
+    }
+}
+
 /// Sends batches of checks to one Redis server.
 #[derive(Clone)]
 pub(crate) struct RedisSender {
@@ -118,36 +163,19 @@ impl RedisSender {
     }
 
     async fn send_pipelined(&self, batch: Vec<Job<Counted>>) {
-        let deadline = batch[0].deadline;
-        let mut calls = Connection::pipeline(batch.len());
-        for job in batch.chunks(1) {
-            calls.add_command(self.evalsha(job));
-        }
-        let ran = self
-            .connection
-            .run_each_until(&calls, deadline, &self.target, self.timeout);
-        match ran.await {
-            Ok(answers) => {
-                let mut answers = answers.into_iter();
-                for job in batch {
-                    let answer = match answers.next() {
-                        Some(Ok(reply)) => Counted::from_reply(
-                            &reply,
-                            0,
-                            &self.target,
-                            self.connection.per_key_reply(),
-                        ),
-                        Some(Err(error)) => Err(BackendError::unavailable(&*self.target, error)),
-                        None => Err(BackendError::unavailable(
-                            &*self.target,
-                            "fewer answers than calls",
-                        )),
-                    };
-                    let _ = job.reply.send(answer);
-                }
-            }
-            Err(error) => fail_all(batch, &error),
-        }
+        let per_key = self.connection.per_key_reply();
+        let pipelined = Pipelined {
+            connection: &self.connection,
+            target: &self.target,
+            timeout: self.timeout,
+        };
+        pipelined
+            .send(
+                batch,
+                |job| self.evalsha(std::slice::from_ref(job)),
+                |reply, _| Counted::from_reply(&reply, 0, &self.target, per_key),
+            )
+            .await;
     }
 
     async fn send_in_one_call(&self, batch: Vec<Job<Counted>>) {

@@ -1,0 +1,100 @@
+//! Property tests over the parsers of the policy set on the wire and of batch bodies and
+//! answers (input from peers): nothing panics, and what a node writes reads back whole.
+//!
+//! `PROPTEST_CASES=200000 cargo test --release --lib proptests` runs them long.
+
+use std::borrow::Cow;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::batch_body::{decode_answers, decode_checks, encode_checks, from_older_node};
+use super::check::Asked;
+use super::policies::{decode_policies, encode_policies, Told};
+use crate::policy::{Algorithm, PolicyName, PolicySet};
+use crate::Policy;
+
+/// Wire-ish text: the separators that matter to the parsers, digits, and anything else.
+fn wire_text() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![
+            Just(";".to_owned()),
+            Just(",".to_owned()),
+            Just(" ".to_owned()),
+            Just("\n".to_owned()),
+            Just("P ".to_owned()),
+            Just("fixed".to_owned()),
+            Just("gcra".to_owned()),
+            Just("shadow".to_owned()),
+            "[0-9]{1,21}",
+            any::<char>().prop_map(String::from),
+        ],
+        0..40,
+    )
+    .prop_map(|parts| parts.concat())
+}
+
+/// A valid policy: a name of the allowed characters, and numbers its algorithm takes.
+fn policy() -> impl Strategy<Value = Policy> {
+    (
+        "[A-Za-z0-9._:/~!#$%&'*+^`|-]{1,64}",
+        prop_oneof![
+            Just(Algorithm::FixedWindow),
+            Just(Algorithm::SlidingWindow),
+            Just(Algorithm::Gcra)
+        ],
+        1u32..=u32::MAX,
+        1u64..=(1 << 32),
+        1u32..=u32::MAX,
+        any::<bool>(),
+    )
+        .prop_filter_map(
+            "an algorithm takes its numbers",
+            |(name, algorithm, limit, window_ms, cost, shadow)| {
+                let window = Duration::from_millis(window_ms);
+                algorithm.supports(limit, window).then(|| {
+                    Policy::per_window(NonZeroU32::new(limit).unwrap(), window)
+                        .with_name(PolicyName::new(&name).unwrap())
+                        .with_algorithm(algorithm)
+                        .with_cost(NonZeroU32::new(cost).unwrap())
+                        .with_shadow(shadow)
+                })
+            },
+        )
+}
+
+fn set() -> impl Strategy<Value = PolicySet> {
+    prop::collection::vec(policy(), 1..=8)
+        .prop_filter_map("unique names", |policies| PolicySet::new(policies).ok())
+}
+
+proptest! {
+    #[test]
+    fn the_wire_parsers_never_panic(text in wire_text()) {
+        let _ = decode_policies(&text);
+        let _ = Told::decode(text.split(' '));
+        let _ = decode_checks(&text).count();
+        let _ = decode_answers(text.as_bytes(), 3);
+        let _ = from_older_node(text.as_bytes());
+    }
+
+    #[test]
+    fn a_set_reads_back_whole(set in set()) {
+        let mut text = String::new();
+        encode_policies(&set, &mut text);
+        prop_assert_eq!(decode_policies(&text), Some(set));
+    }
+
+    #[test]
+    fn a_batch_reads_back_whole(set in set(), keys in prop::collection::vec(any::<String>().prop_filter("a key", |k| !k.is_empty()), 1..20)) {
+        let body = encode_checks(keys.iter().map(|k| (k.as_str(), &set)));
+        let text = std::str::from_utf8(&body).unwrap();
+        let read: Vec<_> = decode_checks(text).collect();
+        prop_assert_eq!(read.len(), keys.len());
+        for ((newer, line), key) in read.into_iter().zip(&keys) {
+            prop_assert!(newer);
+            prop_assert_eq!(line, Some((Cow::Borrowed(key.as_str()), Asked::Policies(set.clone()))));
+        }
+    }
+}
