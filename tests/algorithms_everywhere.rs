@@ -19,7 +19,7 @@ use ringlimit::policy::Algorithm;
 use ringlimit::{Check, Decision, ManualClock, MemoryBackend, Policy};
 
 use common::redis::{available, RedisServer};
-use common::{key_owned_by, start_cluster};
+use common::{decided, key_owned_by, start_cluster};
 
 async fn run<
     F: std::future::Future<Output = Result<ringlimit::Decisions, ringlimit::BackendError>>,
@@ -166,15 +166,6 @@ async fn every_backend_decides_a_set_alike() {
         let each: Vec<_> = d.iter().map(|d| (d.allowed, d.remaining)).collect();
         (d.allowed(), each)
     };
-    async fn decided<F>(check: Check<F>) -> Decisions
-    where
-        F: std::future::Future<Output = Result<Decisions, ringlimit::BackendError>>,
-    {
-        match check {
-            Check::Ready(result) => result.unwrap(),
-            Check::Pending(future) => future.await.unwrap(),
-        }
-    }
     let mut allowed = 0;
     for (step, cost) in [1, 2, 1, 1, 3, 1, 2, 1].into_iter().enumerate() {
         let cost = NonZeroU32::new(cost).unwrap();

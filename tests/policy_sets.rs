@@ -17,7 +17,7 @@ use ringlimit::resolve::tiers;
 use ringlimit::{Backend, Check, Decisions, MemoryBackend, Policy, PolicySet, RateLimitLayer};
 use tower::{service_fn, Layer, ServiceExt};
 
-use common::{key_owned_by, listeners, mid_window_clock, start_node};
+use common::{decided, key_owned_by, listeners, mid_window_clock, start_node};
 
 fn per(limit: u32, window: Duration, name: &str) -> Policy {
     Policy::per_window(NonZeroU32::new(limit).unwrap(), window)
@@ -31,16 +31,6 @@ fn minute_and_hour() -> PolicySet {
         per(3, Duration::from_secs(3600), "hour"),
     ])
     .unwrap()
-}
-
-async fn decided<F>(check: Check<F>) -> Decisions
-where
-    F: std::future::Future<Output = Result<Decisions, ringlimit::BackendError>>,
-{
-    match check {
-        Check::Ready(result) => result.unwrap(),
-        Check::Pending(future) => future.await.unwrap(),
-    }
 }
 
 /// Every check's decisions, the checks all issued before any is awaited (so that those

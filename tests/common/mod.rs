@@ -253,3 +253,15 @@ pub trait CheckAt: ringlimit::Backend {
 }
 
 impl<B: ringlimit::Backend> CheckAt for B {}
+
+/// The decisions of a check, waiting for them if they come from elsewhere; a backend
+/// error fails the test.
+pub async fn decided<F>(check: ringlimit::Check<F>) -> ringlimit::Decisions
+where
+    F: std::future::Future<Output = Result<ringlimit::Decisions, ringlimit::BackendError>>,
+{
+    match check {
+        ringlimit::Check::Ready(result) => result.unwrap(),
+        ringlimit::Check::Pending(future) => future.await.unwrap(),
+    }
+}

@@ -80,8 +80,8 @@ impl SendBatch for PeerSender {
                 tracing::warn!(
                     peer = %self.member,
                     retry_in = ?BATCHES_RETRY,
-                    "peer refused a batch of checks (no batch endpoint where it is mounted?): \
-                     asking it one check at a time"
+                    "peer refused a batch of checks (no batch endpoint where it is mounted, or \
+                     a node from before policies travelled?): asking it one check at a time"
                 );
                 *self.refused() = Some(Instant::now());
                 self.send_one_by_one(batch).await;

@@ -136,7 +136,7 @@ impl Shard {
             let window = previous.0;
             previous
                 .1
-                .find_entry(ask.hash, |e| e.hash == ask.hash && e.key.is(ask.key))
+                .find_entry(ask.hash, is(ask.key, ask.hash))
                 .ok()
                 .map(|entry| {
                     let word = entry.get().counter.word().load(Ordering::Acquire);
@@ -177,7 +177,7 @@ impl Shard {
         if !fixed {
             let previous = self.previous.read().unwrap_or_else(PoisonError::into_inner);
             let (before, entries) = &*previous;
-            let found = entries.find(hash, |e| e.hash == hash && e.key.is(key));
+            let found = entries.find(hash, is(key, hash));
             if let (true, Some(entry)) = (*before == counted, found) {
                 counting.refund(entry.counter.word(), counted, counted);
             }
@@ -274,7 +274,7 @@ impl Shard {
                 let previous = self.previous.read().unwrap_or_else(PoisonError::into_inner);
                 let (before, entries) = &*previous;
                 entries
-                    .find(hash, |e| e.hash == hash && e.key.is(key))
+                    .find(hash, is(key, hash))
                     .map(|entry| (word(entry), *before))
             }
         };
@@ -290,4 +290,9 @@ impl Shard {
         let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
         table.len() + self.retired.pending() + self.previous_len()
     }
+}
+
+/// Whether an entry of the table kept from the window before is `key`'s (of `hash`).
+fn is(key: &str, hash: u64) -> impl Fn(&Entry) -> bool + '_ {
+    move |entry| entry.hash == hash && entry.key.is(key)
 }
