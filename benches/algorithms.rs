@@ -11,7 +11,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{bench_checks, governor_limiter, key_sets};
+use common::{bench_checks, bench_governor, key_sets};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use ringlimit::policy::Algorithm;
 use ringlimit::{MemoryBackend, Policy};
@@ -37,14 +37,7 @@ fn bench(c: &mut Criterion) {
                 black_box(backend.decide(key, NonZeroU32::MIN));
             });
         }
-        let governor = governor_limiter();
-        for key in keys.iter() {
-            let _ = governor.check_key(key);
-        }
-        let id = BenchmarkId::new("governor", "gcra");
-        bench_checks(&mut group, id, 1, keys, move |key| {
-            let _ = black_box(governor.check_key(key));
-        });
+        bench_governor(&mut group, BenchmarkId::new("governor", "gcra"), keys);
         group.finish();
     }
 }

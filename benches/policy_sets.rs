@@ -12,7 +12,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{bench_checks, governor_limiter, key_sets};
+use common::{bench_checks, bench_governor, key_sets};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use ringlimit::policy::{Algorithm, PolicyName};
 use ringlimit::{MemoryBackend, Policy, PolicySet};
@@ -61,14 +61,7 @@ fn bench(c: &mut Criterion) {
                 });
             }
         }
-        let governor = governor_limiter();
-        for key in keys.iter() {
-            let _ = governor.check_key(key);
-        }
-        let id = BenchmarkId::new("governor-gcra", 1);
-        bench_checks(&mut group, id, 1, keys, move |key| {
-            let _ = black_box(governor.check_key(key));
-        });
+        bench_governor(&mut group, BenchmarkId::new("governor-gcra", 1), keys);
         group.finish();
     }
 }

@@ -81,3 +81,19 @@ pub fn bench_checks<F>(
         b.iter_custom(|iters| timed(threads, iters, keys, check.clone()))
     });
 }
+
+/// Benchmarks governor's keyed limiter on `keys`, one thread, already holding state for
+/// each (the steady state), as `id` in `group`.
+pub fn bench_governor(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    id: BenchmarkId,
+    keys: &Arc<Vec<String>>,
+) {
+    let governor = governor_limiter();
+    for key in keys.iter() {
+        let _ = governor.check_key(key);
+    }
+    bench_checks(group, id, 1, keys, move |key| {
+        let _ = std::hint::black_box(governor.check_key(key));
+    });
+}
