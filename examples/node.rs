@@ -20,6 +20,7 @@ use ringlimit::backend::{
     ClusterBackend, FailureMode, Owner, DEFAULT_MAX_KEYS, DEFAULT_PEER_TIMEOUT,
 };
 use ringlimit::endpoint::{serve, PeerEndpoint};
+use ringlimit::membership::{self, MembersFile};
 use ringlimit::protocol::PeerSecret;
 use ringlimit::{PolicySet, Ring};
 use support::{main_with, shutdown_signal, PolicyArgs};
@@ -69,7 +70,8 @@ struct Args {
     /// Track at most N keys; at the cap the least used (one-request keys first) are evicted
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_KEYS as u64, value_parser = clap::value_parser!(u64).range(1..))]
     max_keys: u64,
-    /// Read the members from PATH (one host:port a line) instead, and again on SIGHUP
+    /// Read the members from PATH (one host:port a line) instead, and again on SIGHUP and
+    /// whenever the file changes (looked at every 2 s)
     #[arg(long, value_name = "PATH", conflicts_with = "members")]
     members_file: Option<PathBuf>,
     /// Count in the Redis server at URL (redis://HOST:PORT); no ring
@@ -178,17 +180,11 @@ fn options(args: Args, env_secret: Option<String>) -> Result<Options, String> {
     })
 }
 
-/// The members listed in `path`: one `host:port` a line; blank lines and `#` comments
-/// are skipped.
+/// The members listed in `path` (see `membership::parse_members`).
 fn read_members(path: &Path) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .map(str::to_owned)
-        .collect())
+    std::fs::read_to_string(path)
+        .map(|text| membership::parse_members(&text))
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
 #[tokio::main]
@@ -235,7 +231,8 @@ async fn run(options: Options) -> Result<(), String> {
             }
             let backend = Arc::new(backend.build().map_err(|e| e.to_string())?);
             if let Some(path) = options.members_file.clone() {
-                tokio::spawn(reload_on_sighup(backend.clone(), path));
+                // Read again on SIGHUP and whenever it changes (checked every 2 s).
+                tokio::spawn(membership::follow(backend.clone(), MembersFile::new(path)));
             }
             serve_endpoint(listener, backend.clone(), &options).await?;
             let evicted = backend.local().evicted_keys();
@@ -294,31 +291,6 @@ async fn serve_redis(
 ) -> Result<(), String> {
     Err("this build has no Redis support: run it with `--features redis`".into())
 }
-
-/// Re-reads the members file on every SIGHUP; a bad file is reported and the members in
-/// force are kept.
-#[cfg(unix)]
-async fn reload_on_sighup(backend: Arc<ClusterBackend>, path: PathBuf) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-        eprintln!("node: cannot listen for SIGHUP; members will not be reloaded");
-        return;
-    };
-    while hangups.recv().await.is_some() {
-        let outcome = read_members(&path)
-            .and_then(|members| backend.set_members(members).map_err(|e| e.to_string()));
-        match outcome {
-            Ok(()) => {
-                let members: Vec<_> = backend.ring().members().map(str::to_owned).collect();
-                println!("node {}: members now {}", backend.me(), members.join(", "));
-            }
-            Err(message) => eprintln!("node: members not reloaded: {message}"),
-        }
-    }
-}
-
-#[cfg(not(unix))]
-async fn reload_on_sighup(_: Arc<ClusterBackend>, _: PathBuf) {}
 
 #[cfg(test)]
 mod tests {

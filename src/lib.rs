@@ -114,6 +114,9 @@ mod error;
 pub mod headers;
 pub mod key;
 pub mod layer;
+#[cfg(feature = "cluster")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+pub mod membership;
 mod plain_text;
 pub mod policy;
 #[cfg(feature = "cluster")]

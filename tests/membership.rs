@@ -115,3 +115,52 @@ async fn shutdown_stops_accepting_and_finishes_requests_in_flight() {
     let refused = tokio::net::TcpStream::connect(address).await;
     assert!(refused.is_err(), "no longer accepting");
 }
+
+/// Waits (100 ms at a time, 3 s at most) until `node`'s ring has `members`.
+async fn ring_becomes(node: &common::Node, members: &[&str]) -> bool {
+    for _ in 0..30 {
+        if node.backend.ring().members().eq(members.iter().copied()) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_members_file_is_followed_as_it_changes_and_a_bad_list_changes_nothing() {
+    use ringlimit::membership::{follow, MembersFile};
+    let clock = mid_window_clock();
+    let (listener, me) = listeners(1).await.pop().unwrap();
+    let node = start_node(
+        listener,
+        &me,
+        std::slice::from_ref(&me),
+        hourly(LIMIT),
+        &clock,
+    );
+    let dir = std::env::temp_dir().join(format!("ringlimit-members-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("members");
+    let write = |text: &str| std::fs::write(&path, text).unwrap();
+    write(&format!("# the ring\n{me}\n"));
+    let source = MembersFile::new(&path).interval(std::time::Duration::from_millis(50));
+    let following = tokio::spawn(follow(node.backend.clone(), source));
+
+    // A member added to the file: followed without a signal.
+    write(&format!("{me}\n127.0.0.1:9\n"));
+    assert!(ring_becomes(&node, &[me.as_str(), "127.0.0.1:9"]).await);
+    // Emptied, then without this node: refused, the ring in force kept.
+    write("\n# nobody\n");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    write("127.0.0.1:9\n");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(ring_becomes(&node, &[me.as_str(), "127.0.0.1:9"]).await);
+    // Unreadable for a while, then back to one member.
+    std::fs::remove_file(&path).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    write(&format!("{me}\n"));
+    assert!(ring_becomes(&node, &[me.as_str()]).await);
+    following.abort();
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,117 @@
+//! Where a node's members come from, and how each new list reaches its ring.
+//!
+//! A [`MembershipSource`] yields member lists as they change: [`StaticMembers`] (a list
+//! given once), [`MembersFile`] (a file re-read on `SIGHUP` and whenever it changes), or
+//! any source of your own (a service registry, DNS). [`follow`] applies each list to a
+//! [`ClusterBackend`], the same way
+//! [`set_members`](crate::ClusterBackend::set_members) does from your own code: an empty
+//! list is refused and logged, a list without this node is refused (the ring stays as
+//! it was), and each ring applied is logged at `info`.
+//!
+//! # Examples
+//!
+//! ```
+//! use ringlimit::membership::{follow, StaticMembers};
+//! use ringlimit::{ClusterBackend, Policy, Ring};
+//! use std::{num::NonZeroU32, sync::Arc, time::Duration};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let policy = Policy::per_window(NonZeroU32::new(5).unwrap(), Duration::from_secs(60));
+//! let backend = Arc::new(ClusterBackend::new(policy, "a:1", Ring::new(["a:1"]).unwrap()).unwrap());
+//! follow(backend.clone(), StaticMembers::new(["a:1", "b:2"])).await;
+//! assert_eq!(backend.ring().members().count(), 2);
+//! # }
+//! ```
+
+mod file;
+
+use std::future::Future;
+use std::sync::Arc;
+
+pub use self::file::{MembersFile, DEFAULT_FILE_INTERVAL};
+use crate::clock::Clock;
+use crate::ClusterBackend;
+
+/// Member lists, as they change.
+pub trait MembershipSource: Send + 'static {
+    /// The next list of members (`host:port` each), when it differs from the last one;
+    /// `Err` when the source cannot say (it is logged, and the ring stays as it is);
+    /// `None` when the source has ended.
+    fn next_members(&mut self) -> impl Future<Output = Option<Result<Vec<String>, String>>> + Send;
+}
+
+/// A list given once: the source yields it, then ends.
+#[derive(Clone, Debug)]
+pub struct StaticMembers(Option<Vec<String>>);
+
+impl StaticMembers {
+    /// The source of `members`.
+    pub fn new<I, M>(members: I) -> Self
+    where
+        I: IntoIterator<Item = M>,
+        M: Into<String>,
+    {
+        Self(Some(members.into_iter().map(Into::into).collect()))
+    }
+}
+
+impl MembershipSource for StaticMembers {
+    async fn next_members(&mut self) -> Option<Result<Vec<String>, String>> {
+        self.0.take().map(Ok)
+    }
+}
+
+/// Applies every list `source` yields to `backend`'s ring, until the source ends. An
+/// empty list, a list without this node, or an error of the source is logged at `warn`
+/// and changes nothing; a list equal to the ring in force is skipped.
+pub async fn follow<C, S>(backend: Arc<ClusterBackend<C>>, mut source: S)
+where
+    C: Clock,
+    S: MembershipSource,
+{
+    while let Some(next) = source.next_members().await {
+        let me = backend.me();
+        let members = match next {
+            Ok(members) => members,
+            Err(error) => {
+                tracing::warn!(node = me, %error, "ringlimit: cannot read the members; keeping the ring in force");
+                continue;
+            }
+        };
+        if members.is_empty() {
+            tracing::warn!(
+                node = me,
+                "ringlimit: an empty member list is refused; keeping the ring in force"
+            );
+            continue;
+        }
+        if backend
+            .ring()
+            .members()
+            .eq(members.iter().map(String::as_str))
+        {
+            continue;
+        }
+        match backend.set_members(members) {
+            Ok(()) => {
+                let ring = backend.ring();
+                let now: Vec<&str> = ring.members().collect();
+                tracing::info!(node = me, members = %now.join(","), "ringlimit: members changed");
+            }
+            Err(error) => {
+                tracing::warn!(node = me, %error, "ringlimit: member list refused; keeping the ring in force");
+            }
+        }
+    }
+}
+
+/// The members a text lists: one `host:port` a line; blank lines and `#` comments are
+/// skipped, and so are spaces around a member.
+pub fn parse_members(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
