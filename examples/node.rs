@@ -20,7 +20,7 @@ use ringlimit::backend::{
     ClusterBackend, FailureMode, Owner, DEFAULT_MAX_KEYS, DEFAULT_PEER_TIMEOUT,
 };
 use ringlimit::endpoint::{serve, PeerEndpoint};
-use ringlimit::membership::{self, MembersFile};
+use ringlimit::membership::{self, DnsMembers, MembersFile};
 use ringlimit::protocol::PeerSecret;
 use ringlimit::{PolicySet, Ring};
 use support::{main_with, shutdown_signal, PolicyArgs};
@@ -74,6 +74,11 @@ struct Args {
     /// whenever the file changes (looked at every 2 s)
     #[arg(long, value_name = "PATH", conflicts_with = "members")]
     members_file: Option<PathBuf>,
+    /// Find the members in DNS instead: every address NAME resolves to, on PORT (as a
+    /// Kubernetes headless service), resolved again every 5 s; needs --advertise IP:PORT,
+    /// this node's address as NAME resolves it
+    #[arg(long, value_name = "NAME:PORT", conflicts_with_all = ["members", "members_file"], value_parser = parse_dns)]
+    members_dns: Option<(String, u16)>,
     /// Count in the Redis server at URL (redis://HOST:PORT); no ring
     #[arg(long, value_name = "URL", conflicts_with_all = ["members", "redis_cluster"])]
     redis: Option<String>,
@@ -105,6 +110,7 @@ struct Options {
     failure: FailureMode,
     secret: Option<PeerSecret>,
     members_file: Option<PathBuf>,
+    members_dns: Option<(String, u16)>,
     max_keys: usize,
     redis: Option<RedisOption>,
     redis_timeout: Duration,
@@ -144,8 +150,14 @@ fn options(args: Args, env_secret: Option<String>) -> Result<Options, String> {
     if let Some(path) = &args.members_file {
         members = read_members(path)?;
     }
-    if members.is_empty() && redis.is_none() {
+    if members.is_empty() && redis.is_none() && args.members_dns.is_none() {
         return Err("missing MEMBER: list every node, this one included".into());
+    }
+    if args.members_dns.is_some() && args.advertise.is_none() {
+        return Err(
+            "--members-dns needs --advertise IP:PORT: this node's address as the name resolves it"
+                .into(),
+        );
     }
     let secret = match args.peer_secret.or(env_secret) {
         Some(secret) => Some(
@@ -173,11 +185,21 @@ fn options(args: Args, env_secret: Option<String>) -> Result<Options, String> {
         failure: args.failure,
         secret,
         members_file: args.members_file,
+        members_dns: args.members_dns,
         max_keys: usize::try_from(args.max_keys).unwrap_or(usize::MAX),
         redis,
         redis_timeout: Duration::from_millis(args.redis_timeout_ms),
         redis_batch: args.redis_batch,
     })
+}
+
+/// `NAME:PORT`, for `--members-dns`.
+fn parse_dns(text: &str) -> Result<(String, u16), String> {
+    let (name, port) = text
+        .rsplit_once(':')
+        .ok_or("expected NAME:PORT, e.g. ringlimit.default.svc.cluster.local:4000")?;
+    let port = port.parse().map_err(|_| format!("bad port {port:?}"))?;
+    Ok((name.to_owned(), port))
 }
 
 /// The members listed in `path` (see `membership::parse_members`).
@@ -205,9 +227,10 @@ async fn run(options: Options) -> Result<(), String> {
         .advertise
         .clone()
         .unwrap_or_else(|| format!("localhost:{}", options.port));
-    let counters = match &options.redis {
-        None => format!("ring of {}", options.members.len()),
-        Some(redis) => format!("Redis at {}", redis.urls().join(",")),
+    let counters = match (&options.redis, &options.members_dns) {
+        (None, Some((name, port))) => format!("ring of the addresses {name} resolves to, port {port}"),
+        (None, None) => format!("ring of {}", options.members.len()),
+        (Some(redis), _) => format!("Redis at {}", redis.urls().join(",")),
     };
     println!(
         "node {me}: serving /check on http://{local} (per user: {}; counters: {counters}, failure mode {})",
@@ -221,7 +244,15 @@ async fn run(options: Options) -> Result<(), String> {
 
     match &options.redis {
         None => {
-            let ring = Ring::new(options.members.clone()).map_err(|e| e.to_string())?;
+            let members = match &options.members_dns {
+                None => options.members.clone(),
+                Some((name, port)) => {
+                    let found = DnsMembers::new(name.as_str(), *port).resolve().await?;
+                    println!("node {me}: {name} resolves to {}", found.join(", "));
+                    found
+                }
+            };
+            let ring = Ring::new(members).map_err(|e| e.to_string())?;
             let mut backend = ClusterBackend::builder(policy, me.as_str(), ring)
                 .peer_timeout(options.peer_timeout)
                 .failure_mode(options.failure)
@@ -233,6 +264,12 @@ async fn run(options: Options) -> Result<(), String> {
             if let Some(path) = options.members_file.clone() {
                 // Read again on SIGHUP and whenever it changes (checked every 2 s).
                 tokio::spawn(membership::follow(backend.clone(), MembersFile::new(path)));
+            }
+            if let Some((name, port)) = options.members_dns.clone() {
+                tokio::spawn(membership::follow(
+                    backend.clone(),
+                    DnsMembers::new(name, port),
+                ));
             }
             serve_endpoint(listener, backend.clone(), &options).await?;
             let evicted = backend.local().evicted_keys();
@@ -313,6 +350,25 @@ mod tests {
         assert!(parsed("--bind 0.0.0.0 --peer-secret -starts-with-a-dash 5000 a:5000").is_ok());
         let from_env = Args::try_parse_from(["node", "--bind", "0.0.0.0", "5000", "a:5000"]);
         assert!(options(from_env.unwrap(), Some("s3cret".into())).is_ok());
+    }
+
+    #[test]
+    fn members_in_dns_need_this_nodes_address() {
+        let found =
+            parsed("--members-dns ringlimit.svc:4000 --advertise 10.0.0.1:4000 4000").unwrap();
+        assert_eq!(found.members_dns, Some(("ringlimit.svc".to_owned(), 4000)));
+        assert!(
+            parsed("--members-dns ringlimit.svc:4000 4000").is_err(),
+            "no --advertise"
+        );
+        assert!(
+            parsed("--members-dns ringlimit.svc 4000").is_err(),
+            "no port"
+        );
+        assert!(
+            parsed("--members-dns a:1 --advertise a:1 4000 a:1").is_err(),
+            "and members"
+        );
     }
 
     #[test]

@@ -164,3 +164,35 @@ async fn a_members_file_is_followed_as_it_changes_and_a_bad_list_changes_nothing
     following.abort();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn members_found_in_dns_are_followed() {
+    use ringlimit::membership::{follow, DnsMembers, MembershipSource};
+    let clock = mid_window_clock();
+    let (listener, me) = listeners(1).await.pop().unwrap();
+    let port: u16 = me.rsplit_once(':').unwrap().1.parse().unwrap();
+    // `localhost` resolves through the system's resolver (the hosts file) to this node's
+    // address, and perhaps to its IPv6 twin too.
+    let mut source =
+        DnsMembers::new("localhost", port).interval(std::time::Duration::from_millis(50));
+    let found = source.next_members().await.unwrap().unwrap();
+    assert!(found.contains(&me), "{found:?}");
+    let node = start_node(
+        listener,
+        &me,
+        std::slice::from_ref(&me),
+        hourly(LIMIT),
+        &clock,
+    );
+    let following = tokio::spawn(follow(
+        node.backend.clone(),
+        DnsMembers::new("localhost", port),
+    ));
+    let expected: Vec<&str> = found.iter().map(String::as_str).collect();
+    assert!(ring_becomes(&node, &expected).await, "{found:?}");
+    following.abort();
+    let unknown = DnsMembers::new("no-such-name.invalid", port)
+        .resolve()
+        .await;
+    assert!(unknown.is_err());
+}

@@ -1,8 +1,9 @@
 //! Where a node's members come from, and how each new list reaches its ring.
 //!
 //! A [`MembershipSource`] yields member lists as they change: [`StaticMembers`] (a list
-//! given once), [`MembersFile`] (a file re-read on `SIGHUP` and whenever it changes), or
-//! any source of your own (a service registry, DNS). [`follow`] applies each list to a
+//! given once), [`MembersFile`] (a file re-read on `SIGHUP` and whenever it changes),
+//! [`DnsMembers`] (a name resolving to every member, as a Kubernetes headless service
+//! does), or any source of your own (a service registry). [`follow`] applies each list to a
 //! [`ClusterBackend`], the same way
 //! [`set_members`](crate::ClusterBackend::set_members) does from your own code: an empty
 //! list is refused and logged, a list without this node is refused (the ring stays as
@@ -24,11 +25,13 @@
 //! # }
 //! ```
 
+mod dns;
 mod file;
 
 use std::future::Future;
 use std::sync::Arc;
 
+pub use self::dns::{DnsMembers, DEFAULT_DNS_INTERVAL};
 pub use self::file::{MembersFile, DEFAULT_FILE_INTERVAL};
 use crate::clock::Clock;
 use crate::ClusterBackend;

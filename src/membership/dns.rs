@@ -1,0 +1,73 @@
+//! Members found in DNS: a name that resolves to every member's address, as a
+//! Kubernetes headless service does, resolved again every few seconds.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::MembershipSource;
+
+/// How often a [`DnsMembers`] resolves its name again by default.
+pub const DEFAULT_DNS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Every address `name` resolves to (through the system's resolver), each with `port`,
+/// as members: `ip:port`, `[ipv6]:port`, sorted, so that every node that resolves the
+/// same addresses builds the same ring. Resolved at once, then every
+/// [`interval`](Self::interval); a list is yielded only when it differs from the last,
+/// and a failure is reported once, until resolving works again.
+///
+/// Each node must be known on the ring by the address the name resolves to for it (its
+/// `ip:port`).
+#[derive(Debug)]
+pub struct DnsMembers {
+    name: String,
+    port: u16,
+    interval: Duration,
+    last: Option<Result<Vec<String>, String>>,
+}
+
+impl DnsMembers {
+    /// The members `name` resolves to, each on `port`.
+    pub fn new(name: impl Into<String>, port: u16) -> Self {
+        Self {
+            name: name.into(),
+            port,
+            interval: DEFAULT_DNS_INTERVAL,
+            last: None,
+        }
+    }
+
+    /// Resolves again every `interval` (default [`DEFAULT_DNS_INTERVAL`]).
+    #[must_use]
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// The members the name resolves to now.
+    pub async fn resolve(&self) -> Result<Vec<String>, String> {
+        let found = tokio::net::lookup_host((self.name.as_str(), self.port))
+            .await
+            .map_err(|e| format!("cannot resolve {}: {e}", self.name))?;
+        let mut members: Vec<String> = found
+            .map(|address: SocketAddr| address.to_string())
+            .collect();
+        members.sort();
+        members.dedup();
+        Ok(members)
+    }
+}
+
+impl MembershipSource for DnsMembers {
+    async fn next_members(&mut self) -> Option<Result<Vec<String>, String>> {
+        loop {
+            if self.last.is_some() {
+                tokio::time::sleep(self.interval).await;
+            }
+            let resolved = self.resolve().await;
+            if self.last.as_ref() != Some(&resolved) {
+                self.last = Some(resolved.clone());
+                return Some(resolved);
+            }
+        }
+    }
+}
