@@ -228,7 +228,9 @@ async fn run(options: Options) -> Result<(), String> {
         .clone()
         .unwrap_or_else(|| format!("localhost:{}", options.port));
     let counters = match (&options.redis, &options.members_dns) {
-        (None, Some((name, port))) => format!("ring of the addresses {name} resolves to, port {port}"),
+        (None, Some((name, port))) => {
+            format!("ring of the addresses {name} resolves to, port {port}")
+        }
         (None, None) => format!("ring of {}", options.members.len()),
         (Some(redis), _) => format!("Redis at {}", redis.urls().join(",")),
     };
