@@ -90,6 +90,8 @@
 //! - `ring`, `protocol` and `endpoint` (feature `cluster`): the consistent-hash ring, the wire
 //!   protocol between nodes (no I/O), and the peer endpoint with `serve`. The cluster
 //!   backend asks owners; the server answers them; both speak the protocol.
+//! - `membership` (feature `cluster`): where a node's members come from (a list, a file,
+//!   DNS, your own source), applied to its ring as they change.
 //!
 //! # Cargo features
 //!
