@@ -71,13 +71,14 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_KEYS as u64, value_parser = clap::value_parser!(u64).range(1..))]
     max_keys: u64,
     /// Read the members from PATH (one host:port a line) instead, and again on SIGHUP and
-    /// whenever the file changes (looked at every 2 s)
+    /// whenever the file changes (looked at every 2 s; a change is applied once two reads
+    /// agree: replace the file whole)
     #[arg(long, value_name = "PATH", conflicts_with = "members")]
     members_file: Option<PathBuf>,
     /// Find the members in DNS instead: every address NAME resolves to, on PORT (as a
     /// Kubernetes headless service), resolved again every 5 s; needs --advertise IP:PORT,
     /// this node's address as NAME resolves it
-    #[arg(long, value_name = "NAME:PORT", conflicts_with_all = ["members", "members_file"], value_parser = parse_dns)]
+    #[arg(long, value_name = "NAME:PORT", conflicts_with_all = ["members", "members_file", "redis", "redis_cluster"], value_parser = parse_dns)]
     members_dns: Option<(String, u16)>,
     /// Count in the Redis server at URL (redis://HOST:PORT); no ring
     #[arg(long, value_name = "URL", conflicts_with_all = ["members", "redis_cluster"])]
@@ -193,12 +194,49 @@ fn options(args: Args, env_secret: Option<String>) -> Result<Options, String> {
     })
 }
 
+/// The DNS source of `--members-dns`, keeping the addresses of this node's own family
+/// (`me`, `IP:PORT`): a name with AAAA records too gives no members that no one listens on.
+fn dns_source(me: &str, name: String, port: u16) -> DnsMembers {
+    let source = DnsMembers::new(name, port);
+    match me.parse::<std::net::SocketAddr>() {
+        Ok(address) => source.family(address.ip()),
+        Err(_) => source,
+    }
+}
+
+/// The members `name` resolves to at start, once they include this node (`me`): a
+/// Kubernetes headless service may publish a pod's address only once it is ready. Tried
+/// every second for 30 s.
+async fn dns_members(me: &str, name: &str, port: u16) -> Result<Vec<String>, String> {
+    let source = dns_source(me, name.to_owned(), port);
+    for attempt in 1..=30 {
+        match source.resolve().await {
+            Ok(found) if found.iter().any(|m| m == me) => {
+                println!("node {me}: {name} resolves to {}", found.join(", "));
+                return Ok(found);
+            }
+            Ok(found) => eprintln!(
+                "node {me}: {name} resolves to {} (not this node yet; attempt {attempt} of 30)",
+                found.join(", ")
+            ),
+            Err(error) => eprintln!("node {me}: {error} (attempt {attempt} of 30)"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Err(format!(
+        "{name} never resolved to this node's address {me} (--advertise)"
+    ))
+}
+
 /// `NAME:PORT`, for `--members-dns`.
 fn parse_dns(text: &str) -> Result<(String, u16), String> {
     let (name, port) = text
         .rsplit_once(':')
         .ok_or("expected NAME:PORT, e.g. ringlimit.default.svc.cluster.local:4000")?;
-    let port = port.parse().map_err(|_| format!("bad port {port:?}"))?;
+    let port: u16 = port.parse().map_err(|_| format!("bad port {port:?}"))?;
+    if name.is_empty() || port == 0 {
+        return Err("expected NAME:PORT with a name and a port from 1".into());
+    }
     Ok((name.to_owned(), port))
 }
 
@@ -248,11 +286,7 @@ async fn run(options: Options) -> Result<(), String> {
         None => {
             let members = match &options.members_dns {
                 None => options.members.clone(),
-                Some((name, port)) => {
-                    let found = DnsMembers::new(name.as_str(), *port).resolve().await?;
-                    println!("node {me}: {name} resolves to {}", found.join(", "));
-                    found
-                }
+                Some((name, port)) => dns_members(&me, name, *port).await?,
             };
             let ring = Ring::new(members).map_err(|e| e.to_string())?;
             let mut backend = ClusterBackend::builder(policy, me.as_str(), ring)
@@ -268,10 +302,8 @@ async fn run(options: Options) -> Result<(), String> {
                 tokio::spawn(membership::follow(backend.clone(), MembersFile::new(path)));
             }
             if let Some((name, port)) = options.members_dns.clone() {
-                tokio::spawn(membership::follow(
-                    backend.clone(),
-                    DnsMembers::new(name, port),
-                ));
+                let source = dns_source(&me, name, port);
+                tokio::spawn(membership::follow(backend.clone(), source));
             }
             serve_endpoint(listener, backend.clone(), &options).await?;
             let evicted = backend.local().evicted_keys();

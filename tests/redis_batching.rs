@@ -228,7 +228,8 @@ async fn batched_checks_get_the_failure_mode_when_redis_is_down_or_hung() {
     if !available("batched_checks_get_the_failure_mode_when_redis_is_down_or_hung") {
         return;
     }
-    let dead = format!("redis://127.0.0.1:{}", common::redis::free_port());
+    // Port 1: nothing listens there, and no test's redis-server can take it.
+    let dead = "redis://127.0.0.1:1".to_owned();
     let (hung, _) = hung_peer().await;
     let hung = format!("redis://{hung}");
     for url in [dead, hung] {

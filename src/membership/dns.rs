@@ -1,7 +1,7 @@
 //! Members found in DNS: a name that resolves to every member's address, as a
 //! Kubernetes headless service does, resolved again every few seconds.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::MembershipSource;
@@ -22,6 +22,8 @@ pub struct DnsMembers {
     name: String,
     port: u16,
     interval: Duration,
+    /// Only addresses of this family (true: IPv4), if set.
+    family: Option<bool>,
     last: Option<Result<Vec<String>, String>>,
 }
 
@@ -32,14 +34,25 @@ impl DnsMembers {
             name: name.into(),
             port,
             interval: DEFAULT_DNS_INTERVAL,
+            family: None,
             last: None,
         }
     }
 
-    /// Resolves again every `interval` (default [`DEFAULT_DNS_INTERVAL`]).
+    /// Resolves again every `interval` (default [`DEFAULT_DNS_INTERVAL`]; at least
+    /// 100 ms).
     #[must_use]
     pub fn interval(mut self, interval: Duration) -> Self {
-        self.interval = interval;
+        self.interval = interval.max(super::MIN_INTERVAL);
+        self
+    }
+
+    /// Keeps only the addresses of `like`'s family (IPv4 or IPv6): a node listening on
+    /// IPv4 alone whose name also has AAAA records must not have members no one listens
+    /// on. Give it this node's own address.
+    #[must_use]
+    pub fn family(mut self, like: IpAddr) -> Self {
+        self.family = Some(like.is_ipv4());
         self
     }
 
@@ -48,8 +61,10 @@ impl DnsMembers {
         let found = tokio::net::lookup_host((self.name.as_str(), self.port))
             .await
             .map_err(|e| format!("cannot resolve {}: {e}", self.name))?;
+        let family = self.family;
         let mut members: Vec<String> = found
-            .map(|address: SocketAddr| address.to_string())
+            .filter(|address: &SocketAddr| family.is_none_or(|v4| address.is_ipv4() == v4))
+            .map(|address| address.to_string())
             .collect();
         members.sort();
         members.dedup();

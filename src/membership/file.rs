@@ -9,10 +9,17 @@ use super::{parse_members, MembershipSource};
 /// How often a [`MembersFile`] is looked at by default.
 pub const DEFAULT_FILE_INTERVAL: Duration = Duration::from_secs(2);
 
+/// The most a members file may hold: a member a line, thousands of them.
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
 /// A file of members (one `host:port` a line, see [`parse_members`]), read at once, then
 /// again on `SIGHUP` (on Unix) and every [`interval`](Self::interval). A list is yielded
 /// only when it differs from the last one read; a file that cannot be read is reported
 /// once, until it can again.
+///
+/// A change found by looking (not after `SIGHUP`) is applied only once two reads an
+/// interval apart agree, so a file caught in the middle of being written is not taken
+/// for a ring; still, replace the file whole (write another, then rename it over).
 #[derive(Debug)]
 pub struct MembersFile {
     path: PathBuf,
@@ -20,6 +27,8 @@ pub struct MembersFile {
     last: Option<Result<Vec<String>, String>>,
     #[cfg(unix)]
     hangups: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    listening: bool,
 }
 
 impl MembersFile {
@@ -31,50 +40,97 @@ impl MembersFile {
             last: None,
             #[cfg(unix)]
             hangups: None,
+            #[cfg(unix)]
+            listening: false,
         }
     }
 
-    /// Looks at the file every `interval` (default [`DEFAULT_FILE_INTERVAL`]), besides on
-    /// `SIGHUP`.
+    /// Looks at the file every `interval` (default [`DEFAULT_FILE_INTERVAL`]; at least
+    /// 100 ms), besides on `SIGHUP`.
     #[must_use]
     pub fn interval(mut self, interval: Duration) -> Self {
-        self.interval = interval;
+        self.interval = interval.max(super::MIN_INTERVAL);
         self
     }
 
-    fn read(&self) -> Result<Vec<String>, String> {
-        std::fs::read_to_string(&self.path)
-            .map(|text| parse_members(&text))
-            .map_err(|e| format!("cannot read {}: {e}", self.path.display()))
+    /// The file's members, read off the runtime's threads (a slow mount stalls only the
+    /// read), at most [`MAX_FILE_BYTES`].
+    async fn read(&self) -> Result<Vec<String>, String> {
+        let path = self.path.clone();
+        let shown = self.path.display().to_string();
+        let read = tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut text = String::new();
+            std::fs::File::open(&path)?
+                .take(MAX_FILE_BYTES)
+                .read_to_string(&mut text)?;
+            Ok::<_, std::io::Error>(text)
+        });
+        match read.await {
+            Ok(Ok(text)) => Ok(parse_members(&text)),
+            Ok(Err(e)) => Err(format!("cannot read {shown}: {e}")),
+            Err(e) => Err(format!("cannot read {shown}: {e}")),
+        }
     }
 
-    /// Until `SIGHUP` or the interval, whichever comes first.
-    async fn wait(&mut self) {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            if self.hangups.is_none() {
-                self.hangups = signal(SignalKind::hangup()).ok();
+    /// Listens for `SIGHUP` from the first call on (a failure to is logged once).
+    #[cfg(unix)]
+    fn listen(&mut self) {
+        use tokio::signal::unix::{signal, SignalKind};
+        if !self.listening {
+            self.listening = true;
+            match signal(SignalKind::hangup()) {
+                Ok(hangups) => self.hangups = Some(hangups),
+                Err(error) => tracing::warn!(
+                    %error,
+                    "ringlimit: cannot listen for SIGHUP; the members file is looked at every interval only"
+                ),
             }
-            if let Some(hangups) = &mut self.hangups {
-                tokio::select! {
-                    _ = hangups.recv() => {}
-                    () = tokio::time::sleep(self.interval) => {}
+        }
+    }
+
+    /// Until `SIGHUP` (true) or the interval (false), whichever comes first.
+    async fn wait(&mut self) -> bool {
+        #[cfg(unix)]
+        if let Some(hangups) = &mut self.hangups {
+            tokio::select! {
+                signalled = hangups.recv() => {
+                    if signalled.is_none() {
+                        self.hangups = None;
+                    }
+                    return signalled.is_some();
                 }
-                return;
+                () = tokio::time::sleep(self.interval) => return false,
             }
         }
         tokio::time::sleep(self.interval).await;
+        false
     }
 }
 
 impl MembershipSource for MembersFile {
     async fn next_members(&mut self) -> Option<Result<Vec<String>, String>> {
+        #[cfg(unix)]
+        self.listen();
         loop {
-            if self.last.is_some() {
-                self.wait().await;
+            let signalled = match self.last.is_some() {
+                true => self.wait().await,
+                false => true,
+            };
+            let mut read = self.read().await;
+            // Found by looking: taken only once a read an interval later agrees (or
+            // SIGHUP says the file is ready).
+            while !signalled && self.last.as_ref() != Some(&read) {
+                if self.wait().await {
+                    read = self.read().await;
+                    break;
+                }
+                let again = self.read().await;
+                if again == read {
+                    break;
+                }
+                read = again;
             }
-            let read = self.read();
             if self.last.as_ref() != Some(&read) {
                 self.last = Some(read.clone());
                 return Some(read);

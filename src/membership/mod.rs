@@ -7,7 +7,9 @@
 //! [`ClusterBackend`], the same way
 //! [`set_members`](crate::ClusterBackend::set_members) does from your own code: an empty
 //! list is refused and logged, a list without this node is refused (the ring stays as
-//! it was), and each ring applied is logged at `info`.
+//! it was; until counters can be handed over, a node does not leave a ring this way), and
+//! each ring applied is logged at `info`. Every node must list the members alike; their
+//! order matters only between two ring points of equal hash.
 //!
 //! # Examples
 //!
@@ -36,11 +38,16 @@ pub use self::file::{MembersFile, DEFAULT_FILE_INTERVAL};
 use crate::clock::Clock;
 use crate::ClusterBackend;
 
+/// The shortest interval the sources here look again at: a zero one would read a file,
+/// or ask DNS, without pause.
+pub(crate) const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Member lists, as they change.
 pub trait MembershipSource: Send + 'static {
     /// The next list of members (`host:port` each), when it differs from the last one;
     /// `Err` when the source cannot say (it is logged, and the ring stays as it is);
-    /// `None` when the source has ended.
+    /// `None` when the source has ended. It resolves only once something changed (or
+    /// after waiting): [`follow`] calls it again at once.
     fn next_members(&mut self) -> impl Future<Output = Option<Result<Vec<String>, String>>> + Send;
 }
 
@@ -79,6 +86,8 @@ where
             Ok(members) => members,
             Err(error) => {
                 tracing::warn!(node = me, %error, "ringlimit: cannot read the members; keeping the ring in force");
+                // A source that fails at once every time must not hold the thread.
+                tokio::task::yield_now().await;
                 continue;
             }
         };
@@ -87,6 +96,7 @@ where
                 node = me,
                 "ringlimit: an empty member list is refused; keeping the ring in force"
             );
+            tokio::task::yield_now().await;
             continue;
         }
         if backend
