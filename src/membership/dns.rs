@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use super::MembershipSource;
+use super::{MembershipError, MembershipSource};
 
 /// How often a [`DnsMembers`] resolves its name again by default.
 pub const DEFAULT_DNS_INTERVAL: Duration = Duration::from_secs(5);
@@ -24,7 +24,7 @@ pub struct DnsMembers {
     interval: Duration,
     /// Only addresses of this family (true: IPv4), if set.
     family: Option<bool>,
-    last: Option<Result<Vec<String>, String>>,
+    seen: super::Seen,
 }
 
 impl DnsMembers {
@@ -35,7 +35,7 @@ impl DnsMembers {
             port,
             interval: DEFAULT_DNS_INTERVAL,
             family: None,
-            last: None,
+            seen: None,
         }
     }
 
@@ -57,10 +57,10 @@ impl DnsMembers {
     }
 
     /// The members the name resolves to now.
-    pub async fn resolve(&self) -> Result<Vec<String>, String> {
+    pub async fn resolve(&self) -> Result<Vec<String>, MembershipError> {
         let found = tokio::net::lookup_host((self.name.as_str(), self.port))
             .await
-            .map_err(|e| format!("cannot resolve {}: {e}", self.name))?;
+            .map_err(|e| MembershipError::new(format!("cannot resolve {}", self.name), e))?;
         let family = self.family;
         let mut members: Vec<String> = found
             .filter(|address: &SocketAddr| family.is_none_or(|v4| address.is_ipv4() == v4))
@@ -73,15 +73,14 @@ impl DnsMembers {
 }
 
 impl MembershipSource for DnsMembers {
-    async fn next_members(&mut self) -> Option<Result<Vec<String>, String>> {
+    async fn next_members(&mut self) -> Option<Result<Vec<String>, MembershipError>> {
         loop {
-            if self.last.is_some() {
+            if self.seen.is_some() {
                 tokio::time::sleep(self.interval).await;
             }
             let resolved = self.resolve().await;
-            if self.last.as_ref() != Some(&resolved) {
-                self.last = Some(resolved.clone());
-                return Some(resolved);
+            if let Some(changed) = super::changed(&mut self.seen, resolved) {
+                return Some(changed);
             }
         }
     }

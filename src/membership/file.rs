@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{parse_members, MembershipSource};
+use super::{parse_members, MembershipError, MembershipSource};
 
 /// How often a [`MembersFile`] is looked at by default.
 pub const DEFAULT_FILE_INTERVAL: Duration = Duration::from_secs(2);
@@ -24,7 +24,7 @@ const MAX_FILE_BYTES: u64 = 1 << 20;
 pub struct MembersFile {
     path: PathBuf,
     interval: Duration,
-    last: Option<Result<Vec<String>, String>>,
+    seen: super::Seen,
     #[cfg(unix)]
     hangups: Option<tokio::signal::unix::Signal>,
     #[cfg(unix)]
@@ -37,7 +37,7 @@ impl MembersFile {
         Self {
             path: path.into(),
             interval: DEFAULT_FILE_INTERVAL,
-            last: None,
+            seen: None,
             #[cfg(unix)]
             hangups: None,
             #[cfg(unix)]
@@ -55,7 +55,7 @@ impl MembersFile {
 
     /// The file's members, read off the runtime's threads (a slow mount stalls only the
     /// read), at most [`MAX_FILE_BYTES`].
-    async fn read(&self) -> Result<Vec<String>, String> {
+    async fn read(&self) -> Result<Vec<String>, MembershipError> {
         let path = self.path.clone();
         let shown = self.path.display().to_string();
         let read = tokio::task::spawn_blocking(move || {
@@ -68,8 +68,8 @@ impl MembersFile {
         });
         match read.await {
             Ok(Ok(text)) => Ok(parse_members(&text)),
-            Ok(Err(e)) => Err(format!("cannot read {shown}: {e}")),
-            Err(e) => Err(format!("cannot read {shown}: {e}")),
+            Ok(Err(e)) => Err(MembershipError::new(format!("cannot read {shown}"), e)),
+            Err(e) => Err(MembershipError::new(format!("cannot read {shown}"), e)),
         }
     }
 
@@ -109,31 +109,30 @@ impl MembersFile {
 }
 
 impl MembershipSource for MembersFile {
-    async fn next_members(&mut self) -> Option<Result<Vec<String>, String>> {
+    async fn next_members(&mut self) -> Option<Result<Vec<String>, MembershipError>> {
         #[cfg(unix)]
         self.listen();
         loop {
-            let signalled = match self.last.is_some() {
+            let signalled = match self.seen.is_some() {
                 true => self.wait().await,
                 false => true,
             };
             let mut read = self.read().await;
             // Found by looking: taken only once a read an interval later agrees (or
             // SIGHUP says the file is ready).
-            while !signalled && self.last.as_ref() != Some(&read) {
+            while !signalled && self.seen.as_ref() != Some(&super::as_seen(&read)) {
                 if self.wait().await {
                     read = self.read().await;
                     break;
                 }
                 let again = self.read().await;
-                if again == read {
+                if super::as_seen(&again) == super::as_seen(&read) {
                     break;
                 }
                 read = again;
             }
-            if self.last.as_ref() != Some(&read) {
-                self.last = Some(read.clone());
-                return Some(read);
+            if let Some(changed) = super::changed(&mut self.seen, read) {
+                return Some(changed);
             }
         }
     }

@@ -30,6 +30,8 @@
 mod dns;
 mod file;
 
+use std::error::Error;
+use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -48,7 +50,64 @@ pub trait MembershipSource: Send + 'static {
     /// `Err` when the source cannot say (it is logged, and the ring stays as it is);
     /// `None` when the source has ended. It resolves only once something changed (or
     /// after waiting): [`follow`] calls it again at once.
-    fn next_members(&mut self) -> impl Future<Output = Option<Result<Vec<String>, String>>> + Send;
+    fn next_members(
+        &mut self,
+    ) -> impl Future<Output = Option<Result<Vec<String>, MembershipError>>> + Send;
+}
+
+/// Why a source could not say who the members are.
+#[derive(Debug)]
+pub struct MembershipError {
+    what: String,
+    source: Box<dyn Error + Send + Sync>,
+}
+
+impl MembershipError {
+    /// `what` failed (say, "cannot read /etc/ringlimit/members"), because of `source`.
+    pub fn new(what: impl Into<String>, source: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
+        Self {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+}
+
+impl fmt::Display for MembershipError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.what, self.source)
+    }
+}
+
+impl Error for MembershipError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+/// The last result a polling source yielded, to yield only what changed: the members,
+/// or the error's text (an error is reported once, until it changes or the source
+/// works again).
+type Seen = Option<Result<Vec<String>, String>>;
+
+/// What `read` is remembered as: the members, or the error's text.
+fn as_seen(read: &Result<Vec<String>, MembershipError>) -> Result<Vec<String>, String> {
+    match read {
+        Ok(members) => Ok(members.clone()),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+/// `read`, if it differs from what was `seen` last (which it then becomes).
+fn changed(
+    seen: &mut Seen,
+    read: Result<Vec<String>, MembershipError>,
+) -> Option<Result<Vec<String>, MembershipError>> {
+    let now = as_seen(&read);
+    if seen.as_ref() == Some(&now) {
+        return None;
+    }
+    *seen = Some(now);
+    Some(read)
 }
 
 /// A list given once: the source yields it, then ends.
@@ -67,7 +126,7 @@ impl StaticMembers {
 }
 
 impl MembershipSource for StaticMembers {
-    async fn next_members(&mut self) -> Option<Result<Vec<String>, String>> {
+    async fn next_members(&mut self) -> Option<Result<Vec<String>, MembershipError>> {
         self.0.take().map(Ok)
     }
 }
