@@ -17,7 +17,7 @@ use ringlimit::resolve::tiers;
 use ringlimit::{Backend, Check, Decisions, MemoryBackend, Policy, PolicySet, RateLimitLayer};
 use tower::{service_fn, Layer, ServiceExt};
 
-use common::{decided, key_owned_by, listeners, mid_window_clock, start_node};
+use common::{decided, key_owned_by, listeners, mid_window_clock, start_cluster, start_node};
 
 fn per(limit: u32, window: Duration, name: &str) -> Policy {
     Policy::per_window(NonZeroU32::new(limit).unwrap(), window)
@@ -80,27 +80,10 @@ async fn a_set_is_all_or_nothing_in_memory() {
 #[tokio::test]
 async fn the_policies_travel_to_an_owner_configured_otherwise() {
     let clock = mid_window_clock();
-    let bound = listeners(2).await;
-    let members: Vec<String> = bound.iter().map(|(_, name)| name.clone()).collect();
-    let mut bound = bound.into_iter();
-    let (first, a) = bound.next().unwrap();
-    let (second, b) = bound.next().unwrap();
     // Node b knows only a generous policy of its own; node a asks under its set.
-    let node_a = start_node(
-        first,
-        &a,
-        &members,
-        per(1000, Duration::from_secs(1), "x"),
-        &clock,
-    );
-    let node_b = start_node(
-        second,
-        &b,
-        &members,
-        per(1000, Duration::from_secs(1), "x"),
-        &clock,
-    );
-    let key = key_owned_by(&node_a.backend.ring(), &b);
+    let nodes = start_cluster(2, per(1000, Duration::from_secs(1), "x"), &clock).await;
+    let (node_a, node_b) = (&nodes[0], &nodes[1]);
+    let key = key_owned_by(&node_a.backend.ring(), &node_b.name);
     minute_then_next(&*node_a.backend, &clock, &key).await;
     // Counted at the owner, under the policies that came with the checks.
     let set = minute_and_hour();
@@ -312,15 +295,9 @@ async fn two_stacked_layers_keep_both_fields() {
 #[tokio::test]
 async fn batches_carry_their_policies_end_to_end() {
     let clock = mid_window_clock();
-    let bound = listeners(2).await;
-    let members: Vec<String> = bound.iter().map(|(_, name)| name.clone()).collect();
-    let mut bound = bound.into_iter();
-    let (first, a) = bound.next().unwrap();
-    let (second, b) = bound.next().unwrap();
-    let own = per(1000, Duration::from_secs(1), "x");
-    let node_a = start_node(first, &a, &members, own, &clock);
-    let _node_b = start_node(second, &b, &members, own, &clock);
-    let keys = common::keys_owned_by(&node_a.backend.ring(), &b, 30, |i| format!("u{i}"));
+    let nodes = start_cluster(2, per(1000, Duration::from_secs(1), "x"), &clock).await;
+    let (node_a, b) = (&nodes[0], &nodes[1].name);
+    let keys = common::keys_owned_by(&node_a.backend.ring(), b, 30, |i| format!("u{i}"));
     let set = minute_and_hour();
     // Checked at once: the first goes alone, the rest queue up and leave as batches.
     for round in 0..4 {
@@ -458,14 +435,8 @@ async fn an_owner_out_of_room_for_policies_answers_400() {
 #[tokio::test]
 async fn an_owners_refusal_is_final_and_keeps_its_circuit_closed() {
     let clock = mid_window_clock();
-    let bound = listeners(2).await;
-    let members: Vec<String> = bound.iter().map(|(_, name)| name.clone()).collect();
-    let mut bound = bound.into_iter();
-    let (first, a) = bound.next().unwrap();
-    let (second, b) = bound.next().unwrap();
-    let own = per(5, Duration::from_secs(60), "x");
-    let node_a = start_node(first, &a, &members, own, &clock);
-    let node_b = start_node(second, &b, &members, own, &clock);
+    let nodes = start_cluster(2, per(5, Duration::from_secs(60), "x"), &clock).await;
+    let (node_a, node_b) = (&nodes[0], &nodes[1]);
     // Node b has room for no more policies from peers.
     let made_up = |i: u32| PolicySet::from(per(5, Duration::from_secs(60), &format!("p{i}")));
     for i in 0..47 {
@@ -475,7 +446,7 @@ async fn an_owners_refusal_is_final_and_keeps_its_circuit_closed() {
             .decide_forwarded("u", &made_up(i))
             .unwrap();
     }
-    let key = key_owned_by(&node_a.backend.ring(), &b);
+    let key = key_owned_by(&node_a.backend.ring(), &node_b.name);
     for attempt in 0..5 {
         let refused = match node_a.backend.check(&key, &made_up(100 + attempt)) {
             Check::Pending(future) => future.await,
