@@ -54,8 +54,12 @@ where
         }
     }
 
-    pub(super) fn rejected(on_rejection: &R, rejection: Rejection, report: Option<Report>) -> Self {
-        let response = reject(on_rejection, rejection, report);
+    pub(super) fn rejected(on_rejection: &R, rejection: Rejection) -> Self {
+        Self::finished(reject(on_rejection, rejection, None))
+    }
+
+    /// A rejection already built.
+    pub(super) fn finished(response: Response<Bytes>) -> Self {
         Self {
             state: State::Rejected {
                 response: Some(response),
@@ -91,32 +95,13 @@ where
                     let result = ready!(check.poll(cx));
                     let (mut inner, request, on_rejection, set) =
                         this.waiting.take().expect("checked only once");
-                    let next = match result {
-                        Ok(decisions) => {
-                            let report = Report::new(&set, &decisions);
-                            if decisions.passes(&set) {
-                                State::Inner {
-                                    future: inner.call(request),
-                                    decided: Some((decisions, report)),
-                                }
-                            } else {
-                                let rejection = Rejection::Limited(decisions);
-                                let response = reject(&on_rejection, rejection, Some(report));
-                                State::Rejected {
-                                    response: Some(response),
-                                }
-                            }
-                        }
-                        Err(error) if unavailable_passes(&error, &set) => State::Inner {
+                    let next = match settle(&set, result, &on_rejection) {
+                        Settled::Through(decided) => State::Inner {
                             future: inner.call(request),
-                            decided: None,
+                            decided,
                         },
-                        Err(error) => State::Rejected {
-                            response: Some(reject(
-                                &on_rejection,
-                                Rejection::Unavailable(error),
-                                None,
-                            )),
+                        Settled::Refused(response) => State::Rejected {
+                            response: Some(response),
                         },
                     };
                     this.state.set(next);
@@ -137,6 +122,38 @@ where
             }
         }
     }
+}
+
+/// What a check's `result` under `set` makes of the request, the same whether it was
+/// decided at once or awaited: through to the inner service (with the decisions and
+/// their headers, if any), or the finished rejection.
+pub(super) fn settle<R: OnRejection>(
+    set: &PolicySet,
+    result: Result<Decisions, BackendError>,
+    on_rejection: &R,
+) -> Settled {
+    match result {
+        Ok(decisions) => {
+            let report = Report::new(set, &decisions);
+            if decisions.passes(set) {
+                Settled::Through(Some((decisions, report)))
+            } else {
+                let rejection = Rejection::Limited(decisions);
+                Settled::Refused(reject(on_rejection, rejection, Some(report)))
+            }
+        }
+        Err(error) if unavailable_passes(&error, set) => Settled::Through(None),
+        Err(error) => Settled::Refused(reject(on_rejection, Rejection::Unavailable(error), None)),
+    }
+}
+
+/// What [`settle`] made of a request.
+pub(super) enum Settled {
+    /// To the inner service, with the decisions and their headers (none: not decided,
+    /// and every policy in shadow mode).
+    Through(Option<(Decisions, Report)>),
+    /// The finished rejection.
+    Refused(Response<Bytes>),
 }
 
 /// The finished rejection response: built by `on_rejection`, then given the headers

@@ -6,9 +6,8 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::body::ResponseBody;
-use super::future::ResponseFuture;
+use super::future::{settle, ResponseFuture, Settled};
 use super::{OnRejection, Rejection};
-use crate::headers::Report;
 use crate::key::{KeyError, KeyExtractor};
 use crate::resolve::{PolicyResolver, Quota};
 use crate::{Backend, Check, PolicySet};
@@ -86,23 +85,13 @@ where
             }
         };
         match check {
-            Err(error) => ResponseFuture::rejected(on_rejection, Rejection::BadKey(error), None),
-            Ok(Check::Ready(Ok(decisions))) => {
-                let report = Report::new(set, &decisions);
-                if decisions.passes(set) {
-                    let decided = Some((decisions, report));
+            Err(error) => ResponseFuture::rejected(on_rejection, Rejection::BadKey(error)),
+            Ok(Check::Ready(result)) => match settle(set, result, on_rejection) {
+                Settled::Through(decided) => {
                     ResponseFuture::inner(self.inner.call(request), decided)
-                } else {
-                    let rejection = Rejection::Limited(decisions);
-                    ResponseFuture::rejected(on_rejection, rejection, Some(report))
                 }
-            }
-            Ok(Check::Ready(Err(error))) if unavailable_passes(&error, set) => {
-                ResponseFuture::inner(self.inner.call(request), None)
-            }
-            Ok(Check::Ready(Err(error))) => {
-                ResponseFuture::rejected(on_rejection, Rejection::Unavailable(error), None)
-            }
+                Settled::Refused(response) => ResponseFuture::finished(response),
+            },
             Ok(Check::Pending(check)) => {
                 // The ready inner service goes with the request; this one keeps a fresh
                 // clone, which must be polled ready before its next call.
