@@ -22,7 +22,12 @@
 
 mod fixed;
 mod gcra;
+#[cfg(feature = "cluster")]
+mod merge;
 mod sliding;
+
+#[cfg(feature = "cluster")]
+pub(crate) use merge::merged;
 
 #[cfg(test)]
 mod tests;

@@ -51,6 +51,8 @@ pub use cluster::{ClusterBackend, ClusterBuilder, ClusterError, DEFAULT_PEER_TIM
 pub use failure::{FailureMode, UnknownFailureMode};
 #[cfg(any(feature = "cluster", feature = "redis"))]
 pub(crate) use guarded::within;
+#[cfg(feature = "cluster")]
+pub(crate) use memory::Held;
 pub use memory::{MemoryBackend, MemoryBuilder, DEFAULT_MAX_KEYS, MAX_STORES};
 #[cfg(any(feature = "cluster", feature = "redis"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "cluster", feature = "redis"))))]

@@ -36,6 +36,7 @@
 
 mod batch_body;
 mod check;
+mod handoff;
 mod policies;
 #[cfg(test)]
 mod proptests;
@@ -52,5 +53,9 @@ pub(crate) use check::{
     DECISIONS, EXCEEDED_BODY,
 };
 pub use check::{CHECK_PATH, FORWARDED};
+pub(crate) use handoff::{
+    decode_handoff_query, decode_held, decode_keys, encode_held, encode_keys,
+    handoff_path_and_query, HandoffOp, HANDOFF_PATH, MAX_HANDOFF_BYTES, MAX_HANDOFF_KEYS,
+};
 pub(crate) use policies::{encode_each, Told};
 pub use secret::PeerSecret;

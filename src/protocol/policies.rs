@@ -54,7 +54,7 @@ pub(crate) fn decode_policies(text: &str) -> Option<PolicySet> {
     PolicySet::new(policies).ok()
 }
 
-fn decode_policy(item: &str) -> Option<Policy> {
+pub(super) fn decode_policy(item: &str) -> Option<Policy> {
     let mut fields = item.split(';');
     let name = PolicyName::new(fields.next()?).ok()?;
     let algorithm = match fields.next()? {
@@ -87,7 +87,7 @@ fn decode_policy(item: &str) -> Option<Policy> {
 
 /// `text` as a number, if it is written as one is written here: decimal digits, no sign,
 /// no leading zero.
-fn number<T: std::str::FromStr>(text: &str) -> Option<T> {
+pub(super) fn number<T: std::str::FromStr>(text: &str) -> Option<T> {
     let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
     (digits && (text == "0" || !text.starts_with('0'))).then(|| text.parse().ok())?
 }

@@ -111,6 +111,38 @@ impl Counter {
     }
 }
 
+/// The state a counter's `word` stands for, in a table of window `generation`: the
+/// window is the table's, or a newer one a later reader moved the counter to.
+#[cfg(feature = "cluster")]
+pub(super) fn fixed_state(word: u64, generation: u64) -> crate::algorithm::State {
+    let (stored, used) = unpack(word);
+    let ahead = i64::from(stored.wrapping_sub(generation as u32) as i32);
+    crate::algorithm::State::Fixed {
+        window: generation.wrapping_add_signed(ahead),
+        used,
+    }
+}
+
+#[cfg(feature = "cluster")]
+impl Counter {
+    /// Adds the units `merge` makes of this counter's state (in a table of window
+    /// `generation`), as one atomic update.
+    pub(super) fn merge(
+        &self,
+        generation: u64,
+        merge: impl Fn(crate::algorithm::State) -> Option<crate::algorithm::State>,
+    ) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                match merge(fixed_state(word, generation))? {
+                    crate::algorithm::State::Fixed { window, used } => Some(pack(window, used)),
+                    _ => None,
+                }
+            });
+    }
+}
+
 fn pack(window: u64, count: u32) -> u64 {
     (u64::from(window as u32) << 32) | u64::from(count)
 }

@@ -3,6 +3,8 @@
 mod builder;
 mod capacity;
 mod counter;
+#[cfg(feature = "cluster")]
+mod handoff;
 mod retired;
 mod shard;
 mod state_word;
@@ -21,6 +23,8 @@ use crossbeam_utils::sync::ShardedLock;
 
 pub use self::builder::MemoryBuilder;
 pub use self::capacity::DEFAULT_MAX_KEYS;
+#[cfg(feature = "cluster")]
+pub(crate) use self::handoff::Held;
 use self::store::Store;
 use super::{Backend, BackendError, Check};
 use crate::clock::{Clock, SystemClock};

@@ -285,6 +285,50 @@ impl Shard {
         })
     }
 
+    /// Takes `key`'s counter out, for its next owner: its word and the generation
+    /// (window) of the table it was in, this window's or the one kept from before.
+    #[cfg(feature = "cluster")]
+    pub(super) fn take(&self, key: &str, hash: u64) -> Option<(u64, u64)> {
+        let word = |entry: Entry| entry.counter.word().load(Ordering::Acquire);
+        // Held while the table before is searched too, as in `refund`.
+        let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = table.remove_key(key, hash) {
+            return Some((word(entry), self.window.load(Ordering::Acquire)));
+        }
+        let mut previous = self
+            .previous
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let before = previous.0;
+        let found = previous.1.find_entry(hash, is(key, hash)).ok();
+        found.map(|entry| (word(entry.remove().0), before))
+    }
+
+    /// `f` of `key`'s counter in this window's table and the table's window, if it has
+    /// one there.
+    #[cfg(feature = "cluster")]
+    pub(super) fn with_entry<R>(
+        &self,
+        key: &str,
+        hash: u64,
+        f: impl FnOnce(&Counter, u64) -> R,
+    ) -> Option<R> {
+        let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+        let generation = self.window.load(Ordering::Acquire);
+        table.find(key, hash).map(|e| f(&e.counter, generation))
+    }
+
+    /// Adds the keys held here (this window's, and the window's before kept for
+    /// carrying) to `keys`.
+    #[cfg(feature = "cluster")]
+    pub(super) fn keys_into(&self, keys: &mut std::collections::HashSet<Box<str>>) {
+        let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+        keys.extend(table.iter().map(|e| Box::from(e.key.as_str())));
+        drop(table);
+        let previous = self.previous.read().unwrap_or_else(PoisonError::into_inner);
+        keys.extend(previous.1.iter().map(|e| Box::from(e.key.as_str())));
+    }
+
     /// Counters held: this window's, and past windows' not yet dropped.
     pub(super) fn len(&self) -> usize {
         let table = self.table.read().unwrap_or_else(PoisonError::into_inner);

@@ -27,7 +27,7 @@ impl Counting {
     /// The state `word` stands for in generation `generation` (a window index), read at
     /// this check's time.
     #[inline]
-    fn state(&self, word: u64, generation: u64) -> State {
+    pub(super) fn state(&self, word: u64, generation: u64) -> State {
         let start = generation * self.rate.window_ms;
         match self.algorithm {
             Algorithm::SlidingWindow => State::Sliding {
@@ -58,6 +58,21 @@ impl Counting {
             State::Gcra { at_ms, level } => level + (at_ms - start) * u64::from(self.rate.limit),
             State::Fixed { .. } => unreachable!("fixed windows have counters of their own"),
         }
+    }
+
+    /// Replaces the state of `word` (of generation `generation`) by what `merge` makes of
+    /// it, as one atomic update.
+    #[cfg(feature = "cluster")]
+    pub(super) fn merge(
+        &self,
+        word: &AtomicU64,
+        generation: u64,
+        merge: impl Fn(State) -> Option<State>,
+    ) {
+        let _ = word.fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
+            let merged = merge(self.state(current, generation))?;
+            Some(self.word(merged, generation))
+        });
     }
 
     /// The units `word` holds now, for eviction at the key cap: a key that holds one

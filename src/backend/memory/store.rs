@@ -8,6 +8,8 @@ use std::time::Duration;
 use super::capacity::Capacity;
 use super::shard::{Ask, Shard};
 use super::state_word::Counting;
+#[cfg(feature = "cluster")]
+use crate::algorithm::State;
 use crate::algorithm::{Algorithm, Rate};
 use crate::{Decision, Policy};
 
@@ -131,6 +133,58 @@ impl Store {
             return shard.used(key, hash, window);
         }
         shard.held(key, hash, window, self.counting(policy.limit(), now_ms, 0))
+    }
+
+    /// Takes `key`'s state out, read at `now`, for the key's next owner; `None` if it
+    /// has none here.
+    #[cfg(feature = "cluster")]
+    pub(super) fn take(&self, key: &str, hash: u64, now: Duration) -> Option<State> {
+        let (word, generation) = self.shard(hash).take(key, hash)?;
+        Some(match self.algorithm {
+            Algorithm::FixedWindow => super::counter::fixed_state(word, generation),
+            _ => self
+                .counting(self.policy.limit(), crate::policy::millis(now), 0)
+                .in_generation(generation)
+                .state(word, generation),
+        })
+    }
+
+    /// Adds `handed`, a key's state taken from its previous owner, to `key`'s own here
+    /// at `now` (see `algorithm::merged`).
+    #[cfg(feature = "cluster")]
+    pub(super) fn absorb(&self, key: &str, hash: u64, handed: State, now: Duration) {
+        let limit = self.policy.limit();
+        // A check of nothing gives the key a counter in this window, its state carried.
+        let _ = self.decide(key, hash, &self.policy, 0, now);
+        let rate = Rate {
+            limit,
+            window_ms: self.window_ms,
+        };
+        let merge = |local| crate::algorithm::merged(rate, local, handed);
+        let now_ms = crate::policy::millis(now);
+        let fixed = self.algorithm == Algorithm::FixedWindow;
+        self.shard(hash)
+            .with_entry(key, hash, |counter, generation| match fixed {
+                true => counter.merge(generation, merge),
+                false => self
+                    .counting(limit, now_ms, 0)
+                    .in_generation(generation)
+                    .merge(counter.word(), generation, merge),
+            });
+    }
+
+    /// Adds the keys held here to `keys`.
+    #[cfg(feature = "cluster")]
+    pub(super) fn keys_into(&self, keys: &mut std::collections::HashSet<Box<str>>) {
+        for shard in &*self.shards {
+            shard.keys_into(keys);
+        }
+    }
+
+    /// The policy this store was made for.
+    #[cfg(feature = "cluster")]
+    pub(super) fn policy(&self) -> &Policy {
+        &self.policy
     }
 
     /// Counters held, including past windows' not yet dropped.

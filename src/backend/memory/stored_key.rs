@@ -32,6 +32,18 @@ impl StoredKey {
         }
     }
 
+    /// The key itself.
+    #[cfg(feature = "cluster")]
+    pub(super) fn as_str(&self) -> &str {
+        match self {
+            // Copied from a `&str` whole: always UTF-8.
+            Self::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            Self::Heap(stored) => stored,
+        }
+    }
+
     /// Whether this is `key`.
     pub(super) fn is(&self, key: &str) -> bool {
         match self {

@@ -58,6 +58,21 @@ impl Table {
         self.entries.find(hash, |e| e.hash == hash && e.key.is(key))
     }
 
+    /// Takes `key`'s entry out, if it has one.
+    #[cfg(feature = "cluster")]
+    pub(super) fn remove_key(&mut self, key: &str, hash: u64) -> Option<Entry> {
+        let found = self
+            .entries
+            .find_entry(hash, |e| e.hash == hash && e.key.is(key));
+        found.ok().map(|entry| entry.remove().0)
+    }
+
+    /// The entries held.
+    #[cfg(feature = "cluster")]
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter()
+    }
+
     /// Adds `key`'s counter; `capped` keeps its arrival for eviction.
     pub(super) fn insert(&mut self, key: &str, hash: u64, counter: Counter, capped: bool) {
         if capped && self.entries.len() == self.entries.capacity() {

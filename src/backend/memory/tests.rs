@@ -591,6 +591,47 @@ mod algorithms {
             }
         }
 
+        // A key handed to another node mid-way (taken out of one, absorbed by the other)
+        // is decided there as if it had never moved, under every algorithm; nothing of
+        // it stays behind.
+        #[cfg(feature = "cluster")]
+        #[test]
+        fn a_handed_key_decides_as_if_it_never_moved(
+            algorithms in prop::array::uniform2(prop_oneof![
+                Just(Algorithm::FixedWindow), Just(Algorithm::SlidingWindow), Just(Algorithm::Gcra)
+            ]),
+            limits in prop::array::uniform2(1u32..8),
+            windows in prop::array::uniform2(1u64..1_500),
+            steps in prop::collection::vec((0u64..500, 1u32..3), 1..80),
+            moved_at in 0usize..80,
+        ) {
+            let set = two([
+                (algorithms[0], limits[0], windows[0], false),
+                (algorithms[1], limits[1], windows[1], false),
+            ]);
+            let clock = ManualClock::new(Duration::from_millis(T0_MS));
+            let node = || MemoryBackend::builder(set.clone()).clock(clock.clone()).build();
+            let (unmoved, before, after) = (node(), node(), node());
+            let mut now = 0;
+            for (step, (gap, cost)) in steps.into_iter().enumerate() {
+                now += gap;
+                at(&clock, now);
+                if step == moved_at {
+                    let held = before.take("u");
+                    after.absorb("u", &held);
+                    prop_assert!(before.take("u").is_empty(), "taken whole");
+                }
+                let holder = if step < moved_at { &before } else { &after };
+                let set = crate::PolicySet::new(set.iter().map(|p| p.with_cost(NonZeroU32::new(cost).unwrap()))).unwrap();
+                let expected = unmoved.decide_all("u", &set).unwrap();
+                let decided = holder.decide_all("u", &set).unwrap();
+                for i in 0..2 {
+                    let (e, d) = (expected.get(i).unwrap(), decided.get(i).unwrap());
+                    prop_assert_eq!((d.allowed, d.remaining), (e.allowed, e.remaining), "policy {} at {} ms, step {}", i, now, step);
+                }
+            }
+        }
+
         // A set of two policies decides as the algorithms do together: counted under both
         // when every enforced one allows, under none otherwise.
         #[test]
