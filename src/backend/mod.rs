@@ -45,7 +45,9 @@ pub use crate::circuit::CircuitPolicy;
 pub use crate::error::BackendError;
 #[cfg(feature = "cluster")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
-pub use cluster::{ClusterBackend, ClusterBuilder, ClusterError, DEFAULT_PEER_TIMEOUT};
+pub use cluster::{
+    ClusterBackend, ClusterBuilder, ClusterError, DEFAULT_PEER_TIMEOUT, HANDOFF_DEADLINE, MOVED_FOR,
+};
 #[cfg(any(feature = "cluster", feature = "redis"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "cluster", feature = "redis"))))]
 pub use failure::{FailureMode, UnknownFailureMode};
@@ -100,6 +102,21 @@ pub trait Backend: Send + Sync + 'static {
 pub trait Owner: Backend {
     /// Like [`check`](Backend::check), for a check another node forwarded here.
     fn check_forwarded(&self, key: &str, policies: &PolicySet) -> Check<Self::Future>;
+
+    /// Like [`check_forwarded`](Owner::check_forwarded), for a check that a node which
+    /// handed the key over to this one sent on: decided here, never sent on again.
+    fn check_relayed(&self, key: &str, policies: &PolicySet) -> Check<Self::Future> {
+        self.check_forwarded(key, policies)
+    }
+
+    /// Answers another node's handoff (`POST /handoff`, counters handed over when the
+    /// ring changes, see the protocol): the answer's body, or why it is refused (`400`).
+    /// `None` (the default) for a backend that hands nothing over: the endpoint answers
+    /// `404`.
+    fn answer_handoff(&self, query: &str, body: &str) -> Option<Result<String, String>> {
+        let _ = (query, body);
+        None
+    }
 }
 
 impl<B: Backend + ?Sized> Backend for Arc<B> {
@@ -118,5 +135,13 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
 impl<B: Owner + ?Sized> Owner for Arc<B> {
     fn check_forwarded(&self, key: &str, policies: &PolicySet) -> Check<Self::Future> {
         (**self).check_forwarded(key, policies)
+    }
+
+    fn check_relayed(&self, key: &str, policies: &PolicySet) -> Check<Self::Future> {
+        (**self).check_relayed(key, policies)
+    }
+
+    fn answer_handoff(&self, query: &str, body: &str) -> Option<Result<String, String>> {
+        (**self).answer_handoff(query, body)
     }
 }

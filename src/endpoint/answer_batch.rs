@@ -36,6 +36,27 @@ pub(super) fn max_batch_bytes(max_key_len: usize) -> usize {
     MAX_BATCH.saturating_mul(16 + 1024 + max_key_len.max(1024).saturating_mul(3))
 }
 
+/// A peer's body of at most `max` bytes, read within `timeout`; or the refusal that
+/// closes the connection.
+pub(super) async fn read_within<ReqB>(
+    body: ReqB,
+    max: usize,
+    timeout: Duration,
+) -> Result<Bytes, Response<Full<Bytes>>>
+where
+    ReqB: Body,
+    ReqB::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match tokio::time::timeout(timeout, read_body(body, max)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(BodyError::TooLarge)) => {
+            Err(closing(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n"))
+        }
+        Ok(Err(BodyError::Broken(_))) => Err(closing(StatusCode::BAD_REQUEST, "unreadable body\n")),
+        Err(_) => Err(closing(StatusCode::REQUEST_TIMEOUT, "body too slow\n")),
+    }
+}
+
 /// Answers a batch body; every check in it was forwarded, so none is forwarded again.
 /// `_permit` is held until the body is read and answered.
 pub(super) async fn answer_batch<B, ReqB>(
@@ -50,16 +71,9 @@ where
     ReqB: Body,
     ReqB::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let read = tokio::time::timeout(timeout, read_body(body, max_batch_bytes(max_key_len))).await;
-    let bytes = match read {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(BodyError::TooLarge)) => {
-            return closing(StatusCode::PAYLOAD_TOO_LARGE, "batch body too large\n")
-        }
-        Ok(Err(BodyError::Broken(_))) => {
-            return closing(StatusCode::BAD_REQUEST, "unreadable batch body\n")
-        }
-        Err(_) => return closing(StatusCode::REQUEST_TIMEOUT, "batch body too slow\n"),
+    let bytes = match read_within(body, max_batch_bytes(max_key_len), timeout).await {
+        Ok(bytes) => bytes,
+        Err(refusal) => return refusal,
     };
     let Ok(checks) = std::str::from_utf8(&bytes) else {
         return text(StatusCode::BAD_REQUEST, "batch is not UTF-8\n");

@@ -33,6 +33,7 @@
 //! ```
 
 mod answer_batch;
+mod answer_handoff;
 mod endpoint_future;
 mod peer_endpoint;
 mod refusal;

@@ -15,11 +15,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_service::Service;
 
 use super::answer_batch::{answer_batch, DEFAULT_BATCH_BODY_TIMEOUT, DEFAULT_MAX_BATCHES_READING};
+use super::answer_handoff::answer_handoff;
 use super::endpoint_future::{answer, Asker, EndpointFuture, State};
 use super::refusal::Refusal;
 use crate::backend::{Check, Owner};
 use crate::key::{KeyError, KeyExtractor, QueryKey, DEFAULT_MAX_KEY_LEN};
-use crate::protocol::{forwarded_asked, Asked, PeerSecret, BATCH_PATH, CHECK_PATH, FORWARDED};
+use crate::protocol::{
+    forwarded_asked, Asked, PeerSecret, BATCH_PATH, CHECK_PATH, FORWARDED, HANDOFF_PATH, RELAYED,
+};
 use crate::{Backend, PolicySet};
 
 /// Serves the peer wire contract on a backend: `200 ALLOWED`, `429 RATE LIMIT EXCEEDED`,
@@ -134,7 +137,11 @@ impl<B: Owner> Settings<B> {
                 _ => Asker::Peer,
             };
             let set = asked.set(own);
-            (self.backend.check_forwarded(&key, &set), set, asker)
+            let check = match request.headers().contains_key(RELAYED) {
+                true => self.backend.check_relayed(&key, &set),
+                false => self.backend.check_forwarded(&key, &set),
+            };
+            (check, set, asker)
         } else {
             (self.backend.check(&key, own), own.clone(), Asker::Client)
         })
@@ -183,6 +190,25 @@ where
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         let path = request.uri().path();
+        if path == HANDOFF_PATH {
+            let response = match self.settings.admit_batch(&request) {
+                Err(refusal) => refusal.response(),
+                Ok(permit) => {
+                    let query = request.uri().query().unwrap_or("").to_owned();
+                    let handoff = answer_handoff(
+                        self.settings.backend.clone(),
+                        query,
+                        self.settings.batch_body_timeout,
+                        request.into_body(),
+                        permit,
+                    );
+                    return EndpointFuture::new(State::Batch {
+                        answer: Box::pin(handoff),
+                    });
+                }
+            };
+            return EndpointFuture::ready(response);
+        }
         // A batch is `POST /check`, so one route serves both; older ringlimit nodes send
         // it to `/check/batch`, which is still served.
         if path == BATCH_PATH || (path == CHECK_PATH && request.method() == Method::POST) {

@@ -50,7 +50,7 @@ pub(crate) use batch_body::{
 pub(crate) use check::check_path_and_query;
 pub(crate) use check::{
     forward_path_and_query, forwarded_asked, peer_state, Asked, PeerAnswer, ALLOWED_BODY,
-    DECISIONS, EXCEEDED_BODY,
+    DECISIONS, EXCEEDED_BODY, RELAYED,
 };
 pub use check::{CHECK_PATH, FORWARDED};
 pub(crate) use handoff::{

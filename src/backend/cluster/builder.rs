@@ -1,12 +1,14 @@
 //! How a [`ClusterBackend`] is set up: options gathered first, then checked and put
 //! together once (the ring against this node, a circuit and a queue per peer).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 use super::denied::DeniedCache;
+use super::handoff::{Handoff, MovedKeys};
+use super::members::Members;
 use super::peer_client::PeerClient;
 use super::topology::Topology;
 use super::{ClusterBackend, ClusterError, DEFAULT_PEER_TIMEOUT};
@@ -105,11 +107,23 @@ impl<C: Clock> ClusterBuilder<C> {
         if let Some(secret) = &self.peer_secret {
             client = client.with_secret(secret);
         }
-        let topology = Topology::new(&self.me, self.ring, self.circuit, &client, None)?;
+        let members = Members::new(&self.ring);
+        let topology = Topology::new(&self.me, self.ring, self.circuit, &client, None, false)?;
+        let local = Arc::new(self.local.build());
+        let me: Arc<str> = self.me.into();
+        let handoff = Handoff {
+            me: Arc::clone(&me),
+            local: Arc::clone(&local),
+            client: client.clone(),
+            moved: MovedKeys::default(),
+            transition: ArcSwapOption::empty(),
+        };
         Ok(ClusterBackend {
-            me: self.me.into(),
+            me,
             topology: ArcSwap::from_pointee(topology),
-            local: Arc::new(self.local.build()),
+            members: Mutex::new(members),
+            handoff: Arc::new(handoff),
+            local,
             client,
             failure: self.failure_mode,
             circuit: self.circuit,

@@ -14,13 +14,15 @@ use crate::protocol::PeerAnswer;
 use crate::{Decision, Decisions, Policy};
 
 impl<C: Clock> ClusterBackend<C> {
-    /// Asks `owner` (through `peer`'s queue) to check `key` against `policies`.
+    /// Asks `owner` (through `peer`'s queue) to check `key` against `policies`; a check
+    /// `relayed` to the node a key was handed to goes alone, marked.
     pub(super) fn forward(
         &self,
         owner: &str,
         peer: &Peer,
         key: &str,
         policies: &PolicySet,
+        relayed: bool,
     ) -> Check<RemoteFuture> {
         let guard = Guard {
             circuit: &peer.circuit,
@@ -34,25 +36,27 @@ impl<C: Clock> ClusterBackend<C> {
             Arc::clone(&self.denied),
             policies.clone(),
         );
-        guard.call(
-            key,
-            policies,
-            // One copy of the key, shared by the queued check and the fallback.
-            || Arc::<str>::from(key),
-            |key| peer.queue.check(Arc::clone(key), policies.clone()),
-            move |answer, key| {
-                let now = local.now();
-                let decisions = decisions(answer, &set, now);
-                if remember && !decisions.allowed() {
-                    // Never remembered past this node's own window: a new window starts
-                    // afresh whatever the owner said.
-                    let decision = decisions.get(0).unwrap();
-                    let until = decision.reset.min(set.as_slice()[0].reset_at(now));
-                    denied.remember(key, decision.remaining, until, local.now_ms());
-                }
-                decisions
-            },
-        )
+        let decide = move |answer, key: &Arc<str>| {
+            let now = local.now();
+            let decisions = decisions(answer, &set, now);
+            if remember && !decisions.allowed() {
+                // Never remembered past this node's own window: a new window starts
+                // afresh whatever the owner said.
+                let decision = decisions.get(0).unwrap();
+                let until = decision.reset.min(set.as_slice()[0].reset_at(now));
+                denied.remember(key, decision.remaining, until, local.now_ms());
+            }
+            decisions
+        };
+        // One copy of the key, shared by the check sent and the fallback.
+        let owned = || Arc::<str>::from(key);
+        if relayed {
+            let deadline = tokio::time::Instant::now() + self.client.timeout();
+            let ask = |key: &Arc<str>| self.client.check(owner, key, policies, deadline, true);
+            return guard.call(key, policies, owned, ask, decide);
+        }
+        let ask = |key: &Arc<str>| peer.queue.check(Arc::clone(key), policies.clone());
+        guard.call(key, policies, owned, ask, decide)
     }
 
     /// The policy whose denials by the owner are remembered, when `policies` is this

@@ -5,13 +5,15 @@ mod builder;
 mod denied;
 mod error;
 mod forward;
+mod handoff;
 mod kept_connection;
+mod members;
 mod peer_client;
 mod peer_queue;
 mod topology;
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -19,6 +21,9 @@ use arc_swap::ArcSwap;
 pub use self::builder::ClusterBuilder;
 use self::denied::DeniedCache;
 pub use self::error::ClusterError;
+use self::handoff::Handoff;
+pub use self::handoff::{HANDOFF_DEADLINE, MOVED_FOR};
+use self::members::Members;
 use self::peer_client::PeerClient;
 use self::topology::Topology;
 use super::{Backend, Check, FailureMode, MemoryBackend, Owner, RemoteFuture};
@@ -62,9 +67,13 @@ pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_millis(250);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct ClusterBackend<C = SystemClock> {
-    me: Box<str>,
+    me: Arc<str>,
     /// Replaced whole on a membership change; read without locking.
     topology: ArcSwap<Topology>,
+    /// The members given, and those that left; changed only with the ring.
+    members: Mutex<Members>,
+    /// Counters handed over and taken in when the ring changes.
+    handoff: Arc<Handoff<C>>,
     local: Arc<MemoryBackend<C>>,
     client: PeerClient,
     failure: FailureMode,
@@ -99,24 +108,6 @@ impl ClusterBackend {
 }
 
 impl<C: Clock> ClusterBackend<C> {
-    /// Replaces the members while the node serves: keys move to their new owners at once,
-    /// without blocking any check in progress. Fails, keeping the old members, if this
-    /// node is not among the new ones. Peers that stay keep their circuits.
-    ///
-    /// Nodes that briefly disagree about the members cannot bounce a check between them:
-    /// a forwarded check is never forwarded again.
-    pub fn set_members<I, M>(&self, members: I) -> Result<(), ClusterError>
-    where
-        I: IntoIterator<Item = M>,
-        M: Into<String>,
-    {
-        let ring = Ring::new(members)?;
-        let current = self.topology.load();
-        let next = Topology::new(&self.me, ring, self.circuit, &self.client, Some(&current))?;
-        self.topology.store(Arc::new(next));
-        Ok(())
-    }
-
     /// This node's identity on the ring.
     pub fn me(&self) -> &str {
         &self.me
@@ -154,16 +145,61 @@ impl<C: Clock> Backend for ClusterBackend<C> {
         let topology = self.topology.load();
         let owner = topology.ring.owner(key);
         if owner == &*self.me {
-            return Check::Ready(self.local.decide_all(key, policies));
+            return self.decide_here(key, policies, false);
         }
         if let Some(denial) = self.remembered_denial(key, policies) {
             return Check::Ready(Ok(denial));
         }
-        self.forward(owner, topology.peer(owner), key, policies)
+        self.forward(owner, topology.peer(owner), key, policies, false)
     }
 }
 
 impl<C: Clock> ClusterBackend<C> {
+    /// Decides `key` with this node's own counters (a key it owns, or a check forwarded
+    /// here): once its counters are here, if the ring just changed (see `handoff`); sent
+    /// on to the node it was handed to, if it was, unless the check was `relayed` here
+    /// by such a node already.
+    #[inline]
+    fn decide_here(&self, key: &str, policies: &PolicySet, relayed: bool) -> Check<RemoteFuture> {
+        if let Some((transition, holder)) = self.handoff.holder(key) {
+            let (handoff, key, set) = (
+                Arc::clone(&self.handoff),
+                Box::<str>::from(key),
+                policies.clone(),
+            );
+            return Check::Pending(RemoteFuture::new(async move {
+                handoff.ask(&transition, &holder, &key).await;
+                handoff.local.decide_forwarded(&key, &set)
+            }));
+        }
+        let moved = &self.handoff.moved;
+        if !relayed {
+            if let Some(to) = moved.to(key) {
+                return self.relay(&to, key, policies);
+            }
+        }
+        let decided = self.local.decide_forwarded(key, policies);
+        if !relayed && moved.any() {
+            if let Some(to) = moved.to(key) {
+                // Handed over while this check counted: its unit went with the key (and
+                // the new owner counts it again), or is dropped here with what is left.
+                let _ = self.local.take(key);
+                return self.relay(&to, key, policies);
+            }
+        }
+        Check::Ready(decided)
+    }
+
+    /// Sends a check of `key` on to `to`, the node it was handed to, to be decided there.
+    fn relay(&self, to: &str, key: &str, policies: &PolicySet) -> Check<RemoteFuture> {
+        let topology = self.topology.load();
+        match topology.peer_of(to) {
+            Some(peer) => self.forward(to, peer, key, policies, true),
+            // Not a member any more: no one else to ask.
+            None => Check::Ready(self.local.decide_forwarded(key, policies)),
+        }
+    }
+
     /// A denial the owner already gave, still standing. Only for this node's own set
     /// when it is one fixed-window policy: a fixed window's count only grows until the
     /// window ends, so a denial stands till then; under the other algorithms a smaller
@@ -182,7 +218,15 @@ impl<C: Clock> ClusterBackend<C> {
 /// on this node's ring.
 impl<C: Clock> Owner for ClusterBackend<C> {
     fn check_forwarded(&self, key: &str, policies: &PolicySet) -> Check<RemoteFuture> {
-        Check::Ready(self.local.decide_forwarded(key, policies))
+        self.decide_here(key, policies, false)
+    }
+
+    fn check_relayed(&self, key: &str, policies: &PolicySet) -> Check<RemoteFuture> {
+        self.decide_here(key, policies, true)
+    }
+
+    fn answer_handoff(&self, query: &str, body: &str) -> Option<Result<String, String>> {
+        Some(ClusterBackend::answer_handoff(self, query, body))
     }
 }
 

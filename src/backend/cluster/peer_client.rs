@@ -18,7 +18,7 @@ use crate::backend::within;
 use crate::policy::MAX_POLICIES;
 use crate::protocol::{
     decode_answers, encode_checks, forward_path_and_query, from_older_node, peer_state, Answers,
-    PeerAnswer, PeerSecret, Told, CHECK_PATH, DECISIONS, FORWARDED, MAX_BATCH,
+    PeerAnswer, PeerSecret, Told, CHECK_PATH, DECISIONS, FORWARDED, MAX_BATCH, RELAYED,
 };
 use crate::read_body::read_body;
 use crate::{BackendError, PolicySet};
@@ -34,7 +34,7 @@ type BoxError = Box<dyn Error + Send + Sync>;
 /// Asks owners over pooled HTTP/1.1 connections. Cheap to clone: clones share the pool.
 #[derive(Clone, Debug)]
 pub(super) struct PeerClient {
-    http: Client<HttpConnector, Full<Bytes>>,
+    pub(super) http: Client<HttpConnector, Full<Bytes>>,
     timeout: Duration,
     /// `Bearer <secret>`, sent with every forward when a peer secret is set.
     authorization: Option<HeaderValue>,
@@ -68,19 +68,27 @@ impl PeerClient {
 
     /// Asks `member` (`host:port`) to check `key` against `policies`, marked as
     /// forwarded; gives up at `deadline`.
+    /// With `relayed`, the check is one this node sends on to the node it handed the key
+    /// to, marked so that it is decided there.
     pub(super) fn check(
         &self,
         member: &str,
         key: &str,
         policies: &PolicySet,
         deadline: Instant,
+        relayed: bool,
     ) -> impl Future<Output = Result<PeerAnswer, BackendError>> + Send + 'static {
         let uri = Uri::builder()
             .scheme("http")
             .authority(member)
             .path_and_query(forward_path_and_query(key, policies))
             .build();
-        let request = self.forwarded(Method::GET, member, uri, Bytes::new());
+        let mut request = self.forwarded(Method::GET, member, uri, Bytes::new());
+        if let (true, Ok(request)) = (relayed, &mut request) {
+            request
+                .headers_mut()
+                .insert(RELAYED, HeaderValue::from_static("1"));
+        }
         let (http, timeout, target) = (self.http.clone(), self.timeout, member.to_owned());
         async move {
             let request = request?;
@@ -92,7 +100,7 @@ impl PeerClient {
     /// A request to `member` for `uri` (absolute for the pooled client, a path with a
     /// `host` header for a connection of its own), marked as forwarded and carrying the
     /// peer secret if set.
-    fn forwarded(
+    pub(super) fn forwarded(
         &self,
         method: Method,
         member: &str,

@@ -115,9 +115,9 @@ impl PeerSender {
     async fn send_one_by_one(&self, batch: Vec<Job<PeerAnswer>>) {
         let mut last = None;
         for job in batch {
-            let asked = self
-                .client
-                .check(&self.member, &job.key, &job.policies, job.deadline);
+            let asked =
+                self.client
+                    .check(&self.member, &job.key, &job.policies, job.deadline, false);
             last = Some(tokio::spawn(async move {
                 let _ = job.reply.send(asked.await);
             }));

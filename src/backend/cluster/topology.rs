@@ -27,16 +27,18 @@ pub(super) struct Peer {
 }
 
 impl Topology {
-    /// Checks `ring` for node `me` and gives every other member a circuit and a queue,
-    /// keeping those of `previous` for members that stay.
+    /// Checks `ring` for node `me` (unless it is `leaving`: then it is not a member) and
+    /// gives every other member a circuit and a queue, keeping those of `previous` for
+    /// members that stay.
     pub(super) fn new(
         me: &str,
         ring: Ring,
         policy: CircuitPolicy,
         client: &PeerClient,
         previous: Option<&Topology>,
+        leaving: bool,
     ) -> Result<Self, ClusterError> {
-        if !ring.contains(me) {
+        if !leaving && !ring.contains(me) {
             let members = ring.members().collect::<Vec<_>>().join(", ");
             return Err(ClusterError::NotAMember {
                 me: me.to_owned(),
@@ -66,5 +68,10 @@ impl Topology {
     /// Peer `member` (every member but this node is one).
     pub(super) fn peer(&self, member: &str) -> &Peer {
         &self.peers[member]
+    }
+
+    /// Peer `member`, if it is one.
+    pub(super) fn peer_of(&self, member: &str) -> Option<&Peer> {
+        self.peers.get(member).map(|peer| &**peer)
     }
 }

@@ -1,0 +1,74 @@
+//! The answering side of a handoff (`POST /handoff`, see `protocol`): counters taken in
+//! or taken out, and members leaving or back.
+
+use std::sync::{Arc, PoisonError};
+
+use super::super::ClusterBackend;
+use crate::backend::Held;
+use crate::clock::Clock;
+use crate::protocol::{decode_handoff_query, decode_held, decode_keys, encode_held, HandoffOp};
+
+impl<C: Clock> ClusterBackend<C> {
+    /// Answers a handoff asked by `query` with `body`: the answer's body, or why it is
+    /// refused (nothing is taken in or out then).
+    pub(crate) fn answer_handoff(&self, query: &str, body: &str) -> Result<String, String> {
+        let (op, from) = decode_handoff_query(query).ok_or("bad handoff query")?;
+        let knows = {
+            let members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+            members.knows(&from)
+        };
+        if !knows || from == *self.me {
+            return Err(format!("{from} is not another member of this node's ring"));
+        }
+        match op {
+            HandoffOp::Give { done } => {
+                let taken = self.take_in_from(&from, body)?;
+                if done {
+                    if let Some(transition) = &*self.handoff.transition.load() {
+                        transition.done(&from);
+                    }
+                }
+                Ok(format!("{taken}\n"))
+            }
+            HandoffOp::Take => {
+                let to: Arc<str> = Arc::from(from.as_str());
+                let mut answer = String::new();
+                for key in decode_keys(body) {
+                    let held = self.handoff.hand(&key, &to);
+                    if !held.is_empty() {
+                        encode_held(&key, &held, &mut answer);
+                    }
+                }
+                Ok(answer)
+            }
+            HandoffOp::Leaving | HandoffOp::Joining => {
+                self.heard(&from, op).map_err(|e| e.to_string())?;
+                Ok(String::new())
+            }
+        }
+    }
+
+    /// Takes in the counters `from` gave, every line of `body` read before any is taken
+    /// in; how many keys.
+    fn take_in_from(&self, from: &str, body: &str) -> Result<usize, String> {
+        let lines: Vec<(std::borrow::Cow<'_, str>, Vec<Held>)> = body
+            .lines()
+            .take(crate::protocol::MAX_HANDOFF_KEYS + 1)
+            .map(|line| decode_held(line).ok_or_else(|| format!("bad handoff line {line:?}")))
+            .collect::<Result<_, _>>()?;
+        if lines.len() > crate::protocol::MAX_HANDOFF_KEYS {
+            return Err("too many keys in one handoff".into());
+        }
+        let transition = self.handoff.transition.load();
+        for (key, held) in &lines {
+            match &*transition {
+                // The counters the change waits for: once, whether pushed or asked for.
+                Some(t) if t.awaits(key, from) => {
+                    t.receive_once(key, || self.handoff.take_in(key, held));
+                }
+                _ => self.handoff.take_in(key, held),
+            }
+        }
+        Ok(lines.len())
+    }
+}

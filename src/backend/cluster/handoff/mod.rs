@@ -1,0 +1,165 @@
+//! Counters follow their keys when the ring changes.
+//!
+//! How, in short (the whole story is in the crate's README, "Through deploys"):
+//! - **Push.** After every ring change, each node takes out every key it holds that the
+//!   new ring gives to another member, and gives the counters to that member
+//!   (`POST /handoff?op=give`, a thousand keys a request), then tells every other member
+//!   it is done (`done=1`), even when it had nothing for it.
+//! - **Ask.** Until every member of the ring before has said it is done (or
+//!   [`HANDOFF_DEADLINE`] has passed), a node decides a key it did not own before only
+//!   after asking the key's owner on the ring before for its counters
+//!   (`op=take`): a key's count never starts at zero while its counters are on the way.
+//!   Checks of one key wait for one ask; a push and an ask that cross bring the counters
+//!   once.
+//! - **Moved.** A node that handed a key over remembers where it went for
+//!   [`MOVED_FOR`]: its checks are sent on there, marked as relayed, and decided there
+//!   (a second hop, never a third), so a node that has not learnt of the new ring yet
+//!   cannot count the key beside its new owner. A check that was counting here while
+//!   the key was taken out is sent on too; its unit went with the key, or is dropped
+//!   here.
+//! - **Leaving and joining.** A leaving node tells the others (`op=leaving`), which take
+//!   it out of their ring, routes every check to the remaining members and pushes
+//!   everything it holds. A node that starts (or restarts) tells the others it is back
+//!   (`op=joining`): they put it back in their ring, push what they hold of its keys,
+//!   and it asks for the keys it is checked for first.
+
+mod answer;
+mod client;
+mod moved;
+mod transition;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use tokio::time::Instant;
+
+pub(super) use self::moved::MovedKeys;
+pub use self::moved::MOVED_FOR;
+pub(super) use self::transition::Transition;
+pub use self::transition::HANDOFF_DEADLINE;
+use super::peer_client::PeerClient;
+use crate::backend::{Held, MemoryBackend};
+use crate::clock::Clock;
+use crate::protocol::{encode_held, MAX_HANDOFF_KEYS};
+use crate::Ring;
+
+/// What a node needs to hand keys over and take them in, shared with the tasks that do.
+#[derive(Debug)]
+pub(super) struct Handoff<C> {
+    pub(super) me: Arc<str>,
+    pub(super) local: Arc<MemoryBackend<C>>,
+    pub(super) client: PeerClient,
+    pub(super) moved: MovedKeys,
+    /// The ring change this node is taking keys in from, if it is still in progress.
+    pub(super) transition: ArcSwapOption<Transition>,
+}
+
+impl<C: Clock> Handoff<C> {
+    /// The ring change and the member to ask for `key`'s counters before deciding it
+    /// here, if there is one.
+    #[inline]
+    pub(super) fn holder(&self, key: &str) -> Option<(Arc<Transition>, Box<str>)> {
+        let current = self.transition.load();
+        let transition = current.as_ref()?;
+        let holder = transition.holder(key)?;
+        Some((Arc::clone(transition), holder))
+    }
+
+    /// Asks `holder` for `key`'s counters and takes them in; checks of the same key
+    /// wait for the same ask. A holder that cannot be asked is not asked again: the
+    /// keys it held start from zero here, as after a crash.
+    pub(super) async fn ask(&self, transition: &Transition, holder: &str, key: &str) {
+        let ask = transition.ask_of(key);
+        ask.get_or_init(|| async {
+            match self.client.take(holder, &self.me, key).await {
+                Ok(held) => transition.receive_once(key, || self.take_in(key, &held)),
+                Err(error) => {
+                    tracing::warn!(
+                        peer = holder,
+                        %error,
+                        "ringlimit: cannot take counters from a key's owner on the ring \
+                         before; the keys it held start from zero here"
+                    );
+                    transition.done(holder);
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Adds `held`, handed over by another node, to `key`'s counters here.
+    pub(super) fn take_in(&self, key: &str, held: &[Held]) {
+        self.local.absorb(key, held);
+        self.moved.clear(key);
+    }
+
+    /// Takes `key`'s counters out of this node for `to`, remembered as moved there. If
+    /// it went to `to` already, what went then goes again (`to` takes it in once).
+    pub(super) fn hand(&self, key: &str, to: &Arc<str>) -> Vec<Held> {
+        if let Some(moved) = self.moved.get(key).filter(|moved| moved.to == *to) {
+            return moved.held;
+        }
+        // Marked before it is taken: a check counting meanwhile finds the mark after
+        // counting, and is sent on (see `ClusterBackend::decide_here`).
+        self.moved.mark(key, to, Vec::new());
+        let held = self.local.take(key);
+        self.moved.mark(key, to, held.clone());
+        held
+    }
+
+    /// Hands every key held here that `ring` gives to another member over to it, then
+    /// tells every other member of `ring` that this node is done; how many keys went.
+    pub(super) async fn hand_over(&self, ring: &Ring) -> usize {
+        let started = Instant::now();
+        let members: Vec<Arc<str>> = ring
+            .members()
+            .filter(|&m| m != &*self.me)
+            .map(Arc::from)
+            .collect();
+        let mut bodies: HashMap<Arc<str>, (String, usize)> = HashMap::new();
+        let mut handed = 0;
+        for key in self.local.held_keys() {
+            let owner = ring.owner(&key);
+            let Some(to) = members.iter().find(|m| &***m == owner) else {
+                continue; // this node's own
+            };
+            let held = self.hand(&key, to);
+            if held.is_empty() {
+                continue;
+            }
+            handed += 1;
+            let (body, lines) = bodies.entry(Arc::clone(to)).or_default();
+            encode_held(&key, &held, body);
+            *lines += 1;
+            if *lines == MAX_HANDOFF_KEYS {
+                let body = std::mem::take(body);
+                *lines = 0;
+                self.give(to, body, false).await;
+            }
+        }
+        for to in &members {
+            let (body, _) = bodies.remove(to).unwrap_or_default();
+            self.give(to, body, true).await;
+        }
+        tracing::info!(
+            keys = handed,
+            members = members.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "ringlimit: counters handed to their owners on the new ring"
+        );
+        handed
+    }
+
+    /// Gives `to` the counters of `body`; a failure is logged (they are lost, as in a
+    /// crash: `to` is down or refuses them).
+    async fn give(&self, to: &str, body: String, done: bool) {
+        if let Err(error) = self.client.give(to, &self.me, body, done).await {
+            tracing::warn!(
+                peer = to,
+                %error,
+                "ringlimit: could not hand counters to their new owner; they are lost"
+            );
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! A node's side of a ring change it takes keys in from: until each member of the ring
+//! before has handed over what it held, a key this node did not own then is not decided
+//! here before its counters are asked for.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::OnceCell;
+use tokio::time::Instant;
+
+use crate::Ring;
+
+/// How long a node waits for the members of the ring before to hand over: past it, keys
+/// not handed over start from zero here (as after a crash).
+pub const HANDOFF_DEADLINE: Duration = Duration::from_secs(10);
+
+/// One ring change, as the node taking keys in sees it.
+#[derive(Debug)]
+pub(crate) struct Transition {
+    /// The ring before: who held each key.
+    previous: Ring,
+    me: Arc<str>,
+    /// Members of the ring before that have not said they handed everything over.
+    pending: Mutex<HashSet<Box<str>>>,
+    pending_count: AtomicUsize,
+    /// Keys whose counters came from their owner on the ring before: taken in once.
+    received: Mutex<HashSet<Box<str>>>,
+    /// Asks in progress, one per key: checks of a key wait for the same one.
+    asks: Mutex<HashMap<Box<str>, Arc<OnceCell<()>>>>,
+    deadline: Instant,
+    started: Instant,
+}
+
+impl Transition {
+    /// The change from `previous`, at node `me`: every other member of `previous` has
+    /// yet to hand over.
+    pub(crate) fn new(previous: Ring, me: &Arc<str>) -> Self {
+        let pending: HashSet<Box<str>> = previous
+            .members()
+            .filter(|&m| m != &**me)
+            .map(Box::from)
+            .collect();
+        let now = Instant::now();
+        Self {
+            pending_count: AtomicUsize::new(pending.len()),
+            pending: Mutex::new(pending),
+            previous,
+            me: Arc::clone(me),
+            received: Mutex::default(),
+            asks: Mutex::default(),
+            deadline: now + HANDOFF_DEADLINE,
+            started: now,
+        }
+    }
+
+    /// Whether members have yet to hand over, and there is still time to wait for them.
+    #[inline]
+    pub(crate) fn in_progress(&self) -> bool {
+        self.pending_count.load(Ordering::Acquire) > 0 && Instant::now() < self.deadline
+    }
+
+    /// The member to ask for `key`'s counters before deciding it here, if any: its owner
+    /// on the ring before, if that was another node, which has not handed everything
+    /// over yet, and has not handed this key.
+    pub(crate) fn holder(&self, key: &str) -> Option<Box<str>> {
+        if !self.in_progress() {
+            return None;
+        }
+        let before = self.previous.owner(key);
+        if before == &*self.me {
+            return None;
+        }
+        let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if !pending.contains(before) {
+            return None;
+        }
+        drop(pending);
+        let received = self.received.lock().unwrap_or_else(PoisonError::into_inner);
+        (!received.contains(key)).then(|| before.into())
+    }
+
+    /// Whether counters of `key` from `from` are the ones this change waits for.
+    pub(crate) fn awaits(&self, key: &str, from: &str) -> bool {
+        self.previous.owner(key) == from
+    }
+
+    /// Takes `key`'s counters in with `absorb`, unless they were taken in already (a
+    /// push and an ask that crossed bring the same counters twice).
+    pub(crate) fn receive_once(&self, key: &str, absorb: impl FnOnce()) {
+        let mut received = self.received.lock().unwrap_or_else(PoisonError::into_inner);
+        if received.insert(key.into()) {
+            absorb();
+        }
+    }
+
+    /// The ask of `key`'s counters that checks of it wait for.
+    pub(crate) fn ask_of(&self, key: &str) -> Arc<OnceCell<()>> {
+        let mut asks = self.asks.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(asks.entry(key.into()).or_default())
+    }
+
+    /// `member` handed over everything it had for this node (or cannot be asked): keys it
+    /// held are decided here without asking it.
+    pub(crate) fn done(&self, member: &str) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if !pending.remove(member) {
+            return;
+        }
+        self.pending_count.store(pending.len(), Ordering::Release);
+        if pending.is_empty() {
+            tracing::info!(
+                elapsed_ms = self.started.elapsed().as_millis() as u64,
+                "ringlimit: every member of the ring before has handed its counters over"
+            );
+            // Nothing more to wait for: what was kept for it goes.
+            std::mem::take(&mut *self.received.lock().unwrap_or_else(PoisonError::into_inner));
+            std::mem::take(&mut *self.asks.lock().unwrap_or_else(PoisonError::into_inner));
+        }
+    }
+}

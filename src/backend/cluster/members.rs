@@ -1,0 +1,227 @@
+//! Who is in this node's ring: the members it is given (`set_members`), less those that
+//! said they are leaving until they say they are back; and this node's own leaving and
+//! joining. Every change of the ring hands counters over (see `handoff`).
+
+use std::collections::HashSet;
+use std::sync::{Arc, PoisonError};
+
+use super::handoff::{Handoff, Transition, MOVED_FOR};
+use super::topology::Topology;
+use super::{ClusterBackend, ClusterError};
+use crate::clock::Clock;
+use crate::protocol::HandoffOp;
+use crate::Ring;
+
+/// The members as given, and what this node has heard of them.
+#[derive(Debug, Default)]
+pub(super) struct Members {
+    given: Vec<String>,
+    /// Members that said they are leaving, and have not said they are back.
+    departed: HashSet<String>,
+    /// Whether this node is leaving.
+    leaving: bool,
+}
+
+impl Members {
+    pub(super) fn new(ring: &Ring) -> Self {
+        Self {
+            given: ring.members().map(str::to_owned).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Whether `member` is one of the members given (it may ask for and hand counters).
+    pub(super) fn knows(&self, member: &str) -> bool {
+        self.given.iter().any(|m| m == member)
+    }
+
+    /// The members of the ring now.
+    fn in_ring<'a>(&'a self, me: &'a str) -> impl Iterator<Item = &'a String> + 'a {
+        self.given
+            .iter()
+            .filter(move |m| !self.departed.contains(*m) && !(self.leaving && *m == me))
+    }
+}
+
+impl<C: Clock> ClusterBackend<C> {
+    /// Replaces the members while the node serves: keys move to their new owners, and
+    /// their counters with them (this node hands over the keys it no longer owns, and
+    /// asks for a key it now owns before deciding it, see the README's "Through deploys"),
+    /// without blocking any check in progress. Fails, keeping the old members, if this
+    /// node is not among the new ones: to leave, call [`leave`](Self::leave). Peers that
+    /// stay keep their circuits.
+    ///
+    /// Nodes that briefly disagree about the members do not count a key twice: a node
+    /// that handed a key over sends its checks on to the key's new owner.
+    ///
+    /// Counters are handed over by a task on the current Tokio runtime; called outside
+    /// one, the ring changes and nothing is handed over.
+    pub fn set_members<I, M>(&self, members: I) -> Result<(), ClusterError>
+    where
+        I: IntoIterator<Item = M>,
+        M: Into<String>,
+    {
+        let ring = Ring::new(members)?;
+        if !ring.contains(&self.me) {
+            let members = ring.members().collect::<Vec<_>>().join(", ");
+            return Err(ClusterError::NotAMember {
+                me: self.me.to_string(),
+                members,
+            });
+        }
+        let mut members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = std::mem::replace(&mut *members, Members::new(&ring));
+        members.departed = before.departed;
+        members.departed.retain(|m| ring.contains(m));
+        members.leaving = before.leaving;
+        self.change_ring(&members)
+    }
+
+    /// Leaves the ring: tells the other members, which stop sending checks here, sends
+    /// every check from now on to the remaining members, and hands every counter held
+    /// here to its key's new owner; how many keys were handed over. Checks that still
+    /// arrive (from a node that has not heard) are sent on to their key's new owner.
+    /// Keep serving a moment after it returns, then stop: requests in flight finish.
+    ///
+    /// A ring of this node alone has no one to hand over to: nothing happens.
+    pub async fn leave(&self) -> usize {
+        let ring = {
+            let mut members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+            members.leaving = true;
+            let Ok(ring) = Ring::new(members.in_ring(&self.me).cloned()) else {
+                tracing::warn!(
+                    "ringlimit: leaving a ring of this node alone: nothing to hand over"
+                );
+                return 0;
+            };
+            ring
+        };
+        self.announce(&ring, HandoffOp::Leaving).await;
+        {
+            let members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+            // The handing over is awaited here, not spawned.
+            if let Err(error) = self.switch_to(&members, false) {
+                tracing::warn!(%error, "ringlimit: cannot leave the ring");
+                return 0;
+            }
+        }
+        let handed = self.handoff.hand_over(&ring).await;
+        tracing::info!(keys = handed, "ringlimit: left the ring");
+        handed
+    }
+
+    /// Tells the other members that this node is (back) in the ring, at start: they put
+    /// it back in their ring if it had left, and hand over what they hold of its keys;
+    /// until they have (at most 10 s), a key this node is checked for is first asked
+    /// for. A member that cannot be told hands nothing over.
+    pub async fn join(&self) {
+        let ring = self.ring();
+        let others: Vec<&str> = ring.members().filter(|&m| m != &*self.me).collect();
+        if others.is_empty() {
+            return;
+        }
+        let Ok(before) = Ring::new(others.iter().copied()) else {
+            return;
+        };
+        let transition = Arc::new(Transition::new(before, &self.handoff.me));
+        self.handoff.transition.store(Some(Arc::clone(&transition)));
+        let told = self.announce(&ring, HandoffOp::Joining).await;
+        for (member, told) in others.iter().zip(told) {
+            if !told {
+                transition.done(member);
+            }
+        }
+    }
+
+    /// `member` says it leaves the ring (`leaving`) or is back (`joining`).
+    pub(super) fn heard(&self, member: &str, op: HandoffOp) -> Result<(), ClusterError> {
+        let mut members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+        let changed = match op {
+            HandoffOp::Leaving => members.departed.insert(member.to_owned()),
+            _ => members.departed.remove(member),
+        };
+        if changed {
+            return self.change_ring(&members);
+        }
+        // Back without having left (a restart after a crash): what is held here of its
+        // keys (counted by the failure mode) goes to it all the same.
+        self.spawn_hand_over(self.ring());
+        Ok(())
+    }
+
+    /// Routes by the ring `members` make now, and hands counters over for it.
+    fn change_ring(&self, members: &Members) -> Result<(), ClusterError> {
+        if self.switch_to(members, true)? {
+            self.spawn_hand_over(self.ring());
+        }
+        Ok(())
+    }
+
+    /// Routes by the ring `members` make, if it differs; with `take_in`, keys this node
+    /// did not own before are asked for first (not while it leaves). Whether it changed.
+    fn switch_to(&self, members: &Members, take_in: bool) -> Result<bool, ClusterError> {
+        let ring = Ring::new(members.in_ring(&self.me).cloned())?;
+        let current = self.topology.load();
+        if current.ring.members().eq(ring.members()) {
+            return Ok(false);
+        }
+        let next = Topology::new(
+            &self.me,
+            ring,
+            self.circuit,
+            &self.client,
+            Some(&current),
+            members.leaving,
+        )?;
+        if take_in && !members.leaving {
+            let transition = Transition::new(current.ring.clone(), &self.handoff.me);
+            self.handoff.transition.store(Some(Arc::new(transition)));
+        }
+        self.topology.store(Arc::new(next));
+        Ok(true)
+    }
+
+    /// Hands counters over for `ring` in a task, if there is a runtime to run it on.
+    fn spawn_hand_over(&self, ring: Ring) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(
+                "ringlimit: the ring changed outside a Tokio runtime: no counters are handed over"
+            );
+            return;
+        };
+        let handoff: Arc<Handoff<C>> = Arc::clone(&self.handoff);
+        runtime.spawn(async move {
+            handoff.hand_over(&ring).await;
+            tokio::time::sleep(MOVED_FOR).await;
+            handoff.moved.expire();
+        });
+    }
+
+    /// Tells every other member of `ring` `op`, all at once; whether each was told, in
+    /// the ring's order.
+    async fn announce(&self, ring: &Ring, op: HandoffOp) -> Vec<bool> {
+        let mut tasks = tokio::task::JoinSet::new();
+        let others: Vec<&str> = ring.members().filter(|&m| m != &*self.me).collect();
+        for (i, member) in others.iter().enumerate() {
+            let (client, me, member) = (
+                self.client.clone(),
+                Arc::clone(&self.handoff.me),
+                member.to_string(),
+            );
+            tasks.spawn(async move {
+                let result = client.announce(&member, &me, op).await;
+                if let Err(error) = &result {
+                    tracing::warn!(peer = member, %error, "ringlimit: could not tell a member");
+                }
+                (i, result.is_ok())
+            });
+        }
+        let mut told = vec![false; others.len()];
+        while let Some(done) = tasks.join_next().await {
+            if let Ok((i, ok)) = done {
+                told[i] = ok;
+            }
+        }
+        told
+    }
+}
