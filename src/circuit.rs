@@ -94,6 +94,14 @@ impl Circuit {
         })
     }
 
+    /// Closes the circuit: its target said it is back (a node that restarted).
+    #[cfg(feature = "cluster")]
+    pub(crate) fn close(&self) {
+        if self.open_until.load(Ordering::Acquire) != 0 {
+            self.succeeded();
+        }
+    }
+
     fn succeeded(&self) {
         self.failures.store(0, Ordering::Release);
         if self.open_until.swap(0, Ordering::AcqRel) != 0 {

@@ -100,17 +100,23 @@ pub fn start_node(
         .clock(clock.clone())
         .build()
         .unwrap();
+    serve_node(listener, backend, std::future::pending())
+}
+
+/// Serves `backend`'s peer endpoint on `listener` until `stop` completes (requests in
+/// flight finish).
+pub fn serve_node(
+    listener: tokio::net::TcpListener,
+    backend: ringlimit::ClusterBackend<ringlimit::ManualClock>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Node {
     let backend = std::sync::Arc::new(backend);
     let address = listener.local_addr().unwrap();
     let endpoint = ringlimit::endpoint::PeerEndpoint::new(backend.clone());
-    tokio::spawn(ringlimit::endpoint::serve(
-        listener,
-        endpoint,
-        std::future::pending(),
-    ));
+    tokio::spawn(ringlimit::endpoint::serve(listener, endpoint, stop));
     Node {
         address,
-        name: name.to_owned(),
+        name: backend.me().to_owned(),
         backend,
     }
 }
@@ -193,6 +199,22 @@ pub async fn allowed_per_user(
     visits: Vec<Visit>,
     clients: usize,
 ) -> std::collections::HashMap<String, u32> {
+    count_allowed(visits, clients, false).await
+}
+
+/// As [`allowed_per_user`], with `503` (a failure mode that denies) expected too.
+pub async fn allowed_per_user_any_status(
+    visits: Vec<Visit>,
+    clients: usize,
+) -> std::collections::HashMap<String, u32> {
+    count_allowed(visits, clients, true).await
+}
+
+async fn count_allowed(
+    visits: Vec<Visit>,
+    clients: usize,
+    unavailable_expected: bool,
+) -> std::collections::HashMap<String, u32> {
     use std::collections::HashMap;
     use std::sync::Arc;
     use tokio::sync::Mutex;
@@ -213,6 +235,7 @@ pub async fn allowed_per_user(
                     match reply.status.as_u16() {
                         200 => *allowed.lock().await.entry(visit.user).or_default() += 1,
                         429 => {}
+                        503 if unavailable_expected => {}
                         other => panic!("unexpected status {other}: {}", reply.body),
                     }
                 }

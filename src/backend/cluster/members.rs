@@ -5,11 +5,12 @@
 use std::collections::HashSet;
 use std::sync::{Arc, PoisonError};
 
-use super::handoff::{Handoff, Transition, MOVED_FOR};
+use super::handoff::{Handoff, Transition};
 use super::topology::Topology;
 use super::{ClusterBackend, ClusterError};
 use crate::clock::Clock;
 use crate::protocol::HandoffOp;
+use crate::BackendError;
 use crate::Ring;
 
 /// The members as given, and what this node has heard of them.
@@ -113,7 +114,8 @@ impl<C: Clock> ClusterBackend<C> {
     /// Tells the other members that this node is (back) in the ring, at start: they put
     /// it back in their ring if it had left, and hand over what they hold of its keys;
     /// until they have (at most 10 s), a key this node is checked for is first asked
-    /// for. A member that cannot be told hands nothing over.
+    /// for. A member that cannot be reached hands nothing over; one that does not list
+    /// this node yet hands over once it does.
     pub async fn join(&self) {
         let ring = self.ring();
         let others: Vec<&str> = ring.members().filter(|&m| m != &*self.me).collect();
@@ -125,9 +127,11 @@ impl<C: Clock> ClusterBackend<C> {
         };
         let transition = Arc::new(Transition::new(before, &self.handoff.me));
         self.handoff.transition.store(Some(Arc::clone(&transition)));
-        let told = self.announce(&ring, HandoffOp::Joining).await;
-        for (member, told) in others.iter().zip(told) {
-            if !told {
+        let handoff = Arc::clone(&self.handoff);
+        tokio::spawn(async move { handoff.tidy_later().await });
+        let reached = self.announce(&ring, HandoffOp::Joining).await;
+        for (member, reached) in others.iter().zip(reached) {
+            if !reached {
                 transition.done(member);
             }
         }
@@ -138,7 +142,13 @@ impl<C: Clock> ClusterBackend<C> {
         let mut members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
         let changed = match op {
             HandoffOp::Leaving => members.departed.insert(member.to_owned()),
-            _ => members.departed.remove(member),
+            _ => {
+                // It answers again: no need to wait for a probe.
+                if let Some(peer) = self.topology.load().peer_of(member) {
+                    peer.circuit.close();
+                }
+                members.departed.remove(member)
+            }
         };
         if changed {
             return self.change_ring(&members);
@@ -192,13 +202,12 @@ impl<C: Clock> ClusterBackend<C> {
         let handoff: Arc<Handoff<C>> = Arc::clone(&self.handoff);
         runtime.spawn(async move {
             handoff.hand_over(&ring).await;
-            tokio::time::sleep(MOVED_FOR).await;
-            handoff.moved.expire();
+            handoff.tidy_later().await;
         });
     }
 
-    /// Tells every other member of `ring` `op`, all at once; whether each was told, in
-    /// the ring's order.
+    /// Tells every other member of `ring` `op`, all at once; whether each was reached,
+    /// in the ring's order.
     async fn announce(&self, ring: &Ring, op: HandoffOp) -> Vec<bool> {
         let mut tasks = tokio::task::JoinSet::new();
         let others: Vec<&str> = ring.members().filter(|&m| m != &*self.me).collect();
@@ -213,7 +222,12 @@ impl<C: Clock> ClusterBackend<C> {
                 if let Err(error) = &result {
                     tracing::warn!(peer = member, %error, "ringlimit: could not tell a member");
                 }
-                (i, result.is_ok())
+                // A member that answered, even to refuse (it does not list this node
+                // yet), hands over once it learns of the ring: only one that cannot be
+                // reached will not.
+                let reached =
+                    !matches!(result, Err(ref e) if !matches!(e, BackendError::Refused { .. }));
+                (i, reached)
             });
         }
         let mut told = vec![false; others.len()];

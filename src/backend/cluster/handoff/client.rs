@@ -41,15 +41,18 @@ impl PeerClient {
             let response = http.request(request).await?;
             let status = response.status();
             let body = read_body(response.into_body(), MAX_HANDOFF_BYTES).await?;
-            match status {
-                StatusCode::OK => Ok(body),
-                other => Err(Box::<dyn Error + Send + Sync>::from(format!(
-                    "peer answered {other} to a handoff: {}",
-                    String::from_utf8_lossy(&body).trim()
-                ))),
-            }
+            Ok::<_, Box<dyn Error + Send + Sync>>((status, body))
         };
-        within(Instant::now() + timeout, timeout, member.to_owned(), asked).await
+        let (status, body) =
+            within(Instant::now() + timeout, timeout, member.to_owned(), asked).await?;
+        match status {
+            StatusCode::OK => Ok(body),
+            // Up, and says no (it does not know this node yet, or hands nothing over).
+            other => Err(BackendError::Refused {
+                target: member.to_owned(),
+                reason: format!("{other}: {}", String::from_utf8_lossy(&body).trim()),
+            }),
+        }
     }
 
     /// Gives `member` the counters of `body` (lines of held keys); `done` when they are

@@ -95,10 +95,15 @@ impl<C: Clock> Handoff<C> {
     }
 
     /// Takes `key`'s counters out of this node for `to`, remembered as moved there. If
-    /// it went to `to` already, what went then goes again (`to` takes it in once).
+    /// it went to `to` already, what went then goes again unless `to` said it took it
+    /// in (an ask that crossed the push: `to` takes it in once).
     pub(super) fn hand(&self, key: &str, to: &Arc<str>) -> Vec<Held> {
         if let Some(moved) = self.moved.get(key).filter(|moved| moved.to == *to) {
-            return moved.held;
+            return if moved.delivered {
+                Vec::new()
+            } else {
+                moved.held
+            };
         }
         // Marked before it is taken: a check counting meanwhile finds the mark after
         // counting, and is sent on (see `ClusterBackend::decide_here`).
@@ -117,7 +122,7 @@ impl<C: Clock> Handoff<C> {
             .filter(|&m| m != &*self.me)
             .map(Arc::from)
             .collect();
-        let mut bodies: HashMap<Arc<str>, (String, usize)> = HashMap::new();
+        let mut bodies: HashMap<Arc<str>, (String, Vec<Box<str>>)> = HashMap::new();
         let mut handed = 0;
         for key in self.local.held_keys() {
             let owner = ring.owner(&key);
@@ -129,18 +134,17 @@ impl<C: Clock> Handoff<C> {
                 continue;
             }
             handed += 1;
-            let (body, lines) = bodies.entry(Arc::clone(to)).or_default();
+            let (body, keys) = bodies.entry(Arc::clone(to)).or_default();
             encode_held(&key, &held, body);
-            *lines += 1;
-            if *lines == MAX_HANDOFF_KEYS {
-                let body = std::mem::take(body);
-                *lines = 0;
-                self.give(to, body, false).await;
+            keys.push(key);
+            if keys.len() == MAX_HANDOFF_KEYS {
+                let (body, keys) = (std::mem::take(body), std::mem::take(keys));
+                self.give(to, body, &keys, false).await;
             }
         }
         for to in &members {
-            let (body, _) = bodies.remove(to).unwrap_or_default();
-            self.give(to, body, true).await;
+            let (body, keys) = bodies.remove(to).unwrap_or_default();
+            self.give(to, body, &keys, true).await;
         }
         tracing::info!(
             keys = handed,
@@ -151,15 +155,28 @@ impl<C: Clock> Handoff<C> {
         handed
     }
 
+    /// After [`MOVED_FOR`]: forgets the keys handed over since, and the ring change
+    /// taken in from, if it is over (what it received goes with it).
+    pub(super) async fn tidy_later(&self) {
+        tokio::time::sleep(MOVED_FOR).await;
+        self.moved.expire();
+        self.transition.rcu(|current| match current {
+            Some(transition) if !transition.in_progress() => None,
+            other => other.clone(),
+        });
+    }
+
     /// Gives `to` the counters of `body`; a failure is logged (they are lost, as in a
     /// crash: `to` is down or refuses them).
-    async fn give(&self, to: &str, body: String, done: bool) {
-        if let Err(error) = self.client.give(to, &self.me, body, done).await {
-            tracing::warn!(
+    async fn give(&self, to: &str, body: String, keys: &[Box<str>], done: bool) {
+        match self.client.give(to, &self.me, body, done).await {
+            Ok(()) => self.moved.delivered(to, keys.iter().map(|k| &**k)),
+            Err(error) => tracing::warn!(
                 peer = to,
+                keys = keys.len(),
                 %error,
                 "ringlimit: could not hand counters to their new owner; they are lost"
-            );
+            ),
         }
     }
 }

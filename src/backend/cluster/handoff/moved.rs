@@ -21,6 +21,8 @@ pub const MOVED_FOR: Duration = Duration::from_secs(30);
 pub(crate) struct Moved {
     pub(crate) to: Arc<str>,
     pub(crate) held: Vec<Held>,
+    /// Whether `to` said it took `held` in.
+    pub(crate) delivered: bool,
     at: Instant,
 }
 
@@ -61,10 +63,21 @@ impl MovedKeys {
         let moved = Moved {
             to: Arc::clone(to),
             held,
+            delivered: false,
             at: Instant::now(),
         };
         keys.insert(key.into(), moved);
         self.count.store(keys.len(), Ordering::SeqCst);
+    }
+
+    /// Notes that `to` took in what went to it of `keys`.
+    pub(crate) fn delivered<'k>(&self, to: &str, keys: impl Iterator<Item = &'k str>) {
+        let mut moved = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        for key in keys {
+            if let Some(moved) = moved.get_mut(key).filter(|m| &*m.to == to) {
+                moved.delivered = true;
+            }
+        }
     }
 
     /// Forgets `key`: it is back here.

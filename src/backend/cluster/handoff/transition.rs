@@ -109,14 +109,13 @@ impl Transition {
             return;
         }
         self.pending_count.store(pending.len(), Ordering::Release);
+        // What was received is kept until the change is forgotten (`Handoff::tidy`): an
+        // ask answered after its member's push still brings counters taken in already.
         if pending.is_empty() {
             tracing::info!(
                 elapsed_ms = self.started.elapsed().as_millis() as u64,
                 "ringlimit: every member of the ring before has handed its counters over"
             );
-            // Nothing more to wait for: what was kept for it goes.
-            std::mem::take(&mut *self.received.lock().unwrap_or_else(PoisonError::into_inner));
-            std::mem::take(&mut *self.asks.lock().unwrap_or_else(PoisonError::into_inner));
         }
     }
 }

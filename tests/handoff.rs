@@ -1,0 +1,208 @@
+//! Counters follow their keys when the ring changes: real nodes on loopback, real HTTP
+//! between them, one clock stopped mid-window (so every request of a test falls in one
+//! window). The assertion is the promise: no user gets more than the limit, across all
+//! nodes, through a join, a leave, a restart and members that disagree for a while.
+#![cfg(feature = "cluster")]
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use common::{
+    allowed_per_user, hourly, listeners, mid_window_clock, serve_node, start_node, Node, Visit,
+};
+use ringlimit::backend::FailureMode;
+use ringlimit::{ClusterBackend, ManualClock, Ring};
+
+const LIMIT: u32 = 5;
+const USERS: usize = 200;
+
+/// `rounds` requests of every user `user-<i>`, each user's spread over `nodes` in turn.
+fn visits(nodes: &[SocketAddr], rounds: usize) -> Vec<Visit> {
+    (0..rounds)
+        .flat_map(|round| (0..USERS).map(move |u| (round + u, format!("user-{u}"))))
+        .map(|(turn, user)| Visit {
+            url: common::check_url(nodes[turn % nodes.len()], &user),
+            user,
+            header: None,
+        })
+        .collect()
+}
+
+/// Adds the allowed requests of `more` to `total`.
+fn add(total: &mut HashMap<String, u32>, more: HashMap<String, u32>) {
+    for (user, allowed) in more {
+        *total.entry(user).or_default() += allowed;
+    }
+}
+
+/// Every user got the limit exactly, in all.
+fn assert_exact(total: &HashMap<String, u32>) {
+    let over: Vec<_> = total.iter().filter(|(_, &n)| n > LIMIT).collect();
+    assert!(
+        over.is_empty(),
+        "{} users over the limit: {over:?}",
+        over.len()
+    );
+    let short = total.values().filter(|&&n| n < LIMIT).count();
+    assert_eq!(total.len(), USERS);
+    assert_eq!(short, 0, "every user reaches the limit");
+}
+
+fn addresses(nodes: &[&Node]) -> Vec<SocketAddr> {
+    nodes.iter().map(|node| node.address).collect()
+}
+
+/// A node that serves until `stop` is sent (or dropped).
+fn stoppable(
+    listener: tokio::net::TcpListener,
+    name: &str,
+    members: &[String],
+    clock: &ManualClock,
+    failure: FailureMode,
+) -> (Node, tokio::sync::oneshot::Sender<()>) {
+    let ring = Ring::new(members.to_vec()).unwrap();
+    let backend = ClusterBackend::builder(hourly(LIMIT), name, ring)
+        .clock(clock.clone())
+        .failure_mode(failure)
+        .build()
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let node = serve_node(listener, backend, async {
+        let _ = stopped.await;
+    });
+    (node, stop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_out_mid_window_keeps_every_count_while_members_disagree() {
+    let clock = mid_window_clock();
+    let mut bound = listeners(3).await;
+    let (listener_c, c) = bound.pop().unwrap();
+    let (listener_b, b) = bound.pop().unwrap();
+    let (listener_a, a) = bound.pop().unwrap();
+    let two = [a.clone(), b.clone()];
+    let three = [a.clone(), b.clone(), c.clone()];
+    let node_a = start_node(listener_a, &a, &two, hourly(LIMIT), &clock);
+    let node_b = start_node(listener_b, &b, &two, hourly(LIMIT), &clock);
+    let node_c = start_node(listener_c, &c, &three, hourly(LIMIT), &clock);
+
+    let mut total = HashMap::new();
+    add(
+        &mut total,
+        allowed_per_user(visits(&addresses(&[&node_a, &node_b]), 3), 16).await,
+    );
+    // C starts and says so; A learns of it, B not yet: for a while they disagree.
+    node_c.backend.join().await;
+    node_a.backend.set_members(three.clone()).unwrap();
+    let all = addresses(&[&node_a, &node_b, &node_c]);
+    add(&mut total, allowed_per_user(visits(&all, 1), 16).await);
+    node_b.backend.set_members(three.clone()).unwrap();
+    add(&mut total, allowed_per_user(visits(&all, 4), 16).await);
+    assert_exact(&total);
+    let moved = (0..USERS)
+        .filter(|i| node_c.backend.ring().owner(&format!("user-{i}")) == c)
+        .count();
+    assert!(
+        moved > 20,
+        "the test moves keys: {moved} of {USERS} went to C"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaving_node_hands_its_counters_over_and_sends_late_checks_on() {
+    let clock = mid_window_clock();
+    let nodes = common::start_cluster(3, hourly(LIMIT), &clock).await;
+    let all = addresses(&nodes.iter().collect::<Vec<_>>());
+    let mut total = HashMap::new();
+    add(&mut total, allowed_per_user(visits(&all, 3), 16).await);
+
+    let handed = nodes[2].backend.leave().await;
+    assert!(handed > 20, "C held keys of its own: {handed} handed over");
+    assert_eq!(
+        nodes[2].backend.local().tracked_keys(),
+        0,
+        "C keeps nothing"
+    );
+    assert_eq!(nodes[0].backend.ring().members().count(), 2, "A took C out");
+    // Checks still sent to C (as a node that has not heard would) go on to the owners.
+    add(&mut total, allowed_per_user(visits(&all, 4), 16).await);
+    assert_exact(&total);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_gets_its_counts_back() {
+    let clock = mid_window_clock();
+    let mut bound = listeners(3).await;
+    let (listener_c, c) = bound.pop().unwrap();
+    let (listener_b, b) = bound.pop().unwrap();
+    let (listener_a, a) = bound.pop().unwrap();
+    let three = [a.clone(), b.clone(), c.clone()];
+    let local = FailureMode::Local;
+    let (node_a, _keep_a) = stoppable(listener_a, &a, &three, &clock, local);
+    let (node_b, _keep_b) = stoppable(listener_b, &b, &three, &clock, local);
+    let (node_c, stop_c) = stoppable(listener_c, &c, &three, &clock, local);
+    let all = addresses(&[&node_a, &node_b, &node_c]);
+    let mut total = HashMap::new();
+    add(&mut total, allowed_per_user(visits(&all, 2), 16).await);
+
+    // A rolling restart of C: it leaves, stops, and comes back on its port.
+    node_c.backend.leave().await;
+    let _ = stop_c.send(());
+    drop(node_c);
+    let others = addresses(&[&node_a, &node_b]);
+    add(&mut total, allowed_per_user(visits(&others, 1), 16).await);
+    let listener_c = tokio::net::TcpListener::bind(&c).await.unwrap();
+    let (node_c, _keep_c) = stoppable(listener_c, &c, &three, &clock, local);
+    node_c.backend.join().await;
+    assert_eq!(node_a.backend.ring().members().count(), 3, "A put C back");
+    add(&mut total, allowed_per_user(visits(&all, 4), 16).await);
+    assert_exact(&total);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_loses_at_most_one_limit_of_the_keys_the_node_owned() {
+    let clock = mid_window_clock();
+    let mut bound = listeners(3).await;
+    let (listener_c, c) = bound.pop().unwrap();
+    let (listener_b, b) = bound.pop().unwrap();
+    let (listener_a, a) = bound.pop().unwrap();
+    let three = [a.clone(), b.clone(), c.clone()];
+    let deny = FailureMode::Deny;
+    let (node_a, _keep_a) = stoppable(listener_a, &a, &three, &clock, deny);
+    let (node_b, _keep_b) = stoppable(listener_b, &b, &three, &clock, deny);
+    let (node_c, stop_c) = stoppable(listener_c, &c, &three, &clock, deny);
+    let all = addresses(&[&node_a, &node_b, &node_c]);
+    let mut total = HashMap::new();
+    add(&mut total, allowed_per_user(visits(&all, 3), 16).await);
+
+    // C dies without leaving: what it counted is gone.
+    let _ = stop_c.send(());
+    drop(node_c);
+    let others = addresses(&[&node_a, &node_b]);
+    let during = common::allowed_per_user_any_status(visits(&others, 2), 16).await;
+    add(&mut total, during);
+    let listener_c = tokio::net::TcpListener::bind(&c).await.unwrap();
+    let (node_c, _keep_c) = stoppable(listener_c, &c, &three, &clock, deny);
+    node_c.backend.join().await;
+    add(&mut total, allowed_per_user(visits(&all, 6), 16).await);
+
+    let ring = node_a.backend.ring();
+    for (user, &allowed) in &total {
+        let bound = if ring.owner(user) == c {
+            2 * LIMIT
+        } else {
+            LIMIT
+        };
+        assert!(allowed <= bound, "{user} got {allowed}, bound {bound}");
+    }
+    let lost = total
+        .iter()
+        .filter(|(u, &n)| ring.owner(u) == c && n > LIMIT)
+        .count();
+    assert!(
+        lost > 0,
+        "the crash did lose counts (else the test shows nothing)"
+    );
+}
