@@ -1,29 +1,33 @@
 #!/usr/bin/env python3
 """Extra admissions per membership event: what a user can get beyond the limit while the
-ring changes, as an operator changes it.
+ring changes, as an operator changes it, with requests flowing during every change.
 
 usage: python3 bench/membership_events.py [USERS (200)] [LIMIT (5)] [REQUESTS per user
-       per phase (4)] [NODES (3)]
+       per event (4)] [NODES (3)] [CLIENTS (16)]
 
-Starts NODES `node`s on loopback sharing a `--members-file` (a limit of LIMIT per user per
-hour, so that a run stays inside one window, or two at most: every admission is counted
-in the window it was made in). Then, in phases, sends every user REQUESTS requests, each
-to a node picked at random, from 8 threads, after each of these changes (made, then 5 s
-for every node to read the file again; requests during the change itself are not part of
-this script yet):
+Starts NODES `node`s on loopback sharing a `--members-file`, with a limit of LIMIT per
+user per hour (so a run stays inside one window, or two at most: every admission is
+counted in the window it was made in). Then, for each event below, sends every user
+REQUESTS requests, each to a node picked at random among those running, from CLIENTS
+threads, and makes the change while they flow (0.3 s after they start):
 
-  1. nothing changes (the baseline: no extra admission expected);
-  2. leave: the first node is taken out of the file, then stopped;
-  3. rejoin: it is put back in the file and started again at once;
-  4. join: one more node is added to the file and started at once;
-  5. scale-in: that node is taken out of the file, then stopped.
+  1. steady: nothing changes (the baseline);
+  2. leave: the first node is taken out of the file, then stopped (SIGTERM);
+  3. rejoin: it is put back in the file and started again;
+  4. join: one more node is added to the file and started;
+  5. scale-in: that node is taken out of the file, then stopped;
+  6. rolling restart: every node in turn is stopped (SIGTERM) and started again, the
+     file unchanged;
+  7. crash: one node is killed (SIGKILL) and started again 1 s later.
 
-Each node applies a change of the file within 4 s (two reads 2 s apart must agree; the
-script waits 5 s). After each
-phase it prints how many admissions went beyond LIMIT for one user in one window, summed
-over users (that phase's, and in all), and the most any user has been allowed so far. Loopback only; every
-request has a 2 s timeout, every phase a bounded number of requests, and every process
-started is stopped at the end.
+Nodes read the file every 2 s and apply a change once two reads agree; after each event
+the script waits 5 s more before the next. It prints, per event, the admissions beyond
+LIMIT for one user in one window, summed over users, and the most any user has been
+allowed so far. Loopback only; every request has a 2 s timeout, every event a bounded
+number of requests, and every process started is stopped at the end.
+
+RINGLIMIT_NODE names another `node` binary to measure (say, one built from an older
+commit), default target/release/examples/node.
 """
 
 import http.client
@@ -43,8 +47,10 @@ USERS = int(sys.argv[1]) if len(sys.argv) > 1 else 200
 LIMIT = int(sys.argv[2]) if len(sys.argv) > 2 else 5
 REQUESTS = int(sys.argv[3]) if len(sys.argv) > 3 else 4
 NODES = int(sys.argv[4]) if len(sys.argv) > 4 else 3
+CLIENTS = int(sys.argv[5]) if len(sys.argv) > 5 else 16
 WINDOW_S = 3600
-NODE = "target/release/examples/node"
+NODE = os.environ.get("RINGLIMIT_NODE", "target/release/examples/node")
+SETTLE_S = 5.0
 
 
 def free_port():
@@ -60,13 +66,12 @@ class Ring:
         self.dir = tempfile.mkdtemp(prefix="ringlimit-events-")
         self.file = os.path.join(self.dir, "members")
         self.procs = {}
-        self.members = []
+        self.lock = threading.Lock()
         self.write(ports)
         for port in ports:
             self.start(port)
 
     def write(self, ports):
-        self.members = list(ports)
         # Written whole, then renamed: a node never reads half a file.
         tmp = self.file + ".tmp"
         with open(tmp, "w") as f:
@@ -76,27 +81,35 @@ class Ring:
     def start(self, port):
         cmd = [NODE, "--limit", str(LIMIT), "--window", f"{WINDOW_S}s",
                "--advertise", f"127.0.0.1:{port}", "--members-file", self.file, str(port)]
-        self.procs[port] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
-                                            stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 10
         while time.time() < deadline:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                with self.lock:
+                    self.procs[port] = proc
                 return
             except OSError:
                 time.sleep(0.05)
+        proc.kill()
         raise SystemExit(f"node on {port} did not start")
 
-    def stop(self, port):
-        proc = self.procs.pop(port)
-        proc.send_signal(signal.SIGTERM)
+    def stop(self, port, sig=signal.SIGTERM):
+        with self.lock:
+            proc = self.procs.pop(port)
+        proc.send_signal(sig)
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
+
+    def running(self):
+        with self.lock:
+            return list(self.procs)
 
     def stop_all(self):
-        for port in list(self.procs):
+        for port in self.running():
             self.stop(port)
 
 
@@ -112,24 +125,28 @@ def ask(port, user):
         return None
 
 
-def phase(ring, allowed, lock):
-    """REQUESTS requests for every user, to random live nodes, from 8 threads."""
+def event(ring, allowed, lock, change):
+    """REQUESTS requests for every user, to random running nodes, from CLIENTS threads,
+    with `change` made while they flow."""
     work = [f"user-{u}" for u in range(USERS) for _ in range(REQUESTS)]
     random.shuffle(work)
-    chunks = [work[i::8] for i in range(8)]
+    chunks = [work[i::CLIENTS] for i in range(CLIENTS)]
 
     def run(chunk):
         for user in chunk:
-            port = random.choice(list(ring.procs))
-            if ask(port, user):
+            ports = ring.running()
+            if ports and ask(random.choice(ports), user):
                 with lock:
                     allowed[(user, int(time.time()) // WINDOW_S)] += 1
 
     threads = [threading.Thread(target=run, args=(c,)) for c in chunks]
     for t in threads:
         t.start()
+    time.sleep(0.3)
+    change()
     for t in threads:
         t.join()
+    time.sleep(SETTLE_S)
 
 
 def extra(allowed):
@@ -144,48 +161,33 @@ def main():
     ring = None
     allowed = defaultdict(int)
     lock = threading.Lock()
-    settle = 5.0
     print(f"{NODES} nodes, {USERS} users, limit {LIMIT} per {WINDOW_S} s, "
-          f"{REQUESTS} requests per user per phase")
+          f"{REQUESTS} requests per user per event, {CLIENTS} clients, node {NODE}")
     try:
         ring = Ring(ports)
-
-        def report(name, before):
+        first, added = ports[0], free_port()
+        events = [
+            ("1. steady ring", lambda: None),
+            ("2. leave (out of the file, stopped)",
+             lambda: (ring.write(ports[1:]), time.sleep(SETTLE_S), ring.stop(first))),
+            ("3. rejoin (put back, started)",
+             lambda: (ring.write(ports), ring.start(first))),
+            ("4. join (one node more)",
+             lambda: (ring.write(ports + [added]), ring.start(added))),
+            ("5. scale-in (that node out, stopped)",
+             lambda: (ring.write(ports), time.sleep(SETTLE_S), ring.stop(added))),
+            ("6. rolling restart (each node)",
+             lambda: [(ring.stop(p), ring.start(p)) for p in ports]),
+            ("7. crash (SIGKILL, back in 1 s)",
+             lambda: (ring.stop(first, signal.SIGKILL), time.sleep(1), ring.start(first))),
+        ]
+        total = 0
+        for name, change in events:
+            event(ring, allowed, lock, change)
             over, worst = extra(allowed)
-            print(f"{name:<34} extra admissions {over - before:5d} (in all {over:5d}), "
-                  f"the most any user got so far {worst} (limit {LIMIT})")
-            return over
-
-        total = report("start", 0)
-        phase(ring, allowed, lock)
-        total = report("1. steady ring", total)
-
-        first = ports[0]
-        ring.write(ports[1:])
-        time.sleep(settle)
-        ring.stop(first)
-        phase(ring, allowed, lock)
-        total = report("2. leave (first node out, stopped)", total)
-
-        # A node must be in the file to start: it goes in, and starts at once.
-        ring.write(ports)
-        ring.start(first)
-        time.sleep(settle)
-        phase(ring, allowed, lock)
-        total = report("3. rejoin (started, put back)", total)
-
-        extra_port = free_port()
-        ring.write(ports + [extra_port])
-        ring.start(extra_port)
-        time.sleep(settle)
-        phase(ring, allowed, lock)
-        total = report("4. join (one node more)", total)
-
-        ring.write(ports)
-        time.sleep(settle)
-        ring.stop(extra_port)
-        phase(ring, allowed, lock)
-        report("5. scale-in (that node out)", total)
+            print(f"{name:<38} extra admissions {over - total:5d} (in all {over:5d}), "
+                  f"the most any user got so far {worst} (limit {LIMIT})", flush=True)
+            total = over
     finally:
         if ring is not None:
             ring.stop_all()

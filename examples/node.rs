@@ -305,7 +305,25 @@ async fn run(options: Options) -> Result<(), String> {
                 let source = dns_source(&me, name, port);
                 tokio::spawn(membership::follow(backend.clone(), source));
             }
-            serve_endpoint(listener, backend.clone(), &options).await?;
+            // Back in the ring (a restart): the others hand over what they hold of its
+            // keys; it asks for a key's counters before deciding it, meanwhile.
+            tokio::spawn(backend.join());
+            // On Ctrl-C or SIGTERM: leave the ring (the others stop sending checks here,
+            // every counter goes to its key's new owner), keep serving a moment for
+            // checks already on their way, then stop (requests in flight finish).
+            let leaving = backend.clone();
+            let stop = async move {
+                shutdown_signal().await;
+                let started = std::time::Instant::now();
+                let handed = leaving.leave().await;
+                println!(
+                    "node {}: left the ring, {handed} keys handed over in {} ms",
+                    leaving.me(),
+                    started.elapsed().as_millis()
+                );
+                tokio::time::sleep(LEAVE_GRACE).await;
+            };
+            serve_endpoint(listener, backend.clone(), &options, stop).await?;
             let evicted = backend.local().evicted_keys();
             if evicted > 0 {
                 println!("node {me}: {evicted} keys evicted at the cap (--max-keys)");
@@ -317,17 +335,21 @@ async fn run(options: Options) -> Result<(), String> {
     Ok(())
 }
 
-/// Serves the peer endpoint of `backend` until Ctrl-C or SIGTERM.
+/// How long a node that left keeps serving, for checks already on their way to it.
+const LEAVE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Serves the peer endpoint of `backend` until `stop` completes.
 async fn serve_endpoint<B: Owner>(
     listener: tokio::net::TcpListener,
     backend: Arc<B>,
     options: &Options,
+    stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), String> {
     let mut endpoint = PeerEndpoint::new(backend);
     if let Some(secret) = &options.secret {
         endpoint = endpoint.peer_secret(secret);
     }
-    serve(listener, endpoint, shutdown_signal())
+    serve(listener, endpoint, stop)
         .await
         .map_err(|e| e.to_string())
 }
@@ -350,7 +372,7 @@ async fn serve_redis(
     .batch_checks(options.redis_batch)
     .build()
     .map_err(|e| format!("bad Redis URL: {e}"))?;
-    serve_endpoint(listener, Arc::new(backend), options).await
+    serve_endpoint(listener, Arc::new(backend), options, shutdown_signal()).await
 }
 
 #[cfg(not(feature = "redis"))]

@@ -206,3 +206,31 @@ async fn a_crash_loses_at_most_one_limit_of_the_keys_the_node_owned() {
         "the crash did lose counts (else the test shows nothing)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_members_file_without_this_node_makes_it_leave() {
+    use ringlimit::membership::{follow, MembersFile};
+    let clock = mid_window_clock();
+    let nodes = common::start_cluster(2, hourly(LIMIT), &clock).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let all = addresses(&[a, b]);
+    let mut total = HashMap::new();
+    add(&mut total, allowed_per_user(visits(&all, 3), 16).await);
+
+    let dir = std::env::temp_dir().join(format!("ringlimit-leave-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("members");
+    std::fs::write(&path, format!("{}\n{}\n", a.name, b.name)).unwrap();
+    let source = MembersFile::new(&path).interval(std::time::Duration::from_millis(50));
+    let following = tokio::spawn(follow(b.backend.clone(), source));
+    std::fs::write(&path, format!("{}\n", a.name)).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), following)
+        .await
+        .expect("follow ends once the node has left")
+        .unwrap();
+    assert_eq!(b.backend.local().tracked_keys(), 0, "B handed everything over");
+    assert!(a.backend.ring().members().eq([a.name.as_str()]), "A was told");
+    add(&mut total, allowed_per_user(visits(&all, 4), 16).await);
+    assert_exact(&total);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

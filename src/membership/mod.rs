@@ -132,8 +132,10 @@ impl MembershipSource for StaticMembers {
 }
 
 /// Applies every list `source` yields to `backend`'s ring, until the source ends. An
-/// empty list, a list without this node, or an error of the source is logged at `warn`
-/// and changes nothing; a list equal to the ring in force is skipped.
+/// empty list or an error of the source is logged at `warn` and changes nothing; a list
+/// equal to the ring in force is skipped. A list without this node means this node is
+/// leaving: it [leaves](ClusterBackend::leave) the ring for the members listed (handing
+/// its counters over and sending later checks on to their owners), and `follow` ends.
 pub async fn follow<C, S>(backend: Arc<ClusterBackend<C>>, mut source: S)
 where
     C: Clock,
@@ -164,6 +166,12 @@ where
             .eq(members.iter().map(String::as_str))
         {
             continue;
+        }
+        if !members.iter().any(|m| m == me) {
+            // Taken out of the ring: this node leaves it, handing its counters over.
+            let handed = backend.leave_to(members).await;
+            tracing::info!(node = me, keys = handed, "ringlimit: not a member any more; left the ring");
+            return;
         }
         match backend.set_members(members) {
             Ok(()) => {

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, PoisonError};
 
 use super::handoff::{Handoff, Transition};
+use super::peer_client::PeerClient;
 use super::topology::Topology;
 use super::{ClusterBackend, ClusterError};
 use crate::clock::Clock;
@@ -97,7 +98,8 @@ impl<C: Clock> ClusterBackend<C> {
             };
             ring
         };
-        self.announce(&ring, HandoffOp::Leaving).await;
+        let others: Vec<String> = ring.members().map(str::to_owned).collect();
+        announce(&self.client, &self.handoff.me, &others, HandoffOp::Leaving).await;
         {
             let members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
             // The handing over is awaited here, not spawned.
@@ -111,29 +113,48 @@ impl<C: Clock> ClusterBackend<C> {
         handed
     }
 
-    /// Tells the other members that this node is (back) in the ring, at start: they put
-    /// it back in their ring if it had left, and hand over what they hold of its keys;
-    /// until they have (at most 10 s), a key this node is checked for is first asked
-    /// for. A member that cannot be reached hands nothing over; one that does not list
-    /// this node yet hands over once it does.
-    pub async fn join(&self) {
-        let ring = self.ring();
-        let others: Vec<&str> = ring.members().filter(|&m| m != &*self.me).collect();
-        if others.is_empty() {
-            return;
+    /// Leaves the ring for `members` (a list without this node, as a membership source
+    /// gives it): as [`leave`](Self::leave), to those of them that are members now.
+    pub(crate) async fn leave_to(&self, members: Vec<String>) -> usize {
+        {
+            let mut given = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+            given.given = members;
         }
-        let Ok(before) = Ring::new(others.iter().copied()) else {
-            return;
-        };
-        let transition = Arc::new(Transition::new(before, &self.handoff.me));
-        self.handoff.transition.store(Some(Arc::clone(&transition)));
-        let handoff = Arc::clone(&self.handoff);
-        tokio::spawn(async move { handoff.tidy_later().await });
-        let reached = self.announce(&ring, HandoffOp::Joining).await;
-        for (member, reached) in others.iter().zip(reached) {
-            if !reached {
-                transition.done(member);
+        self.leave().await
+    }
+
+    /// Tells the other members that this node is (back) in the ring, at start: they put
+    /// it back in their ring if it had left, and hand over what they hold of its keys.
+    /// From the moment this is called (before the returned future is polled), until they
+    /// have handed over (at most [`HANDOFF_DEADLINE`](crate::backend::HANDOFF_DEADLINE)),
+    /// a key this node is checked for is first asked for; the future tells them. A member
+    /// that cannot be reached hands nothing over; one that does not list this node yet
+    /// hands over once it does.
+    pub fn join(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let ring = self.ring();
+        let others: Vec<String> = ring
+            .members()
+            .filter(|&m| m != &*self.me)
+            .map(str::to_owned)
+            .collect();
+        let transition = Ring::new(others.iter().cloned())
+            .ok()
+            .map(|before| Arc::new(Transition::new(before, &self.handoff.me)));
+        if let Some(transition) = &transition {
+            self.handoff.transition.store(Some(Arc::clone(transition)));
+        }
+        let (client, handoff) = (self.client.clone(), Arc::clone(&self.handoff));
+        async move {
+            let Some(transition) = transition else {
+                return; // a ring of this node alone
+            };
+            let reached = announce(&client, &handoff.me, &others, HandoffOp::Joining).await;
+            for (member, reached) in others.iter().zip(reached) {
+                if !reached {
+                    transition.done(member);
+                }
             }
+            tokio::spawn(async move { handoff.tidy_later().await });
         }
     }
 
@@ -205,37 +226,31 @@ impl<C: Clock> ClusterBackend<C> {
             handoff.tidy_later().await;
         });
     }
+}
 
-    /// Tells every other member of `ring` `op`, all at once; whether each was reached,
-    /// in the ring's order.
-    async fn announce(&self, ring: &Ring, op: HandoffOp) -> Vec<bool> {
-        let mut tasks = tokio::task::JoinSet::new();
-        let others: Vec<&str> = ring.members().filter(|&m| m != &*self.me).collect();
-        for (i, member) in others.iter().enumerate() {
-            let (client, me, member) = (
-                self.client.clone(),
-                Arc::clone(&self.handoff.me),
-                member.to_string(),
-            );
-            tasks.spawn(async move {
-                let result = client.announce(&member, &me, op).await;
-                if let Err(error) = &result {
-                    tracing::warn!(peer = member, %error, "ringlimit: could not tell a member");
-                }
-                // A member that answered, even to refuse (it does not list this node
-                // yet), hands over once it learns of the ring: only one that cannot be
-                // reached will not.
-                let reached =
-                    !matches!(result, Err(ref e) if !matches!(e, BackendError::Refused { .. }));
-                (i, reached)
-            });
-        }
-        let mut told = vec![false; others.len()];
-        while let Some(done) = tasks.join_next().await {
-            if let Ok((i, ok)) = done {
-                told[i] = ok;
+/// Tells every member of `members` that node `me` `op`, all at once; whether each was
+/// reached, in order.
+async fn announce(client: &PeerClient, me: &Arc<str>, members: &[String], op: HandoffOp) -> Vec<bool> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, member) in members.iter().enumerate() {
+        let (client, me, member) = (client.clone(), Arc::clone(me), member.clone());
+        tasks.spawn(async move {
+            let result = client.announce(&member, &me, op).await;
+            if let Err(error) = &result {
+                tracing::warn!(peer = member, %error, "ringlimit: could not tell a member");
             }
-        }
-        told
+            // A member that answered, even to refuse (it does not list this node yet),
+            // hands over once it learns of the ring: only one that cannot be reached
+            // will not.
+            let reached = !matches!(result, Err(ref e) if !matches!(e, BackendError::Refused { .. }));
+            (i, reached)
+        });
     }
+    let mut reached = vec![false; members.len()];
+    while let Some(done) = tasks.join_next().await {
+        if let Ok((i, ok)) = done {
+            reached[i] = ok;
+        }
+    }
+    reached
 }

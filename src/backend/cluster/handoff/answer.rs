@@ -34,7 +34,7 @@ impl<C: Clock> ClusterBackend<C> {
                 let to: Arc<str> = Arc::from(from.as_str());
                 let mut answer = String::new();
                 for key in decode_keys(body) {
-                    let held = self.handoff.hand(&key, &to);
+                    let held = self.handoff.hand(&key, &to, true);
                     if !held.is_empty() {
                         encode_held(&key, &held, &mut answer);
                     }

@@ -94,10 +94,11 @@ impl<C: Clock> Handoff<C> {
         self.moved.clear(key);
     }
 
-    /// Takes `key`'s counters out of this node for `to`, remembered as moved there. If
-    /// it went to `to` already, what went then goes again unless `to` said it took it
-    /// in (an ask that crossed the push: `to` takes it in once).
-    pub(super) fn hand(&self, key: &str, to: &Arc<str>) -> Vec<Held> {
+    /// Takes `key`'s counters out of this node for `to`, remembered as moved there
+    /// (and as `delivered`, when they go in the answer to `to`'s own ask). If it went to
+    /// `to` already, what went then goes again unless `to` has it (an ask that crossed
+    /// the push: `to` takes it in once).
+    pub(super) fn hand(&self, key: &str, to: &Arc<str>, delivered: bool) -> Vec<Held> {
         if let Some(moved) = self.moved.get(key).filter(|moved| moved.to == *to) {
             return if moved.delivered {
                 Vec::new()
@@ -110,6 +111,9 @@ impl<C: Clock> Handoff<C> {
         self.moved.mark(key, to, Vec::new());
         let held = self.local.take(key);
         self.moved.mark(key, to, held.clone());
+        if delivered {
+            self.moved.delivered(to, std::iter::once(key));
+        }
         held
     }
 
@@ -129,7 +133,7 @@ impl<C: Clock> Handoff<C> {
             let Some(to) = members.iter().find(|m| &***m == owner) else {
                 continue; // this node's own
             };
-            let held = self.hand(&key, to);
+            let held = self.hand(&key, to, false);
             if held.is_empty() {
                 continue;
             }
