@@ -3,10 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::topology::Peer;
+use super::peer_queue::PeerQueue;
 use super::ClusterBackend;
 use crate::backend::guarded::Guard;
 use crate::backend::{Check, RemoteFuture};
+use crate::circuit::Circuit;
 use crate::clock::Clock;
 use crate::policy::Algorithm;
 use crate::policy::PolicySet;
@@ -14,18 +15,19 @@ use crate::protocol::PeerAnswer;
 use crate::{Decision, Decisions, Policy};
 
 impl<C: Clock> ClusterBackend<C> {
-    /// Asks `owner` (through `peer`'s queue) to check `key` against `policies`; a check
-    /// `relayed` to the node a key was handed to goes alone, marked.
+    /// Asks `owner` (through `queue`, behind `circuit`) to check `key` against
+    /// `policies`; without a queue, the check is one relayed to the node a key was handed
+    /// to, and goes alone, marked.
     pub(super) fn forward(
         &self,
         owner: &str,
-        peer: &Peer,
+        circuit: &Arc<Circuit>,
+        queue: Option<&PeerQueue>,
         key: &str,
         policies: &PolicySet,
-        relayed: bool,
     ) -> Check<RemoteFuture> {
         let guard = Guard {
-            circuit: &peer.circuit,
+            circuit,
             target: owner,
             mode: self.failure,
             local: &self.local,
@@ -50,12 +52,12 @@ impl<C: Clock> ClusterBackend<C> {
         };
         // One copy of the key, shared by the check sent and the fallback.
         let owned = || Arc::<str>::from(key);
-        if relayed {
+        let Some(queue) = queue else {
             let deadline = tokio::time::Instant::now() + self.client.timeout();
             let ask = |key: &Arc<str>| self.client.check(owner, key, policies, deadline, true);
             return guard.call(key, policies, owned, ask, decide);
-        }
-        let ask = |key: &Arc<str>| peer.queue.check(Arc::clone(key), policies.clone());
+        };
+        let ask = |key: &Arc<str>| queue.check(Arc::clone(key), policies.clone());
         guard.call(key, policies, owned, ask, decide)
     }
 

@@ -139,7 +139,10 @@ impl<C: Clock> ClusterBackend<C> {
             .collect();
         let transition = Ring::new(others.iter().cloned())
             .ok()
-            .map(|before| Arc::new(Transition::new(before, &self.handoff.me)));
+            .map(|before| {
+                let earlier = self.handoff.transition.load_full();
+                Arc::new(Transition::new(before, &self.handoff.me, earlier))
+            });
         if let Some(transition) = &transition {
             self.handoff.transition.store(Some(Arc::clone(transition)));
         }
@@ -205,7 +208,8 @@ impl<C: Clock> ClusterBackend<C> {
             members.leaving,
         )?;
         if take_in && !members.leaving {
-            let transition = Transition::new(current.ring.clone(), &self.handoff.me);
+            let earlier = self.handoff.transition.load_full();
+            let transition = Transition::new(current.ring.clone(), &self.handoff.me, earlier);
             self.handoff.transition.store(Some(Arc::new(transition)));
         }
         self.topology.store(Arc::new(next));

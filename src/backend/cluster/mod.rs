@@ -150,7 +150,8 @@ impl<C: Clock> Backend for ClusterBackend<C> {
         if let Some(denial) = self.remembered_denial(key, policies) {
             return Check::Ready(Ok(denial));
         }
-        self.forward(owner, topology.peer(owner), key, policies, false)
+        let peer = topology.peer(owner);
+        self.forward(owner, &peer.circuit, Some(&peer.queue), key, policies)
     }
 }
 
@@ -194,9 +195,13 @@ impl<C: Clock> ClusterBackend<C> {
     fn relay(&self, to: &str, key: &str, policies: &PolicySet) -> Check<RemoteFuture> {
         let topology = self.topology.load();
         match topology.peer_of(to) {
-            Some(peer) => self.forward(to, peer, key, policies, true),
-            // Not a member any more: no one else to ask.
-            None => Check::Ready(self.local.decide_forwarded(key, policies)),
+            Some(peer) => self.forward(to, &peer.circuit, None, key, policies),
+            // Not a member on this node's ring (yet: it asked for the key before this
+            // node learnt of it): a circuit of its own for this check.
+            None => {
+                let circuit = Arc::new(crate::circuit::Circuit::new(to, self.circuit));
+                self.forward(to, &circuit, None, key, policies)
+            }
         }
     }
 

@@ -61,12 +61,11 @@ impl<C: Clock> ClusterBackend<C> {
         }
         let transition = self.handoff.transition.load();
         for (key, held) in &lines {
-            match &*transition {
-                // The counters the change waits for: once, whether pushed or asked for.
-                Some(t) if t.awaits(key, from) => {
-                    t.receive_once(key, || self.handoff.take_in(key, held));
-                }
-                _ => self.handoff.take_in(key, held),
+            let awaiting = transition.as_ref().and_then(|t| t.awaiting(key, from));
+            match awaiting {
+                // The counters a change waits for: once, whether pushed or asked for.
+                Some(t) => t.receive_once(key, || self.handoff.take_in(key, held)),
+                None => self.handoff.take_in(key, held),
             }
         }
         Ok(lines.len())

@@ -61,9 +61,7 @@ impl<C: Clock> Handoff<C> {
     #[inline]
     pub(super) fn holder(&self, key: &str) -> Option<(Arc<Transition>, Box<str>)> {
         let current = self.transition.load();
-        let transition = current.as_ref()?;
-        let holder = transition.holder(key)?;
-        Some((Arc::clone(transition), holder))
+        current.as_ref()?.holder(key)
     }
 
     /// Asks `holder` for `key`'s counters and takes them in; checks of the same key

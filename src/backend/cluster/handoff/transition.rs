@@ -31,12 +31,16 @@ pub(crate) struct Transition {
     asks: Mutex<HashMap<Box<str>, Arc<OnceCell<()>>>>,
     deadline: Instant,
     started: Instant,
+    /// The change before, if it was still in progress when this one came: keys it was
+    /// waiting for are still asked for (a rolling restart changes the ring again and
+    /// again).
+    earlier: Option<Arc<Transition>>,
 }
 
 impl Transition {
     /// The change from `previous`, at node `me`: every other member of `previous` has
-    /// yet to hand over.
-    pub(crate) fn new(previous: Ring, me: &Arc<str>) -> Self {
+    /// yet to hand over; `earlier`, the change before, if it is still in progress.
+    pub(crate) fn new(previous: Ring, me: &Arc<str>, earlier: Option<Arc<Transition>>) -> Self {
         let pending: HashSet<Box<str>> = previous
             .members()
             .filter(|&m| m != &**me)
@@ -52,6 +56,7 @@ impl Transition {
             asks: Mutex::default(),
             deadline: now + HANDOFF_DEADLINE,
             started: now,
+            earlier: earlier.filter(|earlier| earlier.in_progress()),
         }
     }
 
@@ -61,16 +66,18 @@ impl Transition {
         self.pending_count.load(Ordering::Acquire) > 0 && Instant::now() < self.deadline
     }
 
-    /// The member to ask for `key`'s counters before deciding it here, if any: its owner
-    /// on the ring before, if that was another node, which has not handed everything
-    /// over yet, and has not handed this key.
-    pub(crate) fn holder(&self, key: &str) -> Option<Box<str>> {
+    /// The change and the member to ask for `key`'s counters before deciding it here,
+    /// if any: its owner on the ring before, if that was another node, which has not
+    /// handed everything over yet, and has not handed this key; or, for a key this node
+    /// owned then, what the change before says.
+    pub(crate) fn holder(self: &Arc<Self>, key: &str) -> Option<(Arc<Self>, Box<str>)> {
         if !self.in_progress() {
-            return None;
+            return self.earlier.as_ref()?.holder(key);
         }
         let before = self.previous.owner(key);
         if before == &*self.me {
-            return None;
+            let earlier = self.earlier.as_ref()?;
+            return earlier.holder(key);
         }
         let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         if !pending.contains(before) {
@@ -78,12 +85,17 @@ impl Transition {
         }
         drop(pending);
         let received = self.received.lock().unwrap_or_else(PoisonError::into_inner);
-        (!received.contains(key)).then(|| before.into())
+        (!received.contains(key)).then(|| (Arc::clone(self), before.into()))
     }
 
-    /// Whether counters of `key` from `from` are the ones this change waits for.
-    pub(crate) fn awaits(&self, key: &str, from: &str) -> bool {
-        self.previous.owner(key) == from
+    /// The change (this one or one before) that waits for `key`'s counters from
+    /// `from`, if any.
+    pub(crate) fn awaiting(&self, key: &str, from: &str) -> Option<&Self> {
+        match self.previous.owner(key) {
+            owner if owner == from => Some(self),
+            owner if owner == &*self.me => self.earlier.as_ref()?.awaiting(key, from),
+            _ => None,
+        }
     }
 
     /// Takes `key`'s counters in with `absorb`, unless they were taken in already (a
@@ -102,8 +114,11 @@ impl Transition {
     }
 
     /// `member` handed over everything it had for this node (or cannot be asked): keys it
-    /// held are decided here without asking it.
+    /// held are decided here without asking it, in this change and those before.
     pub(crate) fn done(&self, member: &str) {
+        if let Some(earlier) = &self.earlier {
+            earlier.done(member);
+        }
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         if !pending.remove(member) {
             return;
