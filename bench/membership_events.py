@@ -18,7 +18,9 @@ threads, and makes the change while they flow (0.3 s after they start):
   5. scale-in: that node is taken out of the file, then stopped;
   6. rolling restart: every node in turn is stopped (SIGTERM) and started again, the
      file unchanged;
-  7. crash: one node is killed (SIGKILL) and started again 1 s later.
+  7. crash: one node is killed (SIGKILL) and started again 1 s later;
+  8. after the crash: nothing changes (what users get once the node is back; a crash's
+     cost is events 7 and 8 together).
 
 Nodes read the file every 2 s and apply a change once two reads agree; after each event
 the script waits 5 s more before the next. It prints, per event, the admissions beyond
@@ -27,7 +29,8 @@ allowed so far. Loopback only; every request has a 2 s timeout, every event a bo
 number of requests, and every process started is stopped at the end.
 
 RINGLIMIT_NODE names another `node` binary to measure (say, one built from an older
-commit), default target/release/examples/node.
+commit), default target/release/examples/node. RINGLIMIT_EVENTS_LOGS names a directory
+to keep each node's log in (default: logs are dropped).
 """
 
 import http.client
@@ -81,7 +84,12 @@ class Ring:
     def start(self, port):
         cmd = [NODE, "--limit", str(LIMIT), "--window", f"{WINDOW_S}s",
                "--advertise", f"127.0.0.1:{port}", "--members-file", self.file, str(port)]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        logs = os.environ.get("RINGLIMIT_EVENTS_LOGS")
+        out = subprocess.DEVNULL
+        if logs:
+            os.makedirs(logs, exist_ok=True)
+            out = open(os.path.join(logs, f"node-{port}.log"), "a")
+        proc = subprocess.Popen(cmd, stdout=out, stderr=out)
         deadline = time.time() + 10
         while time.time() < deadline:
             try:
@@ -180,6 +188,7 @@ def main():
              lambda: [(ring.stop(p), ring.start(p)) for p in ports]),
             ("7. crash (SIGKILL, back in 1 s)",
              lambda: (ring.stop(first, signal.SIGKILL), time.sleep(1), ring.start(first))),
+            ("8. after the crash", lambda: None),
         ]
         total = 0
         for name, change in events:

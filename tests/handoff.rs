@@ -75,6 +75,17 @@ fn stoppable(
     (node, stop)
 }
 
+/// Binds `address` again once the node stopped on it has let it go (2 s at most).
+async fn bind_again(address: &str) -> tokio::net::TcpListener {
+    for _ in 0..200 {
+        if let Ok(listener) = tokio::net::TcpListener::bind(address).await {
+            return listener;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{address} is still taken");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_out_mid_window_keeps_every_count_while_members_disagree() {
     let clock = mid_window_clock();
@@ -153,7 +164,7 @@ async fn a_restarted_node_gets_its_counts_back() {
     drop(node_c);
     let others = addresses(&[&node_a, &node_b]);
     add(&mut total, allowed_per_user(visits(&others, 1), 16).await);
-    let listener_c = tokio::net::TcpListener::bind(&c).await.unwrap();
+    let listener_c = bind_again(&c).await;
     let (node_c, _keep_c) = stoppable(listener_c, &c, &three, &clock, local);
     node_c.backend.join().await;
     assert_eq!(node_a.backend.ring().members().count(), 3, "A put C back");
@@ -183,7 +194,7 @@ async fn a_crash_loses_at_most_one_limit_of_the_keys_the_node_owned() {
     let others = addresses(&[&node_a, &node_b]);
     let during = common::allowed_per_user_any_status(visits(&others, 2), 16).await;
     add(&mut total, during);
-    let listener_c = tokio::net::TcpListener::bind(&c).await.unwrap();
+    let listener_c = bind_again(&c).await;
     let (node_c, _keep_c) = stoppable(listener_c, &c, &three, &clock, deny);
     node_c.backend.join().await;
     add(&mut total, allowed_per_user(visits(&all, 6), 16).await);
@@ -233,4 +244,66 @@ async fn a_members_file_without_this_node_makes_it_leave() {
     add(&mut total, allowed_per_user(visits(&all, 4), 16).await);
     assert_exact(&total);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_under_load_admits_no_more_than_the_limit() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let clock = mid_window_clock();
+    let bound = listeners(3).await;
+    let names: Vec<String> = bound.iter().map(|(_, name)| name.clone()).collect();
+    let mut nodes = Vec::new();
+    for (listener, name) in bound {
+        nodes.push(stoppable(listener, &name, &names, &clock, FailureMode::Local));
+    }
+    let running: Arc<Mutex<Vec<SocketAddr>>> =
+        Arc::new(Mutex::new(nodes.iter().map(|(n, _)| n.address).collect()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let allowed = Arc::new(Mutex::new(HashMap::<String, u32>::new()));
+    let client = common::HttpClient::new();
+    let load: Vec<_> = (0..32)
+        .map(|task| {
+            let (running, stop, allowed, client) =
+                (running.clone(), stop.clone(), allowed.clone(), client.clone());
+            tokio::spawn(async move {
+                let mut n = task;
+                while !stop.load(Ordering::Relaxed) && n < 20_000 {
+                    n += 32;
+                    let address = {
+                        let running = running.lock().unwrap();
+                        running[(n / 7) % running.len()]
+                    };
+                    let user = format!("user-{}", n % USERS);
+                    let url = common::check_url(address, &user);
+                    if client.try_get(&url).await == Some(200) {
+                        *allowed.lock().unwrap().entry(user).or_default() += 1;
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    for i in 0..3 {
+        let (node, stop_node) = nodes.remove(0);
+        running.lock().unwrap().retain(|&a| a != node.address);
+        node.backend.leave().await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let _ = stop_node.send(());
+        drop(node);
+        let listener = bind_again(&names[i]).await;
+        let (node, stop_node) = stoppable(listener, &names[i], &names, &clock, FailureMode::Local);
+        let joined = node.backend.join();
+        running.lock().unwrap().push(node.address);
+        joined.await;
+        nodes.push((node, stop_node));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    let total = allowed.lock().unwrap().clone();
+    let over: Vec<_> = total.iter().filter(|(_, &n)| n > LIMIT).collect();
+    assert!(over.is_empty(), "{} users over the limit: {over:?}", over.len());
 }

@@ -35,6 +35,15 @@ impl HttpClient {
         Self(Client::builder(TokioExecutor::new()).build_http())
     }
 
+    /// The status of `GET url`, or `None` if no answer came (a node stopping).
+    pub async fn try_get(&self, url: &str) -> Option<u16> {
+        let request = Request::get(url).body(Empty::new()).ok()?;
+        let response = self.0.request(request).await.ok()?;
+        let status = response.status().as_u16();
+        response.into_body().collect().await.ok()?;
+        Some(status)
+    }
+
     /// `GET url` with the given headers.
     pub async fn get(&self, url: &str, headers: &[(&str, &str)]) -> Reply {
         let mut request = Request::get(url);

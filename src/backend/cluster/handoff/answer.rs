@@ -13,12 +13,19 @@ impl<C: Clock> ClusterBackend<C> {
     /// refused (nothing is taken in or out then).
     pub(crate) fn answer_handoff(&self, query: &str, body: &str) -> Result<String, String> {
         let (op, from) = decode_handoff_query(query).ok_or("bad handoff query")?;
-        let knows = {
+        if from == *self.me {
+            return Err(format!("{from} is this node"));
+        }
+        // Counters are given and taken by any node that has the peer secret (as checks
+        // are forwarded by any): a node that just joined is not listed everywhere yet,
+        // and one that just left no longer is. Only members listed here may change the
+        // ring by leaving or coming back.
+        let knows = || {
             let members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
             members.knows(&from)
         };
-        if !knows || from == *self.me {
-            return Err(format!("{from} is not another member of this node's ring"));
+        if matches!(op, HandoffOp::Leaving | HandoffOp::Joining) && !knows() {
+            return Err(format!("{from} is not a member of this node's ring"));
         }
         match op {
             HandoffOp::Give { done } => {

@@ -1,0 +1,299 @@
+//! The promise with real `node` processes (the example, as `cargo test` builds it) on
+//! loopback, sharing a members file, under concurrent clients while the fleet changes:
+//! a rolling restart, a scale-out and a scale-in in mid-window, and a crashed owner.
+//! Every load is bounded in requests and in time.
+#![cfg(feature = "cluster")]
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::HttpClient;
+
+const LIMIT: u32 = 5;
+const USERS: usize = 200;
+const CLIENTS: usize = 32;
+/// The most requests one load sends, and the longest it runs.
+const MOST_REQUESTS: usize = 40_000;
+const LONGEST: Duration = Duration::from_secs(60);
+
+/// `target/<profile>/examples/node`, next to this test's own directory.
+fn node_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let node = profile.join("examples").join("node");
+    assert!(
+        node.exists(),
+        "{} is missing: `cargo test` builds the examples",
+        node.display()
+    );
+    node
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Nodes sharing a members file, started and stopped as an operator would.
+struct Fleet {
+    dir: PathBuf,
+    file: PathBuf,
+    failure: &'static str,
+    procs: HashMap<u16, Child>,
+    /// The ports clients may send to.
+    running: Arc<Mutex<Vec<u16>>>,
+}
+
+impl Fleet {
+    fn new(name: &str, ports: &[u16], failure: &'static str) -> Self {
+        let dir = std::env::temp_dir().join(format!("ringlimit-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("members");
+        let mut fleet = Self {
+            dir,
+            file,
+            failure,
+            procs: HashMap::new(),
+            running: Arc::default(),
+        };
+        fleet.write(ports);
+        for &port in ports {
+            fleet.start(port);
+        }
+        fleet
+    }
+
+    /// Replaces the members file whole (written aside, then renamed).
+    fn write(&self, ports: &[u16]) {
+        let text: String = ports.iter().map(|p| format!("127.0.0.1:{p}\n")).collect();
+        let aside = self.dir.join("members.new");
+        std::fs::write(&aside, text).unwrap();
+        std::fs::rename(aside, &self.file).unwrap();
+    }
+
+    fn start(&mut self, port: u16) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("node-{port}.log")))
+            .unwrap();
+        let child = Command::new(node_binary())
+            .args(["--limit", &LIMIT.to_string(), "--window", "3600s"])
+            .args(["--failure", self.failure])
+            .args(["--advertise", &format!("127.0.0.1:{port}")])
+            .arg("--members-file")
+            .arg(&self.file)
+            .arg(port.to_string())
+            .env("RUST_LOG", "ringlimit=debug")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.procs.insert(port, child);
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                self.running.lock().unwrap().push(port);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("node on port {port} did not start");
+    }
+
+    /// SIGTERM: the node leaves the ring, then exits.
+    fn stop(&mut self, port: u16) {
+        self.running.lock().unwrap().retain(|&p| p != port);
+        let mut child = self.procs.remove(&port).unwrap();
+        let pid = child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+        for _ in 0..400 {
+            if child.try_wait().unwrap().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        child.kill().unwrap();
+        panic!("node on port {port} did not stop within 10 s of SIGTERM");
+    }
+
+    /// SIGKILL: the node dies without a word.
+    fn crash(&mut self, port: u16) {
+        self.running.lock().unwrap().retain(|&p| p != port);
+        let mut child = self.procs.remove(&port).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for child in self.procs.values_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("the nodes' logs are in {}", self.dir.display());
+        }
+    }
+}
+
+/// Requests from [`CLIENTS`] clients, each for the next user in turn and to a running
+/// node in turn, until `stop` is set (or [`MOST_REQUESTS`], or [`LONGEST`]); the
+/// allowed ones, per user. A request with no answer (a node stopping) counts nothing.
+async fn load(running: Arc<Mutex<Vec<u16>>>, stop: Arc<AtomicBool>) -> HashMap<String, u32> {
+    let sent = Arc::new(AtomicUsize::new(0));
+    let allowed = Arc::new(Mutex::new(HashMap::<String, u32>::new()));
+    let started = tokio::time::Instant::now();
+    let client = HttpClient::new();
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (running, stop, sent, allowed, client) = (
+                running.clone(),
+                stop.clone(),
+                sent.clone(),
+                allowed.clone(),
+                client.clone(),
+            );
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) && started.elapsed() < LONGEST {
+                    let n = sent.fetch_add(1, Ordering::Relaxed);
+                    if n >= MOST_REQUESTS {
+                        break;
+                    }
+                    let port = {
+                        let ports = running.lock().unwrap();
+                        match ports.len() {
+                            0 => None,
+                            len => Some(ports[(n / 7) % len]),
+                        }
+                    };
+                    let Some(port) = port else {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        continue;
+                    };
+                    let user = format!("user-{}", n % USERS);
+                    let url = format!("http://127.0.0.1:{port}/check?user_id={user}");
+                    let asked = tokio::time::timeout(Duration::from_secs(2), client.try_get(&url));
+                    if let Ok(Some(200)) = asked.await {
+                        *allowed.lock().unwrap().entry(user).or_default() += 1;
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let allowed = allowed.lock().unwrap().clone();
+    allowed
+}
+
+/// Runs `changes` (on a thread of their own: they wait for processes) while the load
+/// runs, then lets the load go on for `after`; what each user was allowed.
+async fn under_load(
+    fleet: Fleet,
+    changes: impl FnOnce(&mut Fleet) + Send + 'static,
+    after: Duration,
+) -> (HashMap<String, u32>, Fleet) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let loading = tokio::spawn(load(fleet.running.clone(), stop.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let fleet = tokio::task::spawn_blocking(move || {
+        let mut fleet = fleet;
+        changes(&mut fleet);
+        fleet
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(after).await;
+    stop.store(true, Ordering::Relaxed);
+    (loading.await.unwrap(), fleet)
+}
+
+/// No user over `bound(user)`; most users reached the limit (the load was enough).
+fn assert_within(allowed: &HashMap<String, u32>, bound: impl Fn(&str) -> u32) {
+    let over: Vec<_> = allowed
+        .iter()
+        .filter(|(user, &n)| n > bound(user))
+        .collect();
+    assert!(over.is_empty(), "{} users over their bound: {over:?}", over.len());
+    let reached = allowed.values().filter(|&&n| n >= LIMIT).count();
+    assert!(reached > USERS * 9 / 10, "only {reached} of {USERS} users reached the limit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_under_32_clients_admits_no_more_than_the_limit() {
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let fleet = Fleet::new("rolling", &ports, "local");
+    let restart = ports.clone();
+    let (allowed, _fleet) = under_load(
+        fleet,
+        move |fleet| {
+            for port in restart {
+                fleet.stop(port);
+                fleet.start(port);
+            }
+        },
+        Duration::from_millis(500),
+    )
+    .await;
+    assert_within(&allowed, |_| LIMIT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_out_then_in_mid_window_admits_no_more_than_the_limit() {
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let fleet = Fleet::new("scale", &ports[..2], "local");
+    let (allowed, _fleet) = under_load(
+        fleet,
+        move |fleet| {
+            // Out: a third node joins (listed, then started; the others read the file
+            // within 4 s)...
+            fleet.write(&ports);
+            fleet.start(ports[2]);
+            std::thread::sleep(Duration::from_secs(5));
+            // ... and in: it is taken out of the file, which it reads too, and leaves.
+            fleet.write(&ports[..2]);
+            std::thread::sleep(Duration::from_secs(5));
+            fleet.stop(ports[2]);
+        },
+        Duration::from_millis(500),
+    )
+    .await;
+    assert_within(&allowed, |_| LIMIT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_owner_loses_at_most_one_limit_of_its_own_keys() {
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let crashed = ports[0];
+    let fleet = Fleet::new("crash", &ports, "deny");
+    let (allowed, _fleet) = under_load(
+        fleet,
+        move |fleet| {
+            std::thread::sleep(Duration::from_millis(300));
+            fleet.crash(crashed);
+            std::thread::sleep(Duration::from_millis(500));
+            fleet.start(crashed);
+        },
+        Duration::from_millis(1_500),
+    )
+    .await;
+    let ring = ringlimit::Ring::new(ports.iter().map(|p| format!("127.0.0.1:{p}"))).unwrap();
+    let owned = |user: &str| ring.owner(user) == format!("127.0.0.1:{crashed}");
+    // The documented bound: the crashed node's own keys lose what it had counted (one
+    // limit at most); with the failure mode `deny`, nothing more while it is down.
+    assert_within(&allowed, |user| if owned(user) { 2 * LIMIT } else { LIMIT });
+}
