@@ -28,9 +28,11 @@ LIMIT for one user in one window, summed over users, and the most any user has b
 allowed so far. Loopback only; every request has a 2 s timeout, every event a bounded
 number of requests, and every process started is stopped at the end.
 
-RINGLIMIT_NODE names another `node` binary to measure (say, one built from an older
-commit), default target/release/examples/node. RINGLIMIT_EVENTS_LOGS names a directory
-to keep each node's log in (default: logs are dropped).
+A node counts as started once it says it joined the ring (an orchestrator waits for a
+node to be ready before it restarts the next). RINGLIMIT_NODE names another `node`
+binary to measure, default target/release/examples/node; one that never says it joined
+(built before handoffs) counts as started once its port answers. RINGLIMIT_EVENTS_LOGS
+names a directory to keep each node's log in (default: a temporary one, removed).
 """
 
 import http.client
@@ -82,25 +84,35 @@ class Ring:
         os.replace(tmp, self.file)
 
     def start(self, port):
+        """Starts a node and waits until it has joined the ring (it says so), as an
+        orchestrator waits for a node to be ready before it goes on."""
         cmd = [NODE, "--limit", str(LIMIT), "--window", f"{WINDOW_S}s",
                "--advertise", f"127.0.0.1:{port}", "--members-file", self.file, str(port)]
-        logs = os.environ.get("RINGLIMIT_EVENTS_LOGS")
-        out = subprocess.DEVNULL
-        if logs:
-            os.makedirs(logs, exist_ok=True)
-            out = open(os.path.join(logs, f"node-{port}.log"), "a")
+        logs = os.environ.get("RINGLIMIT_EVENTS_LOGS") or self.dir
+        os.makedirs(logs, exist_ok=True)
+        path = os.path.join(logs, f"node-{port}.log")
+
+        def joined():
+            try:
+                with open(path) as f:
+                    return f.read().count("joined the ring")
+            except OSError:
+                return 0
+
+        before = joined()
+        out = open(path, "a")
         proc = subprocess.Popen(cmd, stdout=out, stderr=out)
         deadline = time.time() + 10
+        says_joined = os.environ.get("RINGLIMIT_NODE") is None or os.environ.get("RINGLIMIT_NODE_JOINS")
         while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            ready = joined() > before if says_joined else port_answers(port)
+            if ready:
                 with self.lock:
                     self.procs[port] = proc
                 return
-            except OSError:
-                time.sleep(0.05)
+            time.sleep(0.05)
         proc.kill()
-        raise SystemExit(f"node on {port} did not start")
+        raise SystemExit(f"node on {port} did not start and join (log: {path})")
 
     def stop(self, port, sig=signal.SIGTERM):
         with self.lock:
@@ -119,6 +131,14 @@ class Ring:
     def stop_all(self):
         for port in self.running():
             self.stop(port)
+
+
+def port_answers(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
 
 
 def ask(port, user):

@@ -307,7 +307,13 @@ async fn run(options: Options) -> Result<(), String> {
             }
             // Back in the ring (a restart): the others hand over what they hold of its
             // keys; it asks for a key's counters before deciding it, meanwhile.
-            tokio::spawn(backend.join());
+            let joining = backend.join();
+            let me_now = me.clone();
+            tokio::spawn(async move {
+                joining.await;
+                // What an orchestrator waits for before it restarts the next node.
+                println!("node {me_now}: joined the ring");
+            });
             // On Ctrl-C or SIGTERM: leave the ring (the others stop sending checks here,
             // every counter goes to its key's new owner), keep serving a moment for
             // checks already on their way, then stop (requests in flight finish).

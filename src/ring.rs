@@ -104,6 +104,12 @@ impl Ring {
         self.members.iter().map(|m| &**m)
     }
 
+    /// One number for the members in their order: two nodes with the same fingerprint
+    /// route alike (a handoff says which ring it was for by it).
+    pub(crate) fn fingerprint(&self) -> u64 {
+        (hash(&self.members.join("\n")) >> 64) as u64
+    }
+
     /// Whether `member` is one of the members (compared exactly as given).
     pub fn contains(&self, member: &str) -> bool {
         self.members.iter().any(|m| &**m == member)

@@ -239,8 +239,15 @@ async fn a_members_file_without_this_node_makes_it_leave() {
         .await
         .expect("follow ends once the node has left")
         .unwrap();
-    assert_eq!(b.backend.local().tracked_keys(), 0, "B handed everything over");
-    assert!(a.backend.ring().members().eq([a.name.as_str()]), "A was told");
+    assert_eq!(
+        b.backend.local().tracked_keys(),
+        0,
+        "B handed everything over"
+    );
+    assert!(
+        a.backend.ring().members().eq([a.name.as_str()]),
+        "A was told"
+    );
     add(&mut total, allowed_per_user(visits(&all, 4), 16).await);
     assert_exact(&total);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -255,7 +262,13 @@ async fn a_rolling_restart_under_load_admits_no_more_than_the_limit() {
     let names: Vec<String> = bound.iter().map(|(_, name)| name.clone()).collect();
     let mut nodes = Vec::new();
     for (listener, name) in bound {
-        nodes.push(stoppable(listener, &name, &names, &clock, FailureMode::Local));
+        nodes.push(stoppable(
+            listener,
+            &name,
+            &names,
+            &clock,
+            FailureMode::Local,
+        ));
     }
     let running: Arc<Mutex<Vec<SocketAddr>>> =
         Arc::new(Mutex::new(nodes.iter().map(|(n, _)| n.address).collect()));
@@ -264,8 +277,12 @@ async fn a_rolling_restart_under_load_admits_no_more_than_the_limit() {
     let client = common::HttpClient::new();
     let load: Vec<_> = (0..32)
         .map(|task| {
-            let (running, stop, allowed, client) =
-                (running.clone(), stop.clone(), allowed.clone(), client.clone());
+            let (running, stop, allowed, client) = (
+                running.clone(),
+                stop.clone(),
+                allowed.clone(),
+                client.clone(),
+            );
             tokio::spawn(async move {
                 let mut n = task;
                 while !stop.load(Ordering::Relaxed) && n < 20_000 {
@@ -305,5 +322,9 @@ async fn a_rolling_restart_under_load_admits_no_more_than_the_limit() {
     }
     let total = allowed.lock().unwrap().clone();
     let over: Vec<_> = total.iter().filter(|(_, &n)| n > LIMIT).collect();
-    assert!(over.is_empty(), "{} users over the limit: {over:?}", over.len());
+    assert!(
+        over.is_empty(),
+        "{} users over the limit: {over:?}",
+        over.len()
+    );
 }

@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -81,6 +81,12 @@ impl Fleet {
     }
 
     fn start(&mut self, port: u16) {
+        let log_path = self.dir.join(format!("node-{port}.log"));
+        let joined = || {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            text.matches("joined the ring").count()
+        };
+        let joins_before = joined();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -99,14 +105,16 @@ impl Fleet {
             .spawn()
             .unwrap();
         self.procs.insert(port, child);
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        // Ready once it has told the others it is back, as an orchestrator waits for a
+        // node to be ready before it restarts the next one.
+        for _ in 0..400 {
+            if joined() > joins_before {
                 self.running.lock().unwrap().push(port);
                 return;
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-        panic!("node on port {port} did not start");
+        panic!("node on port {port} did not start and join");
     }
 
     /// SIGTERM: the node leaves the ring, then exits.
@@ -228,9 +236,16 @@ fn assert_within(allowed: &HashMap<String, u32>, bound: impl Fn(&str) -> u32) {
         .iter()
         .filter(|(user, &n)| n > bound(user))
         .collect();
-    assert!(over.is_empty(), "{} users over their bound: {over:?}", over.len());
+    assert!(
+        over.is_empty(),
+        "{} users over their bound: {over:?}",
+        over.len()
+    );
     let reached = allowed.values().filter(|&&n| n >= LIMIT).count();
-    assert!(reached > USERS * 9 / 10, "only {reached} of {USERS} users reached the limit");
+    assert!(
+        reached > USERS * 9 / 10,
+        "only {reached} of {USERS} users reached the limit"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -170,7 +170,11 @@ where
         if !members.iter().any(|m| m == me) {
             // Taken out of the ring: this node leaves it, handing its counters over.
             let handed = backend.leave_to(members).await;
-            tracing::info!(node = me, keys = handed, "ringlimit: not a member any more; left the ring");
+            tracing::info!(
+                node = me,
+                keys = handed,
+                "ringlimit: not a member any more; left the ring"
+            );
             return;
         }
         match backend.set_members(members) {

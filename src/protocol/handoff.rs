@@ -2,8 +2,9 @@
 //! forwarded (and carrying the peer secret when one is set), with what is asked in the
 //! query: `?op=<op>&from=<member>`, `from` being the asking node's ring identity.
 //!
-//! - `op=give` (`&done=1` on a node's last one): the body holds keys' counters, a line
-//!   each, `<percent-encoded id> <held>[,<held>]...`, where `<held>` is one policy's
+//! - `op=give` (`&done=<ring>` on a node's last one, the ring it handed over for as
+//!   the first 8 bytes of the MD5 of its members joined by newlines, in decimal): the
+//!   body holds keys' counters, a line each, `<percent-encoded id> <held>[,<held>]...`, where `<held>` is one policy's
 //!   state: `<policy>=<a>:<b>:<c>` (the policy as a check carries it; `a:b:c` is
 //!   `window:used:0` for a fixed window, `window:current:previous` for the sliding window,
 //!   `at ms:level:0` for GCRA, level in units × window ms). Answered `200`, the number
@@ -33,8 +34,9 @@ pub(crate) const MAX_HANDOFF_BYTES: usize = MAX_HANDOFF_KEYS * (3 * 1024 + MAX_P
 /// What a handoff request asks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum HandoffOp {
-    /// Counters for the node asked, and whether they are the last the asker has for it.
-    Give { done: bool },
+    /// Counters for the node asked; with the ring they were handed over for, when they
+    /// are the last the asker has for it.
+    Give { done: Option<u64> },
     /// The counters of the listed keys, taken out of the node asked.
     Take,
     /// The asker leaves the ring.
@@ -44,13 +46,13 @@ pub(crate) enum HandoffOp {
 }
 
 impl HandoffOp {
-    fn token(self) -> &'static str {
+    fn token(self) -> String {
         match self {
-            Self::Give { done: false } => "give",
-            Self::Give { done: true } => "give&done=1",
-            Self::Take => "take",
-            Self::Leaving => "leaving",
-            Self::Joining => "joining",
+            Self::Give { done: None } => "give".into(),
+            Self::Give { done: Some(ring) } => format!("give&done={ring}"),
+            Self::Take => "take".into(),
+            Self::Leaving => "leaving".into(),
+            Self::Joining => "joining".into(),
         }
     }
 }
@@ -63,12 +65,12 @@ pub(crate) fn handoff_path_and_query(op: HandoffOp, from: &str) -> String {
 
 /// What a handoff's `query` asks, and who asks it.
 pub(crate) fn decode_handoff_query(query: &str) -> Option<(HandoffOp, String)> {
-    let (mut op, mut from, mut done) = (None, None, false);
+    let (mut op, mut from, mut done) = (None, None, None);
     for pair in query.split('&') {
         match pair.split_once('=')? {
             ("op", value) => op = Some(value),
             ("from", value) => from = Some(percent_decode_str(value).decode_utf8().ok()?),
-            ("done", "1") => done = true,
+            ("done", ring) => done = Some(number::<u64>(ring)?),
             _ => return None,
         }
     }
@@ -226,11 +228,11 @@ mod tests {
         }
         assert_eq!(decode_handoff_query("op=give&from="), None);
         assert_eq!(decode_handoff_query("op=steal&from=a:1"), None);
+        let done = HandoffOp::Give { done: Some(42) };
         assert_eq!(
-            decode_handoff_query(
-                &handoff_path_and_query(HandoffOp::Give { done: true }, "a:1")[9..]
-            ),
-            Some((HandoffOp::Give { done: true }, "a:1".to_owned()))
+            decode_handoff_query(&handoff_path_and_query(done, "a:1")[9..]),
+            Some((done, "a:1".to_owned()))
         );
+        assert_eq!(decode_handoff_query("op=give&done=x&from=a:1"), None);
     }
 }

@@ -137,12 +137,10 @@ impl<C: Clock> ClusterBackend<C> {
             .filter(|&m| m != &*self.me)
             .map(str::to_owned)
             .collect();
-        let transition = Ring::new(others.iter().cloned())
-            .ok()
-            .map(|before| {
-                let earlier = self.handoff.transition.load_full();
-                Arc::new(Transition::new(before, &self.handoff.me, earlier))
-            });
+        let transition = Ring::new(others.iter().cloned()).ok().map(|before| {
+            let earlier = self.handoff.transition.load_full();
+            Arc::new(Transition::new(before, &ring, &self.handoff.me, earlier))
+        });
         if let Some(transition) = &transition {
             self.handoff.transition.store(Some(Arc::clone(transition)));
         }
@@ -209,7 +207,8 @@ impl<C: Clock> ClusterBackend<C> {
         )?;
         if take_in && !members.leaving {
             let earlier = self.handoff.transition.load_full();
-            let transition = Transition::new(current.ring.clone(), &self.handoff.me, earlier);
+            let transition =
+                Transition::new(current.ring.clone(), &next.ring, &self.handoff.me, earlier);
             self.handoff.transition.store(Some(Arc::new(transition)));
         }
         self.topology.store(Arc::new(next));
@@ -234,7 +233,12 @@ impl<C: Clock> ClusterBackend<C> {
 
 /// Tells every member of `members` that node `me` `op`, all at once; whether each was
 /// reached, in order.
-async fn announce(client: &PeerClient, me: &Arc<str>, members: &[String], op: HandoffOp) -> Vec<bool> {
+async fn announce(
+    client: &PeerClient,
+    me: &Arc<str>,
+    members: &[String],
+    op: HandoffOp,
+) -> Vec<bool> {
     let mut tasks = tokio::task::JoinSet::new();
     for (i, member) in members.iter().enumerate() {
         let (client, me, member) = (client.clone(), Arc::clone(me), member.clone());
@@ -246,7 +250,8 @@ async fn announce(client: &PeerClient, me: &Arc<str>, members: &[String], op: Ha
             // A member that answered, even to refuse (it does not list this node yet),
             // hands over once it learns of the ring: only one that cannot be reached
             // will not.
-            let reached = !matches!(result, Err(ref e) if !matches!(e, BackendError::Refused { .. }));
+            let reached =
+                !matches!(result, Err(ref e) if !matches!(e, BackendError::Refused { .. }));
             (i, reached)
         });
     }

@@ -30,10 +30,8 @@ impl<C: Clock> ClusterBackend<C> {
         match op {
             HandoffOp::Give { done } => {
                 let taken = self.take_in_from(&from, body)?;
-                if done {
-                    if let Some(transition) = &*self.handoff.transition.load() {
-                        transition.done(&from);
-                    }
+                if let (Some(ring), Some(transition)) = (done, &*self.handoff.transition.load()) {
+                    transition.done_for(&from, ring);
                 }
                 Ok(format!("{taken}\n"))
             }

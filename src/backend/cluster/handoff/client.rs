@@ -55,14 +55,14 @@ impl PeerClient {
         }
     }
 
-    /// Gives `member` the counters of `body` (lines of held keys); `done` when they are
-    /// the last this node has for it.
+    /// Gives `member` the counters of `body` (lines of held keys); `done`, the ring they
+    /// were handed over for, when they are the last this node has for it.
     pub(crate) async fn give(
         &self,
         member: &str,
         from: &str,
         body: String,
-        done: bool,
+        done: Option<u64>,
     ) -> Result<(), BackendError> {
         let timeout = self.timeout().max(LEAST_HANDOFF_TIME);
         let op = HandoffOp::Give { done };

@@ -141,12 +141,12 @@ impl<C: Clock> Handoff<C> {
             keys.push(key);
             if keys.len() == MAX_HANDOFF_KEYS {
                 let (body, keys) = (std::mem::take(body), std::mem::take(keys));
-                self.give(to, body, &keys, false).await;
+                self.give(to, body, &keys, None).await;
             }
         }
         for to in &members {
             let (body, keys) = bodies.remove(to).unwrap_or_default();
-            self.give(to, body, &keys, true).await;
+            self.give(to, body, &keys, Some(ring.fingerprint())).await;
         }
         tracing::info!(
             keys = handed,
@@ -170,7 +170,7 @@ impl<C: Clock> Handoff<C> {
 
     /// Gives `to` the counters of `body`; a failure is logged (they are lost, as in a
     /// crash: `to` is down or refuses them).
-    async fn give(&self, to: &str, body: String, keys: &[Box<str>], done: bool) {
+    async fn give(&self, to: &str, body: String, keys: &[Box<str>], done: Option<u64>) {
         match self.client.give(to, &self.me, body, done).await {
             Ok(()) => self.moved.delivered(to, keys.iter().map(|k| &**k)),
             Err(error) => tracing::warn!(

@@ -21,6 +21,10 @@ pub const HANDOFF_DEADLINE: Duration = Duration::from_secs(10);
 pub(crate) struct Transition {
     /// The ring before: who held each key.
     previous: Ring,
+    /// The ring after, as [`Ring::fingerprint`] says: a member's word that it is done is
+    /// for the ring it handed over for, and a word for another ring (one that came
+    /// late, from a change before) is not for this change.
+    next: u64,
     me: Arc<str>,
     /// Members of the ring before that have not said they handed everything over.
     pending: Mutex<HashSet<Box<str>>>,
@@ -38,9 +42,15 @@ pub(crate) struct Transition {
 }
 
 impl Transition {
-    /// The change from `previous`, at node `me`: every other member of `previous` has
-    /// yet to hand over; `earlier`, the change before, if it is still in progress.
-    pub(crate) fn new(previous: Ring, me: &Arc<str>, earlier: Option<Arc<Transition>>) -> Self {
+    /// The change from `previous` to `next`, at node `me`: every other member of
+    /// `previous` has yet to hand over; `earlier`, the change before, if it is still in
+    /// progress.
+    pub(crate) fn new(
+        previous: Ring,
+        next: &Ring,
+        me: &Arc<str>,
+        earlier: Option<Arc<Transition>>,
+    ) -> Self {
         let pending: HashSet<Box<str>> = previous
             .members()
             .filter(|&m| m != &**me)
@@ -51,6 +61,7 @@ impl Transition {
             pending_count: AtomicUsize::new(pending.len()),
             pending: Mutex::new(pending),
             previous,
+            next: next.fingerprint(),
             me: Arc::clone(me),
             received: Mutex::default(),
             asks: Mutex::default(),
@@ -111,6 +122,16 @@ impl Transition {
     pub(crate) fn ask_of(&self, key: &str) -> Arc<OnceCell<()>> {
         let mut asks = self.asks.lock().unwrap_or_else(PoisonError::into_inner);
         Arc::clone(asks.entry(key.into()).or_default())
+    }
+
+    /// `member` says it handed over everything it had for this node under the ring of
+    /// fingerprint `ring`: done for the change to that ring (and those before it).
+    pub(crate) fn done_for(&self, member: &str, ring: u64) {
+        if self.next == ring {
+            self.done(member);
+        } else if let Some(earlier) = &self.earlier {
+            earlier.done_for(member, ring);
+        }
     }
 
     /// `member` handed over everything it had for this node (or cannot be asked): keys it
