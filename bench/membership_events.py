@@ -30,9 +30,10 @@ number of requests, and every process started is stopped at the end.
 
 A node counts as started once it says it joined the ring (an orchestrator waits for a
 node to be ready before it restarts the next). RINGLIMIT_NODE names another `node`
-binary to measure, default target/release/examples/node; one that never says it joined
-(built before handoffs) counts as started once its port answers. RINGLIMIT_EVENTS_LOGS
-names a directory to keep each node's log in (default: a temporary one, removed).
+binary to measure, default target/release/examples/node; with RINGLIMIT_OLD_NODE=1 (a
+node built before handoffs, which never says it joined) a node counts as started once
+its port answers. RINGLIMIT_EVENTS_LOGS names a directory to keep each node's log in
+(default: a temporary one, removed).
 """
 
 import http.client
@@ -103,9 +104,9 @@ class Ring:
         out = open(path, "a")
         proc = subprocess.Popen(cmd, stdout=out, stderr=out)
         deadline = time.time() + 10
-        says_joined = os.environ.get("RINGLIMIT_NODE") is None or os.environ.get("RINGLIMIT_NODE_JOINS")
+        old_node = os.environ.get("RINGLIMIT_OLD_NODE") == "1"
         while time.time() < deadline:
-            ready = joined() > before if says_joined else port_answers(port)
+            ready = port_answers(port) if old_node else joined() > before
             if ready:
                 with self.lock:
                     self.procs[port] = proc
