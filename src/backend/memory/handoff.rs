@@ -12,6 +12,9 @@ use crate::clock::Clock;
 use crate::policy::PolicySet;
 use crate::Policy;
 
+/// The keys held here, each once.
+pub(super) type HeldKeys = HashSet<Box<str>, foldhash::fast::RandomState>;
+
 /// What a node held of one key under one policy, as it is handed on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Held {
@@ -70,7 +73,7 @@ impl<C: Clock> MemoryBackend<C> {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let mut keys = HashSet::new();
+        let mut keys = HeldKeys::default();
         for store in &stores {
             store.keys_into(&mut keys);
         }

@@ -25,6 +25,8 @@ pub use self::builder::MemoryBuilder;
 pub use self::capacity::DEFAULT_MAX_KEYS;
 #[cfg(feature = "cluster")]
 pub(crate) use self::handoff::Held;
+#[cfg(feature = "cluster")]
+use self::handoff::HeldKeys;
 use self::store::Store;
 use super::{Backend, BackendError, Check};
 use crate::clock::{Clock, SystemClock};

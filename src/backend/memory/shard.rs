@@ -321,7 +321,7 @@ impl Shard {
     /// Adds the keys held here (this window's, and the window's before kept for
     /// carrying) to `keys`.
     #[cfg(feature = "cluster")]
-    pub(super) fn keys_into(&self, keys: &mut std::collections::HashSet<Box<str>>) {
+    pub(super) fn keys_into(&self, keys: &mut super::HeldKeys) {
         let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
         keys.extend(table.iter().map(|e| Box::from(e.key.as_str())));
         drop(table);

@@ -175,7 +175,7 @@ impl Store {
 
     /// Adds the keys held here to `keys`.
     #[cfg(feature = "cluster")]
-    pub(super) fn keys_into(&self, keys: &mut std::collections::HashSet<Box<str>>) {
+    pub(super) fn keys_into(&self, keys: &mut super::HeldKeys) {
         for shard in &*self.shards {
             shard.keys_into(keys);
         }

@@ -108,10 +108,7 @@ impl<C: Clock> Handoff<C> {
         // counting, and is sent on (see `ClusterBackend::decide_here`).
         self.moved.mark(key, to, Vec::new());
         let held = self.local.take(key);
-        self.moved.mark(key, to, held.clone());
-        if delivered {
-            self.moved.delivered(to, std::iter::once(key));
-        }
+        self.moved.record(key, held.clone(), delivered);
         held
     }
 

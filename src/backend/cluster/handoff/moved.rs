@@ -31,7 +31,7 @@ pub(crate) struct Moved {
 pub(crate) struct MovedKeys {
     /// How many there are: a check reads only this while there are none.
     count: AtomicUsize,
-    keys: Mutex<HashMap<Box<str>, Moved>>,
+    keys: Mutex<HashMap<Box<str>, Moved, foldhash::fast::RandomState>>,
 }
 
 impl MovedKeys {
@@ -68,6 +68,16 @@ impl MovedKeys {
         };
         keys.insert(key.into(), moved);
         self.count.store(keys.len(), Ordering::SeqCst);
+    }
+
+    /// Records what went with `key` (marked as moved already), and whether its new
+    /// owner has it (`delivered`).
+    pub(crate) fn record(&self, key: &str, held: Vec<Held>, delivered: bool) {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(moved) = keys.get_mut(key) {
+            moved.held = held;
+            moved.delivered = delivered;
+        }
     }
 
     /// Notes that `to` took in what went to it of `keys`.

@@ -12,6 +12,8 @@ use tokio::time::Instant;
 
 use crate::Ring;
 
+type Hasher = foldhash::fast::RandomState;
+
 /// How long a node waits for the members of the ring before to hand over: past it, keys
 /// not handed over start from zero here (as after a crash).
 pub const HANDOFF_DEADLINE: Duration = Duration::from_secs(10);
@@ -27,12 +29,12 @@ pub(crate) struct Transition {
     next: u64,
     me: Arc<str>,
     /// Members of the ring before that have not said they handed everything over.
-    pending: Mutex<HashSet<Box<str>>>,
+    pending: Mutex<HashSet<Box<str>, Hasher>>,
     pending_count: AtomicUsize,
     /// Keys whose counters came from their owner on the ring before: taken in once.
-    received: Mutex<HashSet<Box<str>>>,
+    received: Mutex<HashSet<Box<str>, Hasher>>,
     /// Asks in progress, one per key: checks of a key wait for the same one.
-    asks: Mutex<HashMap<Box<str>, Arc<OnceCell<()>>>>,
+    asks: Mutex<HashMap<Box<str>, Arc<OnceCell<()>>, Hasher>>,
     deadline: Instant,
     started: Instant,
     /// The change before, if it was still in progress when this one came: keys it was
@@ -51,7 +53,7 @@ impl Transition {
         me: &Arc<str>,
         earlier: Option<Arc<Transition>>,
     ) -> Self {
-        let pending: HashSet<Box<str>> = previous
+        let pending: HashSet<Box<str>, Hasher> = previous
             .members()
             .filter(|&m| m != &**me)
             .map(Box::from)
