@@ -39,9 +39,11 @@ impl Members {
 
     /// The members of the ring now.
     fn in_ring<'a>(&'a self, me: &'a str) -> impl Iterator<Item = &'a String> + 'a {
-        self.given
-            .iter()
-            .filter(move |m| !self.departed.contains(*m) && !(self.leaving && *m == me))
+        self.given.iter().filter(move |m| {
+            let left = self.departed.contains(*m);
+            let leaving = self.leaving && *m == me;
+            !left && !leaving
+        })
     }
 }
 
