@@ -1,6 +1,7 @@
 //! How a [`ClusterBackend`] is set up: options gathered first, then checked and put
 //! together once (the ring against this node, a circuit and a queue per peer).
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -117,6 +118,8 @@ impl<C: Clock> ClusterBuilder<C> {
             client: client.clone(),
             moved: MovedKeys::default(),
             transition: ArcSwapOption::empty(),
+            transitioning: AtomicBool::new(false),
+            changing: Mutex::default(),
         };
         Ok(ClusterBackend {
             me,

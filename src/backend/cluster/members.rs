@@ -144,7 +144,7 @@ impl<C: Clock> ClusterBackend<C> {
             Arc::new(Transition::new(before, &ring, &self.handoff.me, earlier))
         });
         if let Some(transition) = &transition {
-            self.handoff.transition.store(Some(Arc::clone(transition)));
+            self.handoff.begin(Arc::clone(transition));
         }
         let (client, handoff) = (self.client.clone(), Arc::clone(&self.handoff));
         async move {
@@ -211,7 +211,7 @@ impl<C: Clock> ClusterBackend<C> {
             let earlier = self.handoff.transition.load_full();
             let transition =
                 Transition::new(current.ring.clone(), &next.ring, &self.handoff.me, earlier);
-            self.handoff.transition.store(Some(Arc::new(transition)));
+            self.handoff.begin(Arc::new(transition));
         }
         self.topology.store(Arc::new(next));
         Ok(true)

@@ -145,7 +145,7 @@ impl<C: Clock> Backend for ClusterBackend<C> {
         let topology = self.topology.load();
         let owner = topology.ring.owner(key);
         if owner == &*self.me {
-            return self.decide_here(key, policies, false);
+            return self.decide_here(key, policies, From::Client);
         }
         if let Some(denial) = self.remembered_denial(key, policies) {
             return Check::Ready(Ok(denial));
@@ -157,11 +157,11 @@ impl<C: Clock> Backend for ClusterBackend<C> {
 
 impl<C: Clock> ClusterBackend<C> {
     /// Decides `key` with this node's own counters (a key it owns, or a check forwarded
-    /// here): once its counters are here, if the ring just changed (see `handoff`); sent
-    /// on to the node it was handed to, if it was, unless the check was `relayed` here
-    /// by such a node already.
+    /// here, as `from` says): once its counters are here, if the ring just changed (see
+    /// `handoff`); sent on to the node it was handed to, if it was, unless the check was
+    /// relayed here by such a node already.
     #[inline]
-    fn decide_here(&self, key: &str, policies: &PolicySet, relayed: bool) -> Check<RemoteFuture> {
+    fn decide_here(&self, key: &str, policies: &PolicySet, from: From) -> Check<RemoteFuture> {
         if let Some((transition, holder)) = self.handoff.holder(key) {
             let (handoff, key, set) = (
                 Arc::clone(&self.handoff),
@@ -170,16 +170,17 @@ impl<C: Clock> ClusterBackend<C> {
             );
             return Check::Pending(RemoteFuture::new(async move {
                 handoff.ask(&transition, &holder, &key).await;
-                handoff.local.decide_forwarded(&key, &set)
+                from.decide(&handoff.local, &key, &set)
             }));
         }
         let moved = &self.handoff.moved;
+        let relayed = from == From::Relay;
         if !relayed {
             if let Some(to) = moved.to(key) {
                 return self.relay(&to, key, policies);
             }
         }
-        let decided = self.local.decide_forwarded(key, policies);
+        let decided = from.decide(&self.local, key, policies);
         if !relayed && moved.any() {
             if let Some(to) = moved.to(key) {
                 // Handed over while this check counted: its unit went with the key (and
@@ -223,15 +224,40 @@ impl<C: Clock> ClusterBackend<C> {
 /// on this node's ring.
 impl<C: Clock> Owner for ClusterBackend<C> {
     fn check_forwarded(&self, key: &str, policies: &PolicySet) -> Check<RemoteFuture> {
-        self.decide_here(key, policies, false)
+        self.decide_here(key, policies, From::Peer)
     }
 
     fn check_relayed(&self, key: &str, policies: &PolicySet) -> Check<RemoteFuture> {
-        self.decide_here(key, policies, true)
+        self.decide_here(key, policies, From::Relay)
     }
 
     fn answer_handoff(&self, query: &str, body: &str) -> Option<Result<String, String>> {
         Some(ClusterBackend::answer_handoff(self, query, body))
+    }
+}
+
+/// Where a check decided here comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum From {
+    /// This node's own request: its sets may make counters up to [`MAX_STORES`](super::MAX_STORES).
+    Client,
+    /// Forwarded by another node: it may make fewer (`decide_forwarded`).
+    Peer,
+    /// Sent on by a node that handed the key here: decided here, never sent on again.
+    Relay,
+}
+
+impl From {
+    fn decide<C: Clock>(
+        self,
+        local: &MemoryBackend<C>,
+        key: &str,
+        policies: &PolicySet,
+    ) -> Result<Decisions, super::BackendError> {
+        match self {
+            Self::Client => local.decide_all(key, policies),
+            Self::Peer | Self::Relay => local.decide_forwarded(key, policies),
+        }
     }
 }
 

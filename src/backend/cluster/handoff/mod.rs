@@ -29,7 +29,8 @@ mod moved;
 mod transition;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwapOption;
 use tokio::time::Instant;
@@ -53,6 +54,10 @@ pub(super) struct Handoff<C> {
     pub(super) moved: MovedKeys,
     /// The ring change this node is taking keys in from, if it is still in progress.
     pub(super) transition: ArcSwapOption<Transition>,
+    /// Whether `transition` holds one: a check reads only this while it does not.
+    pub(super) transitioning: AtomicBool,
+    /// Held while `transition` and `transitioning` change together.
+    pub(super) changing: Mutex<()>,
 }
 
 impl<C: Clock> Handoff<C> {
@@ -60,6 +65,9 @@ impl<C: Clock> Handoff<C> {
     /// here, if there is one.
     #[inline]
     pub(super) fn holder(&self, key: &str) -> Option<(Arc<Transition>, Box<str>)> {
+        if !self.transitioning.load(Ordering::Acquire) {
+            return None;
+        }
         let current = self.transition.load();
         current.as_ref()?.holder(key)
     }
@@ -154,15 +162,28 @@ impl<C: Clock> Handoff<C> {
         handed
     }
 
+    /// Takes keys in from `transition` from now on.
+    pub(super) fn begin(&self, transition: Arc<Transition>) {
+        let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
+        self.transition.store(Some(transition));
+        self.transitioning.store(true, Ordering::Release);
+    }
+
     /// After [`MOVED_FOR`]: forgets the keys handed over since, and the ring change
     /// taken in from, if it is over (what it received goes with it).
     pub(super) async fn tidy_later(&self) {
         tokio::time::sleep(MOVED_FOR).await;
         self.moved.expire();
-        self.transition.rcu(|current| match current {
-            Some(transition) if !transition.in_progress() => None,
-            other => other.clone(),
-        });
+        let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
+        let over = self
+            .transition
+            .load()
+            .as_ref()
+            .is_some_and(|transition| !transition.in_progress());
+        if over {
+            self.transition.store(None);
+            self.transitioning.store(false, Ordering::Release);
+        }
     }
 
     /// Gives `to` the counters of `body`; a failure is logged (they are lost, as in a
