@@ -4,8 +4,10 @@
 //!
 //! - `op=give` (`&done=<ring>` on a node's last one, the ring it handed over for as
 //!   the first 8 bytes of the MD5 of its members joined by newlines, in decimal): the
-//!   body holds keys' counters, a line each, `<percent-encoded id> <held>[,<held>]...`, where `<held>` is one policy's
-//!   state: `<policy>=<a>:<b>:<c>` (the policy as a check carries it; `a:b:c` is
+//!   body holds keys' counters, a line each,
+//!   `<percent-encoded id> <serial> <held>[,<held>]...`, where `<serial>` names this
+//!   handing over of the key (the same counters sent twice carry the same one, and are
+//!   taken in once) and `<held>` is one policy's state: `<policy>=<a>:<b>:<c>` (the policy as a check carries it; `a:b:c` is
 //!   `window:used:0` for a fixed window, `window:current:previous` for the sliding window,
 //!   `at ms:level:0` for GCRA, level in units × window ms). Answered `200`, the number
 //!   of keys taken in.
@@ -85,11 +87,13 @@ pub(crate) fn decode_handoff_query(query: &str) -> Option<(HandoffOp, String)> {
     Some((op, from.into_owned()))
 }
 
-/// Appends the line of `key`'s counters `held` to `out`.
-pub(crate) fn encode_held(key: &str, held: &[Held], out: &mut String) {
+/// Appends the line of `key`'s counters `held`, handed over as `serial`, to `out`.
+pub(crate) fn encode_held(key: &str, serial: u64, held: &[Held], out: &mut String) {
+    let mut number = itoa::Buffer::new();
     out.extend(utf8_percent_encode(key, USER_ID_ESCAPES));
     out.push(' ');
-    let mut number = itoa::Buffer::new();
+    out.push_str(number.format(serial));
+    out.push(' ');
     for (i, one) in held.iter().enumerate() {
         if i > 0 {
             out.push(',');
@@ -115,9 +119,11 @@ pub(crate) fn encode_held(key: &str, held: &[Held], out: &mut String) {
     out.push('\n');
 }
 
-/// A line of counters: the key and what it held, if the line is a valid one.
-pub(crate) fn decode_held(line: &str) -> Option<(Cow<'_, str>, Vec<Held>)> {
-    let (key, items) = line.split_once(' ')?;
+/// A line of counters: the key, its serial and what it held, if the line is a valid one.
+pub(crate) fn decode_held(line: &str) -> Option<(Cow<'_, str>, u64, Vec<Held>)> {
+    let (key, rest) = line.split_once(' ')?;
+    let (serial, items) = rest.split_once(' ')?;
+    let serial = number::<u64>(serial)?;
     let key = percent_decode_str(key).decode_utf8().ok()?;
     let mut held = Vec::new();
     for item in items.split(',') {
@@ -146,7 +152,7 @@ pub(crate) fn decode_held(line: &str) -> Option<(Cow<'_, str>, Vec<Held>)> {
         };
         held.push(Held { policy, state });
     }
-    (!key.is_empty()).then_some((key, held))
+    (!key.is_empty()).then_some((key, serial, held))
 }
 
 /// The body asking for `keys`' counters.
@@ -207,9 +213,9 @@ mod tests {
             },
         ];
         let mut line = String::new();
-        encode_held("a b&c=%", &held, &mut line);
-        let (key, read) = decode_held(line.trim_end()).unwrap();
-        assert_eq!((&*key, read.as_slice()), ("a b&c=%", &held[..]));
+        encode_held("a b&c=%", 7, &held, &mut line);
+        let (key, serial, read) = decode_held(line.trim_end()).unwrap();
+        assert_eq!((&*key, serial, read.as_slice()), ("a b&c=%", 7, &held[..]));
     }
 
     #[test]
@@ -218,11 +224,13 @@ mod tests {
             "",
             "k",
             "k x",
-            "k a;fixed;5;60000;1=1:2",
-            "k a;fixed;5;60000;1=1:2:3:4",
-            "k a;fixed;5;60000;1=1:99999999999:0",
-            "k a;nope;5;60000;1=1:2:3",
-            " a;fixed;5;60000;1=1:2:3",
+            "k 1 x",
+            "k a;fixed;5;60000;1=1:2:3",
+            "k 1 a;fixed;5;60000;1=1:2",
+            "k 1 a;fixed;5;60000;1=1:2:3:4",
+            "k 1 a;fixed;5;60000;1=1:99999999999:0",
+            "k 1 a;nope;5;60000;1=1:2:3",
+            " 1 a;fixed;5;60000;1=1:2:3",
         ] {
             assert_eq!(decode_held(line), None, "{line:?}");
         }

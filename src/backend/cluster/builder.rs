@@ -1,7 +1,7 @@
 //! How a [`ClusterBackend`] is set up: options gathered first, then checked and put
 //! together once (the ring against this node, a circuit and a queue per peer).
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -120,6 +120,8 @@ impl<C: Clock> ClusterBuilder<C> {
             transition: ArcSwapOption::empty(),
             transitioning: AtomicBool::new(false),
             changing: Mutex::default(),
+            next_serial: AtomicU64::new(serial_start()),
+            taken_in: Mutex::default(),
         };
         Ok(ClusterBackend {
             me,
@@ -133,4 +135,13 @@ impl<C: Clock> ClusterBuilder<C> {
             denied: Arc::new(DeniedCache::new()),
         })
     }
+}
+
+/// Where a node's serials of keys handed over start: the time in ns, so that a node
+/// started again (under the same name) does not hand keys over under serials its peers
+/// took in from it before.
+fn serial_start() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos() as u64)
 }

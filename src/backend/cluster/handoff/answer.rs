@@ -39,9 +39,9 @@ impl<C: Clock> ClusterBackend<C> {
                 let to: Arc<str> = Arc::from(from.as_str());
                 let mut answer = String::new();
                 for key in decode_keys(body) {
-                    let held = self.handoff.hand(&key, &to, true);
+                    let (serial, held) = self.handoff.hand(&key, &to);
                     if !held.is_empty() {
-                        encode_held(&key, &held, &mut answer);
+                        encode_held(&key, serial, &held, &mut answer);
                     }
                 }
                 Ok(answer)
@@ -56,7 +56,7 @@ impl<C: Clock> ClusterBackend<C> {
     /// Takes in the counters `from` gave, every line of `body` read before any is taken
     /// in; how many keys.
     fn take_in_from(&self, from: &str, body: &str) -> Result<usize, String> {
-        let lines: Vec<(std::borrow::Cow<'_, str>, Vec<Held>)> = body
+        let lines: Vec<(std::borrow::Cow<'_, str>, u64, Vec<Held>)> = body
             .lines()
             .take(crate::protocol::MAX_HANDOFF_KEYS + 1)
             .map(|line| decode_held(line).ok_or_else(|| format!("bad handoff line {line:?}")))
@@ -65,13 +65,10 @@ impl<C: Clock> ClusterBackend<C> {
             return Err("too many keys in one handoff".into());
         }
         let transition = self.handoff.transition.load();
-        for (key, held) in &lines {
+        for (key, serial, held) in &lines {
+            // Once, whether pushed or asked for; received for the change that waits.
             let awaiting = transition.as_ref().and_then(|t| t.awaiting(key, from));
-            match awaiting {
-                // The counters a change waits for: once, whether pushed or asked for.
-                Some(t) => t.receive_once(key, || self.handoff.take_in(key, held)),
-                None => self.handoff.take_in(key, held),
-            }
+            self.handoff.receive(from, key, *serial, held, awaiting);
         }
         Ok(lines.len())
     }

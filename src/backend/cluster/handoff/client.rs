@@ -71,25 +71,26 @@ impl PeerClient {
             .map(drop)
     }
 
-    /// Takes `key`'s counters out of `member`, within the peer timeout (a check waits).
+    /// Takes `key`'s counters out of `member`, within the peer timeout (a check waits):
+    /// the serial they were handed over as, and what they hold; `None` if it held none.
     pub(crate) async fn take(
         &self,
         member: &str,
         from: &str,
         key: &str,
-    ) -> Result<Vec<Held>, BackendError> {
+    ) -> Result<Option<(u64, Vec<Held>)>, BackendError> {
         let body = encode_keys(std::iter::once(key));
         let timeout = self.timeout();
         let answer = self
             .handoff(member, HandoffOp::Take, from, body, timeout)
             .await?;
         let text = String::from_utf8_lossy(&answer);
-        let held = text
+        let handed = text
             .lines()
             .filter_map(decode_held)
-            .find(|(taken, _)| taken == key)
-            .map(|(_, held)| held);
-        Ok(held.unwrap_or_default())
+            .find(|(taken, _, _)| taken == key)
+            .map(|(_, serial, held)| (serial, held));
+        Ok(handed)
     }
 
     /// Tells `member` that node `from` leaves the ring, or is back (`op`).

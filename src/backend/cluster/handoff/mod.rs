@@ -29,7 +29,7 @@ mod moved;
 mod transition;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwapOption;
@@ -58,6 +58,13 @@ pub(super) struct Handoff<C> {
     pub(super) transitioning: AtomicBool,
     /// Held while `transition` and `transitioning` change together.
     pub(super) changing: Mutex<()>,
+    /// The serial of the next key handed over (started from the clock, so that a node
+    /// started again does not reuse its serials).
+    pub(super) next_serial: AtomicU64,
+    /// The keys taken in lately, as `(from, serial)`: counters sent twice (an ask that
+    /// crossed a push) are taken in once. Held while they are, so a check never sees a
+    /// key as received before its counters are in.
+    pub(super) taken_in: Mutex<HashMap<(Box<str>, u64), Instant, foldhash::fast::RandomState>>,
 }
 
 impl<C: Clock> Handoff<C> {
@@ -79,7 +86,12 @@ impl<C: Clock> Handoff<C> {
         let ask = transition.ask_of(key);
         ask.get_or_init(|| async {
             match self.client.take(holder, &self.me, key).await {
-                Ok(held) => transition.receive_once(key, || self.take_in(key, &held)),
+                Ok(handed) => {
+                    if let Some((serial, held)) = handed {
+                        self.receive(holder, key, serial, &held, None);
+                    }
+                    transition.received(key);
+                }
                 Err(error) => {
                     tracing::warn!(
                         peer = holder,
@@ -94,30 +106,44 @@ impl<C: Clock> Handoff<C> {
         .await;
     }
 
-    /// Adds `held`, handed over by another node, to `key`'s counters here.
-    pub(super) fn take_in(&self, key: &str, held: &[Held]) {
-        self.local.absorb(key, held);
-        self.moved.clear(key);
+    /// Takes in `key`'s counters `held`, handed over by `from` as `serial`, unless they
+    /// were taken in already; then marks the key received by `awaiting`, the ring change
+    /// that waits for it, if any.
+    pub(super) fn receive(
+        &self,
+        from: &str,
+        key: &str,
+        serial: u64,
+        held: &[Held],
+        awaiting: Option<&Transition>,
+    ) {
+        let mut taken_in = self.taken_in.lock().unwrap_or_else(PoisonError::into_inner);
+        if taken_in
+            .insert((from.into(), serial), Instant::now())
+            .is_none()
+        {
+            self.local.absorb(key, held);
+            self.moved.clear(key);
+        }
+        if let Some(transition) = awaiting {
+            transition.received(key);
+        }
     }
 
-    /// Takes `key`'s counters out of this node for `to`, remembered as moved there
-    /// (and as `delivered`, when they go in the answer to `to`'s own ask). If it went to
-    /// `to` already, what went then goes again unless `to` has it (an ask that crossed
-    /// the push: `to` takes it in once).
-    pub(super) fn hand(&self, key: &str, to: &Arc<str>, delivered: bool) -> Vec<Held> {
+    /// Takes `key`'s counters out of this node for `to`, remembered as moved there:
+    /// the serial of this handing over, and what went. If it went to `to` already, the
+    /// same goes again (a push and an ask that cross: `to` takes it in once).
+    pub(super) fn hand(&self, key: &str, to: &Arc<str>) -> (u64, Vec<Held>) {
         if let Some(moved) = self.moved.get(key).filter(|moved| moved.to == *to) {
-            return if moved.delivered {
-                Vec::new()
-            } else {
-                moved.held
-            };
+            return (moved.serial, moved.held);
         }
         // Marked before it is taken: a check counting meanwhile finds the mark after
         // counting, and is sent on (see `ClusterBackend::decide_here`).
-        self.moved.mark(key, to, Vec::new());
+        let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
+        self.moved.mark(key, to, serial);
         let held = self.local.take(key);
-        self.moved.record(key, held.clone(), delivered);
-        held
+        self.moved.record(key, held.clone());
+        (serial, held)
     }
 
     /// Hands every key held here that `ring` gives to another member over to it, then
@@ -136,13 +162,13 @@ impl<C: Clock> Handoff<C> {
             let Some(to) = members.iter().find(|m| &***m == owner) else {
                 continue; // this node's own
             };
-            let held = self.hand(&key, to, false);
+            let (serial, held) = self.hand(&key, to);
             if held.is_empty() {
                 continue;
             }
             handed += 1;
             let (body, keys) = bodies.entry(Arc::clone(to)).or_default();
-            encode_held(&key, &held, body);
+            encode_held(&key, serial, &held, body);
             keys.push(key);
             if keys.len() == MAX_HANDOFF_KEYS {
                 let (body, keys) = (std::mem::take(body), std::mem::take(keys));
@@ -174,6 +200,9 @@ impl<C: Clock> Handoff<C> {
     pub(super) async fn tidy_later(&self) {
         tokio::time::sleep(MOVED_FOR).await;
         self.moved.expire();
+        let mut taken_in = self.taken_in.lock().unwrap_or_else(PoisonError::into_inner);
+        taken_in.retain(|_, at| at.elapsed() < MOVED_FOR);
+        drop(taken_in);
         let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
         let over = self
             .transition
@@ -190,7 +219,7 @@ impl<C: Clock> Handoff<C> {
     /// crash: `to` is down or refuses them).
     async fn give(&self, to: &str, body: String, keys: &[Box<str>], done: Option<u64>) {
         match self.client.give(to, &self.me, body, done).await {
-            Ok(()) => self.moved.delivered(to, keys.iter().map(|k| &**k)),
+            Ok(()) => {}
             Err(error) => tracing::warn!(
                 peer = to,
                 keys = keys.len(),

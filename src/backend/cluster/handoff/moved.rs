@@ -20,9 +20,9 @@ pub const MOVED_FOR: Duration = Duration::from_secs(30);
 #[derive(Clone, Debug)]
 pub(crate) struct Moved {
     pub(crate) to: Arc<str>,
+    /// Names this handing over: sent twice, the counters are taken in once.
+    pub(crate) serial: u64,
     pub(crate) held: Vec<Held>,
-    /// Whether `to` said it took `held` in.
-    pub(crate) delivered: bool,
     at: Instant,
 }
 
@@ -57,36 +57,25 @@ impl MovedKeys {
         (moved.at.elapsed() < MOVED_FOR).then(|| moved.clone())
     }
 
-    /// Remembers that `key` went to `to`, with `held`.
-    pub(crate) fn mark(&self, key: &str, to: &Arc<str>, held: Vec<Held>) {
+    /// Remembers that `key` went to `to` as `serial` (what went with it follows, see
+    /// [`record`](Self::record)).
+    pub(crate) fn mark(&self, key: &str, to: &Arc<str>, serial: u64) {
         let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
         let moved = Moved {
             to: Arc::clone(to),
-            held,
-            delivered: false,
+            serial,
+            held: Vec::new(),
             at: Instant::now(),
         };
         keys.insert(key.into(), moved);
         self.count.store(keys.len(), Ordering::SeqCst);
     }
 
-    /// Records what went with `key` (marked as moved already), and whether its new
-    /// owner has it (`delivered`).
-    pub(crate) fn record(&self, key: &str, held: Vec<Held>, delivered: bool) {
+    /// Records what went with `key` (marked as moved already).
+    pub(crate) fn record(&self, key: &str, held: Vec<Held>) {
         let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(moved) = keys.get_mut(key) {
             moved.held = held;
-            moved.delivered = delivered;
-        }
-    }
-
-    /// Notes that `to` took in what went to it of `keys`.
-    pub(crate) fn delivered<'k>(&self, to: &str, keys: impl Iterator<Item = &'k str>) {
-        let mut moved = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        for key in keys {
-            if let Some(moved) = moved.get_mut(key).filter(|m| &*m.to == to) {
-                moved.delivered = true;
-            }
         }
     }
 

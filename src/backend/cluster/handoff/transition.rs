@@ -31,7 +31,8 @@ pub(crate) struct Transition {
     /// Members of the ring before that have not said they handed everything over.
     pending: Mutex<HashSet<Box<str>, Hasher>>,
     pending_count: AtomicUsize,
-    /// Keys whose counters came from their owner on the ring before: taken in once.
+    /// Keys whose counters came from their owner on the ring before (or that it had
+    /// none of): not asked for again.
     received: Mutex<HashSet<Box<str>, Hasher>>,
     /// Asks in progress, one per key: checks of a key wait for the same one.
     asks: Mutex<HashMap<Box<str>, Arc<OnceCell<()>>, Hasher>>,
@@ -111,13 +112,10 @@ impl Transition {
         }
     }
 
-    /// Takes `key`'s counters in with `absorb`, unless they were taken in already (a
-    /// push and an ask that crossed bring the same counters twice).
-    pub(crate) fn receive_once(&self, key: &str, absorb: impl FnOnce()) {
+    /// Notes that `key`'s counters are here: it is not asked for again.
+    pub(crate) fn received(&self, key: &str) {
         let mut received = self.received.lock().unwrap_or_else(PoisonError::into_inner);
-        if received.insert(key.into()) {
-            absorb();
-        }
+        received.insert(key.into());
     }
 
     /// The ask of `key`'s counters that checks of it wait for.
