@@ -173,6 +173,16 @@ impl<C: Clock> ClusterBackend<C> {
                 from.decide(&handoff.local, &key, &set)
             }));
         }
+        if from == From::Peer {
+            // Sent here by a node whose ring is not this one's: if another node owns the
+            // key here, and this node holds nothing of it (it was handed over, or was
+            // never here), the check goes on to that owner.
+            let topology = self.topology.load();
+            let owner = topology.ring.owner(key);
+            if owner != &*self.me && !self.local.holds(key) {
+                return self.relay(owner, key, policies);
+            }
+        }
         let moved = &self.handoff.moved;
         let relayed = from == From::Relay;
         if !relayed {

@@ -65,6 +65,13 @@ impl<C: Clock> MemoryBackend<C> {
         }
     }
 
+    /// Whether this node holds anything of `key`, under any policy.
+    pub(crate) fn holds(&self, key: &str) -> bool {
+        let hash = self.hasher.hash_one(key);
+        let stores = self.stores.read().unwrap_or_else(PoisonError::into_inner);
+        stores.iter().any(|store| store.holds_key(key, hash))
+    }
+
     /// Every key held here, under any policy (for handing keys over; its cost grows with
     /// the keys held, so never on a request's path).
     pub(crate) fn held_keys(&self) -> Vec<Box<str>> {

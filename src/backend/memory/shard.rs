@@ -318,6 +318,19 @@ impl Shard {
         table.find(key, hash).map(|e| f(&e.counter, generation))
     }
 
+    /// Whether `key` has a counter here, in this window's table or the one kept from
+    /// before.
+    #[cfg(feature = "cluster")]
+    pub(super) fn holds(&self, key: &str, hash: u64) -> bool {
+        let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+        if table.find(key, hash).is_some() {
+            return true;
+        }
+        drop(table);
+        let previous = self.previous.read().unwrap_or_else(PoisonError::into_inner);
+        previous.1.find(hash, is(key, hash)).is_some()
+    }
+
     /// Adds the keys held here (this window's, and the window's before kept for
     /// carrying) to `keys`.
     #[cfg(feature = "cluster")]

@@ -173,6 +173,12 @@ impl Store {
             });
     }
 
+    /// Whether `key` (of `hash`) has a counter here.
+    #[cfg(feature = "cluster")]
+    pub(super) fn holds_key(&self, key: &str, hash: u64) -> bool {
+        self.shard(hash).holds(key, hash)
+    }
+
     /// Adds the keys held here to `keys`.
     #[cfg(feature = "cluster")]
     pub(super) fn keys_into(&self, keys: &mut super::HeldKeys) {
