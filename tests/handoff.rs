@@ -75,6 +75,17 @@ fn stoppable(
     (node, stop)
 }
 
+/// Waits (50 ms at a time, 5 s at most) until `node`'s ring has `members`.
+async fn ring_becomes(node: &Node, members: &[&str]) -> bool {
+    for _ in 0..100 {
+        if node.backend.ring().members().eq(members.iter().copied()) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
 /// Binds `address` again once the node stopped on it has let it go (2 s at most).
 async fn bind_again(address: &str) -> tokio::net::TcpListener {
     for _ in 0..200 {
@@ -137,8 +148,22 @@ async fn a_leaving_node_hands_its_counters_over_and_sends_late_checks_on() {
         "C keeps nothing"
     );
     assert_eq!(nodes[0].backend.ring().members().count(), 2, "A took C out");
-    // Checks still sent to C (as a node that has not heard would) go on to the owners.
-    add(&mut total, allowed_per_user(visits(&all, 4), 16).await);
+    // Checks still forwarded to C, as a node that has not heard would send them: C
+    // holds nothing any more, and sends each on to its owner.
+    let stale: Vec<Visit> = visits(&[nodes[2].address], 1)
+        .into_iter()
+        .map(|visit| Visit {
+            header: Some(("x-ringlimit-forwarded", "1".to_owned())),
+            ..visit
+        })
+        .collect();
+    add(&mut total, allowed_per_user(stale, 16).await);
+    assert_eq!(
+        nodes[2].backend.local().tracked_keys(),
+        0,
+        "C counted none of them"
+    );
+    add(&mut total, allowed_per_user(visits(&all, 3), 16).await);
     assert_exact(&total);
 }
 
@@ -219,7 +244,7 @@ async fn a_crash_loses_at_most_one_limit_of_the_keys_the_node_owned() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_members_file_without_this_node_makes_it_leave() {
+async fn a_members_file_without_this_node_makes_it_leave_and_with_it_again_rejoin() {
     use ringlimit::membership::{follow, MembersFile};
     let clock = mid_window_clock();
     let nodes = common::start_cluster(2, hourly(LIMIT), &clock).await;
@@ -235,21 +260,25 @@ async fn a_members_file_without_this_node_makes_it_leave() {
     let source = MembersFile::new(&path).interval(std::time::Duration::from_millis(50));
     let following = tokio::spawn(follow(b.backend.clone(), source));
     std::fs::write(&path, format!("{}\n", a.name)).unwrap();
-    tokio::time::timeout(std::time::Duration::from_secs(5), following)
-        .await
-        .expect("follow ends once the node has left")
-        .unwrap();
+    let only_a = [a.name.as_str()];
+    assert!(
+        ring_becomes(b, &only_a).await,
+        "B left: it routes by A alone"
+    );
+    assert!(ring_becomes(a, &only_a).await, "A was told");
     assert_eq!(
         b.backend.local().tracked_keys(),
         0,
         "B handed everything over"
     );
-    assert!(
-        a.backend.ring().members().eq([a.name.as_str()]),
-        "A was told"
-    );
     add(&mut total, allowed_per_user(visits(&all, 4), 16).await);
     assert_exact(&total);
+    // Listed again: B comes back into the ring, and A puts it back in its own.
+    std::fs::write(&path, format!("{}\n{}\n", a.name, b.name)).unwrap();
+    let both = [a.name.as_str(), b.name.as_str()];
+    assert!(ring_becomes(b, &both).await, "B is back");
+    assert!(ring_becomes(a, &both).await, "A heard it");
+    following.abort();
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

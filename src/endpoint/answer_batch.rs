@@ -18,7 +18,7 @@ use super::refusal::{closing, text, undecided};
 use crate::backend::{Check, Owner};
 use crate::protocol::{decode_checks, encode_answer, MAX_BATCH};
 use crate::read_body::{read_body, BodyError};
-use crate::KeyError;
+use crate::{Decisions, KeyError};
 
 /// How long a peer has to send a whole batch body, by default.
 pub const DEFAULT_BATCH_BODY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -78,19 +78,34 @@ where
     let Ok(checks) = std::str::from_utf8(&bytes) else {
         return text(StatusCode::BAD_REQUEST, "batch is not UTF-8\n");
     };
-    let mut answers = String::with_capacity(16 * checks.lines().count().min(MAX_BATCH));
+    // Decided in order; checks that wait (for a key's counters on the way to this node
+    // after a ring change, or sent on to where a key went) wait together, not one after
+    // the other.
+    let mut decided: Vec<(bool, Result<Decisions, StatusCode>)> = Vec::new();
+    let mut waiting = tokio::task::JoinSet::new();
     for (each, check) in decode_checks(checks) {
-        let decided = match check {
+        let result = match check {
             Some((key, asked)) if KeyError::check_length(&key, max_key_len).is_ok() => {
                 let set = asked.set(backend.policies());
                 match backend.check_forwarded(&key, &set) {
                     Check::Ready(result) => result.map_err(|e| undecided(&e)),
-                    Check::Pending(future) => future.await.map_err(|e| undecided(&e)),
+                    Check::Pending(future) => {
+                        let at = decided.len();
+                        waiting.spawn(async move { (at, future.await) });
+                        Err(StatusCode::SERVICE_UNAVAILABLE)
+                    }
                 }
             }
             _ => Err(StatusCode::BAD_REQUEST),
         };
-        encode_answer(&mut answers, decided.as_ref(), each);
+        decided.push((each, result));
+    }
+    while let Some(Ok((at, result))) = waiting.join_next().await {
+        decided[at].1 = result.map_err(|e| undecided(&e));
+    }
+    let mut answers = String::with_capacity(16 * decided.len());
+    for (each, result) in &decided {
+        encode_answer(&mut answers, result.as_ref(), *each);
     }
     text(StatusCode::OK, answers)
 }

@@ -141,6 +141,8 @@ where
     C: Clock,
     S: MembershipSource,
 {
+    // Whether this node left the ring because a list went without it.
+    let mut left = false;
     while let Some(next) = source.next_members().await {
         let me = backend.me();
         let members = match next {
@@ -167,7 +169,8 @@ where
         {
             continue;
         }
-        if !members.iter().any(|m| m == me) {
+        let listed = members.iter().any(|m| m == me);
+        if !listed && !left {
             // Taken out of the ring: this node leaves it, handing its counters over.
             let handed = backend.leave_to(members).await;
             tracing::info!(
@@ -175,7 +178,20 @@ where
                 keys = handed,
                 "ringlimit: not a member any more; left the ring"
             );
-            return;
+            left = true;
+            continue;
+        }
+        if left {
+            if listed {
+                // Listed again (a readiness probe that flapped, say): back in the ring.
+                match backend.rejoin(members).await {
+                    Ok(()) => left = false,
+                    Err(error) => {
+                        tracing::warn!(node = me, %error, "ringlimit: member list refused")
+                    }
+                }
+            }
+            continue; // still out: nothing of the ring is this node's to change
         }
         match backend.set_members(members) {
             Ok(()) => {

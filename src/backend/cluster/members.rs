@@ -91,13 +91,14 @@ impl<C: Clock> ClusterBackend<C> {
     pub async fn leave(&self) -> usize {
         let ring = {
             let mut members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
-            members.leaving = true;
-            let Ok(ring) = Ring::new(members.in_ring(&self.me).cloned()) else {
+            let others = members.in_ring(&self.me).filter(|m| **m != *self.me);
+            let Ok(ring) = Ring::new(others.cloned()) else {
                 tracing::warn!(
                     "ringlimit: leaving a ring of this node alone: nothing to hand over"
                 );
                 return 0;
             };
+            members.leaving = true;
             ring
         };
         let others: Vec<String> = ring.members().map(str::to_owned).collect();
@@ -123,6 +124,18 @@ impl<C: Clock> ClusterBackend<C> {
             given.given = members;
         }
         self.leave().await
+    }
+
+    /// Comes back into the ring of `members` (a list with this node again, as a
+    /// membership source gives it) after leaving it: routes by it and [joins](Self::join).
+    pub(crate) async fn rejoin(&self, members: Vec<String>) -> Result<(), ClusterError> {
+        {
+            let mut given = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+            given.leaving = false;
+        }
+        self.set_members(members)?;
+        self.join().await;
+        Ok(())
     }
 
     /// Tells the other members that this node is (back) in the ring, at start: they put

@@ -145,7 +145,7 @@ impl<C: Clock> Backend for ClusterBackend<C> {
         let topology = self.topology.load();
         let owner = topology.ring.owner(key);
         if owner == &*self.me {
-            return self.decide_here(key, policies, From::Client);
+            return self.decide_here(key, policies, Origin::Client);
         }
         if let Some(denial) = self.remembered_denial(key, policies) {
             return Check::Ready(Ok(denial));
@@ -161,19 +161,24 @@ impl<C: Clock> ClusterBackend<C> {
     /// `handoff`); sent on to the node it was handed to, if it was, unless the check was
     /// relayed here by such a node already.
     #[inline]
-    fn decide_here(&self, key: &str, policies: &PolicySet, from: From) -> Check<RemoteFuture> {
+    fn decide_here(&self, key: &str, policies: &PolicySet, from: Origin) -> Check<RemoteFuture> {
         if let Some((transition, holder)) = self.handoff.holder(key) {
             let (handoff, key, set) = (
                 Arc::clone(&self.handoff),
                 Box::<str>::from(key),
                 policies.clone(),
             );
+            let mode = self.failure;
             return Check::Pending(RemoteFuture::new(async move {
-                handoff.ask(&transition, &holder, &key).await;
-                from.decide(&handoff.local, &key, &set)
+                match handoff.ask(&transition, &holder, &key).await {
+                    Ok(()) => from.decide(&handoff.local, &key, &set),
+                    // No counters to go on: the failure mode decides, as for an owner
+                    // that cannot answer.
+                    Err(error) => super::failure::fail(mode, &handoff.local, &key, &set, error),
+                }
             }));
         }
-        if from == From::Peer {
+        if from == Origin::Peer {
             // Sent here by a node whose ring is not this one's: if another node owns the
             // key here, and this node holds nothing of it (it was handed over, or was
             // never here), the check goes on to that owner.
@@ -184,7 +189,7 @@ impl<C: Clock> ClusterBackend<C> {
             }
         }
         let moved = &self.handoff.moved;
-        let relayed = from == From::Relay;
+        let relayed = from == Origin::Relay;
         if !relayed {
             if let Some(to) = moved.to(key) {
                 return self.relay(&to, key, policies);
@@ -234,11 +239,11 @@ impl<C: Clock> ClusterBackend<C> {
 /// on this node's ring.
 impl<C: Clock> Owner for ClusterBackend<C> {
     fn check_forwarded(&self, key: &str, policies: &PolicySet) -> Check<RemoteFuture> {
-        self.decide_here(key, policies, From::Peer)
+        self.decide_here(key, policies, Origin::Peer)
     }
 
     fn check_relayed(&self, key: &str, policies: &PolicySet) -> Check<RemoteFuture> {
-        self.decide_here(key, policies, From::Relay)
+        self.decide_here(key, policies, Origin::Relay)
     }
 
     fn answer_handoff(&self, query: &str, body: &str) -> Option<Result<String, String>> {
@@ -248,7 +253,7 @@ impl<C: Clock> Owner for ClusterBackend<C> {
 
 /// Where a check decided here comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum From {
+enum Origin {
     /// This node's own request: its sets may make counters up to [`MAX_STORES`](super::MAX_STORES).
     Client,
     /// Forwarded by another node: it may make fewer (`decide_forwarded`).
@@ -257,7 +262,7 @@ enum From {
     Relay,
 }
 
-impl From {
+impl Origin {
     fn decide<C: Clock>(
         self,
         local: &MemoryBackend<C>,

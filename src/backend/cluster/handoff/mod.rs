@@ -43,6 +43,7 @@ use super::peer_client::PeerClient;
 use crate::backend::{Held, MemoryBackend};
 use crate::clock::Clock;
 use crate::protocol::{encode_held, MAX_HANDOFF_KEYS};
+use crate::BackendError;
 use crate::Ring;
 
 /// What a node needs to hand keys over and take them in, shared with the tasks that do.
@@ -80,30 +81,43 @@ impl<C: Clock> Handoff<C> {
     }
 
     /// Asks `holder` for `key`'s counters and takes them in; checks of the same key
-    /// wait for the same ask. A holder that cannot be asked is not asked again: the
-    /// keys it held start from zero here, as after a crash.
-    pub(super) async fn ask(&self, transition: &Transition, holder: &str, key: &str) {
+    /// wait for the same ask. A holder that cannot be reached is not asked again: the
+    /// keys it held start from zero here, as after a crash. One that is slow or busy is
+    /// asked again by the next check, and this one gets the error (its failure mode
+    /// decides).
+    pub(super) async fn ask(
+        &self,
+        transition: &Transition,
+        holder: &str,
+        key: &str,
+    ) -> Result<(), BackendError> {
         let ask = transition.ask_of(key);
-        ask.get_or_init(|| async {
-            match self.client.take(holder, &self.me, key).await {
-                Ok(handed) => {
-                    if let Some((serial, held)) = handed {
-                        self.receive(holder, key, serial, &held, None);
-                    }
-                    transition.received(key);
+        let asked = ask
+            .get_or_try_init(|| async {
+                let handed = self.client.take(holder, &self.me, key).await?;
+                if let Some((serial, held)) = handed {
+                    self.receive(holder, key, serial, &held, None);
                 }
-                Err(error) => {
-                    tracing::warn!(
-                        peer = holder,
-                        %error,
-                        "ringlimit: cannot take counters from a key's owner on the ring \
-                         before; the keys it held start from zero here"
-                    );
-                    transition.done(holder);
-                }
-            }
-        })
-        .await;
+                transition.received(key);
+                Ok::<_, BackendError>(())
+            })
+            .await;
+        let Err(error) = asked else {
+            return Ok(());
+        };
+        transition.forget_ask(key);
+        let unreachable = matches!(error, BackendError::Unavailable { .. });
+        tracing::warn!(
+            peer = holder,
+            %error,
+            unreachable,
+            "ringlimit: cannot take counters from a key's owner on the ring before \
+             (unreachable: the keys it held start from zero here; else asked again)"
+        );
+        if unreachable {
+            transition.done(holder);
+        }
+        Err(error.clone())
     }
 
     /// Takes in `key`'s counters `held`, handed over by `from` as `serial`, unless they
@@ -140,7 +154,12 @@ impl<C: Clock> Handoff<C> {
         // Marked before it is taken: a check counting meanwhile finds the mark after
         // counting, and is sent on (see `ClusterBackend::decide_here`).
         let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
-        self.moved.mark(key, to, serial);
+        if !self.moved.mark(key, to, serial) {
+            // No room to remember where it went: it stays here (its checks still come
+            // here from the nodes that route by the ring before).
+            tracing::warn!("ringlimit: too many keys handed over lately; one stays here");
+            return (serial, Vec::new());
+        }
         let held = self.local.take(key);
         self.moved.record(key, held.clone());
         (serial, held)
@@ -200,6 +219,11 @@ impl<C: Clock> Handoff<C> {
     pub(super) async fn tidy_later(&self) {
         tokio::time::sleep(MOVED_FOR).await;
         self.moved.expire();
+        // Keys handed over on asks after this change are forgotten in their turn.
+        while self.moved.any() {
+            tokio::time::sleep(MOVED_FOR).await;
+            self.moved.expire();
+        }
         let mut taken_in = self.taken_in.lock().unwrap_or_else(PoisonError::into_inner);
         taken_in.retain(|_, at| at.elapsed() < MOVED_FOR);
         drop(taken_in);

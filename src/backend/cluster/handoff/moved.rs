@@ -16,6 +16,10 @@ use crate::backend::Held;
 /// owner to ask.
 pub const MOVED_FOR: Duration = Duration::from_secs(30);
 
+/// The most keys remembered as handed over (a few hundred MB at most): a node holds
+/// at most its key cap per policy, and peers choose which keys they ask for.
+pub(crate) const MOST_MOVED: usize = 4 << 20;
+
 /// Where a key went, and what went with it.
 #[derive(Clone, Debug)]
 pub(crate) struct Moved {
@@ -47,7 +51,9 @@ impl MovedKeys {
         if !self.any() {
             return None;
         }
-        self.get(key).map(|moved| moved.to)
+        let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        let moved = keys.get(key)?;
+        (moved.at.elapsed() < MOVED_FOR).then(|| Arc::clone(&moved.to))
     }
 
     /// What was handed over of `key`, and to whom.
@@ -58,9 +64,13 @@ impl MovedKeys {
     }
 
     /// Remembers that `key` went to `to` as `serial` (what went with it follows, see
-    /// [`record`](Self::record)).
-    pub(crate) fn mark(&self, key: &str, to: &Arc<str>, serial: u64) {
+    /// [`record`](Self::record)); false, remembering nothing, when [`MOST_MOVED`] keys
+    /// are remembered already.
+    pub(crate) fn mark(&self, key: &str, to: &Arc<str>, serial: u64) -> bool {
         let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        if keys.len() >= MOST_MOVED && !keys.contains_key(key) {
+            return false;
+        }
         let moved = Moved {
             to: Arc::clone(to),
             serial,
@@ -69,6 +79,7 @@ impl MovedKeys {
         };
         keys.insert(key.into(), moved);
         self.count.store(keys.len(), Ordering::SeqCst);
+        true
     }
 
     /// Records what went with `key` (marked as moved already).

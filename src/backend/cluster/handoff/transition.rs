@@ -118,6 +118,12 @@ impl Transition {
         received.insert(key.into());
     }
 
+    /// Forgets the ask of `key` that failed: the next check asks again.
+    pub(crate) fn forget_ask(&self, key: &str) {
+        let mut asks = self.asks.lock().unwrap_or_else(PoisonError::into_inner);
+        asks.remove(key);
+    }
+
     /// The ask of `key`'s counters that checks of it wait for.
     pub(crate) fn ask_of(&self, key: &str) -> Arc<OnceCell<()>> {
         let mut asks = self.asks.lock().unwrap_or_else(PoisonError::into_inner);
