@@ -151,7 +151,7 @@ impl Transition {
             return;
         }
         self.pending_count.store(pending.len(), Ordering::Release);
-        // What was received is kept until the change is forgotten (`Handoff::tidy`): an
+        // What was received is kept until the change is forgotten (`Handoff::tidy_later`): an
         // ask answered after its member's push still brings counters taken in already.
         if pending.is_empty() {
             tracing::info!(
