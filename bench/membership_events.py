@@ -9,7 +9,8 @@ Starts NODES `node`s on loopback sharing a `--members-file`, with a limit of LIM
 user per hour (so a run stays inside one window, or two at most: every admission is
 counted in the window it was made in). Then, for each event below, sends every user
 REQUESTS requests, each to a node picked at random among those running, from CLIENTS
-threads, and makes the change while they flow (0.3 s after they start):
+threads, again and again until the change (made 0.3 s after they start) is done and
+1 s more has passed, so that requests flow during the whole change:
 
   1. steady: nothing changes (the baseline);
   2. leave: the first node is taken out of the file, then stopped (SIGTERM);
@@ -156,23 +157,30 @@ def ask(port, user):
 
 def event(ring, allowed, lock, change):
     """REQUESTS requests for every user, to random running nodes, from CLIENTS threads,
-    with `change` made while they flow."""
+    over and over (at most 50 times) until `change`, made 0.3 s after they start, is
+    done and 1 s more has passed: requests flow during the whole change."""
     work = [f"user-{u}" for u in range(USERS) for _ in range(REQUESTS)]
     random.shuffle(work)
     chunks = [work[i::CLIENTS] for i in range(CLIENTS)]
+    changed = threading.Event()
 
     def run(chunk):
-        for user in chunk:
-            ports = ring.running()
-            if ports and ask(random.choice(ports), user):
-                with lock:
-                    allowed[(user, int(time.time()) // WINDOW_S)] += 1
+        for _ in range(50):
+            for user in chunk:
+                ports = ring.running()
+                if ports and ask(random.choice(ports), user):
+                    with lock:
+                        allowed[(user, int(time.time()) // WINDOW_S)] += 1
+            if changed.is_set():
+                return
 
     threads = [threading.Thread(target=run, args=(c,)) for c in chunks]
     for t in threads:
         t.start()
     time.sleep(0.3)
     change()
+    time.sleep(1.0)
+    changed.set()
     for t in threads:
         t.join()
     time.sleep(SETTLE_S)

@@ -314,7 +314,9 @@ async fn a_rolling_restart_under_load_admits_no_more_than_the_limit() {
             );
             tokio::spawn(async move {
                 let mut n = task;
-                while !stop.load(Ordering::Relaxed) && n < 20_000 {
+                let started = std::time::Instant::now();
+                let longest = std::time::Duration::from_secs(60);
+                while !stop.load(Ordering::Relaxed) && n < 400_000 && started.elapsed() < longest {
                     n += 32;
                     let address = {
                         let running = running.lock().unwrap();
@@ -344,6 +346,10 @@ async fn a_rolling_restart_under_load_admits_no_more_than_the_limit() {
         joined.await;
         nodes.push((node, stop_node));
     }
+    assert!(
+        load.iter().all(|task| !task.is_finished()),
+        "the load ran out before the restarts were done"
+    );
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     stop.store(true, Ordering::Relaxed);
     for task in load {

@@ -19,7 +19,7 @@ const LIMIT: u32 = 5;
 const USERS: usize = 200;
 const CLIENTS: usize = 32;
 /// The most requests one load sends, and the longest it runs.
-const MOST_REQUESTS: usize = 40_000;
+const MOST_REQUESTS: usize = 400_000;
 const LONGEST: Duration = Duration::from_secs(60);
 
 /// `target/<profile>/examples/node`, next to this test's own directory.
@@ -225,6 +225,10 @@ async fn under_load(
     })
     .await
     .unwrap();
+    assert!(
+        !loading.is_finished(),
+        "the load ran out before the changes were done: it says nothing of them"
+    );
     tokio::time::sleep(after).await;
     stop.store(true, Ordering::Relaxed);
     (loading.await.unwrap(), fleet)
