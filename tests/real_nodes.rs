@@ -22,17 +22,31 @@ const CLIENTS: usize = 32;
 const MOST_REQUESTS: usize = 400_000;
 const LONGEST: Duration = Duration::from_secs(60);
 
-/// `target/<profile>/examples/node`, next to this test's own directory.
+/// `target/<profile>/examples/node`, next to this test's own directory, built (or
+/// brought up to date) by cargo once per run: `cargo test` builds the node program only
+/// as its own tests' harness.
 fn node_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let node = profile.join("examples").join("node");
-    assert!(
-        node.exists(),
-        "{} is missing: `cargo test` builds the examples",
-        node.display()
-    );
-    node
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap();
+            let profile = exe.parent().and_then(|deps| deps.parent()).unwrap();
+            let mut build = Command::new(env!("CARGO"));
+            build.args(["build", "--example", "node", "--features", "cluster"]);
+            if profile.ends_with("release") {
+                build.arg("--release");
+            }
+            let status = build.status().unwrap();
+            assert!(status.success(), "cargo could not build the node program");
+            let node = profile.join("examples").join("node");
+            assert!(
+                node.exists(),
+                "{} is missing after the build",
+                node.display()
+            );
+            node
+        })
+        .clone()
 }
 
 fn free_port() -> u16 {
