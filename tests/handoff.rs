@@ -97,6 +97,21 @@ async fn bind_again(address: &str) -> tokio::net::TcpListener {
     panic!("{address} is still taken");
 }
 
+/// Three nodes that agree on the ring and serve until stopped, each with what stops
+/// it; and the members' names.
+async fn three_stoppable(
+    clock: &ManualClock,
+    failure: FailureMode,
+) -> (Vec<(Node, tokio::sync::oneshot::Sender<()>)>, Vec<String>) {
+    let bound = listeners(3).await;
+    let names: Vec<String> = bound.iter().map(|(_, name)| name.clone()).collect();
+    let nodes = bound
+        .into_iter()
+        .map(|(listener, name)| stoppable(listener, &name, &names, clock, failure))
+        .collect();
+    (nodes, names)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_out_mid_window_keeps_every_count_while_members_disagree() {
     let clock = mid_window_clock();
@@ -170,15 +185,12 @@ async fn a_leaving_node_hands_its_counters_over_and_sends_late_checks_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_node_gets_its_counts_back() {
     let clock = mid_window_clock();
-    let mut bound = listeners(3).await;
-    let (listener_c, c) = bound.pop().unwrap();
-    let (listener_b, b) = bound.pop().unwrap();
-    let (listener_a, a) = bound.pop().unwrap();
-    let three = [a.clone(), b.clone(), c.clone()];
     let local = FailureMode::Local;
-    let (node_a, _keep_a) = stoppable(listener_a, &a, &three, &clock, local);
-    let (node_b, _keep_b) = stoppable(listener_b, &b, &three, &clock, local);
-    let (node_c, stop_c) = stoppable(listener_c, &c, &three, &clock, local);
+    let (mut nodes, three) = three_stoppable(&clock, local).await;
+    let (node_c, stop_c) = nodes.pop().unwrap();
+    let (node_b, _keep_b) = nodes.pop().unwrap();
+    let (node_a, _keep_a) = nodes.pop().unwrap();
+    let c = three[2].clone();
     let all = addresses(&[&node_a, &node_b, &node_c]);
     let mut total = HashMap::new();
     add(&mut total, allowed_per_user(visits(&all, 2), 16).await);
@@ -200,15 +212,12 @@ async fn a_restarted_node_gets_its_counts_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_loses_at_most_one_limit_of_the_keys_the_node_owned() {
     let clock = mid_window_clock();
-    let mut bound = listeners(3).await;
-    let (listener_c, c) = bound.pop().unwrap();
-    let (listener_b, b) = bound.pop().unwrap();
-    let (listener_a, a) = bound.pop().unwrap();
-    let three = [a.clone(), b.clone(), c.clone()];
     let deny = FailureMode::Deny;
-    let (node_a, _keep_a) = stoppable(listener_a, &a, &three, &clock, deny);
-    let (node_b, _keep_b) = stoppable(listener_b, &b, &three, &clock, deny);
-    let (node_c, stop_c) = stoppable(listener_c, &c, &three, &clock, deny);
+    let (mut nodes, three) = three_stoppable(&clock, deny).await;
+    let (node_c, stop_c) = nodes.pop().unwrap();
+    let (node_b, _keep_b) = nodes.pop().unwrap();
+    let (node_a, _keep_a) = nodes.pop().unwrap();
+    let c = three[2].clone();
     let all = addresses(&[&node_a, &node_b, &node_c]);
     let mut total = HashMap::new();
     add(&mut total, allowed_per_user(visits(&all, 3), 16).await);
@@ -287,18 +296,7 @@ async fn a_rolling_restart_under_load_admits_no_more_than_the_limit() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
     let clock = mid_window_clock();
-    let bound = listeners(3).await;
-    let names: Vec<String> = bound.iter().map(|(_, name)| name.clone()).collect();
-    let mut nodes = Vec::new();
-    for (listener, name) in bound {
-        nodes.push(stoppable(
-            listener,
-            &name,
-            &names,
-            &clock,
-            FailureMode::Local,
-        ));
-    }
+    let (mut nodes, names) = three_stoppable(&clock, FailureMode::Local).await;
     let running: Arc<Mutex<Vec<SocketAddr>>> =
         Arc::new(Mutex::new(nodes.iter().map(|(n, _)| n.address).collect()));
     let stop = Arc::new(AtomicBool::new(false));
