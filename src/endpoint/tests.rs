@@ -126,3 +126,64 @@ async fn a_policy_in_shadow_mode_answers_allowed_and_says_what_each_policy_decid
         .unwrap()
         .starts_with("0 0 "));
 }
+
+/// A handoff is for ringlimit nodes only: without the mark, or without the secret, or
+/// with a bad body, nothing is taken in or out.
+#[tokio::test]
+async fn a_handoff_needs_the_mark_and_the_secret_and_a_good_body() {
+    use crate::protocol::PeerSecret;
+    let clock = ManualClock::new(Duration::from_secs(1_700_000_040 + 23));
+    let ring = Ring::new(["a:1", "b:2"]).unwrap();
+    let backend = ClusterBackend::builder(policy(), "a:1", ring)
+        .clock(clock)
+        .build()
+        .unwrap();
+    let backend = Arc::new(backend);
+    let secret = PeerSecret::new("s3cret-s3cret").unwrap();
+    let endpoint = PeerEndpoint::new(backend.clone()).peer_secret(&secret);
+    let own = crate::Backend::policies(&*backend).clone();
+    // `alice` is counted here, whichever node owns her.
+    crate::backend::Owner::check_forwarded(&*backend, "alice", &own);
+    assert_eq!(backend.local().used("alice"), 1);
+    let handoff = |op: &str, body: &str, marked: bool, bearer: Option<&str>| {
+        let mut request = Request::post(format!("/handoff?op={op}&from=b:2"));
+        if marked {
+            request = request.header(FORWARDED, "1");
+        }
+        if let Some(bearer) = bearer {
+            request = request.header("authorization", format!("Bearer {bearer}"));
+        }
+        request.body(body.to_owned()).unwrap()
+    };
+    let take = "alice\n";
+    let (status, _, _) = ask(&endpoint, handoff("take", take, false, None)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "unmarked");
+    let (status, _, _) = ask(&endpoint, handoff("take", take, true, Some("wrong"))).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "marked without the secret"
+    );
+    let (status, _, _) = ask(
+        &endpoint,
+        handoff("steal", take, true, Some("s3cret-s3cret")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "an op it does not know");
+    let bad_give = "bob 1 default;fixed;1;60000;1=28333334:1:0\nnot a line\n";
+    let request = handoff("give", bad_give, true, Some("s3cret-s3cret"));
+    let (status, _, _) = ask(&endpoint, request).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "one bad line refuses the body"
+    );
+    assert_eq!(backend.local().used("bob"), 0, "nothing of it taken in");
+    assert_eq!(backend.local().used("alice"), 1, "nothing taken out");
+    // With the mark and the secret: alice's counters go to b:2.
+    let request = handoff("take", take, true, Some("s3cret-s3cret"));
+    let (status, body, _) = ask(&endpoint, request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.starts_with("alice "), "{body}");
+    assert_eq!(backend.local().used("alice"), 0, "taken out");
+}

@@ -190,6 +190,9 @@ impl<C: Clock> ClusterBackend<C> {
         if changed {
             return self.change_ring(&members);
         }
+        if op == HandoffOp::Leaving {
+            return Ok(()); // said again: it is out already
+        }
         // Back without having left (a restart after a crash): what is held here of its
         // keys (counted by the failure mode) goes to it all the same.
         self.spawn_hand_over(self.ring());

@@ -42,7 +42,7 @@ pub use self::transition::HANDOFF_DEADLINE;
 use super::peer_client::PeerClient;
 use crate::backend::{Held, MemoryBackend};
 use crate::clock::Clock;
-use crate::protocol::{encode_held, MAX_HANDOFF_KEYS};
+use crate::protocol::{encode_held, MAX_HANDOFF_BYTES, MAX_HANDOFF_KEYS};
 use crate::BackendError;
 use crate::Ring;
 
@@ -189,7 +189,8 @@ impl<C: Clock> Handoff<C> {
             let (body, keys) = bodies.entry(Arc::clone(to)).or_default();
             encode_held(&key, serial, &held, body);
             keys.push(key);
-            if keys.len() == MAX_HANDOFF_KEYS {
+            // Sent when full: in keys, or in bytes (long ids, many policies).
+            if keys.len() == MAX_HANDOFF_KEYS || body.len() >= MAX_HANDOFF_BYTES / 2 {
                 let (body, keys) = (std::mem::take(body), std::mem::take(keys));
                 self.give(to, body, &keys, None).await;
             }
