@@ -80,6 +80,10 @@ struct Args {
     /// this node's address as NAME resolves it
     #[arg(long, value_name = "NAME:PORT", conflicts_with_all = ["members", "members_file", "redis", "redis_cluster"], value_parser = parse_dns)]
     members_dns: Option<(String, u16)>,
+    /// Ask the DNS server at IP:PORT (UDP) for --members-dns, instead of the system's
+    /// resolver
+    #[arg(long, value_name = "IP:PORT", requires = "members_dns")]
+    dns_server: Option<std::net::SocketAddr>,
     /// Count in the Redis server at URL (redis://HOST:PORT); no ring
     #[arg(long, value_name = "URL", conflicts_with_all = ["members", "redis_cluster"])]
     redis: Option<String>,
@@ -112,6 +116,7 @@ struct Options {
     secret: Option<PeerSecret>,
     members_file: Option<PathBuf>,
     members_dns: Option<(String, u16)>,
+    dns_server: Option<std::net::SocketAddr>,
     max_keys: usize,
     redis: Option<RedisOption>,
     redis_timeout: Duration,
@@ -187,6 +192,7 @@ fn options(args: Args, env_secret: Option<String>) -> Result<Options, String> {
         secret,
         members_file: args.members_file,
         members_dns: args.members_dns,
+        dns_server: args.dns_server,
         max_keys: usize::try_from(args.max_keys).unwrap_or(usize::MAX),
         redis,
         redis_timeout: Duration::from_millis(args.redis_timeout_ms),
@@ -196,8 +202,16 @@ fn options(args: Args, env_secret: Option<String>) -> Result<Options, String> {
 
 /// The DNS source of `--members-dns`, keeping the addresses of this node's own family
 /// (`me`, `IP:PORT`): a name with AAAA records too gives no members that no one listens on.
-fn dns_source(me: &str, name: String, port: u16) -> DnsMembers {
-    let source = DnsMembers::new(name, port);
+fn dns_source(
+    me: &str,
+    name: String,
+    port: u16,
+    server: Option<std::net::SocketAddr>,
+) -> DnsMembers {
+    let mut source = DnsMembers::new(name, port);
+    if let Some(server) = server {
+        source = source.server(server);
+    }
     match me.parse::<std::net::SocketAddr>() {
         Ok(address) => source.family(address.ip()),
         Err(_) => source,
@@ -207,8 +221,13 @@ fn dns_source(me: &str, name: String, port: u16) -> DnsMembers {
 /// The members `name` resolves to at start, once they include this node (`me`): a
 /// Kubernetes headless service may publish a pod's address only once it is ready. Tried
 /// every second for 30 s.
-async fn dns_members(me: &str, name: &str, port: u16) -> Result<Vec<String>, String> {
-    let source = dns_source(me, name.to_owned(), port);
+async fn dns_members(
+    me: &str,
+    name: &str,
+    port: u16,
+    server: Option<std::net::SocketAddr>,
+) -> Result<Vec<String>, String> {
+    let source = dns_source(me, name.to_owned(), port, server);
     for attempt in 1..=30 {
         match source.resolve().await {
             Ok(found) if found.iter().any(|m| m == me) => {
@@ -286,7 +305,7 @@ async fn run(options: Options) -> Result<(), String> {
         None => {
             let members = match &options.members_dns {
                 None => options.members.clone(),
-                Some((name, port)) => dns_members(&me, name, *port).await?,
+                Some((name, port)) => dns_members(&me, name, *port, options.dns_server).await?,
             };
             let ring = Ring::new(members).map_err(|e| e.to_string())?;
             let mut backend = ClusterBackend::builder(policy, me.as_str(), ring)
@@ -302,7 +321,7 @@ async fn run(options: Options) -> Result<(), String> {
                 tokio::spawn(membership::follow(backend.clone(), MembersFile::new(path)));
             }
             if let Some((name, port)) = options.members_dns.clone() {
-                let source = dns_source(&me, name, port);
+                let source = dns_source(&me, name, port, options.dns_server);
                 tokio::spawn(membership::follow(backend.clone(), source));
             }
             // Back in the ring (a restart): the others hand over what they hold of its

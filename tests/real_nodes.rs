@@ -7,8 +7,9 @@
 mod common;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -57,14 +58,18 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Nodes sharing a members file, started and stopped as an operator would.
+/// Nodes sharing a members file (each on its own port of 127.0.0.1) or a DNS name
+/// (each on its own address, 127.0.0.N, one port), started and stopped as an operator
+/// would. A node is named by its port, or by its N.
 struct Fleet {
     dir: PathBuf,
     file: PathBuf,
     failure: &'static str,
+    /// The DNS server and the port every node serves on, when members come from DNS.
+    dns: Option<(SocketAddr, u16)>,
     procs: HashMap<u16, Child>,
-    /// The ports clients may send to.
-    running: Arc<Mutex<Vec<u16>>>,
+    /// The addresses clients may send to.
+    running: Arc<Mutex<Vec<SocketAddr>>>,
 }
 
 impl Fleet {
@@ -76,6 +81,7 @@ impl Fleet {
             dir,
             file,
             failure,
+            dns: None,
             procs: HashMap::new(),
             running: Arc::default(),
         };
@@ -84,6 +90,33 @@ impl Fleet {
             fleet.start(port);
         }
         fleet
+    }
+
+    /// Nodes 127.0.0.N (for each N of `nodes`) on `port`, finding each other through
+    /// the name `members.test` at the DNS server `server`.
+    fn on_dns(name: &str, server: SocketAddr, port: u16, nodes: &[u16]) -> Self {
+        let dir = std::env::temp_dir().join(format!("ringlimit-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut fleet = Self {
+            file: dir.join("members"),
+            dir,
+            failure: "local",
+            dns: Some((server, port)),
+            procs: HashMap::new(),
+            running: Arc::default(),
+        };
+        for &n in nodes {
+            fleet.start(n);
+        }
+        fleet
+    }
+
+    /// Where node `id` serves.
+    fn address(&self, id: u16) -> SocketAddr {
+        match self.dns {
+            None => SocketAddr::from(([127, 0, 0, 1], id)),
+            Some((_, port)) => SocketAddr::from(([127, 0, 0, id as u8], port)),
+        }
     }
 
     /// Replaces the members file whole (written aside, then renamed).
@@ -95,6 +128,7 @@ impl Fleet {
     }
 
     fn start(&mut self, port: u16) {
+        let address = self.address(port);
         let log_path = self.dir.join(format!("node-{port}.log"));
         let joined = || {
             let text = std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -106,13 +140,20 @@ impl Fleet {
             .append(true)
             .open(self.dir.join(format!("node-{port}.log")))
             .unwrap();
-        let child = Command::new(node_binary())
+        let mut command = Command::new(node_binary());
+        command
             .args(["--limit", &LIMIT.to_string(), "--window", "3600s"])
             .args(["--failure", self.failure])
-            .args(["--advertise", &format!("127.0.0.1:{port}")])
-            .arg("--members-file")
-            .arg(&self.file)
-            .arg(port.to_string())
+            .args(["--advertise", &address.to_string()]);
+        match self.dns {
+            None => command.arg("--members-file").arg(&self.file),
+            Some((server, port)) => command
+                .args(["--bind", &address.ip().to_string()])
+                .args(["--members-dns", &format!("members.test:{port}")])
+                .args(["--dns-server", &server.to_string()]),
+        };
+        let child = command
+            .arg(address.port().to_string())
             .env("RUST_LOG", "ringlimit=debug")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -123,7 +164,7 @@ impl Fleet {
         // node to be ready before it restarts the next one.
         for _ in 0..400 {
             if joined() > joins_before {
-                self.running.lock().unwrap().push(port);
+                self.running.lock().unwrap().push(address);
                 return;
             }
             std::thread::sleep(Duration::from_millis(25));
@@ -133,7 +174,8 @@ impl Fleet {
 
     /// SIGTERM: the node leaves the ring, then exits.
     fn stop(&mut self, port: u16) {
-        self.running.lock().unwrap().retain(|&p| p != port);
+        let address = self.address(port);
+        self.running.lock().unwrap().retain(|&a| a != address);
         let mut child = self.procs.remove(&port).unwrap();
         let pid = child.id().to_string();
         let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
@@ -150,7 +192,8 @@ impl Fleet {
 
     /// SIGKILL: the node dies without a word.
     fn crash(&mut self, port: u16) {
-        self.running.lock().unwrap().retain(|&p| p != port);
+        let address = self.address(port);
+        self.running.lock().unwrap().retain(|&a| a != address);
         let mut child = self.procs.remove(&port).unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
@@ -174,7 +217,7 @@ impl Drop for Fleet {
 /// Requests from [`CLIENTS`] clients, each for the next user in turn and to a running
 /// node in turn, until `stop` is set (or [`MOST_REQUESTS`], or [`LONGEST`]); the
 /// allowed ones, per user. A request with no answer (a node stopping) counts nothing.
-async fn load(running: Arc<Mutex<Vec<u16>>>, stop: Arc<AtomicBool>) -> HashMap<String, u32> {
+async fn load(running: Arc<Mutex<Vec<SocketAddr>>>, stop: Arc<AtomicBool>) -> HashMap<String, u32> {
     let sent = Arc::new(AtomicUsize::new(0));
     let allowed = Arc::new(Mutex::new(HashMap::<String, u32>::new()));
     let started = tokio::time::Instant::now();
@@ -194,19 +237,19 @@ async fn load(running: Arc<Mutex<Vec<u16>>>, stop: Arc<AtomicBool>) -> HashMap<S
                     if n >= MOST_REQUESTS {
                         break;
                     }
-                    let port = {
-                        let ports = running.lock().unwrap();
-                        match ports.len() {
+                    let address = {
+                        let running = running.lock().unwrap();
+                        match running.len() {
                             0 => None,
-                            len => Some(ports[(n / 7) % len]),
+                            len => Some(running[(n / 7) % len]),
                         }
                     };
-                    let Some(port) = port else {
+                    let Some(address) = address else {
                         tokio::time::sleep(Duration::from_millis(5)).await;
                         continue;
                     };
                     let user = format!("user-{}", n % USERS);
-                    let url = format!("http://127.0.0.1:{port}/check?user_id={user}");
+                    let url = format!("http://{address}/check?user_id={user}");
                     let asked = tokio::time::timeout(Duration::from_secs(2), client.try_get(&url));
                     if let Ok(Some(200)) = asked.await {
                         *allowed.lock().unwrap().entry(user).or_default() += 1;
@@ -329,4 +372,124 @@ async fn a_crashed_owner_loses_at_most_one_limit_of_its_own_keys() {
     // The documented bound: the crashed node's own keys lose what it had counted (one
     // limit at most); with the failure mode `deny`, nothing more while it is down.
     assert_within(&allowed, |user| if owned(user) { 2 * LIMIT } else { LIMIT });
+}
+
+/// A real DNS server on loopback, `dnsmasq`, answering for `members.test` with an A
+/// record per line of a hosts file it reads again on `SIGHUP`.
+struct DnsServer {
+    child: Child,
+    hosts: PathBuf,
+    address: SocketAddr,
+}
+
+impl DnsServer {
+    /// Started on a free port of 127.0.0.1, `members.test` resolving to 127.0.0.N for
+    /// each N of `nodes`; `None` (said loudly) where `dnsmasq` is not installed, unless
+    /// `RINGLIMIT_REQUIRE_DNSMASQ=1` (set by `.ci/run`) makes that a failure.
+    fn start(nodes: &[u16]) -> Option<Self> {
+        // On the PATH, or where Debian puts it (outside a user's PATH).
+        let program = ["dnsmasq", "/usr/sbin/dnsmasq"]
+            .into_iter()
+            .find(|p| Command::new(p).arg("--version").output().is_ok());
+        let Some(program) = program else {
+            let required = std::env::var("RINGLIMIT_REQUIRE_DNSMASQ").is_ok_and(|v| v == "1");
+            assert!(
+                !required,
+                "dnsmasq is not installed, and RINGLIMIT_REQUIRE_DNSMASQ=1 requires it"
+            );
+            eprintln!(
+                "SKIPPED the DNS test: dnsmasq is not installed (apt-get install dnsmasq-base)"
+            );
+            return None;
+        };
+        let dir = std::env::temp_dir().join(format!("ringlimit-dnsmasq-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let hosts = dir.join("hosts");
+        let user =
+            String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
+        let address = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        // Written before it starts: a SIGHUP before dnsmasq handles it would end it.
+        std::fs::write(&hosts, hosts_text(nodes)).unwrap();
+        let server = Self {
+            child: Command::new(program)
+                .args([
+                    "--keep-in-foreground",
+                    "--conf-file=/dev/null",
+                    "--no-resolv",
+                    "--no-hosts",
+                    "--local=/test/",
+                ])
+                .arg(format!("--addn-hosts={}", hosts.display()))
+                .args([
+                    "--listen-address=127.0.0.1",
+                    "--bind-interfaces",
+                    "--pid-file=",
+                ])
+                .arg(format!("--port={}", address.port()))
+                .arg(format!("--user={}", user.trim()))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+            hosts,
+            address,
+        };
+        Some(server)
+    }
+
+    /// `members.test` resolves to 127.0.0.N for each N of `nodes` from now on.
+    fn list(&self, nodes: &[u16]) {
+        std::fs::write(&self.hosts, hosts_text(nodes)).unwrap();
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+        assert!(status.success(), "dnsmasq reads its hosts again on SIGHUP");
+    }
+}
+
+/// The hosts file that makes `members.test` resolve to 127.0.0.N for each N of `nodes`.
+fn hosts_text(nodes: &[u16]) -> String {
+    nodes
+        .iter()
+        .map(|n| format!("127.0.0.{n} members.test\n"))
+        .collect()
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(dir) = self.hosts.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_found_through_a_dns_server_scale_out_under_load() {
+    let Some(dns) = DnsServer::start(&[2, 3]) else {
+        return;
+    };
+    std::thread::sleep(Duration::from_millis(300)); // dnsmasq up
+    let fleet = Fleet::on_dns("dns", dns.address, free_port(), &[2, 3]);
+    let dns = Arc::new(dns);
+    let listing = dns.clone();
+    let (allowed, fleet) = under_load(
+        fleet,
+        move |fleet| {
+            // A third node: in DNS first (as a headless service lists a ready pod),
+            // then started; the others find it at their next look (every 5 s).
+            listing.list(&[2, 3, 4]);
+            fleet.start(4);
+            std::thread::sleep(Duration::from_secs(6));
+        },
+        Duration::from_millis(500),
+    )
+    .await;
+    assert_within(&allowed, |_| LIMIT);
+    let log = std::fs::read_to_string(fleet.dir.join("node-2.log")).unwrap();
+    let grown = log.lines().any(|line| {
+        let members = line.split("members=").nth(1).unwrap_or_default();
+        line.contains("members changed") && members.split(',').count() == 3
+    });
+    assert!(grown, "node 2 found the third member through DNS:\n{log}");
 }

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use super::{MembershipError, MembershipSource};
 
+/// How long a DNS server given to [`DnsMembers::server`] has to answer each question.
+const DNS_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How often a [`DnsMembers`] resolves its name again by default.
 pub const DEFAULT_DNS_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -24,6 +27,8 @@ pub struct DnsMembers {
     interval: Duration,
     /// Only addresses of this family (true: IPv4), if set.
     family: Option<bool>,
+    /// The DNS server asked instead of the system's resolver, if set.
+    server: Option<SocketAddr>,
     seen: super::Seen,
 }
 
@@ -35,6 +40,7 @@ impl DnsMembers {
             port,
             interval: DEFAULT_DNS_INTERVAL,
             family: None,
+            server: None,
             seen: None,
         }
     }
@@ -56,13 +62,36 @@ impl DnsMembers {
         self
     }
 
+    /// Asks the DNS server at `server` (UDP, each question answered within 2 s) for the
+    /// name's A and AAAA records, instead of the system's resolver: a cluster's own DNS
+    /// server, or one on loopback in a test. The name is asked as given (no search
+    /// domains).
+    #[must_use]
+    pub fn server(mut self, server: SocketAddr) -> Self {
+        self.server = Some(server);
+        self
+    }
+
     /// The members the name resolves to now.
     pub async fn resolve(&self) -> Result<Vec<String>, MembershipError> {
-        let found = tokio::net::lookup_host((self.name.as_str(), self.port))
-            .await
-            .map_err(|e| MembershipError::new(format!("cannot resolve {}", self.name), e))?;
+        let cannot = |e| MembershipError::new(format!("cannot resolve {}", self.name), e);
+        let found: Vec<SocketAddr> = match self.server {
+            None => tokio::net::lookup_host((self.name.as_str(), self.port))
+                .await
+                .map_err(cannot)?
+                .collect(),
+            Some(server) => {
+                super::dns_query::addresses(server, &self.name, self.family, DNS_TIMEOUT)
+                    .await
+                    .map_err(cannot)?
+                    .into_iter()
+                    .map(|ip| SocketAddr::new(ip, self.port))
+                    .collect()
+            }
+        };
         let family = self.family;
         let mut members: Vec<String> = found
+            .into_iter()
             .filter(|address: &SocketAddr| family.is_none_or(|v4| address.is_ipv4() == v4))
             .map(|address| address.to_string())
             .collect();

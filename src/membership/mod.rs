@@ -28,6 +28,7 @@
 //! ```
 
 mod dns;
+mod dns_query;
 mod file;
 
 use std::error::Error;
