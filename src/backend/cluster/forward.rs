@@ -80,7 +80,7 @@ impl<C: Clock> ClusterBackend<C> {
 /// policy. A ringlimit owner says what each policy decided; a node that says only
 /// allowed or not (a Python node, which knows one policy) is taken at its word for every
 /// policy, with what its `RateLimit` header says, or what is known here.
-fn decisions(answer: PeerAnswer, set: &PolicySet, now: Duration) -> Decisions {
+pub(super) fn decisions(answer: PeerAnswer, set: &PolicySet, now: Duration) -> Decisions {
     if let Some(decisions) = answer.told.and_then(|told| told.decisions(set)) {
         return decisions;
     }

@@ -171,6 +171,11 @@ impl<C: Clock> ClusterBackend<C> {
             let mode = self.failure;
             return Check::Pending(RemoteFuture::new(async move {
                 match handoff.ask(&transition, &holder, &key).await {
+                    // Handed on while it was asked for (a ring that changed again):
+                    // decided where it went.
+                    Ok(()) if from != Origin::Relay && handoff.moved.to(&key).is_some() => {
+                        handoff.relay_now(&key, &set, mode).await
+                    }
                     Ok(()) => from.decide(&handoff.local, &key, &set),
                     // No counters to go on: the failure mode decides, as for an owner
                     // that cannot answer.

@@ -120,6 +120,27 @@ impl<C: Clock> Handoff<C> {
         Err(error.clone())
     }
 
+    /// Sends a check of `key` on to where it was handed, now, and decides by the answer
+    /// (or by `mode`, if there is none): for a check that waited for the key's counters
+    /// while the key moved on.
+    pub(super) async fn relay_now(
+        &self,
+        key: &str,
+        set: &crate::PolicySet,
+        mode: crate::backend::FailureMode,
+    ) -> Result<crate::Decisions, BackendError> {
+        let fail = |error| crate::backend::failure::fail(mode, &self.local, key, set, error);
+        let Some(to) = self.moved.to(key) else {
+            return self.local.decide_forwarded(key, set);
+        };
+        let deadline = Instant::now() + self.client.timeout();
+        match self.client.check(&to, key, set, deadline, true).await {
+            Ok(answer) => Ok(super::forward::decisions(answer, set, self.local.now())),
+            Err(error @ BackendError::Refused { .. }) => Err(error),
+            Err(error) => fail(error),
+        }
+    }
+
     /// Takes in `key`'s counters `held`, handed over by `from` as `serial`, unless they
     /// were taken in already; then marks the key received by `awaiting`, the ring change
     /// that waits for it, if any.
