@@ -112,7 +112,8 @@ pub trait Owner: Backend {
     /// Answers another node's handoff (`POST /handoff`, counters handed over when the
     /// ring changes, see the protocol): the answer's body, or why it is refused (`400`).
     /// `None` (the default) for a backend that hands nothing over: the endpoint answers
-    /// `404`.
+    /// `404`. The cluster backend's own; not meant to be implemented elsewhere.
+    #[doc(hidden)]
     fn answer_handoff(&self, query: &str, body: &str) -> Option<Result<String, String>> {
         let _ = (query, body);
         None

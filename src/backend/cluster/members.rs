@@ -37,6 +37,11 @@ impl Members {
         self.given.iter().any(|m| m == member)
     }
 
+    /// Whether this node is leaving the ring.
+    pub(super) fn leaving(&self) -> bool {
+        self.leaving
+    }
+
     /// The members of the ring now.
     fn in_ring<'a>(&'a self, me: &'a str) -> impl Iterator<Item = &'a String> + 'a {
         self.given.iter().filter(move |m| {

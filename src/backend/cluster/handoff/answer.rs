@@ -65,10 +65,27 @@ impl<C: Clock> ClusterBackend<C> {
             return Err("too many keys in one handoff".into());
         }
         let transition = self.handoff.transition.load();
+        let leaving = {
+            let members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+            members.leaving()
+        };
+        let mut not_mine = Vec::new();
         for (key, serial, held) in &lines {
             // Once, whether pushed or asked for; received for the change that waits.
             let awaiting = transition.as_ref().and_then(|t| t.awaiting(key, from));
             self.handoff.receive(from, key, *serial, held, awaiting);
+            if leaving {
+                not_mine.push(Box::<str>::from(&**key));
+            }
+        }
+        // Counters given to a node that is leaving (by one that had not heard): on to
+        // their owners, not lost when it stops.
+        let topology = self.topology.load();
+        if !not_mine.is_empty() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let (handoff, ring) = (Arc::clone(&self.handoff), topology.ring.clone());
+                runtime.spawn(async move { handoff.hand_on(&ring, not_mine).await });
+            }
         }
         Ok(lines.len())
     }

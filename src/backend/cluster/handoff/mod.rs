@@ -190,6 +190,26 @@ impl<C: Clock> Handoff<C> {
     /// tells every other member of `ring` that this node is done; how many keys went.
     pub(super) async fn hand_over(&self, ring: &Ring) -> usize {
         let started = Instant::now();
+        let handed = self.hand_keys(ring, self.local.held_keys(), true).await;
+        tracing::info!(
+            keys = handed,
+            members = ring.members().count().saturating_sub(1),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "ringlimit: counters handed to their owners on the new ring"
+        );
+        handed
+    }
+
+    /// Hands `keys`, taken in here but owned by another member of `ring` (counters given
+    /// to a node that is leaving), on to their owner.
+    pub(super) async fn hand_on(&self, ring: &Ring, keys: Vec<Box<str>>) {
+        self.hand_keys(ring, keys, false).await;
+    }
+
+    /// Hands those of `keys` that `ring` gives to another member over to it; with
+    /// `done`, then tells every other member of `ring` that this node is done. How many
+    /// keys went.
+    async fn hand_keys(&self, ring: &Ring, keys: Vec<Box<str>>, done: bool) -> usize {
         let members: Vec<Arc<str>> = ring
             .members()
             .filter(|&m| m != &*self.me)
@@ -197,7 +217,7 @@ impl<C: Clock> Handoff<C> {
             .collect();
         let mut bodies: HashMap<Arc<str>, (String, Vec<Box<str>>)> = HashMap::new();
         let mut handed = 0;
-        for key in self.local.held_keys() {
+        for key in keys {
             let owner = ring.owner(&key);
             let Some(to) = members.iter().find(|m| &***m == owner) else {
                 continue; // this node's own
@@ -218,14 +238,12 @@ impl<C: Clock> Handoff<C> {
         }
         for to in &members {
             let (body, keys) = bodies.remove(to).unwrap_or_default();
-            self.give(to, body, &keys, Some(ring.fingerprint())).await;
+            match done {
+                true => self.give(to, body, &keys, Some(ring.fingerprint())).await,
+                false if !keys.is_empty() => self.give(to, body, &keys, None).await,
+                false => {}
+            }
         }
-        tracing::info!(
-            keys = handed,
-            members = members.len(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "ringlimit: counters handed to their owners on the new ring"
-        );
         handed
     }
 
