@@ -122,6 +122,7 @@ impl<C: Clock> ClusterBuilder<C> {
             changing: Mutex::default(),
             next_serial: AtomicU64::new(serial_start()),
             taken_in: Mutex::default(),
+            senders: foldhash::fast::RandomState::default(),
         };
         Ok(ClusterBackend {
             me,

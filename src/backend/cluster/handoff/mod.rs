@@ -65,7 +65,9 @@ pub(super) struct Handoff<C> {
     /// The keys taken in lately, as `(from, serial)`: counters sent twice (an ask that
     /// crossed a push) are taken in once. Held while they are, so a check never sees a
     /// key as received before its counters are in.
-    pub(super) taken_in: Mutex<HashMap<(Box<str>, u64), Instant, foldhash::fast::RandomState>>,
+    /// (The sender is kept as its name's hash under `senders`: no copy of it per key.)
+    pub(super) taken_in: Mutex<HashMap<(u64, u64), Instant, foldhash::fast::RandomState>>,
+    pub(super) senders: foldhash::fast::RandomState,
 }
 
 impl<C: Clock> Handoff<C> {
@@ -152,11 +154,9 @@ impl<C: Clock> Handoff<C> {
         held: &[Held],
         awaiting: Option<&Transition>,
     ) {
+        let sender = std::hash::BuildHasher::hash_one(&self.senders, from);
         let mut taken_in = self.taken_in.lock().unwrap_or_else(PoisonError::into_inner);
-        if taken_in
-            .insert((from.into(), serial), Instant::now())
-            .is_none()
-        {
+        if taken_in.insert((sender, serial), Instant::now()).is_none() {
             self.local.absorb(key, held);
             self.moved.clear(key);
         }
