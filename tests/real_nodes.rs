@@ -74,17 +74,7 @@ struct Fleet {
 
 impl Fleet {
     fn new(name: &str, ports: &[u16], failure: &'static str) -> Self {
-        let dir = std::env::temp_dir().join(format!("ringlimit-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("members");
-        let mut fleet = Self {
-            dir,
-            file,
-            failure,
-            dns: None,
-            procs: HashMap::new(),
-            running: Arc::default(),
-        };
+        let mut fleet = Self::empty(name, failure, None);
         fleet.write(ports);
         for &port in ports {
             fleet.start(port);
@@ -95,20 +85,25 @@ impl Fleet {
     /// Nodes 127.0.0.N (for each N of `nodes`) on `port`, finding each other through
     /// the name `members.test` at the DNS server `server`.
     fn on_dns(name: &str, server: SocketAddr, port: u16, nodes: &[u16]) -> Self {
-        let dir = std::env::temp_dir().join(format!("ringlimit-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut fleet = Self {
-            file: dir.join("members"),
-            dir,
-            failure: "local",
-            dns: Some((server, port)),
-            procs: HashMap::new(),
-            running: Arc::default(),
-        };
+        let mut fleet = Self::empty(name, "local", Some((server, port)));
         for &n in nodes {
             fleet.start(n);
         }
         fleet
+    }
+
+    /// No node yet; a directory of its own for the members file and the logs.
+    fn empty(name: &str, failure: &'static str, dns: Option<(SocketAddr, u16)>) -> Self {
+        let dir = std::env::temp_dir().join(format!("ringlimit-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self {
+            file: dir.join("members"),
+            dir,
+            failure,
+            dns,
+            procs: HashMap::new(),
+            running: Arc::default(),
+        }
     }
 
     /// Where node `id` serves.

@@ -3,7 +3,9 @@
 
 use std::convert::Infallible;
 use std::fmt;
+use std::future::Future;
 use std::num::NonZeroUsize;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -190,44 +192,40 @@ where
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         let path = request.uri().path();
-        if path == HANDOFF_PATH {
-            let response = match self.settings.admit_batch(&request) {
-                Err(refusal) => refusal.response(),
-                Ok(permit) => {
-                    let query = request.uri().query().unwrap_or("").to_owned();
-                    let handoff = answer_handoff(
-                        self.settings.backend.clone(),
-                        query,
-                        self.settings.batch_body_timeout,
-                        request.into_body(),
-                        permit,
-                    );
-                    return EndpointFuture::new(State::Batch {
-                        answer: Box::pin(handoff),
-                    });
-                }
-            };
-            return EndpointFuture::ready(response);
-        }
+        // Bodies from other nodes, read within the same bounds: a handoff, or a batch.
         // A batch is `POST /check`, so one route serves both; older ringlimit nodes send
         // it to `/check/batch`, which is still served.
-        if path == BATCH_PATH || (path == CHECK_PATH && request.method() == Method::POST) {
-            let response = match self.settings.admit_batch(&request) {
-                Err(refusal) => refusal.response(),
-                Ok(permit) => {
-                    let batch = answer_batch(
-                        self.settings.backend.clone(),
-                        self.settings.max_key_len,
-                        self.settings.batch_body_timeout,
-                        request.into_body(),
-                        permit,
-                    );
-                    return EndpointFuture::new(State::Batch {
-                        answer: Box::pin(batch),
-                    });
-                }
+        let handoff = path == HANDOFF_PATH;
+        let batch = path == BATCH_PATH || (path == CHECK_PATH && request.method() == Method::POST);
+        if handoff || batch {
+            let permit = match self.settings.admit_batch(&request) {
+                Ok(permit) => permit,
+                Err(refusal) => return EndpointFuture::ready(refusal.response()),
             };
-            return EndpointFuture::ready(response);
+            let (backend, timeout) = (
+                self.settings.backend.clone(),
+                self.settings.batch_body_timeout,
+            );
+            let answer: Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>> = if handoff {
+                let query = request.uri().query().unwrap_or("").to_owned();
+                Box::pin(answer_handoff(
+                    backend,
+                    query,
+                    timeout,
+                    request.into_body(),
+                    permit,
+                ))
+            } else {
+                let max_key_len = self.settings.max_key_len;
+                Box::pin(answer_batch(
+                    backend,
+                    max_key_len,
+                    timeout,
+                    request.into_body(),
+                    permit,
+                ))
+            };
+            return EndpointFuture::new(State::Batch { answer });
         }
         let response = match self.settings.check(&request) {
             Err(refusal) => refusal.response(),
