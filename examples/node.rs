@@ -23,6 +23,7 @@ use ringlimit::endpoint::{serve, PeerEndpoint};
 use ringlimit::membership::{self, DnsMembers, MembersFile};
 use ringlimit::protocol::PeerSecret;
 use ringlimit::{PolicySet, Ring};
+use support::ops::{self, with_ops, Metrics, Operated};
 use support::{main_with, shutdown_signal, PolicyArgs};
 
 /// A standalone rate-limit node built on ringlimit: serves `GET /check?user_id=` for clients and
@@ -275,6 +276,8 @@ async fn main() -> ExitCode {
 }
 
 async fn run(options: Options) -> Result<(), String> {
+    // Before any backend is built: they take their metric handles from it.
+    let metrics = ops::install_metrics()?;
     let policy = options.policy.clone();
     let listener = tokio::net::TcpListener::bind((options.bind, options.port))
         .await
@@ -348,13 +351,17 @@ async fn run(options: Options) -> Result<(), String> {
                 );
                 tokio::time::sleep(LEAVE_GRACE).await;
             };
-            serve_endpoint(listener, backend.clone(), &options, stop).await?;
+            let node = Node {
+                operated: backend.clone(),
+                metrics,
+            };
+            serve_endpoint(listener, backend.clone(), node, &options, stop).await?;
             let evicted = backend.local().evicted_keys();
             if evicted > 0 {
                 println!("node {me}: {evicted} keys evicted at the cap (--max-keys)");
             }
         }
-        Some(redis) => serve_redis(listener, redis, policy, &options).await?,
+        Some(redis) => serve_redis(listener, redis, policy, metrics, &options).await?,
     }
     println!("node {me}: stopped");
     Ok(())
@@ -363,10 +370,18 @@ async fn run(options: Options) -> Result<(), String> {
 /// How long a node that left keeps serving, for checks already on their way to it.
 const LEAVE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// Serves the peer endpoint of `backend` until `stop` completes.
+/// What `/healthz` and `/metrics` read.
+struct Node {
+    operated: Arc<dyn Operated>,
+    metrics: Option<Metrics>,
+}
+
+/// Serves the peer endpoint of `backend`, with `/healthz` and `/metrics` beside it,
+/// until `stop` completes.
 async fn serve_endpoint<B: Owner>(
     listener: tokio::net::TcpListener,
     backend: Arc<B>,
+    node: Node,
     options: &Options,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), String> {
@@ -374,9 +389,13 @@ async fn serve_endpoint<B: Owner>(
     if let Some(secret) = &options.secret {
         endpoint = endpoint.peer_secret(secret);
     }
-    serve(listener, endpoint, stop)
-        .await
-        .map_err(|e| e.to_string())
+    serve(
+        listener,
+        with_ops(endpoint, node.operated, node.metrics),
+        stop,
+    )
+    .await
+    .map_err(|e| e.to_string())
 }
 
 #[cfg(feature = "redis")]
@@ -384,6 +403,7 @@ async fn serve_redis(
     listener: tokio::net::TcpListener,
     redis: &RedisOption,
     policy: PolicySet,
+    metrics: Option<Metrics>,
     options: &Options,
 ) -> Result<(), String> {
     use ringlimit::backend::RedisBackend;
@@ -397,7 +417,12 @@ async fn serve_redis(
     .batch_checks(options.redis_batch)
     .build()
     .map_err(|e| format!("bad Redis URL: {e}"))?;
-    serve_endpoint(listener, Arc::new(backend), options, shutdown_signal()).await
+    let backend = Arc::new(backend);
+    let node = Node {
+        operated: backend.clone(),
+        metrics,
+    };
+    serve_endpoint(listener, backend, node, options, shutdown_signal()).await
 }
 
 #[cfg(not(feature = "redis"))]
@@ -405,6 +430,7 @@ async fn serve_redis(
     _: tokio::net::TcpListener,
     _: &RedisOption,
     _: PolicySet,
+    _: Option<Metrics>,
     _: &Options,
 ) -> Result<(), String> {
     Err("this build has no Redis support: run it with `--features redis`".into())

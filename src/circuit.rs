@@ -12,6 +12,10 @@ use std::time::Duration;
 // Tokio's clock (the system's outside a runtime), so that tests can pause and advance it.
 use tokio::time::Instant;
 
+use crate::backend::FailureMode;
+use crate::observe::RemoteMetrics;
+use crate::BackendError;
+
 /// When a circuit opens and how long it stays open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CircuitPolicy {
@@ -42,6 +46,9 @@ pub(crate) struct Circuit {
     /// Milliseconds after `born` until which the circuit is open; 0 while closed.
     open_until: AtomicU64,
     probing: AtomicBool,
+    /// Whether the failure mode decides this target's checks now (logged once each way).
+    failing: AtomicBool,
+    metrics: Arc<RemoteMetrics>,
 }
 
 /// Leave to send one check. Dropped without an outcome (the caller went away), it frees
@@ -54,7 +61,7 @@ pub(crate) struct Attempt {
 }
 
 impl Circuit {
-    pub(crate) fn new(target: &str, policy: CircuitPolicy) -> Self {
+    pub(crate) fn new(target: &str, policy: CircuitPolicy, metrics: Arc<RemoteMetrics>) -> Self {
         Self {
             target: target.into(),
             policy,
@@ -62,6 +69,30 @@ impl Circuit {
             failures: AtomicU32::new(0),
             open_until: AtomicU64::new(0),
             probing: AtomicBool::new(false),
+            failing: AtomicBool::new(false),
+            metrics,
+        }
+    }
+
+    /// The circuit of peer `target`, with metrics of its own (a peer asked without its
+    /// queue: one that is not a member of this node's ring).
+    #[cfg(any(test, feature = "cluster"))]
+    pub(crate) fn to_peer(target: &str, policy: CircuitPolicy) -> Self {
+        let metrics = RemoteMetrics::new(crate::observe::Remote::Peer, target);
+        Self::new(target, policy, Arc::new(metrics))
+    }
+
+    /// The failure mode `mode` decided a check of this target, which could not (`error`):
+    /// logged at `warn` the first time, until the target answers again.
+    pub(crate) fn failure_mode_decides(&self, mode: FailureMode, error: &BackendError) {
+        if !self.failing.swap(true, Ordering::AcqRel) {
+            let noun = self.metrics.kind.noun();
+            tracing::warn!(
+                remote = %self.target,
+                failure_mode = %mode,
+                %error,
+                "ringlimit: {noun} cannot answer: failure mode {mode} decides its checks until it does"
+            );
         }
     }
 
@@ -104,13 +135,20 @@ impl Circuit {
 
     fn succeeded(&self) {
         self.failures.store(0, Ordering::Release);
+        let noun = self.metrics.kind.noun();
         if self.open_until.swap(0, Ordering::AcqRel) != 0 {
-            tracing::info!(peer = %self.target, "peer answers again: circuit closed");
+            self.metrics.circuit_open.set(0.0);
+            tracing::info!(remote = %self.target, "ringlimit: {noun} answers again: circuit closed");
+        }
+        // Read first: a successful call, the common case, writes nothing shared.
+        if self.failing.load(Ordering::Acquire) && self.failing.swap(false, Ordering::AcqRel) {
+            tracing::info!(remote = %self.target, "ringlimit: {noun} answers again: it decides its checks");
         }
         self.probing.store(false, Ordering::Release);
     }
 
     fn failed(&self, probe: bool) {
+        self.metrics.errors.increment(1);
         let failures = self
             .failures
             .fetch_add(1, Ordering::AcqRel)
@@ -120,7 +158,9 @@ impl Circuit {
             let until = self.now_ms().saturating_add(cooldown);
             self.open_until.store(until, Ordering::Release);
             if !probe {
-                tracing::warn!(peer = %self.target, failures, "peer failing: circuit open");
+                self.metrics.circuit_open.set(1.0);
+                let noun = self.metrics.kind.noun();
+                tracing::warn!(remote = %self.target, failures, "ringlimit: {noun} failing: circuit open, not asked for {cooldown} ms");
             }
         }
         if probe {
@@ -129,7 +169,7 @@ impl Circuit {
     }
 
     /// Whether checks for this peer are being refused at once.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "cluster"))]
     pub(crate) fn is_open(&self) -> bool {
         self.open_until.load(Ordering::Acquire) != 0
     }
@@ -162,7 +202,7 @@ mod tests {
     use super::*;
 
     fn circuit(cooldown_ms: u64) -> Arc<Circuit> {
-        Arc::new(Circuit::new(
+        Arc::new(Circuit::to_peer(
             "127.0.0.1:9",
             CircuitPolicy {
                 threshold: 3,
@@ -210,7 +250,7 @@ mod tests {
 
     #[test]
     fn a_threshold_of_zero_never_opens_and_a_huge_cooldown_does_not_overflow() {
-        let never = Arc::new(Circuit::new(
+        let never = Arc::new(Circuit::to_peer(
             "127.0.0.1:9",
             CircuitPolicy {
                 threshold: 0,
@@ -221,7 +261,7 @@ mod tests {
             never.attempt().expect("never open").failed();
         }
         assert!(!never.is_open());
-        let long = Arc::new(Circuit::new(
+        let long = Arc::new(Circuit::to_peer(
             "127.0.0.1:9",
             CircuitPolicy {
                 threshold: 1,

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::error::BackendError;
+use crate::observe::RemoteMetrics;
 use crate::PolicySet;
 
 /// One queued check.
@@ -56,6 +57,7 @@ pub(crate) struct Coalescer<S: SendBatch> {
     target: Arc<str>,
     timeout: Duration,
     sender: S,
+    metrics: Arc<RemoteMetrics>,
     /// Read by every check without a lock.
     queue: ArcSwapOption<Queue<S::Answer>>,
     /// Held while a dispatcher is started, so that only one starts.
@@ -64,11 +66,17 @@ pub(crate) struct Coalescer<S: SendBatch> {
 
 impl<S: SendBatch> Coalescer<S> {
     /// A queue to `target` whose checks wait at most `timeout` in all.
-    pub(crate) fn new(target: &str, timeout: Duration, sender: S) -> Self {
+    pub(crate) fn new(
+        target: &str,
+        timeout: Duration,
+        sender: S,
+        metrics: Arc<RemoteMetrics>,
+    ) -> Self {
         Self {
             target: target.into(),
             timeout,
             sender,
+            metrics,
             queue: ArcSwapOption::empty(),
             starting: Mutex::new(()),
         }
@@ -140,6 +148,7 @@ impl<S: SendBatch> Coalescer<S> {
         let (queue, jobs) = mpsc::unbounded_channel();
         runtime.spawn(dispatch(
             self.sender.clone(),
+            Arc::clone(&self.metrics),
             jobs,
             Arc::clone(&self.target),
             self.timeout,
@@ -155,6 +164,7 @@ impl<S: SendBatch> Coalescer<S> {
 /// whose deadline has passed, or whose caller is gone, are left out.
 async fn dispatch<S: SendBatch>(
     sender: S,
+    metrics: Arc<RemoteMetrics>,
     mut jobs: mpsc::UnboundedReceiver<Job<S::Answer>>,
     target: Arc<str>,
     timeout: Duration,
@@ -177,7 +187,11 @@ async fn dispatch<S: SendBatch>(
         };
         fail_all(expired, &timed_out);
         if !live.is_empty() {
+            metrics.checks.increment(live.len() as u64);
+            metrics.batch_size.record(live.len() as f64);
+            let sent = Instant::now();
             sender.send(live).await;
+            metrics.round_trip.record(sent.elapsed().as_secs_f64());
         }
     }
 }
@@ -192,6 +206,10 @@ pub(crate) fn fail_all<A>(batch: Vec<Job<A>>, error: &BackendError) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn metrics() -> Arc<RemoteMetrics> {
+        Arc::new(RemoteMetrics::new(crate::observe::Remote::Peer, "owner"))
+    }
 
     fn one() -> PolicySet {
         let policy = crate::Policy::per_window(std::num::NonZeroU32::MIN, Duration::from_secs(1));
@@ -224,7 +242,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_check_whose_deadline_passed_in_the_queue_is_never_sent() {
         let target = SlowTarget::default();
-        let queue = Coalescer::new("owner", Duration::from_millis(100), target.clone());
+        let queue = Coalescer::new(
+            "owner",
+            Duration::from_millis(100),
+            target.clone(),
+            metrics(),
+        );
         let first = tokio::spawn(queue.check("first".into(), one()));
         tokio::task::yield_now().await;
         let queued: Vec<_> = ["late-1", "late-2"]
@@ -247,7 +270,7 @@ mod tests {
     #[test]
     fn a_queue_outlives_the_runtime_that_first_used_it() {
         let target = SlowTarget::default();
-        let queue = Coalescer::new("owner", Duration::from_secs(1), target.clone());
+        let queue = Coalescer::new("owner", Duration::from_secs(1), target.clone(), metrics());
         for _ in 0..3 {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_time()

@@ -77,6 +77,9 @@ pub struct Decisions {
     /// path, so they are kept small for the common one or two policies.
     first: [Packed; INLINE],
     more: Option<Box<[Packed]>>,
+    /// The failure mode that decided, when the owner could not.
+    #[cfg(any(feature = "cluster", feature = "redis"))]
+    failure_mode: Option<crate::backend::FailureMode>,
 }
 
 /// Policies whose decisions are kept inline.
@@ -132,6 +135,8 @@ impl Decisions {
             allowed_each: 0,
             first: [Packed::default(); INLINE],
             more: more.map(|n| vec![Packed::default(); n].into_boxed_slice()),
+            #[cfg(any(feature = "cluster", feature = "redis"))]
+            failure_mode: None,
         }
     }
 
@@ -151,6 +156,21 @@ impl Decisions {
             (None, None) => unreachable!("room is made for every policy of the set"),
         }
         self.len += 1;
+    }
+
+    /// The failure mode that made these decisions, because the key's owner (a peer node,
+    /// or Redis) could not answer in time; `None` when the owner decided.
+    #[cfg(any(feature = "cluster", feature = "redis"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "cluster", feature = "redis"))))]
+    pub fn failure_mode(&self) -> Option<crate::backend::FailureMode> {
+        self.failure_mode
+    }
+
+    /// These decisions, marked as made by failure mode `mode`.
+    #[cfg(any(feature = "cluster", feature = "redis"))]
+    pub(crate) fn decided_by(mut self, mode: crate::backend::FailureMode) -> Self {
+        self.failure_mode = Some(mode);
+        self
     }
 
     /// Whether the request was counted and may proceed: every policy not in shadow mode

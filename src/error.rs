@@ -48,6 +48,18 @@ pub enum BackendError {
     },
 }
 
+impl BackendError {
+    /// Whether the node or server holding the counter could not be reached or did not
+    /// answer in time (or was not asked: its circuit is open), rather than answering and
+    /// refusing. Only such errors are the failure mode's to decide.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            Self::Unavailable { .. } | Self::Timeout { .. } | Self::CircuitOpen { .. }
+        )
+    }
+}
+
 impl fmt::Display for BackendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

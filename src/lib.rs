@@ -100,6 +100,8 @@
 //!   tokio.
 //! - `redis`: [`RedisBackend`](backend::RedisBackend).
 //! - `axum`: [`PeerIpKey`](key::PeerIpKey) reads axum's `ConnectInfo<SocketAddr>`.
+//! - `metrics`: counters, gauges and histograms through the `metrics` facade, for the
+//!   exporter you install (see [`observe`]).
 
 mod algorithm;
 pub mod backend;
@@ -119,6 +121,7 @@ pub mod layer;
 #[cfg(feature = "cluster")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
 pub mod membership;
+pub mod observe;
 mod plain_text;
 pub mod policy;
 #[cfg(feature = "cluster")]

@@ -1,6 +1,8 @@
 //! What the examples share: argument parsing helpers and the shutdown signal.
 #![allow(dead_code)]
 
+pub mod ops;
+
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::process::ExitCode;

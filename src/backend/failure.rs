@@ -70,6 +70,7 @@ pub(crate) fn fail<C: Clock>(
         FailureMode::Deny => Err(error),
         FailureMode::Local => local.decide_all(key, policies),
     }
+    .map(|decisions| decisions.decided_by(mode))
 }
 
 /// A failure mode name that is not `allow`, `deny` or `local`.

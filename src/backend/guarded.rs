@@ -46,11 +46,13 @@ impl<C: Clock> Guard<'_, C> {
             let error = BackendError::CircuitOpen {
                 target: self.target.to_owned(),
             };
+            self.circuit.failure_mode_decides(self.mode, &error);
             return Check::Ready(fail(self.mode, self.local, user, policies, error));
         };
         let fallback_key = owned();
         let answer = ask(&fallback_key);
         let (local, mode, policies) = (Arc::clone(self.local), self.mode, policies.clone());
+        let circuit = Arc::clone(self.circuit);
         Check::Pending(RemoteFuture::new(async move {
             match answer.await {
                 Ok(answer) => {
@@ -65,6 +67,7 @@ impl<C: Clock> Guard<'_, C> {
                 }
                 Err(error) => {
                     attempt.failed();
+                    circuit.failure_mode_decides(mode, &error);
                     fail(mode, &local, fallback_key.as_ref(), &policies, error)
                 }
             }

@@ -46,7 +46,8 @@ pub use crate::error::BackendError;
 #[cfg(feature = "cluster")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
 pub use cluster::{
-    ClusterBackend, ClusterBuilder, ClusterError, DEFAULT_PEER_TIMEOUT, HANDOFF_DEADLINE, MOVED_FOR,
+    ClusterBackend, ClusterBuilder, ClusterError, ClusterHealth, NodeState, PeerHealth,
+    DEFAULT_PEER_TIMEOUT, HANDOFF_DEADLINE, MOVED_FOR,
 };
 #[cfg(any(feature = "cluster", feature = "redis"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "cluster", feature = "redis"))))]

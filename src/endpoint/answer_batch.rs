@@ -103,6 +103,7 @@ where
     while let Some(Ok((at, result))) = waiting.join_next().await {
         decided[at].1 = result.map_err(|e| undecided(&e));
     }
+    crate::observe::answered(decided.len());
     let mut answers = String::with_capacity(16 * decided.len());
     for (each, result) in &decided {
         encode_answer(&mut answers, result.as_ref(), *each);

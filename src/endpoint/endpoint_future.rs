@@ -93,6 +93,10 @@ pub(super) fn answer(
     set: &PolicySet,
     asker: Asker,
 ) -> Response<Full<Bytes>> {
+    match asker {
+        Asker::Client => crate::observe::record(set, &result),
+        _ => crate::observe::answered(1),
+    }
     match result {
         Ok(decisions) => {
             let passes = decisions.passes(set);

@@ -128,9 +128,15 @@ impl<B: Owner> Settings<B> {
         if request.method() != Method::GET {
             return Err(Refusal::MethodNotAllowed("GET, POST"));
         }
-        let key = self.key.extract(request).map_err(Refusal::BadKey)?;
-        KeyError::check_length(&key, self.max_key_len).map_err(Refusal::BadKey)?;
         let own = self.backend.policies();
+        let bad_key = |error| {
+            if !request.headers().contains_key(FORWARDED) {
+                crate::observe::bad_key(own);
+            }
+            Refusal::BadKey(error)
+        };
+        let key = self.key.extract(request).map_err(bad_key)?;
+        KeyError::check_length(&key, self.max_key_len).map_err(bad_key)?;
         Ok(if self.forwarded(request)? {
             let query = request.uri().query().unwrap_or("");
             let asked = forwarded_asked(query).map_err(Refusal::BadCost)?;

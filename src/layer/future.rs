@@ -132,6 +132,7 @@ pub(super) fn settle<R: OnRejection>(
     result: Result<Decisions, BackendError>,
     on_rejection: &R,
 ) -> Settled {
+    crate::observe::record(set, &result);
     match result {
         Ok(decisions) => {
             let report = Report::new(set, &decisions);

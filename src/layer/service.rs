@@ -85,7 +85,10 @@ where
             }
         };
         match check {
-            Err(error) => ResponseFuture::rejected(on_rejection, Rejection::BadKey(error)),
+            Err(error) => {
+                crate::observe::bad_key(set);
+                ResponseFuture::rejected(on_rejection, Rejection::BadKey(error))
+            }
             Ok(Check::Ready(result)) => match settle(set, result, on_rejection) {
                 Settled::Through(decided) => {
                     ResponseFuture::inner(self.inner.call(request), decided)

@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 use http::HeaderValue;
 
 use super::{Policy, PolicyName};
+use crate::observe::CheckCounters;
 
 /// The most policies one request is checked against.
 pub const MAX_POLICIES: usize = 8;
@@ -44,6 +45,9 @@ struct Inner {
     /// `RateLimit-Policy` for this set, rendered on first use (a set decoded from a peer's
     /// check never needs it).
     header: OnceLock<HeaderValue>,
+    /// `ringlimit_checks_total` of this set's policies, registered on first use (with
+    /// the feature `metrics`; without it, empty).
+    check_counters: OnceLock<CheckCounters>,
 }
 
 /// Why a set of policies was refused.
@@ -77,8 +81,11 @@ impl PolicySet {
                 return Err(PolicySetError::DuplicateName(policy.name()));
             }
         }
-        let header = OnceLock::new();
-        Ok(Self(Arc::new(Inner { policies, header })))
+        Ok(Self(Arc::new(Inner {
+            policies,
+            header: OnceLock::new(),
+            check_counters: OnceLock::new(),
+        })))
     }
 
     /// The policies, in order.
@@ -111,6 +118,13 @@ impl PolicySet {
         self.0
             .header
             .get_or_init(|| crate::headers::policy_list(&self.0.policies))
+    }
+
+    /// The counters of what became of the requests checked against this set.
+    pub(crate) fn check_counters(&self) -> &CheckCounters {
+        self.0
+            .check_counters
+            .get_or_init(|| CheckCounters::new(self))
     }
 }
 

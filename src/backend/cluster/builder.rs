@@ -110,6 +110,7 @@ impl<C: Clock> ClusterBuilder<C> {
         }
         let members = Members::new(&self.ring);
         let topology = Topology::new(&self.me, self.ring, self.circuit, &client, None, false)?;
+        crate::observe::ring::members_now(topology.ring.members().count());
         let local = Arc::new(self.local.build());
         let me: Arc<str> = self.me.into();
         let handoff = Handoff {
@@ -134,6 +135,7 @@ impl<C: Clock> ClusterBuilder<C> {
             failure: self.failure_mode,
             circuit: self.circuit,
             denied: Arc::new(DeniedCache::new()),
+            joining: Arc::new(AtomicBool::new(false)),
         })
     }
 }

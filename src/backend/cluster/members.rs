@@ -3,6 +3,7 @@
 //! joining. Every change of the ring hands counters over (see `handoff`).
 
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 
 use super::handoff::{Handoff, Transition};
@@ -165,8 +166,11 @@ impl<C: Clock> ClusterBackend<C> {
             self.handoff.begin(Arc::clone(transition));
         }
         let (client, handoff) = (self.client.clone(), Arc::clone(&self.handoff));
+        let joining = Arc::clone(&self.joining);
+        joining.store(true, Ordering::Release);
         async move {
             let Some(transition) = transition else {
+                joining.store(false, Ordering::Release);
                 return; // a ring of this node alone
             };
             let reached = announce(&client, &handoff.me, &others, HandoffOp::Joining).await;
@@ -175,6 +179,7 @@ impl<C: Clock> ClusterBackend<C> {
                     transition.done(member);
                 }
             }
+            joining.store(false, Ordering::Release);
             tokio::spawn(async move { handoff.tidy_later().await });
         }
     }
@@ -234,6 +239,7 @@ impl<C: Clock> ClusterBackend<C> {
                 Transition::new(current.ring.clone(), &next.ring, &self.handoff.me, earlier);
             self.handoff.begin(Arc::new(transition));
         }
+        crate::observe::ring::changed(next.ring.members().count());
         self.topology.store(Arc::new(next));
         Ok(true)
     }

@@ -6,6 +6,7 @@ mod denied;
 mod error;
 mod forward;
 mod handoff;
+mod health;
 mod kept_connection;
 mod members;
 mod peer_client;
@@ -13,6 +14,7 @@ mod peer_queue;
 mod topology;
 
 use std::fmt;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,6 +25,7 @@ use self::denied::DeniedCache;
 pub use self::error::ClusterError;
 use self::handoff::Handoff;
 pub use self::handoff::{HANDOFF_DEADLINE, MOVED_FOR};
+pub use self::health::{ClusterHealth, NodeState, PeerHealth};
 use self::members::Members;
 use self::peer_client::PeerClient;
 use self::topology::Topology;
@@ -80,6 +83,8 @@ pub struct ClusterBackend<C = SystemClock> {
     circuit: CircuitPolicy,
     /// Keys owners denied for the rest of their window: not forwarded again.
     denied: Arc<DeniedCache>,
+    /// Whether `join` has not finished telling the others.
+    joining: Arc<AtomicBool>,
 }
 
 impl ClusterBackend {
@@ -220,7 +225,7 @@ impl<C: Clock> ClusterBackend<C> {
             // Not a member on this node's ring (yet: it asked for the key before this
             // node learnt of it): a circuit of its own for this check.
             None => {
-                let circuit = Arc::new(crate::circuit::Circuit::new(to, self.circuit));
+                let circuit = Arc::new(crate::circuit::Circuit::to_peer(to, self.circuit));
                 self.forward(to, &circuit, None, key, policies)
             }
         }

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use super::kept_connection::KeptConnection;
 use super::peer_client::{BatchReply, PeerClient};
 use crate::coalesce::{fail_all, Coalescer, Job, SendBatch};
+use crate::observe::RemoteMetrics;
 use crate::protocol::{PeerAnswer, MAX_BATCH};
 use crate::BackendError;
 
@@ -26,7 +27,7 @@ pub(super) type PeerQueue = Coalescer<PeerSender>;
 
 impl PeerQueue {
     /// The queue of checks forwarded to `member`.
-    pub(super) fn to_peer(member: &str, client: PeerClient) -> Self {
+    pub(super) fn to_peer(member: &str, client: PeerClient, metrics: Arc<RemoteMetrics>) -> Self {
         let timeout = client.timeout();
         let sender = PeerSender {
             member: member.into(),
@@ -34,7 +35,7 @@ impl PeerQueue {
             connection: Arc::default(),
             batches_refused: Arc::default(),
         };
-        Coalescer::new(member, timeout, sender)
+        Coalescer::new(member, timeout, sender, metrics)
     }
 }
 

@@ -11,6 +11,7 @@ use super::peer_client::PeerClient;
 use super::peer_queue::PeerQueue;
 use super::ClusterError;
 use crate::circuit::{Circuit, CircuitPolicy};
+use crate::observe::{Remote, RemoteMetrics};
 use crate::Ring;
 
 #[derive(Debug)]
@@ -54,9 +55,10 @@ impl Topology {
             .map(|m| {
                 let kept = previous.and_then(|p| p.peers.get(m)).cloned();
                 let peer = kept.unwrap_or_else(|| {
+                    let metrics = Arc::new(RemoteMetrics::new(Remote::Peer, m));
                     Arc::new(Peer {
-                        circuit: Arc::new(Circuit::new(m, policy)),
-                        queue: PeerQueue::to_peer(m, client.clone()),
+                        circuit: Arc::new(Circuit::new(m, policy, Arc::clone(&metrics))),
+                        queue: PeerQueue::to_peer(m, client.clone(), metrics),
                     })
                 });
                 (m.into(), peer)

@@ -153,6 +153,14 @@ impl<C: Clock> MemoryBackend<C> {
         self.each_store(|store| store.capacity.evicted())
     }
 
+    /// Sets the gauges that are read rather than counted: `ringlimit_memory_keys` (as
+    /// [`tracked_keys`](Self::tracked_keys)) and `ringlimit_memory_evicted_keys_total`.
+    /// Call it where you render metrics: it visits every shard, so the request path
+    /// never does. Nothing without the feature `metrics`.
+    pub fn record_metrics(&self) {
+        crate::observe::memory(self.tracked_keys(), self.evicted_keys());
+    }
+
     /// How many counters there are, under every policy, including counters of past
     /// windows not yet dropped.
     pub fn tracked_keys(&self) -> usize {

@@ -16,6 +16,7 @@ use crate::backend::{FailureMode, MemoryBackend, MemoryBuilder};
 use crate::circuit::{Circuit, CircuitPolicy};
 use crate::clock::{Clock, SystemClock};
 use crate::coalesce::Coalescer;
+use crate::observe::{Remote, RemoteMetrics};
 use crate::PolicySet;
 
 /// Where the counters are.
@@ -164,6 +165,7 @@ impl<C: Clock> RedisBuilder<C> {
             ),
         };
         let target: Arc<str> = target.into();
+        let metrics = Arc::new(RemoteMetrics::new(Remote::Redis, &target));
         let policy = self.local.policies().as_slice()[0];
         let grouping = match (&self.server, self.batch_checks) {
             (Server::Cluster(_), batch) => {
@@ -184,7 +186,12 @@ impl<C: Clock> RedisBuilder<C> {
                 limit: policy.limit(),
                 timeout: self.timeout,
             };
-            Arc::new(Coalescer::new(&target, self.timeout, sender))
+            Arc::new(Coalescer::new(
+                &target,
+                self.timeout,
+                sender,
+                Arc::clone(&metrics),
+            ))
         });
         let sets = connection.with_script(CheckScript::for_sets());
         let set_keys = SetKeys {
@@ -200,13 +207,18 @@ impl<C: Clock> RedisBuilder<C> {
                 target: target.clone(),
                 timeout: self.timeout,
             };
-            Arc::new(Coalescer::new(&target, self.timeout, sender))
+            Arc::new(Coalescer::new(
+                &target,
+                self.timeout,
+                sender,
+                Arc::clone(&metrics),
+            ))
         });
         Ok(RedisBackend {
             sets,
             set_queue,
             set_keys,
-            circuit: Arc::new(Circuit::new(&target, self.circuit)),
+            circuit: Arc::new(Circuit::new(&target, self.circuit, metrics)),
             connection,
             target,
             queue,

@@ -159,6 +159,7 @@ impl<C: Clock> Handoff<C> {
         if taken_in.insert((sender, serial), Instant::now()).is_none() {
             self.local.absorb(key, held);
             self.moved.clear(key);
+            crate::observe::ring::taken_in();
         }
         if let Some(transition) = awaiting {
             transition.received(key);
@@ -191,6 +192,7 @@ impl<C: Clock> Handoff<C> {
     pub(super) async fn hand_over(&self, ring: &Ring) -> usize {
         let started = Instant::now();
         let handed = self.hand_keys(ring, self.local.held_keys(), true).await;
+        crate::observe::ring::handed_over(handed, started.elapsed());
         tracing::info!(
             keys = handed,
             members = ring.members().count().saturating_sub(1),
