@@ -72,6 +72,8 @@ pub struct Decisions {
     len: u8,
     /// Bit `i`: whether policy `i` allowed it.
     allowed_each: u8,
+    /// Bit `i`: whether policy `i` is in shadow mode.
+    shadow_each: u8,
     /// The first two policies' decisions, inline, and the others' (sets of three or more
     /// only) on the heap: a check's decisions are moved several times on the request
     /// path, so they are kept small for the common one or two policies.
@@ -133,6 +135,7 @@ impl Decisions {
             allowed: true,
             len: 0,
             allowed_each: 0,
+            shadow_each: 0,
             first: [Packed::default(); INLINE],
             more: more.map(|n| vec![Packed::default(); n].into_boxed_slice()),
             #[cfg(any(feature = "cluster", feature = "redis"))]
@@ -145,6 +148,7 @@ impl Decisions {
         let i = usize::from(self.len);
         self.allowed &= decision.allowed || policy.shadow();
         self.allowed_each |= u8::from(decision.allowed) << i;
+        self.shadow_each |= u8::from(policy.shadow()) << i;
         let packed = Packed {
             reset_ns: u64::try_from(decision.reset.as_nanos()).unwrap_or(u64::MAX),
             remaining: decision.remaining,
@@ -254,6 +258,18 @@ impl Decisions {
                 (ra * lb).cmp(&(rb * la)).then(a.cmp(&b))
             })
             .unwrap_or(0)
+    }
+
+    /// What [`retry_after`](Self::retry_after) says, without the set: the decisions
+    /// know which of their policies are in shadow mode. For a rejection that carries its
+    /// own retry delay (see [`GrpcRejection`](crate::layer::GrpcRejection)).
+    pub fn retry_delay(&self) -> Option<Duration> {
+        (0..self.len())
+            .filter(|&i| self.shadow_each & (1 << i) == 0)
+            .map(|i| self.unpacked(i))
+            .filter(|d| !d.allowed)
+            .map(|d| d.reset)
+            .max()
     }
 
     /// The time until every denying policy not in shadow mode allows again (the
@@ -377,6 +393,11 @@ mod tests {
         let decisions = Decisions::new(&set, &each);
         assert!(decisions.allowed());
         assert_eq!(decisions.retry_after(&set), None);
+        assert_eq!(
+            decisions.retry_delay(),
+            None,
+            "a shadow policy's denial sets none"
+        );
         // Denied by both enforced ones: the one that allows again last.
         let each = [
             Decision::new(false, 10, 0, secs(9)),
@@ -387,5 +408,10 @@ mod tests {
         assert!(!decisions.allowed());
         assert_eq!(decisions.nearest(&set), 1);
         assert_eq!(decisions.retry_after(&set), Some(secs(20)));
+        assert_eq!(
+            decisions.retry_delay(),
+            Some(secs(20)),
+            "without the set, the same"
+        );
     }
 }

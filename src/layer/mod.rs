@@ -37,6 +37,8 @@
 
 mod body;
 mod future;
+mod grpc;
+mod grpc_details;
 #[allow(clippy::module_inception)]
 mod layer;
 mod reject;
@@ -44,6 +46,7 @@ mod service;
 
 pub use body::ResponseBody;
 pub use future::ResponseFuture;
+pub use grpc::GrpcRejection;
 pub use layer::RateLimitLayer;
 pub use reject::{OnRejection, PlainTextRejection, Rejection};
 pub use service::RateLimit;
