@@ -33,7 +33,13 @@ fn node_binary() -> PathBuf {
             let exe = std::env::current_exe().unwrap();
             let profile = exe.parent().and_then(|deps| deps.parent()).unwrap();
             let mut build = Command::new(env!("CARGO"));
-            build.args(["build", "--example", "node", "--features", "cluster"]);
+            build.args([
+                "build",
+                "--example",
+                "node",
+                "--features",
+                "cluster,metrics",
+            ]);
             if profile.ends_with("release") {
                 build.arg("--release");
             }
@@ -124,12 +130,6 @@ impl Fleet {
 
     fn start(&mut self, port: u16) {
         let address = self.address(port);
-        let log_path = self.dir.join(format!("node-{port}.log"));
-        let joined = || {
-            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-            text.matches("joined the ring").count()
-        };
-        let joins_before = joined();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -155,10 +155,10 @@ impl Fleet {
             .spawn()
             .unwrap();
         self.procs.insert(port, child);
-        // Ready once it has told the others it is back, as an orchestrator waits for a
-        // node to be ready before it restarts the next one.
+        // Ready once its health check says so (it has told the others it is back), as an
+        // orchestrator waits for a node to be ready before it restarts the next one.
         for _ in 0..400 {
-            if joined() > joins_before {
+            if let Some((200, _)) = http_get(address, "/healthz") {
                 self.running.lock().unwrap().push(address);
                 return;
             }
@@ -207,6 +207,22 @@ impl Drop for Fleet {
             eprintln!("the nodes' logs are in {}", self.dir.display());
         }
     }
+}
+
+/// `GET path` at `address` (a blocking HTTP/1.1 exchange, one connection): the status
+/// and the body, or `None` if nothing answered within a second.
+fn http_get(address: SocketAddr, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let timeout = Duration::from_secs(1);
+    let mut stream = std::net::TcpStream::connect_timeout(&address, timeout).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let status = answer.split(' ').nth(1)?.parse().ok()?;
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    Some((status, body.to_owned()))
 }
 
 /// Requests from [`CLIENTS`] clients, each for the next user in turn and to a running
@@ -487,4 +503,50 @@ async fn members_found_through_a_dns_server_scale_out_under_load() {
         line.contains("members changed") && members.split(',').count() == 3
     });
     assert!(grown, "node 2 found the third member through DNS:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_serves_its_health_and_its_metrics_and_is_unready_while_leaving() {
+    let ports = [free_port(), free_port()];
+    let mut fleet = Fleet::new("ops", &ports, "local");
+    let [first, second] = ports.map(|port| fleet.address(port));
+    let client = HttpClient::new();
+    for user in 0..20 {
+        client
+            .get(&common::check_url(first, &format!("user-{user}")), &[])
+            .await;
+    }
+
+    let (status, health) = http_get(first, "/healthz").unwrap();
+    assert_eq!(status, 200, "{health}");
+    assert!(health.contains("\"state\":\"serving\""), "{health}");
+    let peer = format!("{{\"member\":\"{second}\",\"circuit\":\"closed\"}}");
+    assert!(health.contains(&peer), "{health}");
+
+    let (status, metrics) = http_get(first, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    let allowed = "ringlimit_checks_total{policy=\"default\",outcome=\"allowed\"} 20";
+    assert!(metrics.contains(allowed), "{metrics}");
+    let round_trips = format!("ringlimit_peer_round_trip_seconds_bucket{{peer=\"{second}\",le=");
+    assert!(metrics.contains(&round_trips), "{metrics}");
+    assert!(metrics.contains("ringlimit_ring_members 2"), "{metrics}");
+
+    // SIGTERM: while it leaves (and serves its last half second), it is not ready.
+    let watching = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for _ in 0..400 {
+            match http_get(second, "/healthz") {
+                Some((status, _)) if seen.last() != Some(&status) => seen.push(status),
+                Some(_) => {}
+                None if !seen.is_empty() => break,
+                None => {}
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        seen
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    fleet.stop(ports[1]);
+    let seen = watching.join().unwrap();
+    assert_eq!(seen, [200, 503], "ready, then not while leaving, then gone");
 }
