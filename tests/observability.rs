@@ -34,6 +34,7 @@ mod recorded {
 
     /// The value of the series `series` (name and labels as rendered), if there is one.
     fn value(series: &str) -> Option<f64> {
+        ringlimit::observe::flush();
         let text = prometheus().render();
         text.lines()
             .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))

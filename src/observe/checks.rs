@@ -1,7 +1,10 @@
 //! `ringlimit_checks_total{policy,outcome}`, and the debug span of a limited request:
 //! what became of each request, recorded once, where it arrived.
 
-use super::handles::{counter, Counter};
+use std::sync::Arc;
+
+use super::handles::counter;
+use super::striped::StripedCounter;
 use crate::{BackendError, Decisions, PolicySet};
 
 /// What became of a request under one policy of its set.
@@ -47,7 +50,7 @@ impl Outcome {
 /// request is checked against the set (so every outcome shows, at zero until it happens).
 #[derive(Debug)]
 pub(crate) struct CheckCounters {
-    each: Box<[[Counter; OUTCOMES.len()]]>,
+    each: Box<[[Arc<StripedCounter>; OUTCOMES.len()]]>,
 }
 
 impl CheckCounters {
@@ -58,7 +61,7 @@ impl CheckCounters {
                 let name = policy.name();
                 OUTCOMES.map(|outcome| {
                     let labels = [("policy", name.as_str()), ("outcome", outcome.label())];
-                    counter("ringlimit_checks_total", &labels)
+                    StripedCounter::new(counter("ringlimit_checks_total", &labels))
                 })
             })
             .collect();
@@ -68,7 +71,7 @@ impl CheckCounters {
     #[inline]
     fn count(&self, policy: usize, outcome: Outcome) {
         // `Outcome` is the index into `OUTCOMES`.
-        self.each[policy][outcome as usize].increment(1);
+        self.each[policy][outcome as usize].add(1);
     }
 
     fn count_all(&self, outcome: Outcome) {
@@ -155,9 +158,9 @@ fn trace_limited(set: &PolicySet, decisions: &Decisions) {
 #[inline]
 pub(crate) fn answered(checks: usize) {
     if cfg!(feature = "metrics") {
-        static ANSWERED: std::sync::OnceLock<Counter> = std::sync::OnceLock::new();
-        ANSWERED
-            .get_or_init(|| counter("ringlimit_answered_checks_total", &[]))
-            .increment(checks as u64);
+        static ANSWERED: std::sync::OnceLock<Arc<StripedCounter>> = std::sync::OnceLock::new();
+        let answered = ANSWERED
+            .get_or_init(|| StripedCounter::new(counter("ringlimit_answered_checks_total", &[])));
+        answered.add(checks as u64);
     }
 }

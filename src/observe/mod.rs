@@ -44,6 +44,10 @@
 //! | `failure_deny` | the owner could not answer; failure mode `deny` refused it: `503` |
 //! | `unavailable` | the owner answered but refused to decide (a wrong peer secret, a policy it cannot count): `503` |
 //!
+//! The counts of checks are added up per thread and handed to the recorder every 64
+//! (so that threads never contend for one counter); [`flush`] hands over the rest, and
+//! a backend's `record_metrics` calls it.
+//!
 //! Gauges that are read rather than counted (`ringlimit_memory_keys`, the evicted keys)
 //! are set when you call `record_metrics` on the backend: call it where you render your
 //! metrics, so the request path never pays for them.
@@ -62,6 +66,7 @@ pub(crate) mod handles;
 mod remote;
 #[cfg(feature = "cluster")]
 pub(crate) mod ring;
+mod striped;
 
 #[cfg(feature = "cluster")]
 pub(crate) use checks::answered;
@@ -69,9 +74,20 @@ pub(crate) use checks::{bad_key, record, CheckCounters};
 #[cfg(any(feature = "cluster", feature = "redis"))]
 pub(crate) use remote::{Remote, RemoteMetrics};
 
+/// Hands the counts of checks, which threads add up apart and hand over in batches (so
+/// that they never contend for one counter), to the recorder: what it renders next is
+/// exact. Backends' `record_metrics` call it; call it yourself before rendering if you
+/// call none. Nothing without the feature `metrics`.
+pub fn flush() {
+    if cfg!(feature = "metrics") {
+        striped::flush();
+    }
+}
+
 /// Sets the memory gauges: `keys` held, `evicted` at the cap since the start.
 pub(crate) fn memory(keys: usize, evicted: u64) {
     if cfg!(feature = "metrics") {
+        flush();
         handles::gauge("ringlimit_memory_keys", &[]).set(keys as f64);
         handles::counter("ringlimit_memory_evicted_keys_total", &[]).absolute(evicted);
     }
