@@ -6,7 +6,10 @@
 #      it (recording into a Prometheus recorder), ROUNDS times each, in turn;
 #   2. a one-node ring under wrk (random users out of 10,000), the node built without the
 #      feature against the node built with it, /metrics scraped every second as
-#      Prometheus would, ROUNDS times each, in turn.
+#      Prometheus would, ROUNDS times each, in turn;
+#   3. instructions per request through that node under callgrind (one worker thread,
+#      one keep-alive connection, 5,000 then 25,000 requests: the difference divided by
+#      20,000), twice per build.
 # Loopback only; every run is bounded in time and everything started is stopped.
 #
 #   bash bench/metrics_cost.sh [SECONDS per wrk run (5)] [CONNECTIONS (64)] [ROUNDS (3)]
@@ -82,3 +85,35 @@ for round in $(seq "$rounds"); do
   read -r off_rps off_cpu <<<"$off"; read -r on_rps on_cpu <<<"$on"
   echo "round $round: without metrics $off_rps/s ${off_cpu} µs, with metrics $on_rps/s ${on_cpu} µs; requests/s ratio $(ratio "$on_rps" "$off_rps"), CPU per request ratio $(ratio "$on_cpu" "$off_cpu")"
 done
+
+if command -v valgrind >/dev/null && [ "${INSTRUCTIONS:-1}" = 1 ]; then
+  echo "== instructions per request through a one-node ring (callgrind, 1 worker)"
+  cat >"$dir/requests.py" <<'PY'
+import http.client, random, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+random.seed(1)
+for _ in range(n):
+    connection.request("GET", f"/check?user_id=user-{random.randint(1, 10000)}")
+    connection.getresponse().read()
+connection.request("GET", "/metrics")
+connection.getresponse().read()
+PY
+  node_instructions() { # BUILD REQUESTS
+    local port pid
+    port=$(free_port)
+    TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$dir/node.out" \
+      "$dir/node-$1" --limit $limit --advertise "127.0.0.1:$port" "$port" "127.0.0.1:$port" >/dev/null 2>"$dir/node.err" & pid=$!
+    pids+=("$pid")
+    for _ in $(seq 150); do curl -s -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.2; done
+    python3 "$dir/requests.py" "$port" "$2"
+    kill -INT "$pid"; wait "$pid" || true
+    grep -o 'Collected : [0-9]*' "$dir/node.err" | awk '{print $3}'
+  }
+  for round in 1 2; do
+    for build in off on; do
+      small=$(node_instructions "$build" 5000); large=$(node_instructions "$build" 25000)
+      echo "round $round, $build: $(awk -v a="$small" -v b="$large" 'BEGIN {printf "%.0f", (b - a) / 20000}') instructions per request"
+    done
+  done
+fi

@@ -1,6 +1,6 @@
 //! A standalone rate-limit node built on ringlimit (`node [OPTIONS] <PORT> <MEMBER>...`):
 //! serves `GET /check?user_id=` for clients and peers alike, counting the keys it owns and
-//! forwarding the others to their owners.
+//! forwarding the others to their owners; `GET /healthz` and `GET /metrics` beside it.
 //!
 //! ```text
 //! cargo run --release --example node -- [OPTIONS] <PORT> <MEMBER>...
@@ -27,7 +27,9 @@ use support::ops::{self, with_ops, Metrics, Operated};
 use support::{main_with, shutdown_signal, PolicyArgs};
 
 /// A standalone rate-limit node built on ringlimit: serves `GET /check?user_id=` for clients and
-/// peers alike, counting the keys it owns and forwarding the others to their owners.
+/// peers alike, counting the keys it owns and forwarding the others to their owners. On
+/// the same port: `GET /healthz` (200 while serving, 503 while joining or leaving) and
+/// `GET /metrics` (Prometheus text, when built with `--features metrics`).
 #[derive(Parser, Debug)]
 #[command(
     name = "node",
