@@ -187,11 +187,7 @@ async fn dispatch<S: SendBatch>(
         };
         fail_all(expired, &timed_out);
         if !live.is_empty() {
-            metrics.checks.increment(live.len() as u64);
-            metrics.batch_size.record(live.len() as f64);
-            let sent = Instant::now();
-            sender.send(live).await;
-            metrics.round_trip.record(sent.elapsed().as_secs_f64());
+            metrics.measure(live.len(), sender.send(live)).await;
         }
     }
 }

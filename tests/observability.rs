@@ -179,6 +179,66 @@ mod recorded {
         );
         assert_eq!(logged.matches("circuit open").count(), 1, "{logged}");
     }
+
+    #[cfg(feature = "redis")]
+    #[tokio::test]
+    async fn redis_checks_round_trips_errors_and_its_circuit_are_recorded() {
+        use common::redis::{available, RedisServer};
+        use ringlimit::backend::RedisBackend;
+        if !available("redis_checks_round_trips_errors_and_its_circuit_are_recorded") {
+            return;
+        }
+        prometheus();
+        let mut server = RedisServer::start();
+        let backend = RedisBackend::builder(named(2, "obs_redis"), &server.url())
+            .failure_mode(FailureMode::Allow)
+            .circuit(CircuitPolicy {
+                threshold: 2,
+                cooldown: Duration::from_secs(60),
+            })
+            .build()
+            .unwrap();
+        let layer = RateLimitLayer::new(backend);
+        let inner = service_fn(|_: http::Request<()>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(()))
+        });
+        let service = tower::Layer::layer(&layer, inner);
+        let status = |service: &ringlimit::RateLimit<_, _, _, _>| {
+            let request = http::Request::get("/?user_id=carol").body(()).unwrap();
+            let call = service.clone().oneshot(request);
+            async move { call.await.unwrap().status().as_u16() }
+        };
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            statuses.push(status(&service).await);
+        }
+        assert_eq!(statuses, [200, 200, 429]);
+        let label = format!("{{server=\"{}\"}}", server.url());
+        assert_eq!(
+            value(&format!("ringlimit_redis_checks_total{label}")),
+            Some(3.0)
+        );
+        let trips = value(&format!("ringlimit_redis_round_trip_seconds_count{label}"));
+        assert_eq!(trips, Some(3.0));
+        assert_eq!(
+            value(&format!("ringlimit_redis_circuit_open{label}")),
+            Some(0.0)
+        );
+
+        server.stop();
+        for _ in 0..4 {
+            assert_eq!(status(&service).await, 200, "failure mode allow");
+        }
+        assert_eq!(checks("obs_redis", "failure_allow"), 4.0);
+        assert_eq!(
+            value(&format!("ringlimit_redis_errors_total{label}")),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(&format!("ringlimit_redis_circuit_open{label}")),
+            Some(1.0)
+        );
+    }
 }
 
 #[tokio::test]

@@ -1,6 +1,9 @@
 //! The metrics of one remote that holds counters: a peer node, or Redis. Shared by its
 //! queue (checks, batches, round trips) and its circuit (errors, open or closed).
 
+use std::future::Future;
+use std::time::Instant;
+
 use super::handles::{counter, gauge, histogram, Counter, Gauge, Histogram};
 
 /// What kind of remote.
@@ -57,6 +60,19 @@ impl RemoteMetrics {
             errors: counter(names[3], &label),
             circuit_open,
         }
+    }
+}
+
+impl RemoteMetrics {
+    /// Runs `call`, one request of `checks` checks to this remote, and records it: the
+    /// checks, the batch size and the round trip.
+    pub(crate) async fn measure<T>(&self, checks: usize, call: impl Future<Output = T>) -> T {
+        self.checks.increment(checks as u64);
+        self.batch_size.record(checks as f64);
+        let sent = Instant::now();
+        let answer = call.await;
+        self.round_trip.record(sent.elapsed().as_secs_f64());
+        answer
     }
 }
 

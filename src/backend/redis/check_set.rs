@@ -157,11 +157,11 @@ impl<C: Clock> RedisBackend<C> {
         let evalsha = self.set_keys.evalsha(&self.sets, user, policies);
         let (connection, target, timeout) = (self.sets.clone(), self.target.clone(), self.timeout);
         let policies = policies.clone();
+        let metrics = Arc::clone(&self.metrics);
         async move {
             let deadline = Instant::now() + timeout;
-            let reply = connection
-                .run_until(evalsha, deadline, &target, timeout)
-                .await?;
+            let call = connection.run_until(evalsha, deadline, &target, timeout);
+            let reply = metrics.measure(1, call).await?;
             checked(reply, &policies, &target)
         }
     }

@@ -33,6 +33,7 @@ use super::{Backend, BackendError, Check, FailureMode, MemoryBackend, RemoteFutu
 use crate::circuit::Circuit;
 use crate::clock::{Clock, SystemClock};
 use crate::coalesce::Coalescer;
+use crate::observe::RemoteMetrics;
 use crate::policy::PolicySet;
 use crate::Decisions;
 
@@ -97,6 +98,8 @@ pub struct RedisBackend<C = SystemClock> {
     /// The queue that groups concurrent checks (a single server only; on a cluster each
     /// call goes on its own, routed to its key's master).
     queue: Option<Arc<Coalescer<RedisSender>>>,
+    /// Checks, round trips and errors of this Redis, shared with its queues and circuit.
+    metrics: Arc<RemoteMetrics>,
     timeout: Duration,
     failure: FailureMode,
     circuit: Arc<Circuit>,
@@ -247,11 +250,11 @@ impl<C: Clock> RedisBackend<C> {
         let (connection, target, timeout) =
             (self.connection.clone(), self.target.clone(), self.timeout);
         let per_key = connection.per_key_reply();
+        let metrics = Arc::clone(&self.metrics);
         async move {
             let deadline = Instant::now() + timeout;
-            let reply = connection
-                .run_until(evalsha, deadline, &target, timeout)
-                .await?;
+            let call = connection.run_until(evalsha, deadline, &target, timeout);
+            let reply = metrics.measure(1, call).await?;
             Counted::from_reply(&reply, 0, &target, per_key)
         }
     }
