@@ -85,7 +85,8 @@ impl Circuit {
     /// The failure mode `mode` decided a check of this target, which could not (`error`):
     /// logged at `warn` the first time, until the target answers again.
     pub(crate) fn failure_mode_decides(&self, mode: FailureMode, error: &BackendError) {
-        if !self.failing.swap(true, Ordering::AcqRel) {
+        // Read first: while the target is down, every check comes here.
+        if !self.failing.load(Ordering::Acquire) && !self.failing.swap(true, Ordering::AcqRel) {
             let noun = self.metrics.kind.noun();
             tracing::warn!(
                 remote = %self.target,
@@ -138,11 +139,11 @@ impl Circuit {
         let noun = self.metrics.kind.noun();
         if self.open_until.swap(0, Ordering::AcqRel) != 0 {
             self.metrics.circuit_open.set(0.0);
-            tracing::info!(remote = %self.target, "ringlimit: {noun} answers again: circuit closed");
+            tracing::warn!(remote = %self.target, "ringlimit: {noun} answers again: circuit closed");
         }
         // Read first: a successful call, the common case, writes nothing shared.
         if self.failing.load(Ordering::Acquire) && self.failing.swap(false, Ordering::AcqRel) {
-            tracing::info!(remote = %self.target, "ringlimit: {noun} answers again: it decides its checks");
+            tracing::warn!(remote = %self.target, "ringlimit: {noun} answers again: it decides its checks");
         }
         self.probing.store(false, Ordering::Release);
     }

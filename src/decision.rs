@@ -170,6 +170,14 @@ impl Decisions {
         self.failure_mode
     }
 
+    /// The failure mode that decided, for `Debug` whatever the features.
+    fn failure_mode_name(&self) -> Option<String> {
+        #[cfg(any(feature = "cluster", feature = "redis"))]
+        return self.failure_mode.map(|mode| mode.to_string());
+        #[cfg(not(any(feature = "cluster", feature = "redis")))]
+        None
+    }
+
     /// These decisions, marked as made by failure mode `mode`.
     #[cfg(any(feature = "cluster", feature = "redis"))]
     pub(crate) fn decided_by(mut self, mode: crate::backend::FailureMode) -> Self {
@@ -275,11 +283,8 @@ impl Decisions {
     /// The time until every denying policy not in shadow mode allows again (the
     /// `Retry-After` of a 429); `None` when none denied.
     pub fn retry_after(&self, set: &PolicySet) -> Option<Duration> {
-        set.iter()
-            .zip(self.iter())
-            .filter(|(policy, d)| !d.allowed && !policy.shadow())
-            .map(|(_, d)| d.reset)
-            .max()
+        debug_assert_eq!(set.len(), self.len(), "the set they were decided under");
+        self.retry_delay()
     }
 }
 
@@ -297,6 +302,7 @@ impl fmt::Debug for Decisions {
         f.debug_struct("Decisions")
             .field("allowed", &self.allowed)
             .field("each", &self.iter().collect::<Vec<_>>())
+            .field("failure_mode", &self.failure_mode_name())
             .finish()
     }
 }

@@ -5,10 +5,8 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{hourly, listeners, mid_window_clock, serve_node, HttpClient};
-use ringlimit::backend::{CircuitPolicy, FailureMode, NodeState};
+use common::{hourly, listeners, mid_window_clock, serve_node};
+use ringlimit::backend::NodeState;
 use ringlimit::policy::PolicyName;
 use ringlimit::{ClusterBackend, Policy, Ring};
 
@@ -20,6 +18,10 @@ fn named(limit: u32, name: &str) -> Policy {
 #[cfg(feature = "metrics")]
 mod recorded {
     use super::*;
+    use std::time::Duration;
+
+    use common::HttpClient;
+    use ringlimit::backend::{CircuitPolicy, FailureMode};
     use std::sync::OnceLock;
 
     use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -280,4 +282,23 @@ async fn health_says_joining_serving_then_leaving_with_each_peers_circuit() {
         [nodes[1].name.clone()],
         "routes by the others"
     );
+}
+
+#[tokio::test]
+async fn a_lone_node_leaving_is_unready_and_a_dropped_join_does_not_stick() {
+    let me = "127.0.0.1:1";
+    let ring = Ring::new([me]).unwrap();
+    let node = ClusterBackend::builder(named(5, "obs_lone"), me, ring)
+        .build()
+        .unwrap();
+    drop(node.join());
+    assert_eq!(
+        node.health().state,
+        NodeState::Serving,
+        "a join dropped unpolled ends"
+    );
+    assert_eq!(node.leave().await, 0, "no one to hand over to");
+    assert_eq!(node.health().state, NodeState::Leaving);
+    node.join().await;
+    assert_eq!(node.health().state, NodeState::Serving, "back");
 }

@@ -10,7 +10,10 @@ use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use ringlimit::backend::ClusterBackend;
-use tower::{Service, ServiceExt};
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+use tower::Service;
 
 /// What `/healthz` reports and what `/metrics` refreshes first.
 pub trait Operated: Send + Sync + 'static {
@@ -60,7 +63,7 @@ impl Operated for ringlimit::backend::RedisBackend {
     }
 
     fn record_metrics(&self) {
-        self.local().record_metrics();
+        ringlimit::backend::RedisBackend::record_metrics(self);
     }
 }
 
@@ -128,36 +131,72 @@ impl Metrics {
     }
 }
 
-type Answer = Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
-
 /// `endpoint`, with `GET /metrics` and `GET /healthz` answered before it.
-pub fn with_ops<S, B>(
+pub fn with_ops<S>(endpoint: S, node: Arc<dyn Operated>, metrics: Option<Metrics>) -> WithOps<S> {
+    WithOps {
+        endpoint,
+        node,
+        metrics,
+    }
+}
+
+/// The node's endpoint with the operator's two routes: see [`with_ops`].
+#[derive(Clone)]
+pub struct WithOps<S> {
     endpoint: S,
     node: Arc<dyn Operated>,
     metrics: Option<Metrics>,
-) -> impl Service<Request<B>, Response = Response<Full<Bytes>>, Error = Infallible, Future = Answer>
-       + Clone
+}
+
+impl<S, B> Service<Request<B>> for WithOps<S>
 where
-    S: Service<Request<B>, Response = Response<Full<Bytes>>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-    B: Send + 'static,
+    S: Service<Request<B>, Response = Response<Full<Bytes>>, Error = Infallible>,
 {
-    tower::service_fn(move |request: Request<B>| {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = OpsFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.endpoint.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
         let answer = (request.method() == Method::GET)
-            .then(|| ops_answer(request.uri().path(), &*node, metrics.as_ref()))
+            .then(|| ops_answer(request.uri().path(), &*self.node, self.metrics.as_ref()))
             .flatten();
-        let endpoint = endpoint.clone();
-        let answer: Answer = Box::pin(async move {
-            match answer {
-                Some(response) => Ok(response),
-                None => endpoint.oneshot(request).await,
+        match answer {
+            Some(response) => OpsFuture::Answered {
+                response: Some(response),
+            },
+            // The endpoint was polled ready for this call.
+            None => OpsFuture::Endpoint {
+                future: self.endpoint.call(request),
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// An operator's route answered at once, or the endpoint's future: no allocation
+    /// on the way to `/check`.
+    #[project = OpsProj]
+    pub enum OpsFuture<F> {
+        Answered { response: Option<Response<Full<Bytes>>> },
+        Endpoint { #[pin] future: F },
+    }
+}
+
+impl<F: Future<Output = Result<Response<Full<Bytes>>, Infallible>>> Future for OpsFuture<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        match self.project() {
+            OpsProj::Answered { response } => {
+                Poll::Ready(Ok(response.take().expect("polled after completion")))
             }
-        });
-        answer
-    })
+            OpsProj::Endpoint { future } => future.poll(cx),
+        }
+    }
 }
 
 fn ops_answer(

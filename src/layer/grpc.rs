@@ -90,3 +90,49 @@ fn insert_status(
     let details = status_details(code, message, retry);
     headers.insert("grpc-status-details-bin", encoded(details));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BackendError, KeyError};
+    use http_body::Body;
+
+    fn header<'a>(response: &'a Response<Bytes>, name: &str) -> &'a str {
+        response.headers()[name].to_str().unwrap()
+    }
+
+    #[test]
+    fn a_rejection_is_trailers_only_with_its_status_in_the_headers() {
+        let unavailable = Rejection::Unavailable(BackendError::CircuitOpen {
+            target: "10.0.0.1:7000".into(),
+        });
+        let response = GrpcRejection.respond(unavailable);
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(header(&response, "content-type"), "application/grpc");
+        assert_eq!(header(&response, "grpc-status"), "14");
+        assert_eq!(
+            header(&response, "grpc-message"),
+            "rate limiter unavailable"
+        );
+        assert!(!response.headers().contains_key("grpc-retry-pushback-ms"));
+        let body = super::super::ResponseBody::<http_body_util::Empty<Bytes>>::rejected(
+            response.into_body(),
+        );
+        assert!(
+            body.is_end_stream(),
+            "no body: the headers are the trailers"
+        );
+    }
+
+    #[test]
+    fn a_message_outside_printable_ascii_is_percent_encoded() {
+        let error = KeyError::Missing {
+            what: "ünïcode%".into(),
+        };
+        let response = GrpcRejection.respond(Rejection::BadKey(error));
+        assert_eq!(header(&response, "grpc-status"), "3");
+        let message = header(&response, "grpc-message");
+        assert!(message.contains("%C3%BCn%C3%AFcode%25"), "{message}");
+        assert!(message.is_ascii());
+    }
+}

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::handles::counter;
-use super::striped::StripedCounter;
+use super::striped::StripedCounters;
 use crate::{BackendError, Decisions, PolicySet};
 
 /// What became of a request under one policy of its set.
@@ -50,7 +50,7 @@ impl Outcome {
 /// request is checked against the set (so every outcome shows, at zero until it happens).
 #[derive(Debug)]
 pub(crate) struct CheckCounters {
-    each: Box<[[Arc<StripedCounter>; OUTCOMES.len()]]>,
+    each: Box<[Arc<StripedCounters<{ OUTCOMES.len() }>>]>,
 }
 
 impl CheckCounters {
@@ -59,10 +59,10 @@ impl CheckCounters {
             .iter()
             .map(|policy| {
                 let name = policy.name();
-                OUTCOMES.map(|outcome| {
+                StripedCounters::new(OUTCOMES.map(|outcome| {
                     let labels = [("policy", name.as_str()), ("outcome", outcome.label())];
-                    StripedCounter::new(counter("ringlimit_checks_total", &labels))
-                })
+                    counter("ringlimit_checks_total", &labels)
+                }))
             })
             .collect();
         Self { each }
@@ -71,7 +71,7 @@ impl CheckCounters {
     #[inline]
     fn count(&self, policy: usize, outcome: Outcome) {
         // `Outcome` is the index into `OUTCOMES`.
-        self.each[policy][outcome as usize].add(1);
+        self.each[policy].add(outcome as usize, 1);
     }
 
     fn count_all(&self, outcome: Outcome) {
@@ -158,9 +158,10 @@ fn trace_limited(set: &PolicySet, decisions: &Decisions) {
 #[inline]
 pub(crate) fn answered(checks: usize) {
     if cfg!(feature = "metrics") {
-        static ANSWERED: std::sync::OnceLock<Arc<StripedCounter>> = std::sync::OnceLock::new();
-        let answered = ANSWERED
-            .get_or_init(|| StripedCounter::new(counter("ringlimit_answered_checks_total", &[])));
-        answered.add(checks as u64);
+        static ANSWERED: std::sync::OnceLock<Arc<StripedCounters<1>>> = std::sync::OnceLock::new();
+        let answered = ANSWERED.get_or_init(|| {
+            StripedCounters::new([counter("ringlimit_answered_checks_total", &[])])
+        });
+        answered.add(0, checks as u64);
     }
 }

@@ -18,7 +18,7 @@
 //! | `ringlimit_peer_round_trip_seconds` | histogram | `peer` | time from sending a request to a peer to its answer |
 //! | `ringlimit_peer_errors_total` | counter | `peer` | asks that failed: timed out, unreachable, a bad answer |
 //! | `ringlimit_peer_circuit_open` | gauge | `peer` | 1 while the peer's circuit is open (it is not asked), else 0 |
-//! | `ringlimit_answered_checks_total` | counter | | checks other nodes forwarded here, answered as their owner |
+//! | `ringlimit_answered_checks_total` | counter | | checks other nodes forwarded here, answered here (as their owner, or by sending them on to where their key went) |
 //! | `ringlimit_redis_checks_total` | counter | `server` | checks sent to Redis |
 //! | `ringlimit_redis_batch_size` | histogram | `server` | checks per Redis call or pipeline |
 //! | `ringlimit_redis_round_trip_seconds` | histogram | `server` | time from sending to Redis to its answer |
@@ -38,15 +38,18 @@
 //! | `allowed` | the policy had room (a request refused by another policy of its set is `allowed` under a policy that had room; nothing was counted) |
 //! | `limited` | the policy refused the request: `429` |
 //! | `shadow_limited` | the policy, in shadow mode, would have refused it; it went through |
-//! | `bad_key` | the request had no usable key: `400` |
+//! | `bad_key` | the request had no usable key: `400` (`500` when the server is not set up to key requests) |
 //! | `failure_allow` | the owner could not answer; failure mode `allow` let it through |
 //! | `failure_local` | the owner could not answer; failure mode `local` decided it on this node |
-//! | `failure_deny` | the owner could not answer; failure mode `deny` refused it: `503` |
-//! | `unavailable` | the owner answered but refused to decide (a wrong peer secret, a policy it cannot count): `503` |
+//! | `failure_deny` | the owner could not be reached or answer in time (a backend error saying so); failure mode `deny` refused it: `503` |
+//! | `unavailable` | the owner answered but refused to decide (a policy it cannot count): `503` |
+//!
+//! A request whose set is all in shadow mode goes through even when it is
+//! `failure_deny` or `unavailable`.
 //!
 //! The counts of checks are added up per thread and handed to the recorder every 64
-//! (so that threads never contend for one counter); [`flush`] hands over the rest, and
-//! a backend's `record_metrics` calls it.
+//! (so that threads never contend for one counter); the rest is handed over every
+//! second, and by [`flush`], which a backend's `record_metrics` calls.
 //!
 //! Gauges that are read rather than counted (`ringlimit_memory_keys`, the evicted keys)
 //! are set when you call `record_metrics` on the backend: call it where you render your
@@ -57,8 +60,8 @@
 //! - `debug`: a span `ringlimit_limited` per limited request, with the policy that
 //!   refused it, its limit and the seconds until it allows again (never the key).
 //! - `warn`, once per change of state, never per request: a failure mode starts deciding
-//!   a peer's or Redis's checks (and `info` when it answers again); a circuit opens (and
-//!   `info` when it closes); a peer refuses batches; the memory cap evicts keys.
+//!   a peer's or Redis's checks, and when it answers again; a circuit opens, and when
+//!   it closes; a peer refuses batches; the memory cap evicts keys.
 
 mod checks;
 pub(crate) mod handles;
@@ -71,6 +74,8 @@ mod striped;
 #[cfg(feature = "cluster")]
 pub(crate) use checks::answered;
 pub(crate) use checks::{bad_key, record, CheckCounters};
+#[cfg(feature = "redis")]
+pub(crate) use remote::redacted;
 #[cfg(any(feature = "cluster", feature = "redis"))]
 pub(crate) use remote::{Remote, RemoteMetrics};
 

@@ -27,8 +27,8 @@ pub(crate) struct RemoteMetrics {
 }
 
 impl RemoteMetrics {
-    /// The metrics of `address` (a peer's `host:port`, or a Redis URL, whose password is
-    /// never a label).
+    /// The metrics of `address` (a peer's `host:port`, or a Redis URL already
+    /// [`redacted`]).
     pub(crate) fn new(kind: Remote, address: &str) -> Self {
         let names = match kind {
             #[cfg(any(test, feature = "cluster"))]
@@ -48,8 +48,7 @@ impl RemoteMetrics {
                 "ringlimit_redis_circuit_open",
             ],
         };
-        let address = without_password(address);
-        let label = [(kind.label(), address.as_str())];
+        let label = [(kind.label(), address)];
         let circuit_open = gauge(names[4], &label);
         circuit_open.set(0.0);
         Self {
@@ -97,35 +96,47 @@ impl Remote {
     }
 }
 
-/// `address` with any `user:password@` taken out of each of its URLs.
-fn without_password(address: &str) -> String {
-    address
-        .split(',')
-        .map(|url| match (url.find("://"), url.rfind('@')) {
-            (Some(scheme), Some(at)) if at > scheme => {
-                format!("{}{}", &url[..scheme + 3], &url[at + 1..])
-            }
-            (None, Some(at)) => url[at + 1..].to_owned(),
-            _ => url.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+/// The URL `url` as logs and labels may show it: without a `user:password@` and
+/// without a query (where a password may also be, `redis+unix:///s?pass=...`).
+#[cfg(feature = "redis")]
+pub(crate) fn redacted(url: &str) -> String {
+    let url = url.split_once('?').map_or(url, |(before, _)| before);
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+            format!("{scheme}://{host}")
+        }
+        None => url
+            .rsplit_once('@')
+            .map_or(url, |(_, host)| host)
+            .to_owned(),
+    }
 }
 
-#[cfg(test)]
+/// A remote no longer known (a peer that left the ring): its circuit shows closed, so
+/// that an alert on it does not stay firing.
+impl Drop for RemoteMetrics {
+    fn drop(&mut self) {
+        self.circuit_open.set(0.0);
+    }
+}
+
+#[cfg(all(test, feature = "redis"))]
 mod tests {
-    use super::without_password;
+    use super::redacted;
 
     #[test]
-    fn a_redis_password_is_never_a_label() {
+    fn a_redis_password_is_never_shown() {
         assert_eq!(
-            without_password("redis://:secret@127.0.0.1:6379/0"),
+            redacted("redis://:secret@127.0.0.1:6379/0"),
             "redis://127.0.0.1:6379/0"
         );
+        assert_eq!(redacted("redis://u:p@ss@a:1"), "redis://a:1");
         assert_eq!(
-            without_password("redis://u:p@a:1,redis://b:2"),
-            "redis://a:1,redis://b:2"
+            redacted("redis+unix:///tmp/r.sock?pass=secret"),
+            "redis+unix:///tmp/r.sock"
         );
-        assert_eq!(without_password("10.0.0.1:7000"), "10.0.0.1:7000");
+        assert_eq!(redacted("rediss://a:1/?db=1"), "rediss://a:1/");
+        assert_eq!(redacted("10.0.0.1:7000"), "10.0.0.1:7000");
     }
 }

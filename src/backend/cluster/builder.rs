@@ -11,6 +11,7 @@ use super::denied::DeniedCache;
 use super::handoff::{Handoff, MovedKeys};
 use super::members::Members;
 use super::peer_client::PeerClient;
+use super::strangers::Strangers;
 use super::topology::Topology;
 use super::{ClusterBackend, ClusterError, DEFAULT_PEER_TIMEOUT};
 use crate::backend::{FailureMode, MemoryBackend, MemoryBuilder};
@@ -135,7 +136,9 @@ impl<C: Clock> ClusterBuilder<C> {
             failure: self.failure_mode,
             circuit: self.circuit,
             denied: Arc::new(DeniedCache::new()),
-            joining: Arc::new(AtomicBool::new(false)),
+            joining: Arc::default(),
+            stopping: AtomicBool::new(false),
+            strangers: Strangers::default(),
         })
     }
 }

@@ -18,15 +18,21 @@ pub enum NodeState {
     Joining,
     /// In the ring and deciding its keys.
     Serving,
-    /// [`leave`](ClusterBackend::leave) was called (or its members source no longer
-    /// lists it): its keys are going, or have gone, to the others.
+    /// [`leave`](ClusterBackend::leave) was called: its keys are going, or have gone, to
+    /// the others, and it is about to stop.
     Leaving,
+    /// Its members source no longer lists it: it owns no key and sends every check to
+    /// the others, and comes back when listed again. It still answers, so it stays ready
+    /// (a readiness probe failing here would keep a Kubernetes headless service from ever
+    /// listing it again).
+    OutOfRing,
 }
 
 impl NodeState {
-    /// Whether the node should get traffic: it is [`Serving`](NodeState::Serving).
+    /// Whether the node should get traffic: it is [`Serving`](NodeState::Serving), or
+    /// [`OutOfRing`](NodeState::OutOfRing) (it answers by sending checks on).
     pub fn is_serving(self) -> bool {
-        self == Self::Serving
+        matches!(self, Self::Serving | Self::OutOfRing)
     }
 }
 
@@ -36,6 +42,7 @@ impl fmt::Display for NodeState {
             Self::Joining => "joining",
             Self::Serving => "serving",
             Self::Leaving => "leaving",
+            Self::OutOfRing => "out_of_ring",
         })
     }
 }
@@ -72,10 +79,14 @@ impl<C: Clock> ClusterBackend<C> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .leaving();
-        let state = match (leaving, self.joining.load(Ordering::Acquire)) {
-            (true, _) => NodeState::Leaving,
-            (false, true) => NodeState::Joining,
-            (false, false) => NodeState::Serving,
+        let state = if self.stopping.load(Ordering::Acquire) {
+            NodeState::Leaving
+        } else if self.joining.load(Ordering::Acquire) > 0 {
+            NodeState::Joining
+        } else if leaving {
+            NodeState::OutOfRing
+        } else {
+            NodeState::Serving
         };
         let topology = self.topology.load();
         let members: Vec<String> = topology.ring.members().map(str::to_owned).collect();
@@ -94,13 +105,5 @@ impl<C: Clock> ClusterBackend<C> {
             members,
             peers,
         }
-    }
-
-    /// Sets the gauges that are read rather than counted (the keys held in memory, the
-    /// keys evicted at the cap, the ring's members): call it where you render metrics.
-    /// Nothing without the feature `metrics`.
-    pub fn record_metrics(&self) {
-        self.local.record_metrics();
-        crate::observe::ring::members_now(self.topology.load().ring.members().count());
     }
 }

@@ -3,7 +3,7 @@
 //! joining. Every change of the ring hands counters over (see `handoff`).
 
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError};
 
 use super::handoff::{Handoff, Transition};
@@ -93,8 +93,15 @@ impl<C: Clock> ClusterBackend<C> {
     /// arrive (from a node that has not heard) are sent on to their key's new owner.
     /// Keep serving a moment after it returns, then stop: requests in flight finish.
     ///
-    /// A ring of this node alone has no one to hand over to: nothing happens.
+    /// A ring of this node alone has no one to hand over to: nothing happens but that
+    /// its [health](Self::health) says it is leaving.
     pub async fn leave(&self) -> usize {
+        self.stopping.store(true, Ordering::Release);
+        self.leave_ring().await
+    }
+
+    /// Leaves the ring, as [`leave`](Self::leave) says, without saying it stops.
+    async fn leave_ring(&self) -> usize {
         let ring = {
             let mut members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
             let others = members.in_ring(&self.me).filter(|m| **m != *self.me);
@@ -129,12 +136,14 @@ impl<C: Clock> ClusterBackend<C> {
             let mut given = self.members.lock().unwrap_or_else(PoisonError::into_inner);
             given.given = members;
         }
-        self.leave().await
+        self.leave_ring().await
     }
 
     /// Comes back into the ring of `members` (a list with this node again, as a
     /// membership source gives it) after leaving it: routes by it and [joins](Self::join).
     pub(crate) async fn rejoin(&self, members: Vec<String>) -> Result<(), ClusterError> {
+        // Joining from now, not serving first.
+        let _joining = Joining::start(&self.joining);
         {
             let mut given = self.members.lock().unwrap_or_else(PoisonError::into_inner);
             given.leaving = false;
@@ -166,11 +175,12 @@ impl<C: Clock> ClusterBackend<C> {
             self.handoff.begin(Arc::clone(transition));
         }
         let (client, handoff) = (self.client.clone(), Arc::clone(&self.handoff));
-        let joining = Arc::clone(&self.joining);
-        joining.store(true, Ordering::Release);
+        self.stopping.store(false, Ordering::Release);
+        // Joining until the future ends, or is dropped.
+        let joining = Joining::start(&self.joining);
         async move {
+            let _joining = joining;
             let Some(transition) = transition else {
-                joining.store(false, Ordering::Release);
                 return; // a ring of this node alone
             };
             let reached = announce(&client, &handoff.me, &others, HandoffOp::Joining).await;
@@ -179,7 +189,6 @@ impl<C: Clock> ClusterBackend<C> {
                     transition.done(member);
                 }
             }
-            joining.store(false, Ordering::Release);
             tokio::spawn(async move { handoff.tidy_later().await });
         }
     }
@@ -291,4 +300,20 @@ async fn announce(
         }
     }
     reached
+}
+
+/// One `join` in progress, counted in the backend's `joining` while it lives.
+struct Joining(Arc<AtomicUsize>);
+
+impl Joining {
+    fn start(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(Arc::clone(count))
+    }
+}
+
+impl Drop for Joining {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }

@@ -11,10 +11,11 @@ mod kept_connection;
 mod members;
 mod peer_client;
 mod peer_queue;
+mod strangers;
 mod topology;
 
 use std::fmt;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ pub use self::handoff::{HANDOFF_DEADLINE, MOVED_FOR};
 pub use self::health::{ClusterHealth, NodeState, PeerHealth};
 use self::members::Members;
 use self::peer_client::PeerClient;
+use self::strangers::Strangers;
 use self::topology::Topology;
 use super::{Backend, Check, FailureMode, MemoryBackend, Owner, RemoteFuture};
 use crate::circuit::CircuitPolicy;
@@ -83,8 +85,12 @@ pub struct ClusterBackend<C = SystemClock> {
     circuit: CircuitPolicy,
     /// Keys owners denied for the rest of their window: not forwarded again.
     denied: Arc<DeniedCache>,
-    /// Whether `join` has not finished telling the others.
-    joining: Arc<AtomicBool>,
+    /// How many `join`s have not finished telling the others.
+    joining: Arc<AtomicUsize>,
+    /// Whether `leave` was called (and `join` not since): the node is stopping.
+    stopping: AtomicBool,
+    /// Circuits of nodes checks are relayed to that are not members here (yet).
+    strangers: Strangers,
 }
 
 impl ClusterBackend {
@@ -126,6 +132,14 @@ impl<C: Clock> ClusterBackend<C> {
     /// The counters of the keys this node has decided itself.
     pub fn local(&self) -> &MemoryBackend<C> {
         &self.local
+    }
+
+    /// Sets the gauges that are read rather than counted (the keys held in memory, the
+    /// keys evicted at the cap, the ring's members) and hands over the counts of checks: call it where you render metrics.
+    /// Nothing without the feature `metrics`.
+    pub fn record_metrics(&self) {
+        self.local.record_metrics();
+        crate::observe::ring::members_now(self.topology.load().ring.members().count());
     }
 
     /// The failure mode in force ([`ClusterBuilder::failure_mode`]).
@@ -223,9 +237,9 @@ impl<C: Clock> ClusterBackend<C> {
         match topology.peer_of(to) {
             Some(peer) => self.forward(to, &peer.circuit, None, key, policies),
             // Not a member on this node's ring (yet: it asked for the key before this
-            // node learnt of it): a circuit of its own for this check.
+            // node learnt of it): a circuit kept for it among a few such nodes.
             None => {
-                let circuit = Arc::new(crate::circuit::Circuit::to_peer(to, self.circuit));
+                let circuit = self.strangers.circuit(to, self.circuit);
                 self.forward(to, &circuit, None, key, policies)
             }
         }

@@ -16,7 +16,7 @@ use crate::backend::{FailureMode, MemoryBackend, MemoryBuilder};
 use crate::circuit::{Circuit, CircuitPolicy};
 use crate::clock::{Clock, SystemClock};
 use crate::coalesce::Coalescer;
-use crate::observe::{Remote, RemoteMetrics};
+use crate::observe::{redacted, Remote, RemoteMetrics};
 use crate::PolicySet;
 
 /// Where the counters are.
@@ -155,13 +155,17 @@ impl<C: Clock> RedisBuilder<C> {
         let algorithm = self.local.policies().as_slice()[0].algorithm();
         let script = || CheckScript::for_algorithm(algorithm);
         let (connection, target) = match &self.server {
+            // What errors, logs and metrics name it by: never its password.
             Server::Single(url) => (
                 Connection::single(url, DEFAULT_REDIS_TIMEOUT, script())?,
-                url.clone(),
+                redacted(url),
             ),
             Server::Cluster(urls) => (
                 Connection::cluster(urls, DEFAULT_REDIS_TIMEOUT, script())?,
-                urls.join(","),
+                urls.iter()
+                    .map(|url| redacted(url))
+                    .collect::<Vec<_>>()
+                    .join(","),
             ),
         };
         let target: Arc<str> = target.into();

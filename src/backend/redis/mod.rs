@@ -234,6 +234,13 @@ impl AsRef<str> for UserOf {
 }
 
 impl<C: Clock> RedisBackend<C> {
+    /// Sets the gauges that are read rather than counted (the keys its failure mode
+    /// counts in memory) and hands over the counts of checks: call it where you render
+    /// metrics. Nothing without the feature `metrics`.
+    pub fn record_metrics(&self) {
+        self.local.record_metrics();
+    }
+
     /// One script call for this check alone (on a cluster).
     fn call_alone(
         &self,
