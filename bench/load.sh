@@ -3,9 +3,9 @@
 #   - bare hyper: the same server answering ALLOWED with no limiter (the ceiling),
 #   - a one-node ring,
 #   - a two-node ring, driven through one node, so half the checks are forwarded,
-#   - a node on the Redis backend (its own redis-server on a free port), one script call
-#     per check (the default), and one with --redis-batch (checks that arrive together
-#     share a call),
+#   - a node on the Redis backend (its own redis-server on a free port): checks that
+#     arrive together share a script call (the default), and one with --redis-unbatched
+#     (a call per check),
 # then requests/second, the ratios, Redis operations per check, and the CPU each setup's
 # processes (its nodes, and redis-server) spent per request, which a noisy machine moves
 # less than requests/second.
@@ -42,7 +42,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 limit=1000000000   # never reached: every check is a counted, allowed request
 
 bare=$(free_port); one=$(free_port); two_a=$(free_port); two_b=$(free_port)
-redis_node=$(free_port); batched_node=$(free_port); redis_port=$(free_port)
+redis_node=$(free_port); unbatched_node=$(free_port); redis_port=$(free_port)
 target/release/examples/bare_hyper "$bare" >/dev/null & pids+=($!); bare_pid=$!
 "$node" --limit $limit --advertise "127.0.0.1:$one" "$one" "127.0.0.1:$one" >/dev/null & pids+=($!); one_pid=$!
 two_pids=()
@@ -52,7 +52,7 @@ done
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$redis_dir" >/dev/null & pids+=($!); redis_pid=$!
 sleep 0.5
 "$node" --limit $limit --redis "redis://127.0.0.1:$redis_port" "$redis_node" >/dev/null & pids+=($!); redis_node_pid=$!
-"$node" --limit $limit --redis "redis://127.0.0.1:$redis_port" --redis-batch "$batched_node" >/dev/null & pids+=($!); batched_pid=$!
+"$node" --limit $limit --redis "redis://127.0.0.1:$redis_port" --redis-unbatched "$unbatched_node" >/dev/null & pids+=($!); unbatched_pid=$!
 sleep 1
 
 # One wrk run: prints "REQUESTS_PER_SECOND REQUESTS".
@@ -79,11 +79,11 @@ median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (
 # commands too) in INFO commandstats.
 calls() { redis-cli -p "$redis_port" INFO commandstats | awk -F'[=,:]' -v c="$1" '$1 == "cmdstat_" c || (c == "all" && /^cmdstat_/) {sum += $3} END {print sum + 0}'; }
 
-names=("bare hyper (ceiling)" "one-node ring" "two-node ring (half forwarded)" "Redis-backed node" "Redis-backed node, batched")
-ports=("$bare" "$one" "$two_a" "$redis_node" "$batched_node")
+names=("bare hyper (ceiling)" "one-node ring" "two-node ring (half forwarded)" "Redis node (default)" "Redis node, --redis-unbatched")
+ports=("$bare" "$one" "$two_a" "$redis_node" "$unbatched_node")
 # The processes that work for each setup's requests, measured apart: its node(s), then
 # (for Redis) redis-server.
-serving=("$bare_pid" "$one_pid" "${two_pids[*]}" "$redis_node_pid" "$batched_pid")
+serving=("$bare_pid" "$one_pid" "${two_pids[*]}" "$redis_node_pid" "$unbatched_pid")
 helping=("" "" "" "$redis_pid" "$redis_pid")
 declare -a results=("" "" "" "" "") node_cpu=("" "" "" "" "") redis_cpu=("" "" "" "" "") idle=("" "" "" "" "")
 steal_before=$(stolen); started=$(date +%s)
@@ -119,11 +119,11 @@ for i in 0 1 2 3 4; do
   med[$i]=$(tr ' ' '\n' <<<"${results[$i]}" | grep . | median)
   printf '%-34s %12.0f req/s (median)\n' "${names[$i]}" "${med[$i]}"
 done
-awk -v bare="${med[0]}" -v one="${med[1]}" -v two="${med[2]}" -v redis="${med[3]}" -v batched="${med[4]}" 'BEGIN {
+awk -v bare="${med[0]}" -v one="${med[1]}" -v two="${med[2]}" -v redis="${med[3]}" -v unbatched="${med[4]}" 'BEGIN {
   printf "one-node ring / bare hyper:      %.2f\n", one / bare
   printf "two-node ring / one-node ring:   %.2f\n", two / one
-  printf "Redis node / one-node ring:      %.2f (one script call per check)\n", redis / one
-  printf "batched Redis / one-node ring:   %.2f (--redis-batch)\n", batched / one
+  printf "Redis node / one-node ring:      %.2f (checks that arrive together share a call)\n", redis / one
+  printf "unbatched Redis / one-node ring: %.2f (--redis-unbatched: a call per check)\n", unbatched / one
 }'
 for i in 3 4; do
   awk -v name="${names[$i]}" -v trips="${trips[$i]}" -v all="${all[$i]}" -v n="${served[$i]}" 'BEGIN {

@@ -101,9 +101,10 @@ struct Args {
     /// How long to wait for Redis, in ms
     #[arg(long, value_name = "MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..))]
     redis_timeout_ms: u64,
-    /// With --redis: checks that arrive together share one script call
+    /// With --redis: a script call per check (concurrent calls share a pipeline), instead
+    /// of one call for the checks that arrive together
     #[arg(long)]
-    redis_batch: bool,
+    redis_unbatched: bool,
 }
 
 /// The options, checked (the Redis ones are read by builds with `redis`).
@@ -123,7 +124,7 @@ struct Options {
     max_keys: usize,
     redis: Option<RedisOption>,
     redis_timeout: Duration,
-    redis_batch: bool,
+    redis_unbatched: bool,
 }
 
 /// Where the counters live when the ring is not used (read by builds with `redis`).
@@ -145,9 +146,9 @@ impl RedisOption {
 /// The options `args` say, checked together; `env_secret` is `RINGLIMIT_PEER_SECRET`,
 /// if set.
 fn options(args: Args, env_secret: Option<String>) -> Result<Options, String> {
-    if args.redis_batch && args.redis.is_none() {
+    if args.redis_unbatched && args.redis.is_none() {
         return Err(
-            "--redis-batch needs --redis (one server; a cluster takes one key per call)".into(),
+            "--redis-unbatched needs --redis (one server; a cluster takes one key per call)".into(),
         );
     }
     let redis = match (args.redis, args.redis_cluster.is_empty()) {
@@ -199,7 +200,7 @@ fn options(args: Args, env_secret: Option<String>) -> Result<Options, String> {
         max_keys: usize::try_from(args.max_keys).unwrap_or(usize::MAX),
         redis,
         redis_timeout: Duration::from_millis(args.redis_timeout_ms),
-        redis_batch: args.redis_batch,
+        redis_unbatched: args.redis_unbatched,
     })
 }
 
@@ -416,7 +417,7 @@ async fn serve_redis(
     .timeout(options.redis_timeout)
     .failure_mode(options.failure)
     .max_keys(options.max_keys)
-    .batch_checks(options.redis_batch)
+    .batch_checks(!options.redis_unbatched)
     .build()
     .map_err(|e| format!("bad Redis URL: {e}"))?;
     let backend = Arc::new(backend);
@@ -561,7 +562,7 @@ mod tests {
         assert!(parsed("5000").err().unwrap().contains("missing MEMBER"));
         assert!(parsed("--redis redis://127.0.0.1:1 5000").is_ok());
         assert!(
-            parsed("--redis-batch 5000 a:5000").is_err(),
+            parsed("--redis-unbatched 5000 a:5000").is_err(),
             "needs --redis"
         );
         let help = Args::try_parse_from(["node", "--help"]).unwrap_err();

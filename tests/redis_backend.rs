@@ -51,7 +51,11 @@ async fn sixty_four_clients_over_three_nodes_get_exactly_the_limit() {
     let window = Duration::from_secs(3600);
     let mut addresses = Vec::new();
     for _ in 0..3 {
-        let backend = RedisBackend::new(policy(LIMIT, window), &server.url()).unwrap();
+        // A call per check (not the default), to count them: one EVALSHA each.
+        let backend = RedisBackend::builder(policy(LIMIT, window), &server.url())
+            .batch_checks(false)
+            .build()
+            .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         addresses.push(listener.local_addr().unwrap());
         let endpoint = PeerEndpoint::new(Arc::new(backend));

@@ -57,7 +57,8 @@ pub struct RedisBuilder<C = SystemClock> {
     local: MemoryBuilder<C>,
     prefix: String,
     timeout: Duration,
-    batch_checks: bool,
+    /// `None`: the default (batched on a single server; a cluster takes one key per call).
+    batch_checks: Option<bool>,
     failure_mode: FailureMode,
     circuit: CircuitPolicy,
 }
@@ -69,7 +70,7 @@ impl RedisBuilder {
             local: MemoryBackend::builder(policy),
             prefix: DEFAULT_PREFIX.to_owned(),
             timeout: DEFAULT_REDIS_TIMEOUT,
-            batch_checks: false,
+            batch_checks: None,
             failure_mode: FailureMode::default(),
             circuit: CircuitPolicy::default(),
         }
@@ -90,17 +91,17 @@ impl<C: Clock> RedisBuilder<C> {
         self
     }
 
-    /// With `true`, checks that arrive while a script call is in flight go together in
-    /// the next call (up to 128 keys per call), instead of one call per check.
+    /// Whether checks that arrive while a script call is in flight go together in the
+    /// next call (up to 128 keys per call), or each has a call of its own (concurrent
+    /// calls then share a pipeline).
     ///
-    /// Off by default (by default each check has its own call, and concurrent calls share
-    /// a pipeline). Under load this also saves most of Redis's work per check: one script
-    /// call instead of one per check. Each check stays atomic and exact, and a lone check
-    /// still goes at once. Each check waits at most the timeout, queueing included. A
-    /// single server only: on a Redis Cluster, one call's keys must share a slot, so a
-    /// cluster backend keeps one key per call (and logs a warning if asked to batch).
+    /// On by default on a single server: under load one script call does the work of
+    /// many, and each key is still decided atomically inside it, exact; a lone check
+    /// still goes at once, and each waits at most the timeout, queueing included. On a
+    /// Redis Cluster one call's keys must share a slot, so a cluster backend keeps one
+    /// key per call (and logs a warning if asked to batch).
     pub fn batch_checks(mut self, batch: bool) -> Self {
-        self.batch_checks = batch;
+        self.batch_checks = Some(batch);
         self
     }
 
@@ -171,9 +172,9 @@ impl<C: Clock> RedisBuilder<C> {
         let target: Arc<str> = target.into();
         let metrics = Arc::new(RemoteMetrics::new(Remote::Redis, &target));
         let policy = self.local.policies().as_slice()[0];
-        let grouping = match (&self.server, self.batch_checks) {
-            (Server::Cluster(_), batch) => {
-                if batch {
+        let grouping = match (&self.server, self.batch_checks.unwrap_or(true)) {
+            (Server::Cluster(_), _) => {
+                if self.batch_checks == Some(true) {
                     tracing::warn!(target = %target, "batched checks need a single Redis server: one key per call on a cluster");
                 }
                 None

@@ -43,10 +43,11 @@ pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(250);
 pub const DEFAULT_PREFIX: &str = "ringlimit:";
 
 /// Counters kept in Redis (or a Redis Cluster), where users already trust
-/// them: one atomic script call per check, on one key, in one round trip. On a single
-/// server, the calls of checks that arrive while others are on the wire go together in one
-/// pipeline (one write, one round trip; each call still its own); with
-/// [`batch_checks`](RedisBuilder::batch_checks) they share one script call.
+/// them: each check atomic, on one key, in one round trip. On a single server, checks
+/// that arrive while a call is on the wire share the next script call (each key decided
+/// atomically inside it); with [`batch_checks(false)`](RedisBuilder::batch_checks) each
+/// check has a call of its own, and those that arrive together go in one pipeline. On a
+/// Redis Cluster each check is a call of its own.
 ///
 /// The script runs on the server's clock (`TIME`), so nodes whose clocks disagree still
 /// share each window. It is called by its SHA and reloaded if the server answers
@@ -308,17 +309,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_single_server_pipelines_batching_is_for_it_only_and_survives_a_new_timeout() {
+    async fn a_single_server_batches_by_default_pipelines_if_told_and_a_cluster_never_batches() {
         // Nothing listens on port 1: both connect lazily, so no server is needed here.
         let default = RedisBackend::new(policy(), "redis://127.0.0.1:1").unwrap();
         assert_eq!(
             default.grouping(),
+            Some(Grouping::OneCall),
+            "checks that arrive together share a call"
+        );
+        let unbatched = RedisBackend::builder(policy(), "redis://127.0.0.1:1")
+            .batch_checks(false)
+            .build()
+            .unwrap();
+        assert_eq!(
+            unbatched.grouping(),
             Some(Grouping::Pipelined),
             "one call per check"
         );
 
         let single = RedisBackend::builder(policy(), "redis://127.0.0.1:1")
-            .batch_checks(true)
             .timeout(Duration::from_millis(40))
             .build()
             .unwrap();
@@ -330,7 +339,6 @@ mod tests {
 
         let urls = ["redis://127.0.0.1:1".to_owned()];
         let cluster = RedisBackend::cluster_builder(policy(), &urls)
-            .batch_checks(true)
             .build()
             .unwrap();
         assert_eq!(cluster.grouping(), None, "one call at a time on a cluster");
