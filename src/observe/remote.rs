@@ -15,6 +15,50 @@ pub(crate) enum Remote {
     Redis,
 }
 
+/// What a kind of remote is called: in logs, in its label, and its metrics' names.
+#[derive(Debug)]
+struct Names {
+    noun: &'static str,
+    label: &'static str,
+    checks: &'static str,
+    batch_size: &'static str,
+    round_trip: &'static str,
+    errors: &'static str,
+    circuit_open: &'static str,
+}
+
+impl Remote {
+    fn names(self) -> &'static Names {
+        match self {
+            #[cfg(any(test, feature = "cluster"))]
+            Self::Peer => &Names {
+                noun: "peer",
+                label: "peer",
+                checks: "ringlimit_peer_checks_total",
+                batch_size: "ringlimit_peer_batch_size",
+                round_trip: "ringlimit_peer_round_trip_seconds",
+                errors: "ringlimit_peer_errors_total",
+                circuit_open: "ringlimit_peer_circuit_open",
+            },
+            #[cfg(feature = "redis")]
+            Self::Redis => &Names {
+                noun: "Redis",
+                label: "server",
+                checks: "ringlimit_redis_checks_total",
+                batch_size: "ringlimit_redis_batch_size",
+                round_trip: "ringlimit_redis_round_trip_seconds",
+                errors: "ringlimit_redis_errors_total",
+                circuit_open: "ringlimit_redis_circuit_open",
+            },
+        }
+    }
+
+    /// How logs name it.
+    pub(crate) fn noun(self) -> &'static str {
+        self.names().noun
+    }
+}
+
 /// The handles of one remote's metrics, labelled with its address.
 #[derive(Debug)]
 pub(crate) struct RemoteMetrics {
@@ -30,39 +74,20 @@ impl RemoteMetrics {
     /// The metrics of `address` (a peer's `host:port`, or a Redis URL already
     /// [`redacted`]).
     pub(crate) fn new(kind: Remote, address: &str) -> Self {
-        let names = match kind {
-            #[cfg(any(test, feature = "cluster"))]
-            Remote::Peer => [
-                "ringlimit_peer_checks_total",
-                "ringlimit_peer_batch_size",
-                "ringlimit_peer_round_trip_seconds",
-                "ringlimit_peer_errors_total",
-                "ringlimit_peer_circuit_open",
-            ],
-            #[cfg(feature = "redis")]
-            Remote::Redis => [
-                "ringlimit_redis_checks_total",
-                "ringlimit_redis_batch_size",
-                "ringlimit_redis_round_trip_seconds",
-                "ringlimit_redis_errors_total",
-                "ringlimit_redis_circuit_open",
-            ],
-        };
-        let label = [(kind.label(), address)];
-        let circuit_open = gauge(names[4], &label);
+        let names = kind.names();
+        let label = [(names.label, address)];
+        let circuit_open = gauge(names.circuit_open, &label);
         circuit_open.set(0.0);
         Self {
             kind,
-            checks: counter(names[0], &label),
-            batch_size: histogram(names[1], &label),
-            round_trip: histogram(names[2], &label),
-            errors: counter(names[3], &label),
+            checks: counter(names.checks, &label),
+            batch_size: histogram(names.batch_size, &label),
+            round_trip: histogram(names.round_trip, &label),
+            errors: counter(names.errors, &label),
             circuit_open,
         }
     }
-}
 
-impl RemoteMetrics {
     /// Runs `call`, one request of `checks` checks to this remote, and records it: the
     /// checks, the batch size and the round trip.
     pub(crate) async fn measure<T>(&self, checks: usize, call: impl Future<Output = T>) -> T {
@@ -72,27 +97,6 @@ impl RemoteMetrics {
         let answer = call.await;
         self.round_trip.record(sent.elapsed().as_secs_f64());
         answer
-    }
-}
-
-impl Remote {
-    fn label(self) -> &'static str {
-        match self {
-            #[cfg(any(test, feature = "cluster"))]
-            Self::Peer => "peer",
-            #[cfg(feature = "redis")]
-            Self::Redis => "server",
-        }
-    }
-
-    /// How logs name it.
-    pub(crate) fn noun(self) -> &'static str {
-        match self {
-            #[cfg(any(test, feature = "cluster"))]
-            Self::Peer => "peer",
-            #[cfg(feature = "redis")]
-            Self::Redis => "Redis",
-        }
     }
 }
 
