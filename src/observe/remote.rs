@@ -91,6 +91,9 @@ impl RemoteMetrics {
     /// Runs `call`, one request of `checks` checks to this remote, and records it: the
     /// checks, the batch size and the round trip.
     pub(crate) async fn measure<T>(&self, checks: usize, call: impl Future<Output = T>) -> T {
+        if !cfg!(feature = "metrics") {
+            return call.await; // no clock read for nothing
+        }
         self.checks.increment(checks as u64);
         self.batch_size.record(checks as f64);
         let sent = Instant::now();
