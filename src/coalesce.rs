@@ -1,20 +1,23 @@
 //! Coalescing remote checks: checks that queue up while earlier ones are on the wire leave
 //! together, as one request. Shared by the peer forwarding queue and the Redis backend.
 //!
-//! A check never waits for company: the dispatcher sends whatever is queued the moment the
-//! previous batch is answered (one batch per target on the wire: measured best for peers,
-//! where a second batch in flight only splits the queue, and no worse for Redis), so a
-//! lone check goes at once and batches form only under load, up to the sender's cap. A
-//! check whose deadline passed while it queued is answered as timed out and never sent:
-//! its caller has had its answer (perhaps from the failure mode), so counting it at the
-//! target would count it twice.
+//! A check never waits for company, nor behind a batch in flight while the target has
+//! room: up to [`SendBatch::IN_FLIGHT`] batches are on the wire at once, and the
+//! dispatcher sends whatever is queued the moment a slot is free. So a lone check goes at
+//! once, and batches form only when every slot is taken (under load), up to the sender's
+//! cap. A check whose deadline passed while it queued is answered as timed out and never
+//! sent: its caller has had its answer (perhaps from the failure mode), so counting it at
+//! the target would count it twice.
 //!
-//! The dispatcher runs on the runtime of the check that started it. If that runtime is
-//! dropped (a test, a CLI that builds a runtime per command), the next check starts a new
-//! dispatcher on its own runtime.
+//! The dispatcher is one task that drives its batches in flight itself (no task per
+//! batch, no task switch between a batch and its I/O). It runs on the runtime of the
+//! check that started it. If that runtime is dropped (a test, a CLI that builds a runtime
+//! per command), the next check starts a new dispatcher on its own runtime.
 
-use std::future::Future;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -41,6 +44,8 @@ pub(crate) trait SendBatch: Clone + Send + Sync + 'static {
     type Answer: Send + 'static;
     /// Checks per batch at most.
     const MAX_BATCH: usize;
+    /// Batches on the wire at once at most (each on its own connection, or multiplexed).
+    const IN_FLIGHT: usize;
 
     /// Sends `batch` and replies to each of its jobs. A batch gives up at the deadline of
     /// its oldest job (the first), so no timer is armed per check for the send (each
@@ -159,9 +164,13 @@ impl<S: SendBatch> Coalescer<S> {
     }
 }
 
-/// Sends everything that queued up while the last batch was out, up to the cap, as one
-/// batch; one batch at a time, sent from this task itself. Checks
-/// whose deadline has passed, or whose caller is gone, are left out.
+/// A batch on the wire, borrowing the dispatcher's sender and metrics.
+type InFlight<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// Sends what queues up, a batch (everything queued, up to the cap) whenever fewer than
+/// [`SendBatch::IN_FLIGHT`] are on the wire, and drives those in flight. Checks whose
+/// deadline has passed, or whose caller is gone, are left out. Ends when the queue is
+/// dropped and every batch is answered.
 async fn dispatch<S: SendBatch>(
     sender: S,
     metrics: Arc<RemoteMetrics>,
@@ -169,27 +178,78 @@ async fn dispatch<S: SendBatch>(
     target: Arc<str>,
     timeout: Duration,
 ) {
-    let mut batch = Vec::new();
-    while let Some(first) = jobs.recv().await {
-        batch.push(first);
-        while batch.len() < S::MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+    let (sender, metrics) = (&sender, &*metrics);
+    let mut in_flight: Vec<InFlight<'_>> = Vec::with_capacity(S::IN_FLIGHT);
+    let mut queue_open = true;
+    // A check received while a slot is free, held for one turn of the scheduler.
+    let mut held = None;
+    poll_fn(move |cx| {
+        in_flight.retain_mut(|batch| batch.as_mut().poll(cx).is_pending());
+        while in_flight.len() < S::IN_FLIGHT {
+            let first = match held.take() {
+                Some(first) => first,
+                None if !queue_open => break,
+                None => match jobs.poll_recv(cx) {
+                    // Let the tasks that are ready to run go first (this one goes to the
+                    // back of the run queue): the checks they are about to queue leave
+                    // with this one, rather than alone in the next batch. No timer: when
+                    // nothing else is ready, this one is polled again at once.
+                    Poll::Ready(Some(first)) => {
+                        held = Some(first);
+                        cx.waker().wake_by_ref();
+                        break;
+                    }
+                    Poll::Ready(None) => {
+                        queue_open = false;
+                        break;
+                    }
+                    Poll::Pending => break,
+                },
+            };
+            let live = next_batch(first, &mut jobs, S::MAX_BATCH, &target, timeout);
+            if live.is_empty() {
+                continue;
+            }
+            let mut batch: InFlight<'_> = Box::pin(metrics.measure(live.len(), sender.send(live)));
+            if batch.as_mut().poll(cx).is_pending() {
+                in_flight.push(batch);
             }
         }
-        let now = Instant::now();
-        batch.retain(|job| !job.reply.is_closed());
-        let (live, expired): (Vec<_>, Vec<_>) = batch.drain(..).partition(|job| job.deadline > now);
+        match queue_open || held.is_some() || !in_flight.is_empty() {
+            true => Poll::Pending,
+            false => Poll::Ready(()),
+        }
+    })
+    .await;
+}
+
+/// `first` and what is queued behind it, up to `max` checks, less those whose caller is
+/// gone and those whose deadline has passed (answered as timed out).
+fn next_batch<A>(
+    first: Job<A>,
+    jobs: &mut mpsc::UnboundedReceiver<Job<A>>,
+    max: usize,
+    target: &str,
+    timeout: Duration,
+) -> Vec<Job<A>> {
+    let mut batch = vec![first];
+    while batch.len() < max {
+        match jobs.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+    let now = Instant::now();
+    batch.retain(|job| !job.reply.is_closed());
+    let (live, expired): (Vec<_>, Vec<_>) = batch.into_iter().partition(|job| job.deadline > now);
+    if !expired.is_empty() {
         let timed_out = BackendError::Timeout {
-            target: target.to_string(),
+            target: target.to_owned(),
             after: timeout,
         };
         fail_all(expired, &timed_out);
-        if !live.is_empty() {
-            metrics.measure(live.len(), sender.send(live)).await;
-        }
     }
+    live
 }
 
 /// Gives every check of a failed `batch` the same `error`.
@@ -222,6 +282,7 @@ mod tests {
     impl SendBatch for SlowTarget {
         type Answer = ();
         const MAX_BATCH: usize = 16;
+        const IN_FLIGHT: usize = 2;
 
         async fn send(&self, batch: Vec<Job<()>>) {
             let keys = batch.iter().map(|job| job.key.to_string()).collect();
@@ -244,21 +305,51 @@ mod tests {
             target.clone(),
             metrics(),
         );
+        // Both slots taken (a batch each, answered after the timeout), then two queue.
         let first = tokio::spawn(queue.check("first".into(), one()));
+        tokio::task::yield_now().await;
+        let second = tokio::spawn(queue.check("second".into(), one()));
         tokio::task::yield_now().await;
         let queued: Vec<_> = ["late-1", "late-2"]
             .into_iter()
             .map(|key| tokio::spawn(queue.check(key.into(), one())))
             .collect();
-        // The owner is slower than the timeout: the first caller gives up too.
-        let first = first.await.unwrap().unwrap_err();
-        assert!(matches!(first, BackendError::Timeout { .. }), "{first}");
+        // The owner is slower than the timeout: the first callers give up too.
+        for sent in [first, second] {
+            let error = sent.await.unwrap().unwrap_err();
+            assert!(matches!(error, BackendError::Timeout { .. }), "{error}");
+        }
         for late in queued {
             let error = late.await.unwrap().unwrap_err();
             assert!(matches!(error, BackendError::Timeout { .. }), "{error}");
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(*target.sent.lock().unwrap(), [vec!["first".to_owned()]]);
+        assert_eq!(*target.sent.lock().unwrap(), [["first"], ["second"]]);
+    }
+
+    // Regression: a check that came while a batch was out waited for its answer (one
+    // batch per target on the wire), even when the target had room for another.
+    #[tokio::test(start_paused = true)]
+    async fn a_check_leaves_at_once_while_a_slot_is_free_and_queues_when_none_is() {
+        let target = SlowTarget::default();
+        let queue = Coalescer::new("owner", Duration::from_secs(1), target.clone(), metrics());
+        let mut checks = Vec::new();
+        for key in ["first", "second", "third", "fourth"] {
+            checks.push(tokio::spawn(queue.check(key.into(), one())));
+            tokio::task::yield_now().await;
+        }
+        // Two slots: the first two left at once, each alone; the others wait.
+        let sent = |target: &SlowTarget| target.sent.lock().unwrap().clone();
+        assert_eq!(sent(&target), [vec!["first"], vec!["second"]]);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        // A slot came free: everything that queued went together.
+        assert_eq!(
+            sent(&target),
+            [vec!["first"], vec!["second"], vec!["third", "fourth"]]
+        );
+        for check in checks {
+            check.await.unwrap().unwrap();
+        }
     }
 
     // Regression: the dispatcher died with the runtime of the first check, and every

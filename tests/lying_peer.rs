@@ -23,14 +23,15 @@ const ME: &str = "127.0.0.1:1";
 
 /// A peer that denies everything with an absurd reset while `lying` (and, in batches, an
 /// absurd remaining count), and allows everything (with no counter state, as the
-/// reference does) once it stops.
+/// reference does) once it stops. Unless it `takes_batches`, it answers single checks
+/// only (`405` to a batch), so each check is asked alone, with `GET`.
 struct Liar {
     name: String,
     lying: Arc<AtomicBool>,
     asked: Arc<AtomicUsize>,
 }
 
-async fn liar(reset_secs: u64) -> Liar {
+async fn liar(reset_secs: u64, takes_batches: bool) -> Liar {
     let lying = Arc::new(AtomicBool::new(true));
     let asked = Arc::new(AtomicUsize::new(0));
     let single = {
@@ -57,7 +58,10 @@ async fn liar(reset_secs: u64) -> Liar {
                 .collect::<String>()
         }
     };
-    let app = Router::new().route("/check", get(single).post(batch));
+    let app = match takes_batches {
+        true => Router::new().route("/check", get(single).post(batch)),
+        false => Router::new().route("/check", get(single)),
+    };
     let address = serve(app).await;
     Liar {
         name: address.to_string(),
@@ -98,7 +102,7 @@ fn assert_bounded(decision: &Decision) {
 #[tokio::test]
 async fn a_peers_reset_and_remaining_are_bounded_by_this_nodes_policy() {
     for reset_secs in [4_000_000_000, u64::MAX / 1000, u64::MAX] {
-        let peer = liar(reset_secs).await;
+        let peer = liar(reset_secs, false).await;
         let (backend, clock) = node(ME, &peer.name);
         let key = key_owned_by(&backend.ring(), &peer.name);
 
@@ -122,10 +126,10 @@ async fn a_peers_reset_and_remaining_are_bounded_by_this_nodes_policy() {
 
 #[tokio::test]
 async fn a_batch_answer_with_absurd_numbers_is_bounded_too() {
-    let peer = liar(u64::MAX).await;
+    let peer = liar(u64::MAX, true).await;
     let (backend, _) = node(ME, &peer.name);
     let keys = keys_owned_by(&backend.ring(), &peer.name, 20, |i| format!("user-{i}"));
-    // Queued before any is awaited: the first goes alone, the rest as a batch.
+    // Queued before any is awaited: they leave in batches.
     let checks: Vec<_> = keys
         .iter()
         .map(|key| backend.check_at(key, NonZeroU32::MIN))

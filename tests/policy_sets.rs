@@ -299,7 +299,7 @@ async fn batches_carry_their_policies_end_to_end() {
     let (node_a, b) = (&nodes[0], &nodes[1].name);
     let keys = common::keys_owned_by(&node_a.backend.ring(), b, 30, |i| format!("u{i}"));
     let set = minute_and_hour();
-    // Checked at once: the first goes alone, the rest queue up and leave as batches.
+    // Checked at once: they leave in batches.
     for round in 0..4 {
         let checks = keys
             .iter()

@@ -7,7 +7,7 @@ mod error;
 mod forward;
 mod handoff;
 mod health;
-mod kept_connection;
+mod kept_connections;
 mod members;
 mod peer_client;
 mod peer_queue;

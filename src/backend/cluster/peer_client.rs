@@ -13,7 +13,7 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 
-use super::kept_connection::KeptConnection;
+use super::kept_connections::KeptConnections;
 use crate::backend::within;
 use crate::policy::MAX_POLICIES;
 use crate::protocol::{
@@ -140,10 +140,10 @@ pub(super) enum BatchReply {
 
 impl PeerClient {
     /// Asks `member` to check all of `checks` (`(user id, policies)`) in one request on
-    /// `connection` (the peer's own, not the pool's); gives up at `deadline`.
+    /// one of `connections` (the peer's own, not the pool's); gives up at `deadline`.
     pub(super) async fn check_batch<'a>(
         &self,
-        connection: &KeptConnection,
+        connections: &KeptConnections,
         member: &str,
         checks: impl ExactSizeIterator<Item = (&'a str, &'a PolicySet)>,
         deadline: Instant,
@@ -153,7 +153,7 @@ impl PeerClient {
         let path = Ok(Uri::from_static(CHECK_PATH));
         let request = self.forwarded(Method::POST, member, path, body)?;
         let asked = async {
-            let (status, body) = connection
+            let (status, body) = connections
                 .send(member, request, MAX_BATCH_ANSWER_BYTES)
                 .await?;
             match status {

@@ -1,8 +1,9 @@
 //! Coalescing the checks forwarded to one peer (see [`crate::coalesce`]): checks that
 //! queue up while earlier ones are on the wire leave together, as one batch request.
 //!
-//! A lone check is asked with `GET /check`, as are all checks to a peer that refuses
-//! batches (a node that serves single checks only: `400`, `404`, `405` or `501`).
+//! Every batch, a lone check's too, goes as `POST /check` on a kept connection of the
+//! peer's own. Checks to a peer that refuses batches (a node that serves single checks
+//! only: `400`, `404`, `405` or `501`) are asked with `GET /check`, one request each.
 //! A refusal is logged at `warn`, and the peer is offered batches again after
 //! [`BATCHES_RETRY`]: it may have been upgraded, or mounted differently.
 
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::kept_connection::KeptConnection;
+use super::kept_connections::KeptConnections;
 use super::peer_client::{BatchReply, PeerClient};
 use crate::coalesce::{fail_all, Coalescer, Job, SendBatch};
 use crate::observe::RemoteMetrics;
@@ -21,6 +22,10 @@ use crate::BackendError;
 /// How long a peer that refused a batch is asked one check at a time before it is
 /// offered batches again.
 pub(super) const BATCHES_RETRY: Duration = Duration::from_secs(60);
+
+/// Batches on the wire to one peer at once at most, each on its own kept connection: a
+/// check that arrives while one is out leaves at once, rather than behind it.
+const IN_FLIGHT_TO_PEER: usize = 4;
 
 /// The forwarding queue of one peer.
 pub(super) type PeerQueue = Coalescer<PeerSender>;
@@ -32,7 +37,7 @@ impl PeerQueue {
         let sender = PeerSender {
             member: member.into(),
             client,
-            connection: Arc::default(),
+            connections: Arc::default(),
             batches_refused: Arc::default(),
         };
         Coalescer::new(member, timeout, sender, metrics)
@@ -44,8 +49,8 @@ impl PeerQueue {
 pub(super) struct PeerSender {
     member: Arc<str>,
     client: PeerClient,
-    /// The connection batches go on, kept between them.
-    connection: Arc<KeptConnection>,
+    /// The connections batches go on, kept between them.
+    connections: Arc<KeptConnections>,
     /// When the peer last refused a batch, if it did within [`BATCHES_RETRY`].
     batches_refused: Arc<Mutex<Option<Instant>>>,
 }
@@ -53,16 +58,17 @@ pub(super) struct PeerSender {
 impl SendBatch for PeerSender {
     type Answer = PeerAnswer;
     const MAX_BATCH: usize = MAX_BATCH;
+    const IN_FLIGHT: usize = IN_FLIGHT_TO_PEER;
 
     async fn send(&self, batch: Vec<Job<PeerAnswer>>) {
-        if batch.len() == 1 || !self.takes_batches() {
+        if !self.takes_batches() {
             return self.send_one_by_one(batch).await;
         }
         let deadline = batch[0].deadline;
         let checks = batch.iter().map(|job| (&*job.key, &job.policies));
         match self
             .client
-            .check_batch(&self.connection, &self.member, checks, deadline)
+            .check_batch(&self.connections, &self.member, checks, deadline)
             .await
         {
             Ok(BatchReply::Answers(answers)) => {
@@ -142,7 +148,7 @@ mod tests {
         let sender = PeerSender {
             member: "127.0.0.1:1".into(),
             client,
-            connection: Arc::default(),
+            connections: Arc::default(),
             batches_refused: Arc::default(),
         };
         assert!(sender.takes_batches());

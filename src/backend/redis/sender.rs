@@ -138,6 +138,7 @@ pub(crate) struct RedisSender {
 impl SendBatch for RedisSender {
     type Answer = Counted;
     const MAX_BATCH: usize = MAX_REDIS_BATCH;
+    const IN_FLIGHT: usize = 1;
 
     async fn send(&self, batch: Vec<Job<Counted>>) {
         match self.grouping {

@@ -1,5 +1,6 @@
-//! The keep-alive connection a peer's batches travel on, driven by the task that sends
-//! them (the peer's dispatcher) rather than by a connection task of a pool.
+//! The keep-alive connections a peer's batches travel on (one per batch in flight),
+//! driven by the task that sends them (the peer's dispatcher) rather than by a
+//! connection task of a pool.
 //!
 //! Why: with a pooled client every batch crosses between the dispatcher and the
 //! connection's own task four times (request, response head, body wanted, body), and on a
@@ -36,39 +37,41 @@ struct Driver {
     ended: bool,
 }
 
-/// The connection to one peer, kept between batches. Only its dispatcher uses it (one
-/// batch at a time), so the lock is never contended.
+/// The idle connections to one peer, kept between batches: as many as its dispatcher
+/// had batches in flight at once. Only that one task uses them, so the lock is never
+/// contended.
 #[derive(Default)]
-pub(super) struct KeptConnection {
-    open: Mutex<Option<Open>>,
+pub(super) struct KeptConnections {
+    idle: Mutex<Vec<Open>>,
 }
 
-impl std::fmt::Debug for KeptConnection {
+impl std::fmt::Debug for KeptConnections {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeptConnection").finish_non_exhaustive()
+        f.debug_struct("KeptConnections").finish_non_exhaustive()
     }
 }
 
-impl KeptConnection {
-    /// Sends `request` to `member` and reads the whole answer (at most `max_body` bytes),
-    /// opening a connection first if there is none or the last one has closed. A
-    /// connection that fails, ends, or whose batch is given up on (dropped) is not reused.
+impl KeptConnections {
+    /// Sends `request` to `member` and reads the whole answer (at most `max_body` bytes)
+    /// on an idle kept connection, or a new one if none is left open. A connection that
+    /// fails, ends, or whose batch is given up on (dropped) is not reused.
     pub(super) async fn send(
         &self,
         member: &str,
         request: Request<Full<Bytes>>,
         max_body: usize,
     ) -> Result<(http::StatusCode, Bytes), BoxError> {
-        let mut kept = self.open.lock().map(|mut open| open.take()).unwrap_or(None);
-        if let Some(open) = &mut kept {
-            if !open.ready().await {
-                // The peer closed it while it was idle.
-                kept = None;
+        let mut open = loop {
+            let kept = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+            match kept {
+                // Unless the peer closed it while it was idle.
+                Some(mut open) => {
+                    if open.ready().await {
+                        break open;
+                    }
+                }
+                None => break connect(member).await?,
             }
-        }
-        let mut open = match kept {
-            Some(open) => open,
-            None => connect(member).await?,
         };
         let response = open
             .driver
@@ -78,8 +81,8 @@ impl KeptConnection {
         let body = read_body(response.into_body(), max_body);
         let body = open.driver.drive(body).await??;
         if !open.driver.ended {
-            if let Ok(mut slot) = self.open.lock() {
-                *slot = Some(open);
+            if let Ok(mut idle) = self.idle.lock() {
+                idle.push(open);
             }
         }
         Ok((status, body))
