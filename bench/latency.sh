@@ -9,7 +9,8 @@
 # at 1 and 8 connections (wrk's latency is the whole round trip of each request, so at 8
 # connections it includes the queueing a busier server causes).
 # Then: layer added = one-node - bare; forwarding added = forwarding node - one-node.
-# Loopback only; every run is bounded in time and everything started is stopped.
+# Loopback only; every run is bounded in time and everything started is stopped (the
+# servers' own logs are not shown).
 #
 # This machine is shared and noisy: the three are measured in turn, ROUNDS times (in
 # alternating order), and each figure is the median of its rounds.
@@ -21,8 +22,12 @@ seconds=${1:-5}
 list=${2:-1 8}
 read -r -a counts <<<"${list//,/ }"   # spaces or commas
 rounds=${3:-5}
-command -v wrk >/dev/null || { echo "bench/latency.sh needs wrk (apt-get install wrk)"; exit 1; }
-cargo build --release --example node --example bare_hyper >/dev/null 2>&1
+for tool in wrk curl python3; do
+  command -v "$tool" >/dev/null || { echo "bench/latency.sh needs $tool (apt-get install wrk curl python3)"; exit 1; }
+done
+# The same build as bench/load.sh's, so neither rebuilds the other's binaries.
+cargo build --release --features redis --example node --example bare_hyper >/dev/null 2>&1 ||
+  { echo "the build failed: cargo build --release --features redis --example node --example bare_hyper"; exit 1; }
 node=${NODE:-target/release/examples/node}   # NODE=PATH: compare a node built elsewhere
 pids=()
 cleanup() {
@@ -36,7 +41,7 @@ limit=1000000000   # never reached: every check is a counted, allowed request
 
 bare=$(free_port); one=$(free_port); front=$(free_port); owner=$(free_port)
 members=$(mktemp)
-trap 'cleanup; rm -f "$members"' EXIT
+trap 'cleanup; rm -f "$members" "$members.new"' EXIT
 target/release/examples/bare_hyper "$bare" >/dev/null & pids+=($!)
 "$node" --limit $limit --advertise "127.0.0.1:$one" "$one" "127.0.0.1:$one" >/dev/null 2>&1 & pids+=($!)
 "$node" --limit $limit --advertise "127.0.0.1:$owner" "$owner" "127.0.0.1:$owner" >/dev/null 2>&1 & pids+=($!)
@@ -47,12 +52,12 @@ printf '127.0.0.1:%s\n127.0.0.1:%s\n' "$front" "$owner" >"$members"
 sleep 1
 printf '127.0.0.1:%s\n' "$owner" >"$members.new" && mv "$members.new" "$members"
 for _ in $(seq 100); do
-  curl -s "http://127.0.0.1:$front/healthz" | grep -q '"state":"out_of_ring"' && break
+  curl -s --max-time 2 "http://127.0.0.1:$front/healthz" | grep -q '"state":"out_of_ring"' && break
   sleep 0.1
 done
-curl -s "http://127.0.0.1:$front/healthz" | grep -q '"state":"out_of_ring"' || { echo "the forwarding node did not leave the ring"; exit 1; }
+curl -s --max-time 2 "http://127.0.0.1:$front/healthz" | grep -q '"state":"out_of_ring"' || { echo "the forwarding node did not leave the ring"; exit 1; }
 for port in "$bare" "$one" "$front"; do
-  curl -sf "http://127.0.0.1:$port/check?user_id=warm" >/dev/null || { echo "port $port does not answer /check"; exit 1; }
+  curl -sf --max-time 2 "http://127.0.0.1:$port/check?user_id=warm" >/dev/null || { echo "port $port does not answer /check"; exit 1; }
 done
 
 # One wrk run at CONNECTIONS: prints "MEDIAN_US P99_US" (wrk's latency distribution).
@@ -67,6 +72,10 @@ measure() { # PORT CONNECTIONS
     $1 == "50%" {p50 = us($2)} $1 == "99%" {p99 = us($2)}
     END {print p50, p99}' <<<"$out"
 }
+# A wrk run that printed no latency (wrk failed): said, and the run stops.
+checked() { # MEDIAN P99 PORT
+  if [ -z "$1" ] || [ -z "$2" ]; then echo "wrk measured nothing on port $3" >&2; exit 1; fi
+}
 median() { tr ' ' '\n' | grep . | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 names=("bare hyper" "one-node ring" "forwarding node (every check forwarded)")
@@ -78,6 +87,7 @@ for c in "${counts[@]}"; do
     order="0 1 2"; [ $((round % 2)) = 0 ] && order="2 1 0"
     for i in $order; do
       read -r p50 p99 < <(measure "${ports[$i]}" "$c")
+      checked "${p50:-}" "${p99:-}" "${ports[$i]}"
       p50s[i]="${p50s[i]} $p50"; p99s[i]="${p99s[i]} $p99"
       printf 'c%-4s round %d  %-42s median %8.1f us  p99 %8.1f us\n' "$c" "$round" "${names[$i]}" "$p50" "$p99" >&2
     done
@@ -88,6 +98,7 @@ for c in "${counts[@]}"; do
 done
 
 echo "wrk --latency -d${seconds}s x $rounds rounds, random users out of 10,000, $(nproc) cores; medians of the rounds, in µs"
+echo "(what a setup adds is the difference of the two setups' medians of rounds)"
 echo
 echo "| connections | setup | median | p99 |"
 echo "| --- | --- | --- | --- |"

@@ -11,7 +11,8 @@
 # processes (its nodes, and redis-server) spent per request, which a noisy machine moves
 # less than requests/second. It ends with one table of the ratios and CPU per request
 # at every number of connections (Markdown, as BENCHMARKS.md opens with it).
-# Loopback only; every run is bounded in time and everything started is stopped.
+# Loopback only; every run is bounded in time and everything started is stopped (the
+# servers' own logs are not shown).
 #
 # This machine is shared and noisy: the five are measured in turn, ROUNDS times (in
 # alternating order), and each figure is the median of its rounds.
@@ -31,7 +32,8 @@ for tool in wrk redis-server redis-cli; do
 done
 # The servers' runtimes read TOKIO_WORKER_THREADS; wrk does not.
 if [ -n "${WORKERS:-}" ]; then export TOKIO_WORKER_THREADS=$WORKERS; fi
-cargo build --release --features redis --example node --example bare_hyper >/dev/null 2>&1
+cargo build --release --features redis --example node --example bare_hyper >/dev/null 2>&1 ||
+  { echo "the build failed: cargo build --release --features redis --example node --example bare_hyper"; exit 1; }
 node=${NODE:-target/release/examples/node}   # NODE=PATH: compare a node built elsewhere
 pids=()
 redis_dir=$(mktemp -d)
@@ -48,15 +50,15 @@ limit=1000000000   # never reached: every check is a counted, allowed request
 bare=$(free_port); one=$(free_port); two_a=$(free_port); two_b=$(free_port)
 redis_node=$(free_port); unbatched_node=$(free_port); redis_port=$(free_port)
 target/release/examples/bare_hyper "$bare" >/dev/null & pids+=($!); bare_pid=$!
-"$node" --limit $limit --advertise "127.0.0.1:$one" "$one" "127.0.0.1:$one" >/dev/null & pids+=($!); one_pid=$!
+"$node" --limit $limit --advertise "127.0.0.1:$one" "$one" "127.0.0.1:$one" >/dev/null 2>&1 & pids+=($!); one_pid=$!
 two_pids=()
 for port in "$two_a" "$two_b"; do
-  "$node" --limit $limit --advertise "127.0.0.1:$port" "$port" "127.0.0.1:$two_a" "127.0.0.1:$two_b" >/dev/null & pids+=($!); two_pids+=($!)
+  "$node" --limit $limit --advertise "127.0.0.1:$port" "$port" "127.0.0.1:$two_a" "127.0.0.1:$two_b" >/dev/null 2>&1 & pids+=($!); two_pids+=($!)
 done
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$redis_dir" >/dev/null & pids+=($!); redis_pid=$!
 sleep 0.5
-"$node" --limit $limit --redis "redis://127.0.0.1:$redis_port" "$redis_node" >/dev/null & pids+=($!); redis_node_pid=$!
-"$node" --limit $limit --redis "redis://127.0.0.1:$redis_port" --redis-unbatched "$unbatched_node" >/dev/null & pids+=($!); unbatched_pid=$!
+"$node" --limit $limit --redis "redis://127.0.0.1:$redis_port" "$redis_node" >/dev/null 2>&1 & pids+=($!); redis_node_pid=$!
+"$node" --limit $limit --redis "redis://127.0.0.1:$redis_port" --redis-unbatched "$unbatched_node" >/dev/null 2>&1 & pids+=($!); unbatched_pid=$!
 sleep 1
 
 # One wrk run: prints "REQUESTS_PER_SECOND REQUESTS".
@@ -113,6 +115,7 @@ measure_at() { # CONNECTIONS
       redis_before=$(ticks ${helping[$i]})
       read -r idle_before total_before < <(idle_and_total)
       read -r rps requests < <(measure "${ports[$i]}" "$c")
+      if [ -z "${rps:-}" ] || [ -z "${requests:-}" ]; then echo "wrk measured nothing on port ${ports[$i]}" >&2; exit 1; fi
       read -r idle_after total_after < <(idle_and_total)
       # shellcheck disable=SC2086
       node_after=$(ticks ${serving[$i]})

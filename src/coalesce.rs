@@ -1,13 +1,15 @@
 //! Coalescing remote checks: checks that queue up while earlier ones are on the wire leave
 //! together, as one request. Shared by the peer forwarding queue and the Redis backend.
 //!
-//! A check never waits for company, nor behind a batch in flight while the target has
-//! room: up to [`SendBatch::IN_FLIGHT`] batches are on the wire at once, and the
-//! dispatcher sends whatever is queued the moment a slot is free. So a lone check goes at
-//! once, and batches form only when every slot is taken (under load), up to the sender's
-//! cap. A check whose deadline passed while it queued is answered as timed out and never
-//! sent: its caller has had its answer (perhaps from the failure mode), so counting it at
-//! the target would count it twice.
+//! A check never waits behind a batch in flight while the target has room: up to
+//! [`SendBatch::IN_FLIGHT`] batches are on the wire at once, and the dispatcher sends
+//! whatever is queued the moment a slot is free. So a lone check goes at once, and
+//! batches form under load, up to the sender's cap. Under load (a batch already out), a
+//! check that finds a free slot waits one turn of the scheduler first, no timer: the
+//! tasks ready to run queue theirs, and they leave together rather than one by one. A
+//! check whose deadline passed while it queued is answered as timed out and never sent:
+//! its caller has had its answer (perhaps from the failure mode), so counting it at the
+//! target would count it twice.
 //!
 //! The dispatcher is one task that drives its batches in flight itself (no task per
 //! batch, no task switch between a batch and its I/O). It runs on the runtime of the
@@ -178,10 +180,17 @@ async fn dispatch<S: SendBatch>(
     target: Arc<str>,
     timeout: Duration,
 ) {
+    const {
+        assert!(
+            S::IN_FLIGHT > 0,
+            "a sender with no batch in flight sends nothing"
+        )
+    };
     let (sender, metrics) = (&sender, &*metrics);
     let mut in_flight: Vec<InFlight<'_>> = Vec::with_capacity(S::IN_FLIGHT);
     let mut queue_open = true;
-    // A check received while a slot is free, held for one turn of the scheduler.
+    // A check received while a slot is free and another batch is out, held for one turn
+    // of the scheduler.
     let mut held = None;
     poll_fn(move |cx| {
         in_flight.retain_mut(|batch| batch.as_mut().poll(cx).is_pending());
@@ -190,10 +199,11 @@ async fn dispatch<S: SendBatch>(
                 Some(first) => first,
                 None if !queue_open => break,
                 None => match jobs.poll_recv(cx) {
-                    // Let the tasks that are ready to run go first (this one goes to the
-                    // back of the run queue): the checks they are about to queue leave
-                    // with this one, rather than alone in the next batch. No timer: when
-                    // nothing else is ready, this one is polled again at once.
+                    // Nothing out: the target is idle, so the check goes at once.
+                    Poll::Ready(Some(first)) if in_flight.is_empty() => first,
+                    // Under load: let the tasks that are ready to run go first (this one
+                    // goes to the back of the run queue), so that the checks they are
+                    // about to queue leave with this one, not alone in the next batch.
                     Poll::Ready(Some(first)) => {
                         held = Some(first);
                         cx.waker().wake_by_ref();

@@ -133,7 +133,7 @@ async fn nodes_that_disagree_on_members_cannot_bounce_a_request() {
 }
 
 #[tokio::test]
-async fn the_owner_is_asked_through_one_pooled_connection() {
+async fn the_owner_is_asked_over_kept_connections_two_at_most() {
     let clock = mid_window_clock();
     let mut bound = listeners(2).await;
     let (owner_listener, owner) = bound.pop().unwrap();
@@ -175,6 +175,24 @@ async fn the_owner_is_asked_through_one_pooled_connection() {
         1,
         "one kept-alive connection"
     );
+
+    // A burst from 64 clients: batches in flight take a connection each, two at most.
+    let burst = keys_owned_by(&node.backend.ring(), &owner, 1_000, |i| {
+        format!("burst-{i}")
+    });
+    let visits = burst
+        .iter()
+        .map(|user| Visit {
+            url: node.check_url(user),
+            user: user.clone(),
+            header: None,
+        })
+        .collect();
+    let allowed = allowed_per_user(visits, 64).await;
+    assert!(allowed.values().all(|&n| n == 1), "each counted once");
+    assert_eq!(owner_backend.local().tracked_keys(), 1_050);
+    let connections = accepted.load(Ordering::SeqCst);
+    assert!((1..=2).contains(&connections), "{connections} connections");
 }
 
 #[tokio::test]
@@ -358,7 +376,8 @@ async fn concurrent_checks_to_a_reference_peer_are_sent_one_by_one() {
 }
 
 // Regression: a check forwarded alone went as `GET /check` without its cost, so the owner
-// charged its own policy's cost (1) where a batched one cost what was asked.
+// charged its own policy's cost (1) where a batched one cost what was asked. (A lone check
+// now goes as a batch of one; `GET` is kept for peers that refuse batches.)
 #[tokio::test]
 async fn a_check_forwarded_alone_keeps_its_cost() {
     let clock = mid_window_clock();

@@ -23,9 +23,9 @@ use crate::{Decisions, KeyError};
 /// How long a peer has to send a whole batch body, by default.
 pub const DEFAULT_BATCH_BODY_TIMEOUT: Duration = Duration::from_secs(2);
 /// How many batch bodies an endpoint reads at once, by default; more are refused (`503`).
-/// A peer has one batch on the wire to a given node at a time, so this serves rings of
-/// up to 257 nodes.
-pub const DEFAULT_MAX_BATCHES_READING: usize = 256;
+/// A peer has at most two batches on the wire to a given node at a time, so this serves
+/// rings of up to 257 nodes.
+pub const DEFAULT_MAX_BATCHES_READING: usize = 512;
 
 /// The largest batch body read: 256 checks, each `P`, its policies (8 at most, 1 KiB
 /// at most: a name of 64 bytes and four numbers each), the id percent-encoded (3 bytes

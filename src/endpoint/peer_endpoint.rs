@@ -105,9 +105,9 @@ impl<B: Owner> PeerEndpoint<B> {
     }
 
     /// Reads at most `n` batch bodies at once; a batch beyond them gets `503` and its
-    /// connection is closed (default [`DEFAULT_MAX_BATCHES_READING`], 256). Bounds the
-    /// memory that unfinished bodies take; give it at least the number of nodes, since
-    /// each peer has at most one batch on the wire to this node.
+    /// connection is closed (default [`DEFAULT_MAX_BATCHES_READING`], 512). Bounds the
+    /// memory that unfinished bodies take; give it at least twice the number of nodes,
+    /// since each peer has at most two batches on the wire to this node.
     #[must_use]
     pub fn max_batches_reading(mut self, n: NonZeroUsize) -> Self {
         self.settings_mut().batches = Arc::new(Semaphore::new(n.get()));

@@ -1,5 +1,5 @@
 //! The cluster backend: the ring says who owns a key; the owner counts it in memory;
-//! every other node asks the owner over pooled HTTP.
+//! every other node asks the owner over kept-alive HTTP.
 
 mod builder;
 mod denied;
@@ -44,8 +44,9 @@ pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_millis(250);
 /// limit holds across the whole cluster.
 ///
 /// Keys this node owns are decided in memory, synchronously. Others are forwarded to
-/// their owner's peer endpoint ([`PeerEndpoint`](crate::endpoint::PeerEndpoint)) over pooled
-/// keep-alive connections, marked so that the owner never forwards them again.
+/// their owner's peer endpoint ([`PeerEndpoint`](crate::endpoint::PeerEndpoint)) over
+/// keep-alive connections, marked so that the owner never forwards them again: at most two
+/// batches to an owner at once, and the checks that queue up behind them leave together.
 ///
 /// When the owner cannot answer within the peer timeout (default
 /// [`DEFAULT_PEER_TIMEOUT`]), the [`FailureMode`] decides (default: count locally). After

@@ -1,5 +1,7 @@
-//! The pooled HTTP client that asks a key's owner: keep-alive HTTP/1.1 connections reused
-//! across requests, a timeout on every ask, and bare answers (no counter state) understood.
+//! The HTTP client that asks a key's owner: batches on the peer's kept connections (see
+//! `kept_connections`), single checks (to peers that refuse batches, and relays) and
+//! handoffs on pooled keep-alive HTTP/1.1 connections; a timeout on every ask, and bare
+//! answers (no counter state) understood.
 
 use std::error::Error;
 use std::future::Future;

@@ -24,8 +24,12 @@ use crate::BackendError;
 pub(super) const BATCHES_RETRY: Duration = Duration::from_secs(60);
 
 /// Batches on the wire to one peer at once at most, each on its own kept connection: a
-/// check that arrives while one is out leaves at once, rather than behind it.
-const IN_FLIGHT_TO_PEER: usize = 4;
+/// check that arrives while one is out leaves at once, rather than behind it. Two
+/// measured as well as four (`bench/load.sh`, BENCHMARKS.md), and each takes one of the
+/// owner's permits to read a body ([`DEFAULT_MAX_BATCHES_READING`] is sized for it).
+///
+/// [`DEFAULT_MAX_BATCHES_READING`]: crate::endpoint::DEFAULT_MAX_BATCHES_READING
+pub(crate) const IN_FLIGHT_TO_PEER: usize = 2;
 
 /// The forwarding queue of one peer.
 pub(super) type PeerQueue = Coalescer<PeerSender>;
@@ -129,7 +133,8 @@ impl PeerSender {
                 let _ = job.reply.send(asked.await);
             }));
         }
-        // Hold the slot until the last one is answered (they all run concurrently).
+        // Hold the slot until the last one sent is answered (they all run concurrently;
+        // the others are answered by their own tasks).
         if let Some(last) = last {
             let _ = last.await;
         }

@@ -95,6 +95,7 @@ pub(crate) struct SetSender {
 impl SendBatch for SetSender {
     type Answer = Vec<i64>;
     const MAX_BATCH: usize = MAX_REDIS_BATCH;
+    /// One pipeline in flight, as for single checks (see `sender`).
     const IN_FLIGHT: usize = 1;
 
     async fn send(&self, batch: Vec<Job<Vec<i64>>>) {

@@ -138,6 +138,8 @@ pub(crate) struct RedisSender {
 impl SendBatch for RedisSender {
     type Answer = Counted;
     const MAX_BATCH: usize = MAX_REDIS_BATCH;
+    /// One call in flight: two or more measured no better (BENCHMARKS.md), and the
+    /// checks queued behind it share the next call.
     const IN_FLIGHT: usize = 1;
 
     async fn send(&self, batch: Vec<Job<Counted>>) {
