@@ -3,13 +3,12 @@
 //!
 //! A check never waits behind a batch in flight while the target has room: up to
 //! [`SendBatch::IN_FLIGHT`] batches are on the wire at once, and the dispatcher sends
-//! whatever is queued the moment a slot is free. So a lone check goes at once, and
-//! batches form under load, up to the sender's cap. Under load (a batch already out), a
-//! check that finds a free slot waits one turn of the scheduler first, no timer: the
-//! tasks ready to run queue theirs, and they leave together rather than one by one. A
-//! check whose deadline passed while it queued is answered as timed out and never sent:
-//! its caller has had its answer (perhaps from the failure mode), so counting it at the
-//! target would count it twice.
+//! whatever is queued the moment a slot is free, as long as fewer than
+//! [`BUSY_AT_CHECKS`] checks are out. So a lone check goes at once, and under load
+//! (batches out that carry that many checks) the checks that queue leave together when
+//! one is answered, up to the sender's cap. A check whose deadline passed while it
+//! queued is answered as timed out and never sent: its caller has had its answer
+//! (perhaps from the failure mode), so counting it at the target would count it twice.
 //!
 //! The dispatcher is one task that drives its batches in flight itself (no task per
 //! batch, no task switch between a batch and its I/O). It runs on the runtime of the
@@ -169,10 +168,19 @@ impl<S: SendBatch> Coalescer<S> {
 /// A batch on the wire, borrowing the dispatcher's sender and metrics.
 type InFlight<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
-/// Sends what queues up, a batch (everything queued, up to the cap) whenever fewer than
-/// [`SendBatch::IN_FLIGHT`] are on the wire, and drives those in flight. Checks whose
-/// deadline has passed, or whose caller is gone, are left out. Ends when the queue is
-/// dropped and every batch is answered.
+/// Checks on the wire to one target from which it counts as busy: another batch leaves
+/// only while fewer are out. Below it the target has room, and a check that waited would
+/// only wait (the latency of a lightly loaded node); at or above it, checks that queue
+/// leave together once a batch is answered, so a busy target gets fewer, larger batches
+/// (each costs a wake-up of both processes: at 64 connections, a second batch in flight
+/// at any size cut a two-node ring's requests/s by a tenth, BENCHMARKS.md).
+const BUSY_AT_CHECKS: usize = 8;
+
+/// Sends what queues up, a batch (everything queued, up to the cap) whenever a slot is
+/// free (fewer than [`SendBatch::IN_FLIGHT`] batches out) and the target has room (fewer
+/// than [`BUSY_AT_CHECKS`] checks out), and drives those in flight. Checks whose deadline
+/// has passed, or whose caller is gone, are left out. Ends when the queue is dropped and
+/// every batch is answered.
 async fn dispatch<S: SendBatch>(
     sender: S,
     metrics: Arc<RemoteMetrics>,
@@ -187,50 +195,42 @@ async fn dispatch<S: SendBatch>(
         )
     };
     let (sender, metrics) = (&sender, &*metrics);
-    let mut in_flight: Vec<InFlight<'_>> = Vec::with_capacity(S::IN_FLIGHT);
+    // Each batch out, with its number of checks.
+    let mut in_flight: Vec<(usize, InFlight<'_>)> = Vec::with_capacity(S::IN_FLIGHT);
     let mut queue_open = true;
-    // A check received while a slot is free and another batch is out, held for one turn
-    // of the scheduler.
-    let mut held = None;
     poll_fn(move |cx| {
-        in_flight.retain_mut(|batch| batch.as_mut().poll(cx).is_pending());
-        while in_flight.len() < S::IN_FLIGHT {
-            let first = match held.take() {
-                Some(first) => first,
-                None if !queue_open => break,
-                None => match jobs.poll_recv(cx) {
-                    // Nothing out: the target is idle, so the check goes at once.
-                    Poll::Ready(Some(first)) if in_flight.is_empty() => first,
-                    // Under load: let the tasks that are ready to run go first (this one
-                    // goes to the back of the run queue), so that the checks they are
-                    // about to queue leave with this one, not alone in the next batch.
-                    Poll::Ready(Some(first)) => {
-                        held = Some(first);
-                        cx.waker().wake_by_ref();
-                        break;
-                    }
-                    Poll::Ready(None) => {
-                        queue_open = false;
-                        break;
-                    }
-                    Poll::Pending => break,
-                },
+        in_flight.retain_mut(|(_, batch)| batch.as_mut().poll(cx).is_pending());
+        while queue_open && has_room(&in_flight, S::IN_FLIGHT) {
+            let first = match jobs.poll_recv(cx) {
+                Poll::Ready(Some(first)) => first,
+                Poll::Ready(None) => {
+                    queue_open = false;
+                    break;
+                }
+                Poll::Pending => break,
             };
             let live = next_batch(first, &mut jobs, S::MAX_BATCH, &target, timeout);
             if live.is_empty() {
                 continue;
             }
-            let mut batch: InFlight<'_> = Box::pin(metrics.measure(live.len(), sender.send(live)));
+            let checks = live.len();
+            let mut batch: InFlight<'_> = Box::pin(metrics.measure(checks, sender.send(live)));
             if batch.as_mut().poll(cx).is_pending() {
-                in_flight.push(batch);
+                in_flight.push((checks, batch));
             }
         }
-        match queue_open || held.is_some() || !in_flight.is_empty() {
+        match queue_open || !in_flight.is_empty() {
             true => Poll::Pending,
             false => Poll::Ready(()),
         }
     })
     .await;
+}
+
+/// Whether another batch may leave: a slot is free, and the target is not busy.
+fn has_room(in_flight: &[(usize, InFlight<'_>)], slots: usize) -> bool {
+    let checks: usize = in_flight.iter().map(|(checks, _)| checks).sum();
+    in_flight.len() < slots && checks < BUSY_AT_CHECKS
 }
 
 /// `first` and what is queued behind it, up to `max` checks, less those whose caller is
@@ -357,6 +357,32 @@ mod tests {
             sent(&target),
             [vec!["first"], vec!["second"], vec!["third", "fourth"]]
         );
+        for check in checks {
+            check.await.unwrap().unwrap();
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_target_gets_no_second_batch_though_a_slot_is_free() {
+        let target = SlowTarget::default();
+        let queue = Coalescer::new("owner", Duration::from_secs(1), target.clone(), metrics());
+        // Queued before the dispatcher first runs: one batch that makes the target busy.
+        let busy: Vec<String> = (0..BUSY_AT_CHECKS).map(|i| format!("busy-{i}")).collect();
+        let mut checks: Vec<_> = busy
+            .iter()
+            .map(|key| tokio::spawn(queue.check(key.as_str().into(), one())))
+            .collect();
+        tokio::task::yield_now().await;
+        checks.push(tokio::spawn(queue.check("late".into(), one())));
+        tokio::task::yield_now().await;
+        let sent = |target: &SlowTarget| target.sent.lock().unwrap().clone();
+        assert_eq!(
+            sent(&target),
+            std::slice::from_ref(&busy),
+            "the late one waits"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(sent(&target), [busy, vec!["late".to_owned()]]);
         for check in checks {
             check.await.unwrap().unwrap();
         }
