@@ -46,7 +46,8 @@ pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_millis(250);
 /// Keys this node owns are decided in memory, synchronously. Others are forwarded to
 /// their owner's peer endpoint ([`PeerEndpoint`](crate::endpoint::PeerEndpoint)) over
 /// keep-alive connections, marked so that the owner never forwards them again: at most two
-/// batches to an owner at once, and the checks that queue up behind them leave together.
+/// batches to an owner at once (a second only while the first carries few checks), and
+/// the checks that queue up behind them leave together.
 ///
 /// When the owner cannot answer within the peer timeout (default
 /// [`DEFAULT_PEER_TIMEOUT`]), the [`FailureMode`] decides (default: count locally). After
