@@ -172,8 +172,7 @@ type InFlight<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 /// only while fewer are out. Below it the target has room, and a check that waited would
 /// only wait (the latency of a lightly loaded node); at or above it, checks that queue
 /// leave together once a batch is answered, so a busy target gets fewer, larger batches
-/// (each costs a wake-up of both processes: at 64 connections, a second batch in flight
-/// at any size cut a two-node ring's requests/s by a tenth, BENCHMARKS.md).
+/// (each costs a wake-up of both processes: BENCHMARKS.md, "Issue 19").
 const BUSY_AT_CHECKS: usize = 8;
 
 /// Sends what queues up, a batch (everything queued, up to the cap) whenever a slot is
@@ -320,21 +319,23 @@ mod tests {
         tokio::task::yield_now().await;
         let second = tokio::spawn(queue.check("second".into(), one()));
         tokio::task::yield_now().await;
+        // Queued now (`check` queues at once) and not awaited: their callers are still
+        // there when a slot comes free, past their deadline.
         let queued: Vec<_> = ["late-1", "late-2"]
             .into_iter()
-            .map(|key| tokio::spawn(queue.check(key.into(), one())))
+            .map(|key| queue.check(key.into(), one()))
             .collect();
         // The owner is slower than the timeout: the first callers give up too.
         for sent in [first, second] {
             let error = sent.await.unwrap().unwrap_err();
             assert!(matches!(error, BackendError::Timeout { .. }), "{error}");
         }
-        for late in queued {
-            let error = late.await.unwrap().unwrap_err();
-            assert!(matches!(error, BackendError::Timeout { .. }), "{error}");
-        }
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(*target.sent.lock().unwrap(), [["first"], ["second"]]);
+        for late in queued {
+            let error = late.await.unwrap_err();
+            assert!(matches!(error, BackendError::Timeout { .. }), "{error}");
+        }
     }
 
     // Regression: a check that came while a batch was out waited for its answer (one
@@ -366,7 +367,9 @@ mod tests {
     async fn a_busy_target_gets_no_second_batch_though_a_slot_is_free() {
         let target = SlowTarget::default();
         let queue = Coalescer::new("owner", Duration::from_secs(1), target.clone(), metrics());
-        // Queued before the dispatcher first runs: one batch that makes the target busy.
+        // Queued before the dispatcher first runs: one batch that makes the target busy
+        // (within the cap of one batch).
+        const { assert!(BUSY_AT_CHECKS <= SlowTarget::MAX_BATCH) };
         let busy: Vec<String> = (0..BUSY_AT_CHECKS).map(|i| format!("busy-{i}")).collect();
         let mut checks: Vec<_> = busy
             .iter()

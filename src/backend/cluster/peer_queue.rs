@@ -24,7 +24,8 @@ use crate::BackendError;
 pub(super) const BATCHES_RETRY: Duration = Duration::from_secs(60);
 
 /// Batches on the wire to one peer at once at most, each on its own kept connection: a
-/// check that arrives while one is out leaves at once, rather than behind it. Two
+/// check that arrives while a small batch is out (under `BUSY_AT_CHECKS` checks, see
+/// `crate::coalesce`) leaves at once, rather than behind it. Two
 /// measured as well as four (`bench/load.sh`, BENCHMARKS.md), and each takes one of the
 /// owner's permits to read a body ([`DEFAULT_MAX_BATCHES_READING`] is sized for it).
 ///

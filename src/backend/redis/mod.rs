@@ -277,7 +277,7 @@ impl<C: Clock> super::Owner for RedisBackend<C> {
 }
 
 impl<C> RedisBackend<C> {
-    /// How concurrent checks are grouped: `None` on a cluster (one call at a time).
+    /// How concurrent checks are grouped: `None` on a cluster (a call per check).
     fn grouping(&self) -> Option<Grouping> {
         self.queue.as_deref().map(|queue| queue.sender().grouping)
     }
@@ -341,6 +341,6 @@ mod tests {
         let cluster = RedisBackend::cluster_builder(policy(), &urls)
             .build()
             .unwrap();
-        assert_eq!(cluster.grouping(), None, "one call at a time on a cluster");
+        assert_eq!(cluster.grouping(), None, "a call per check on a cluster");
     }
 }
