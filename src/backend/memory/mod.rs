@@ -306,9 +306,9 @@ impl<C: Clock> MemoryBackend<C> {
         &self.policies.as_slice()[0]
     }
 
-    /// The first of the backend's own policies, borrowed: the remote backends read it on
-    /// every check of their own single policy.
-    #[cfg(any(feature = "cluster", feature = "redis"))]
+    /// The first of the backend's own policies, borrowed: the ring reads it on every
+    /// forwarded check of its own single policy.
+    #[cfg(feature = "cluster")]
     pub(crate) fn policy_ref(&self) -> &Policy {
         self.first()
     }

@@ -57,7 +57,8 @@ pub struct RedisBuilder<C = SystemClock> {
     local: MemoryBuilder<C>,
     prefix: String,
     timeout: Duration,
-    /// `None`: the default (batched on a single server; a cluster takes one key per call).
+    /// `None`: the default (batched on a single server; a cluster takes one key per call,
+    /// pipelined per master).
     batch_checks: Option<bool>,
     failure_mode: FailureMode,
     circuit: CircuitPolicy,
@@ -99,7 +100,8 @@ impl<C: Clock> RedisBuilder<C> {
     /// many, and each key is still decided atomically inside it, exact; a lone check
     /// still goes at once, and each waits at most the timeout, queueing included. On a
     /// Redis Cluster one call's keys must share a slot, so a cluster backend keeps one
-    /// key per call (and logs a warning if asked to batch).
+    /// key per call (and logs a warning if asked to batch): the calls that arrive
+    /// together go to each master as one pipeline.
     pub fn batch_checks(mut self, batch: bool) -> Self {
         self.batch_checks = Some(batch);
         self
@@ -157,10 +159,7 @@ impl<C: Clock> RedisBuilder<C> {
         let script = || CheckScript::for_algorithm(algorithm);
         let (connection, target) = match &self.server {
             // What errors, logs and metrics name it by: never its password.
-            Server::Single(url) => (
-                Connection::single(url, DEFAULT_REDIS_TIMEOUT, script())?,
-                redacted(url),
-            ),
+            Server::Single(url) => (Connection::single(url, script())?, redacted(url)),
             Server::Cluster(urls) => (
                 Connection::cluster(urls, DEFAULT_REDIS_TIMEOUT, script())?,
                 urls.iter()
@@ -175,14 +174,14 @@ impl<C: Clock> RedisBuilder<C> {
         let grouping = match (&self.server, self.batch_checks.unwrap_or(true)) {
             (Server::Cluster(_), _) => {
                 if self.batch_checks == Some(true) {
-                    tracing::warn!(target = %target, "batched checks need a single Redis server: one key per call on a cluster");
+                    tracing::warn!(target = %target, "batched checks need a single Redis server: one key per call on a cluster, pipelined per master");
                 }
-                None
+                Grouping::Pipelined
             }
-            (Server::Single(_), false) => Some(Grouping::Pipelined),
-            (Server::Single(_), true) => Some(Grouping::OneCall),
+            (Server::Single(_), false) => Grouping::Pipelined,
+            (Server::Single(_), true) => Grouping::OneCall,
         };
-        let queue = grouping.map(|grouping| {
+        let queue = {
             let sender = RedisSender {
                 connection: connection.clone(),
                 grouping,
@@ -197,17 +196,16 @@ impl<C: Clock> RedisBuilder<C> {
                 sender,
                 Arc::clone(&metrics),
             ))
-        });
-        let sets = connection.with_script(CheckScript::for_sets());
+        };
         let set_keys = SetKeys {
             prefix: self.prefix.into(),
             own: policy,
         };
-        // Set checks are pipelined on a single server whatever `batch_checks` says: each
-        // is its own call, atomic alone.
-        let set_queue = matches!(self.server, Server::Single(_)).then(|| {
+        // Set checks are pipelined whatever `batch_checks` says: each is its own call,
+        // atomic alone.
+        let set_queue = {
             let sender = SetSender {
-                connection: sets.clone(),
+                connection: connection.with_script(CheckScript::for_sets()),
                 keys: set_keys.clone(),
                 target: target.clone(),
                 timeout: self.timeout,
@@ -218,14 +216,11 @@ impl<C: Clock> RedisBuilder<C> {
                 sender,
                 Arc::clone(&metrics),
             ))
-        });
+        };
         Ok(RedisBackend {
-            sets,
             set_queue,
             set_keys,
-            circuit: Arc::new(Circuit::new(&target, self.circuit, Arc::clone(&metrics))),
-            metrics,
-            connection,
+            circuit: Arc::new(Circuit::new(&target, self.circuit, metrics)),
             target,
             queue,
             timeout: self.timeout,

@@ -3,15 +3,13 @@
 //! checks that arrive together go in one pipeline (one write, one round trip), as the
 //! single-policy checks' do.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use super::connection::Connection;
+use super::pipelined::Pipelined;
 use super::scripts::script_id;
-use super::sender::{Counted, Pipelined, MAX_REDIS_BATCH};
+use super::sender::{Counted, MAX_REDIS_BATCH};
 use super::RedisBackend;
 use crate::backend::{BackendError, Check, RemoteFuture};
 use crate::clock::Clock;
@@ -124,22 +122,13 @@ impl<C: Clock> RedisBackend<C> {
             })
         };
         let user = || Arc::<str>::from(key);
-        match &self.set_queue {
-            Some(queue) => self.guard().call(
-                key,
-                policies,
-                user,
-                |user| queue.check(Arc::clone(user), policies.clone()),
-                decide,
-            ),
-            None => self.guard().call(
-                key,
-                policies,
-                user,
-                |user| self.call_set(user, policies),
-                decide,
-            ),
-        }
+        self.guard().call(
+            key,
+            policies,
+            user,
+            |user| self.set_queue.check(Arc::clone(user), policies.clone()),
+            decide,
+        )
     }
 
     /// The Redis key of `user_id`'s state under `policy` in a set: the backend's own
@@ -148,23 +137,5 @@ impl<C: Clock> RedisBackend<C> {
     /// window make one counter, as in memory: two policies of one name never share state.
     pub fn set_key_of(&self, user_id: &str, policy: &Policy) -> String {
         self.set_keys.of(user_id, policy)
-    }
-
-    /// One set call for this check alone (on a cluster).
-    fn call_set(
-        &self,
-        user: &str,
-        policies: &PolicySet,
-    ) -> impl Future<Output = Result<Vec<i64>, BackendError>> + Send + 'static {
-        let evalsha = self.set_keys.evalsha(&self.sets, user, policies);
-        let (connection, target, timeout) = (self.sets.clone(), self.target.clone(), self.timeout);
-        let policies = policies.clone();
-        let metrics = Arc::clone(&self.metrics);
-        async move {
-            let deadline = Instant::now() + timeout;
-            let call = connection.run_until(evalsha, deadline, &target, timeout);
-            let reply = metrics.measure(1, call).await?;
-            checked(reply, &policies, &target)
-        }
     }
 }

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
-use redis::{ErrorKind, RedisResult, Script, ServerErrorKind, Value};
+use redis::{ErrorKind, IntoConnectionInfo, RedisResult, Script, ServerErrorKind, Value};
 use tokio::time::Instant;
 
 use super::live::{LazyCluster, Live};
 use super::scripts::CheckScript;
+use super::slot_owners::{SlotMap, SlotOwners};
 use crate::backend::within;
 use crate::BackendError;
 
@@ -38,16 +39,9 @@ impl Connection {
     /// A lazy connection to the server at `url`.
     ///
     /// Must be called within a Tokio runtime (the manager's reconnection task runs there).
-    pub(super) fn single(url: &str, timeout: Duration, script: CheckScript) -> RedisResult<Self> {
+    pub(super) fn single(url: &str, script: CheckScript) -> RedisResult<Self> {
         let client = redis::Client::open(url)?;
-        // No response timeout here: the backend already bounds each check, and a second
-        // timer per command would only cost.
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(None)
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let manager = client.get_connection_manager_lazy(config)?;
+        let manager = client.get_connection_manager_lazy(manager_config())?;
         Ok(Self::new(Target::Single(manager), script))
     }
 
@@ -62,7 +56,12 @@ impl Connection {
             .response_timeout(timeout)
             .retries(1)
             .build()?;
-        let target = Target::Cluster(Arc::new(LazyCluster::new(client)));
+        // How to reach each master on a connection of its own: as the first node given.
+        let base = urls
+            .first()
+            .map_or("", String::as_str)
+            .into_connection_info()?;
+        let target = Target::Cluster(Arc::new(LazyCluster::new(client, base)));
         Ok(Self::new(target, script))
     }
 
@@ -80,6 +79,36 @@ impl Connection {
             target: self.target.clone(),
             script: Arc::new(script),
             loaded: Arc::default(),
+        }
+    }
+
+    /// Whether this is a cluster's connection.
+    pub(super) fn is_cluster(&self) -> bool {
+        matches!(self.target, Target::Cluster(_))
+    }
+
+    /// Which master serves each slot, as last read (none on a single server, nor on a
+    /// cluster before the first read).
+    pub(super) fn slot_map(&self) -> Option<Arc<SlotMap>> {
+        match &self.target {
+            Target::Single(_) => None,
+            Target::Cluster(cluster) => cluster.owners().current(),
+        }
+    }
+
+    /// Keeps the slot map of a `CLUSTER SLOTS` reply, as if just read.
+    #[cfg(test)]
+    pub(super) fn store_slot_map(&self, reply: &Value) {
+        let Target::Cluster(cluster) = &self.target else {
+            panic!("a single server has no slot map");
+        };
+        cluster.owners().store(reply).expect("a map of masters");
+    }
+
+    /// Reads the cluster's slot map again soon (see [`SlotOwners::refresh`]).
+    pub(super) fn refresh_slot_map(&self) {
+        if let Target::Cluster(cluster) = &self.target {
+            SlotOwners::refresh(cluster);
         }
     }
 
@@ -116,7 +145,7 @@ impl Connection {
         let mut alone = Self::pipeline(1);
         alone.add_command(evalsha);
         let mut answers = self
-            .run_each_until(&alone, deadline, target, timeout)
+            .run_each_until(&alone, None, deadline, target, timeout)
             .await?;
         match answers.pop() {
             Some(answer) => answer.map_err(|error| BackendError::unavailable(target, error)),
@@ -134,25 +163,37 @@ impl Connection {
 
     /// Runs each call of `calls` (a [`pipeline`](Self::pipeline) of
     /// [`evalsha`](Self::evalsha)s) until `deadline`: one write and one round trip for all
-    /// of them, and each call's own answer.
+    /// of them, and each call's own answer. On a cluster, `on` is the connection of the
+    /// master to send them to ([`SlotMap::connection`]); without it they must share a slot.
     pub(super) async fn run_each_until(
         &self,
         calls: &redis::Pipeline,
+        on: Option<ConnectionManager>,
         deadline: Instant,
         target: &str,
         timeout: Duration,
     ) -> Result<Vec<RedisResult<Vec<i64>>>, BackendError> {
-        within(deadline, timeout, target.to_owned(), self.run_each(calls)).await
+        within(
+            deadline,
+            timeout,
+            target.to_owned(),
+            self.run_each(calls, on),
+        )
+        .await
     }
 
-    async fn run_each(&self, calls: &redis::Pipeline) -> RedisResult<Vec<RedisResult<Vec<i64>>>> {
-        let mut connection = self.live().await?;
+    async fn run_each(
+        &self,
+        calls: &redis::Pipeline,
+        on: Option<ConnectionManager>,
+    ) -> RedisResult<Vec<RedisResult<Vec<i64>>>> {
+        let mut connection = self.live(on.clone()).await?;
         match self
             .call_each(&self.script.script, calls, &mut connection)
             .await
         {
             Err(error) if is_broken(&error) => {
-                let mut connection = self.live().await?;
+                let mut connection = self.live(on).await?;
                 self.call_each(&self.script.script, calls, &mut connection)
                     .await
             }
@@ -190,11 +231,13 @@ impl Connection {
         Ok(answers)
     }
 
-    /// The connection to use now: the manager's, or the cluster's (made if need be).
-    async fn live(&self) -> RedisResult<Live> {
-        Ok(match &self.target {
-            Target::Single(manager) => Live::Single(manager.clone()),
-            Target::Cluster(cluster) => Live::Cluster(cluster.connection().await?),
+    /// The connection to use now: the manager's, a cluster master's (`on`), or the
+    /// cluster's (made if need be).
+    async fn live(&self, on: Option<ConnectionManager>) -> RedisResult<Live> {
+        Ok(match (&self.target, on) {
+            (Target::Single(manager), _) => Live::Single(manager.clone()),
+            (Target::Cluster(_), Some(master)) => Live::Single(master),
+            (Target::Cluster(cluster), None) => Live::Cluster(cluster.connection().await?),
         })
     }
 
@@ -212,6 +255,25 @@ impl Connection {
             .await
             .copied()
     }
+}
+
+/// How each connection to one server (or a cluster's master) is kept. No response
+/// timeout: the backend already bounds each check, and a second timer per command would
+/// only cost. Connecting is bounded by the default timeout, not the checks' own: it is
+/// done in the background, and a short one could keep a distant Redis from ever being
+/// reached.
+pub(super) fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(super::DEFAULT_REDIS_TIMEOUT))
+        .set_response_timeout(None)
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500))
+}
+
+/// Whether a cluster's master answered that the call's key is served elsewhere (the map
+/// was stale): the call did not run.
+pub(super) fn is_redirect(error: &redis::RedisError) -> bool {
+    error.redirect_node().is_some()
 }
 
 /// One call's answer in a pipeline: its numbers, or its own error (a server error, or a
@@ -256,7 +318,7 @@ mod tests {
         let script = super::super::scripts::CheckScript::for_algorithm(
             crate::policy::Algorithm::FixedWindow,
         );
-        let connection = Connection::single(&server.url(), timeout, script).unwrap();
+        let connection = Connection::single(&server.url(), script).unwrap();
         let check = |key: &str| {
             let mut evalsha = connection.evalsha(1, key.len());
             evalsha.arg(key).arg(60_000).arg(10).arg(1);
@@ -270,7 +332,7 @@ mod tests {
         calls.add_command(check("{b}"));
         let deadline = Instant::now() + timeout;
         let answers = connection
-            .run_each_until(&calls, deadline, "redis", timeout)
+            .run_each_until(&calls, None, deadline, "redis", timeout)
             .await
             .expect("the pipeline ran");
 

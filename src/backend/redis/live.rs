@@ -6,7 +6,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
-use redis::{RedisFuture, RedisResult, Value};
+use redis::{ConnectionInfo, RedisFuture, RedisResult, Value};
+
+use super::slot_owners::SlotOwners;
 
 /// A connection to one server or to a cluster, as one type for the calls above.
 pub(super) enum Live {
@@ -47,16 +49,34 @@ pub(super) struct LazyCluster {
     client: redis::cluster::ClusterClient,
     connection: ArcSwapOption<ClusterConnection>,
     connecting: tokio::sync::Mutex<()>,
+    /// Which master serves each slot, as last read, and a connection of its own to each.
+    owners: SlotOwners,
 }
 
 impl LazyCluster {
-    /// The cluster of `client`, not connected yet.
-    pub(super) fn new(client: redis::cluster::ClusterClient) -> Self {
+    /// The cluster of `client`, not connected yet; `base` says how to connect to each of
+    /// its masters (all but the address: credentials, database, timeouts).
+    pub(super) fn new(client: redis::cluster::ClusterClient, base: ConnectionInfo) -> Self {
         Self {
             client,
             connection: ArcSwapOption::empty(),
             connecting: tokio::sync::Mutex::new(()),
+            owners: SlotOwners::new(base),
         }
+    }
+
+    /// Which master serves each slot, as last read.
+    pub(super) fn owners(&self) -> &SlotOwners {
+        &self.owners
+    }
+
+    /// The cluster's `CLUSTER SLOTS`, asked of any of its nodes.
+    pub(super) async fn slots(&self) -> RedisResult<Value> {
+        let mut connection = self.connection().await?;
+        redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async(&mut connection)
+            .await
     }
 
     /// The cluster's connection, made now if there is none yet.

@@ -8,8 +8,10 @@ mod builder;
 mod check_set;
 mod connection;
 mod live;
+mod pipelined;
 mod scripts;
 mod sender;
+mod slot_owners;
 /// Real `redis-server`s for the tests: the unit tests here, and the integration tests,
 /// which include this file (it is self-contained).
 #[cfg(test)]
@@ -17,23 +19,19 @@ mod sender;
 mod test_server;
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use redis::RedisResult;
-use tokio::time::Instant;
 
 pub use self::builder::RedisBuilder;
 use self::builder::Server;
-use self::connection::Connection;
 use self::sender::{Counted, Grouping, RedisSender};
 use super::guarded::Guard;
-use super::{Backend, BackendError, Check, FailureMode, MemoryBackend, RemoteFuture};
+use super::{Backend, Check, FailureMode, MemoryBackend, RemoteFuture};
 use crate::circuit::Circuit;
 use crate::clock::{Clock, SystemClock};
 use crate::coalesce::Coalescer;
-use crate::observe::RemoteMetrics;
 use crate::policy::PolicySet;
 use crate::Decisions;
 
@@ -47,7 +45,8 @@ pub const DEFAULT_PREFIX: &str = "ringlimit:";
 /// that arrive while a call is on the wire share the next script call (each key decided
 /// atomically inside it); with [`batch_checks(false)`](RedisBuilder::batch_checks) each
 /// check has a call of its own, and those that arrive together go in one pipeline. On a
-/// Redis Cluster each check is a call of its own.
+/// Redis Cluster each check is a call of its own (a call's keys must share a slot there),
+/// and those that arrive together go to each master as one pipeline.
 ///
 /// The script runs on the server's clock (`TIME`), so nodes whose clocks disagree still
 /// share each window. It is called by its SHA and reloaded if the server answers
@@ -65,8 +64,15 @@ pub const DEFAULT_PREFIX: &str = "ringlimit:";
 /// A check against a set of policies (see [`Backend`]) is one call of another script on
 /// a key per policy, all with the user's hash tag, all or nothing: the backend's own
 /// policy (its name, algorithm and window) on the key above, any other on
-/// [`set_key_of`](Self::set_key_of). Set checks are pipelined on a single server too, each
-/// its own call.
+/// [`set_key_of`](Self::set_key_of). Set checks are pipelined the same way, each its own
+/// call.
+///
+/// On a cluster, which master serves which slot is read from `CLUSTER SLOTS` when the
+/// first checks arrive (they go alone meanwhile, routed by the cluster client), and
+/// again, at most once a second, after a master answers that a key moved; that check goes
+/// again alone, to where the key now is, counted once. Each master has a connection of
+/// the backend's own for the pipelines (made as the first URL says, at the master's
+/// address), beside the cluster client's.
 ///
 /// All checks share one multiplexed connection (per cluster master), made lazily: a node
 /// starts while Redis is down, and until Redis answers within the timeout (default
@@ -88,19 +94,13 @@ pub const DEFAULT_PREFIX: &str = "ringlimit:";
 /// # }
 /// ```
 pub struct RedisBackend<C = SystemClock> {
-    connection: Connection,
-    /// The same connection, calling the script of a set of policies.
-    sets: Connection,
-    /// The queue that pipelines set checks (a single server only).
-    set_queue: Option<Arc<Coalescer<check_set::SetSender>>>,
+    /// The queue that pipelines set checks.
+    set_queue: Arc<Coalescer<check_set::SetSender>>,
     /// How a set's keys are named (the prefix lives here).
     set_keys: check_set::SetKeys,
     target: Arc<str>,
-    /// The queue that groups concurrent checks (a single server only; on a cluster each
-    /// call goes on its own, routed to its key's master).
-    queue: Option<Arc<Coalescer<RedisSender>>>,
-    /// Checks, round trips and errors of this Redis, shared with its queues and circuit.
-    metrics: Arc<RemoteMetrics>,
+    /// The queue that groups concurrent checks.
+    queue: Arc<Coalescer<RedisSender>>,
     timeout: Duration,
     failure: FailureMode,
     circuit: Arc<Circuit>,
@@ -169,7 +169,6 @@ impl<C: Clock> Backend for RedisBackend<C> {
             ([policy], [own]) if own_script_fits(policy, own) => policy,
             _ => return self.check_set(key, policies),
         };
-        let cost = policy.cost();
         let guard = self.guard();
         // Shared by the call and the fallback: one copy of the key.
         let user = || {
@@ -183,22 +182,16 @@ impl<C: Clock> Backend for RedisBackend<C> {
         let policy = *policy;
         let decide =
             move |counted: Counted, _: &UserOf| Decisions::one(&policy, counted.decision(&policy));
-        match &self.queue {
-            Some(queue) => guard.call(
-                key,
-                policies,
-                user,
-                |user| queue.check(Arc::clone(&user.redis_key), policies.clone()),
-                decide,
-            ),
-            None => guard.call(
-                key,
-                policies,
-                user,
-                |user| self.call_alone(&user.redis_key, cost.get()),
-                decide,
-            ),
-        }
+        guard.call(
+            key,
+            policies,
+            user,
+            |user| {
+                self.queue
+                    .check(Arc::clone(&user.redis_key), policies.clone())
+            },
+            decide,
+        )
     }
 }
 
@@ -241,31 +234,6 @@ impl<C: Clock> RedisBackend<C> {
     pub fn record_metrics(&self) {
         self.local.record_metrics();
     }
-
-    /// One script call for this check alone (on a cluster).
-    fn call_alone(
-        &self,
-        redis_key: &str,
-        cost: u32,
-    ) -> impl Future<Output = Result<Counted, BackendError>> + Send + 'static {
-        let policy = self.local.policy_ref();
-        let mut evalsha = self.connection.evalsha(1, redis_key.len());
-        evalsha
-            .arg(redis_key)
-            .arg(policy.window().as_millis() as u64)
-            .arg(policy.limit())
-            .arg(cost);
-        let (connection, target, timeout) =
-            (self.connection.clone(), self.target.clone(), self.timeout);
-        let per_key = connection.per_key_reply();
-        let metrics = Arc::clone(&self.metrics);
-        async move {
-            let deadline = Instant::now() + timeout;
-            let call = connection.run_until(evalsha, deadline, &target, timeout);
-            let reply = metrics.measure(1, call).await?;
-            Counted::from_reply(&reply, 0, &target, per_key)
-        }
-    }
 }
 
 /// Counts every check itself: a forwarded check is a check.
@@ -277,9 +245,9 @@ impl<C: Clock> super::Owner for RedisBackend<C> {
 }
 
 impl<C> RedisBackend<C> {
-    /// How concurrent checks are grouped: `None` on a cluster (a call per check).
-    fn grouping(&self) -> Option<Grouping> {
-        self.queue.as_deref().map(|queue| queue.sender().grouping)
+    /// How concurrent checks are grouped.
+    fn grouping(&self) -> Grouping {
+        self.queue.sender().grouping
     }
 }
 
@@ -309,12 +277,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_single_server_batches_by_default_pipelines_if_told_and_a_cluster_never_batches() {
+    async fn a_single_server_batches_by_default_pipelines_if_told_and_a_cluster_pipelines() {
         // Nothing listens on port 1: both connect lazily, so no server is needed here.
         let default = RedisBackend::new(policy(), "redis://127.0.0.1:1").unwrap();
         assert_eq!(
             default.grouping(),
-            Some(Grouping::OneCall),
+            Grouping::OneCall,
             "checks that arrive together share a call"
         );
         let unbatched = RedisBackend::builder(policy(), "redis://127.0.0.1:1")
@@ -323,7 +291,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             unbatched.grouping(),
-            Some(Grouping::Pipelined),
+            Grouping::Pipelined,
             "one call per check"
         );
 
@@ -333,7 +301,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             single.grouping(),
-            Some(Grouping::OneCall),
+            Grouping::OneCall,
             "a later timeout keeps batching on"
         );
 
@@ -341,6 +309,10 @@ mod tests {
         let cluster = RedisBackend::cluster_builder(policy(), &urls)
             .build()
             .unwrap();
-        assert_eq!(cluster.grouping(), None, "a call per check on a cluster");
+        assert_eq!(
+            cluster.grouping(),
+            Grouping::Pipelined,
+            "a call per check on a cluster, pipelined per master"
+        );
     }
 }

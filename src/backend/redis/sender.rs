@@ -1,12 +1,14 @@
 //! Checks that queue up while earlier ones are on the wire go to Redis together (see
 //! [`crate::coalesce`]): by default as one pipeline of script calls, one call and one key
 //! per check; with [`Grouping::OneCall`], as one call of the same script on all their keys
-//! (a single server only: on a cluster the keys of one call must share a slot).
+//! (a single server only: on a cluster the keys of one call must share a slot). The
+//! pipelines are sent by [`Pipelined`]: on a cluster, one to each master.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::connection::Connection;
+use super::pipelined::Pipelined;
 use crate::coalesce::{fail_all, Job, SendBatch};
 use crate::BackendError;
 
@@ -76,51 +78,6 @@ pub(crate) enum Grouping {
     /// One script call on all the batch's keys ([`batch_checks`](super::RedisBuilder::batch_checks)):
     /// also saves Redis the cost of a script call per check.
     OneCall,
-}
-
-/// A batch of calls sent as one pipeline (one write, one round trip), each call its own
-/// and answered on its own.
-pub(super) struct Pipelined<'a> {
-    pub(super) connection: &'a Connection,
-    pub(super) target: &'a Arc<str>,
-    pub(super) timeout: Duration,
-}
-
-impl Pipelined<'_> {
-    /// Sends `call` of each job of `batch` and replies to each with `answer` of its reply
-    /// (or the error of its call, or of the whole pipeline).
-    pub(super) async fn send<A>(
-        &self,
-        batch: Vec<Job<A>>,
-        call: impl Fn(&Job<A>) -> redis::Cmd,
-        answer: impl Fn(Vec<i64>, &Job<A>) -> Result<A, BackendError>,
-    ) {
-        let deadline = batch[0].deadline;
-        let mut calls = Connection::pipeline(batch.len());
-        for job in &batch {
-            calls.add_command(call(job));
-        }
-        let ran = self
-            .connection
-            .run_each_until(&calls, deadline, self.target, self.timeout);
-        match ran.await {
-            Ok(answers) => {
-                let mut answers = answers.into_iter();
-                for job in batch {
-                    let answered = match answers.next() {
-                        Some(Ok(reply)) => answer(reply, &job),
-                        Some(Err(error)) => Err(BackendError::unavailable(&**self.target, error)),
-                        None => Err(BackendError::unavailable(
-                            &**self.target,
-                            "fewer answers than calls",
-                        )),
-                    };
-                    let _ = job.reply.send(answered);
-                }
-            }
-            Err(error) => fail_all(batch, &error),
-        }
-    }
 }
 
 /// Sends batches of checks to one Redis server.
