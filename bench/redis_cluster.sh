@@ -25,6 +25,7 @@ rounds=${3:-3}
 for tool in wrk redis-server redis-cli python3; do
   command -v "$tool" >/dev/null || { echo "bench/redis_cluster.sh needs $tool (apt-get install wrk redis-server python3)"; exit 1; }
 done
+# The same build as bench/load.sh's, so neither rebuilds the other's binaries.
 cargo build --release --features redis --example node --example bare_hyper >/dev/null 2>&1 ||
   { echo "the build failed: cargo build --release --features redis --example node --example bare_hyper"; exit 1; }
 node=${NODE:-target/release/examples/node}   # NODE=PATH: measure a node built elsewhere
@@ -37,49 +38,55 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A free port whose cluster bus port (+10000) is free too.
+# Sets `port` to a free port whose cluster bus port (+10000) is free too, and not handed
+# out before in this run (the ports are bound later, by the servers). Not in a subshell:
+# it remembers what it handed out.
+taken=" "
 free_port() {
-  python3 -c '
+  for _ in $(seq 100); do
+    port=$(python3 -c '
 import socket
-while True:
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]
-    if p + 10000 > 65535: continue
-    b = socket.socket()
-    try:
-        b.bind(("127.0.0.1", p + 10000)); print(p); break
-    except OSError:
-        pass'
+s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]
+b = socket.socket()
+try:
+    b.bind(("127.0.0.1", p + 10000)); print(p)
+except (OSError, OverflowError):
+    pass')
+    if [ -n "$port" ] && [[ "$taken" != *" $port "* ]]; then taken="$taken$port "; return; fi
+  done
+  echo "no free port pair found" >&2; exit 1
 }
 limit=1000000000   # never reached: every check is a counted, allowed request
 
 masters=() redis_pids=() urls=()
 for _ in 1 2 3; do
-  port=$(free_port)
+  free_port
   mkdir -p "$dir/$port"
   redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir/$port" \
     --cluster-enabled yes --cluster-config-file nodes.conf >/dev/null & pids+=($!); redis_pids+=($!)
   masters+=("127.0.0.1:$port"); urls+=("redis://127.0.0.1:$port")
 done
-for _ in $(seq 50); do
-  redis-cli -p "${masters[2]##*:}" PING 2>/dev/null | grep -q PONG && break
-  sleep 0.1
-done
-redis-cli --cluster create "${masters[@]}" --cluster-replicas 0 --cluster-yes >/dev/null ||
-  { echo "redis-cli --cluster create failed"; exit 1; }
-for master in "${masters[@]}"; do
+# Ready when each answers PING, and a cluster when each says so: bounded waits.
+wait_for() { # PORT WHAT PATTERN COMMAND...
+  local port=$1 what=$2 pattern=$3; shift 3
   for _ in $(seq 100); do
-    redis-cli -p "${master##*:}" CLUSTER INFO | grep -q cluster_state:ok && break
+    redis-cli -p "$port" "$@" 2>/dev/null | grep -q "$pattern" && return
     sleep 0.1
   done
-done
+  echo "redis-server on port $port never $what" >&2; exit 1
+}
+for master in "${masters[@]}"; do wait_for "${master##*:}" "answered PING" PONG PING; done
+redis-cli --cluster create "${masters[@]}" --cluster-replicas 0 --cluster-yes >/dev/null ||
+  { echo "redis-cli --cluster create failed"; exit 1; }
+for master in "${masters[@]}"; do wait_for "${master##*:}" "saw the cluster ok" cluster_state:ok CLUSTER INFO; done
 
-one=$(free_port); cluster_node=$(free_port)
+free_port; one=$port; free_port; cluster_node=$port
 "$node" --limit $limit --advertise "127.0.0.1:$one" "$one" "127.0.0.1:$one" >/dev/null 2>&1 & pids+=($!); one_pid=$!
 all_urls=$(IFS=,; echo "${urls[*]}")
 "$node" --limit $limit --redis-cluster "$all_urls" "$cluster_node" >/dev/null 2>&1 & pids+=($!); cluster_pid=$!
 names=("one-node ring" "Redis Cluster node") ports=("$one" "$cluster_node") serving=("$one_pid" "$cluster_pid")
 if [ -n "${BASE:-}" ]; then
-  base_node=$(free_port)
+  free_port; base_node=$port
   "$BASE" --limit $limit --redis-cluster "$all_urls" "$base_node" >/dev/null 2>&1 & pids+=($!)
   names+=("Redis Cluster node, BASE") ports+=("$base_node") serving+=("$!")
 fi
@@ -112,7 +119,7 @@ for c in "${counts[@]}"; do
     for i in $order; do
       node_before=$(ticks "${serving[$i]}"); redis_before=$(ticks "${redis_pids[@]}")
       read -r r requests < <(measure "${ports[$i]}" "$c")
-      if [ -z "${r:-}" ] || [ -z "${requests:-}" ]; then echo "wrk measured nothing on port ${ports[$i]}" >&2; exit 1; fi
+      if [ -z "${r:-}" ] || [ -z "${requests:-}" ] || [ "$requests" = 0 ]; then echo "wrk measured nothing on port ${ports[$i]}" >&2; exit 1; fi
       node_after=$(ticks "${serving[$i]}"); redis_after=$(ticks "${redis_pids[@]}")
       rps[$i]="${rps[$i]:-} $r"
       node_us[$i]="${node_us[$i]:-} $(per_request $(( node_after - node_before )) "$requests")"

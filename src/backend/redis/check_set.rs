@@ -1,7 +1,7 @@
 //! A check against a set of policies on Redis: one call of `check_set.lua` on a key per
-//! policy, all in the user's slot, all or nothing. On a single server, the calls of set
-//! checks that arrive together go in one pipeline (one write, one round trip), as the
-//! single-policy checks' do.
+//! policy, all in the user's slot, all or nothing. The calls of set checks that arrive
+//! together go in one pipeline (one write, one round trip; on a cluster, one per master),
+//! as the single-policy checks' do.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +10,7 @@ use super::connection::Connection;
 use super::pipelined::Pipelined;
 use super::scripts::script_id;
 use super::sender::{Counted, MAX_REDIS_BATCH};
+use super::slot_owners::slot_of;
 use super::RedisBackend;
 use crate::backend::{BackendError, Check, RemoteFuture};
 use crate::clock::Clock;
@@ -81,7 +82,7 @@ fn checked(reply: Vec<i64>, policies: &PolicySet, target: &str) -> Result<Vec<i6
     Ok(reply)
 }
 
-/// Sends set checks to one Redis server, a pipeline of calls at a time.
+/// Sends set checks to Redis (a server or a cluster), a pipeline of calls at a time.
 #[derive(Clone)]
 pub(crate) struct SetSender {
     pub(super) connection: Connection,
@@ -105,6 +106,8 @@ impl SendBatch for SetSender {
         pipelined
             .send(
                 batch,
+                // The set's keys all share the user's hash tag: the slot of its own key.
+                |job| slot_of(self.keys.user(&job.key).as_bytes()),
                 |job| self.keys.evalsha(&self.connection, &job.key, &job.policies),
                 |reply, job| checked(reply, &job.policies, &self.target),
             )

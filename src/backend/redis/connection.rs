@@ -1,6 +1,7 @@
-//! The check script on one shared, multiplexed connection to Redis or to a Redis Cluster,
-//! made lazily so that a node starts (and answers per its failure mode) while Redis is
-//! down: loaded once, reloaded on `NOSCRIPT`, called alone or as a pipeline of calls.
+//! The check script on one shared, multiplexed connection to Redis (to a Redis Cluster,
+//! the cluster client's, and one of its own to each master), made lazily so that a node
+//! starts (and answers per its failure mode) while Redis is down: loaded once, reloaded
+//! on `NOSCRIPT`, called alone or as a pipeline of calls.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use tokio::time::Instant;
 
 use super::live::{LazyCluster, Live};
 use super::scripts::CheckScript;
-use super::slot_owners::{SlotMap, SlotOwners};
+use super::slot_owners::SlotMap;
 use crate::backend::within;
 use crate::BackendError;
 
@@ -31,7 +32,8 @@ enum Target {
     /// One server, through the connection manager: one multiplexed connection shared by
     /// all checks, re-established in the background after Redis restarts.
     Single(ConnectionManager),
-    /// A cluster, through the cluster client (one multiplexed connection per master).
+    /// A cluster, through the cluster client (one multiplexed connection per master),
+    /// and the slot map with a connection of its own to each master (for pipelines).
     Cluster(Arc<LazyCluster>),
 }
 
@@ -105,10 +107,10 @@ impl Connection {
         cluster.owners().store(reply).expect("a map of masters");
     }
 
-    /// Reads the cluster's slot map again soon (see [`SlotOwners::refresh`]).
+    /// Reads the cluster's slot map again soon (see [`LazyCluster::refresh_slots`]).
     pub(super) fn refresh_slot_map(&self) {
         if let Target::Cluster(cluster) = &self.target {
-            SlotOwners::refresh(cluster);
+            cluster.refresh_slots();
         }
     }
 
@@ -270,10 +272,13 @@ pub(super) fn manager_config() -> ConnectionManagerConfig {
         .set_max_delay(Duration::from_millis(500))
 }
 
-/// Whether a cluster's master answered that the call's key is served elsewhere (the map
-/// was stale): the call did not run.
-pub(super) fn is_redirect(error: &redis::RedisError) -> bool {
-    error.redirect_node().is_some()
+/// Whether a cluster's master refused a call without running it, for the cluster client
+/// to send elsewhere or again: its key is served elsewhere (`MOVED`, `ASK`: the map was
+/// stale), the node is no master now (`READONLY`), or cannot serve it yet (`TRYAGAIN`
+/// while a slot moves, `CLUSTERDOWN`, `MASTERDOWN`, `LOADING`).
+pub(super) fn did_not_run(error: &redis::RedisError) -> bool {
+    matches!(error.kind(), ErrorKind::Server(_))
+        && !matches!(error.retry_method(), redis::RetryMethod::NoRetry)
 }
 
 /// One call's answer in a pipeline: its numbers, or its own error (a server error, or a

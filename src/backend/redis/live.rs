@@ -2,6 +2,7 @@
 //! client's, made on first use.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use redis::aio::{ConnectionLike, ConnectionManager};
@@ -70,8 +71,30 @@ impl LazyCluster {
         &self.owners
     }
 
+    /// Reads the slot map again in the background, unless a read is under way or one
+    /// began less than a second ago. Needs a Tokio runtime (a dispatcher runs there).
+    pub(super) fn refresh_slots(self: &Arc<Self>) {
+        if !self.owners.claim_refresh() {
+            return;
+        }
+        let reading = ReadingSlots(Arc::clone(self));
+        tokio::spawn(async move {
+            let cluster = &reading.0;
+            let read = tokio::time::timeout(SLOTS_TIMEOUT, cluster.slots()).await;
+            let stored = match read {
+                Ok(Ok(reply)) => cluster.owners.store(&reply),
+                Ok(Err(error)) => Err(error),
+                Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()),
+            };
+            if let Err(error) = stored {
+                // Checks of unknown slots go alone meanwhile, routed by the cluster client.
+                tracing::debug!(%error, "could not read the cluster's slots");
+            }
+        });
+    }
+
     /// The cluster's `CLUSTER SLOTS`, asked of any of its nodes.
-    pub(super) async fn slots(&self) -> RedisResult<Value> {
+    async fn slots(&self) -> RedisResult<Value> {
         let mut connection = self.connection().await?;
         redis::cmd("CLUSTER")
             .arg("SLOTS")
@@ -92,5 +115,18 @@ impl LazyCluster {
         let connection = self.client.get_async_connection().await?;
         self.connection.store(Some(Arc::new(connection.clone())));
         Ok(connection)
+    }
+}
+
+/// How long a read of the slot map may take.
+const SLOTS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A read of the slot map under way: over when dropped, even with its task unpolled (its
+/// runtime gone), else no read would ever start again.
+struct ReadingSlots(Arc<LazyCluster>);
+
+impl Drop for ReadingSlots {
+    fn drop(&mut self) {
+        self.0.owners.end_refresh();
     }
 }

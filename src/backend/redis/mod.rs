@@ -69,12 +69,16 @@ pub const DEFAULT_PREFIX: &str = "ringlimit:";
 ///
 /// On a cluster, which master serves which slot is read from `CLUSTER SLOTS` when the
 /// first checks arrive (they go alone meanwhile, routed by the cluster client), and
-/// again, at most once a second, after a master answers that a key moved; that check goes
-/// again alone, to where the key now is, counted once. Each master has a connection of
+/// again, at most once a second, after a master's pipeline fails or a master refuses a
+/// call without running it (`MOVED`, `ASK`, `TRYAGAIN`, ...); that check goes again alone
+/// through the cluster client, which follows the redirect: counted once. A master that
+/// does not answer holds its batch up to the timeout; the circuit is one for the whole
+/// cluster. Each master has a connection of
 /// the backend's own for the pipelines (made as the first URL says, at the master's
 /// address), beside the cluster client's.
 ///
-/// All checks share one multiplexed connection (per cluster master), made lazily: a node
+/// All checks share one multiplexed connection (on a cluster, two per master: the
+/// cluster client's and the backend's own), made lazily: a node
 /// starts while Redis is down, and until Redis answers within the timeout (default
 /// [`DEFAULT_REDIS_TIMEOUT`]) its [`FailureMode`] applies (default: count locally). After
 /// repeated failures a circuit opens so that checks stop paying the timeout.

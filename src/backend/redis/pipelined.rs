@@ -1,9 +1,15 @@
 //! A batch of script calls sent as pipelines, each call its own and answered on its own:
 //! to a single server, one pipeline; to a cluster, one pipeline to each master that
 //! serves some of the batch's keys, all at once, on the master's own connection (see
-//! `slot_owners`). A call the master answers `MOVED` or `ASK` did not run: it goes again
-//! alone through the cluster client, which follows the redirect, and the slot map is read
-//! again. Until the map is first read, a cluster's calls each go alone that way.
+//! `slot_owners`). A call the master refuses without running it (`MOVED`, `ASK`,
+//! `TRYAGAIN`, ...: see [`did_not_run`]) goes again alone through the cluster client,
+//! which follows redirects and waits out a moving slot, and the slot map is read again;
+//! so is it when a master's pipeline fails whole (the master may be gone). Until the map
+//! is first read, a cluster's calls each go alone through the cluster client.
+//!
+//! The groups of a batch are answered together: a master that does not answer holds its
+//! batch up to the checks' timeout, and its failures open the backend's circuit (one for
+//! the whole cluster).
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
@@ -12,7 +18,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
-use super::connection::{is_redirect, Connection};
+use super::connection::{did_not_run, Connection};
 use super::slot_owners::SlotMap;
 use crate::coalesce::{fail_all, Job};
 use crate::BackendError;
@@ -30,10 +36,12 @@ type Group<A> = (Option<u16>, Vec<Job<A>>);
 
 impl Pipelined<'_> {
     /// Sends `call` of each job of `batch` and replies to each with `answer` of its reply
-    /// (or the error of its call, or of its whole pipeline).
+    /// (or the error of its call, or of its whole pipeline). On a cluster, `slot` is the
+    /// slot of a job's call (all its keys share it).
     pub(super) async fn send<A>(
         &self,
         batch: Vec<Job<A>>,
+        slot: impl Fn(&Job<A>) -> u16,
         call: impl Fn(&Job<A>) -> redis::Cmd,
         answer: impl Fn(Vec<i64>, &Job<A>) -> Result<A, BackendError>,
     ) {
@@ -44,7 +52,7 @@ impl Pipelined<'_> {
                 self.connection.refresh_slot_map();
                 batch.into_iter().map(|job| (None, vec![job])).collect()
             }
-            (true, Some(map)) => by_master(batch, map),
+            (true, Some(map)) => by_master(batch, map, slot),
         };
         let sends = groups.into_iter().map(|(master, jobs)| {
             let on = master.zip(map.as_deref()).map(|(i, map)| map.connection(i));
@@ -54,7 +62,7 @@ impl Pipelined<'_> {
     }
 
     /// Sends the calls of `jobs` as one pipeline (to the master `on`, if given) and
-    /// answers each; calls redirected elsewhere go again alone.
+    /// answers each; the calls it refused without running go again alone.
     async fn send_on<A>(
         &self,
         on: Option<ConnectionManager>,
@@ -65,25 +73,31 @@ impl Pipelined<'_> {
         let on_master = on.is_some();
         let mut answers = match self.run(on, &jobs, call).await {
             Ok(answers) => answers.into_iter(),
-            Err(error) => return fail_all(jobs, &error),
+            Err(error) => {
+                if on_master {
+                    self.connection.refresh_slot_map();
+                }
+                return fail_all(jobs, &error);
+            }
         };
-        let mut redirected = Vec::new();
+        let mut unrun = Vec::new();
         for job in jobs {
             match answers.next() {
-                Some(Err(error)) if on_master && is_redirect(&error) => redirected.push(job),
+                Some(Err(error)) if on_master && did_not_run(&error) => unrun.push(job),
                 ran => self.reply(job, ran, answer),
             }
         }
-        if !redirected.is_empty() {
+        if !unrun.is_empty() {
             self.connection.refresh_slot_map();
-            let alone = redirected
+            let alone = unrun
                 .into_iter()
                 .map(|job| self.send_alone(job, call, answer));
             join_all(alone).await;
         }
     }
 
-    /// Sends `job`'s call alone, routed by the cluster client (which follows redirects).
+    /// Sends `job`'s call alone, routed by the cluster client (which follows redirects
+    /// and waits out a moving slot).
     async fn send_alone<A>(
         &self,
         job: Job<A>,
@@ -97,7 +111,7 @@ impl Pipelined<'_> {
     }
 
     /// The calls of `jobs` in one pipeline, sent `on` a master if given, until the first
-    /// job's deadline (the oldest: the batch's).
+    /// job's deadline (the oldest of them: jobs keep their batch's order).
     async fn run<A>(
         &self,
         on: Option<ConnectionManager>,
@@ -134,10 +148,10 @@ impl Pipelined<'_> {
 
 /// `batch` in one group per master, as `map` says; the jobs of slots it does not know
 /// each in a group of its own, routed by the cluster client.
-fn by_master<A>(batch: Vec<Job<A>>, map: &SlotMap) -> Vec<Group<A>> {
+fn by_master<A>(batch: Vec<Job<A>>, map: &SlotMap, slot: impl Fn(&Job<A>) -> u16) -> Vec<Group<A>> {
     let mut keyed: Vec<(Option<u16>, Job<A>)> = batch
         .into_iter()
-        .map(|job| (map.master_of(job.key.as_bytes()), job))
+        .map(|job| (map.master_of(slot(&job)), job))
         .collect();
     keyed.sort_by_key(|(master, _)| *master);
     let mut groups: Vec<Group<A>> = Vec::new();
@@ -174,7 +188,7 @@ mod tests {
     use tokio::sync::oneshot;
     use tokio::time::Instant;
 
-    use super::super::slot_owners::{SlotMap, SlotOwners};
+    use super::super::slot_owners::{slot_of, SlotMap, SlotOwners};
     use super::super::test_server::{available, RedisCluster, RedisServer};
     use super::super::RedisBackend;
     use super::{by_master, Group};
@@ -194,6 +208,10 @@ mod tests {
                 reply: oneshot::channel().0,
             })
             .collect()
+    }
+
+    fn key_slot(job: &Job<()>) -> u16 {
+        slot_of(job.key.as_bytes())
     }
 
     fn range(start: i64, end: i64, host: &str, port: i64) -> Value {
@@ -216,7 +234,7 @@ mod tests {
                 None => assert_eq!(group.len(), 1, "an unknown slot's check goes alone"),
             }
             for job in group {
-                assert_eq!(map.master_of(job.key.as_bytes()), *master, "{}", job.key);
+                assert_eq!(map.master_of(key_slot(job)), *master, "{}", job.key);
             }
         }
     }
@@ -231,7 +249,7 @@ mod tests {
         ]);
         owners.store(&reply).unwrap();
         let map = owners.current().unwrap();
-        let groups = by_master(jobs(200), &map);
+        let groups = by_master(jobs(200), &map, key_slot);
         assert_grouped(&groups, &map, 200);
         let known = groups.iter().filter(|(master, _)| master.is_some()).count();
         let alone = groups.len() - known;
@@ -253,6 +271,17 @@ mod tests {
         }
     }
 
+    /// How many times `server` answered `error` (`MOVED`, say) since it started.
+    fn errors(server: &RedisServer, error: &str) -> u64 {
+        let stats = server.cli(&["INFO", "errorstats"]).unwrap_or_default();
+        let prefix = format!("errorstat_{error}:count=");
+        stats
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|count| count.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Whether `server` serves `key` itself (a cluster node answers `MOVED` otherwise).
     fn serves(server: &RedisServer, key: &str) -> bool {
         let reply = server.cli(&["TYPE", key]).unwrap_or_default();
@@ -269,8 +298,22 @@ mod tests {
         let backend = RedisBackend::cluster_builder(policy(5), &cluster.urls())
             .build()
             .unwrap();
+        // The slots are the cluster's own, hash tags and all.
+        for key in [
+            "foo",
+            "{}foo",
+            "a{foo",
+            "a{b}c{d}",
+            "ringlimit:{x}y}",
+            "{{x}}",
+        ] {
+            let theirs = cluster.servers[0]
+                .cli(&["CLUSTER", "KEYSLOT", key])
+                .unwrap();
+            assert_eq!(theirs.trim(), slot_of(key.as_bytes()).to_string(), "{key}");
+        }
         let map = read_map(&backend).await;
-        let groups = by_master(jobs(60), &map);
+        let groups = by_master(jobs(60), &map, key_slot);
         assert_grouped(&groups, &map, 60);
         assert_eq!(groups.len(), 3, "one pipeline for each of three masters");
         for (master, group) in &groups {
@@ -337,6 +380,10 @@ mod tests {
                 .collect();
             assert_eq!(counted, ["2"], "{key} counted twice, on its master alone");
         }
+        assert!(
+            errors(&cluster.servers[0], "MOVED") > 0,
+            "sent to the first master"
+        );
         for server in &cluster.servers[1..] {
             let keys: u32 = server.cli(&["DBSIZE"]).unwrap().trim().parse().unwrap();
             assert!(keys > 0, "redirected from the first master and counted");
@@ -347,13 +394,72 @@ mod tests {
             let map = backend.queue.sender().connection.slot_map().unwrap();
             let masters: HashSet<_> = jobs(60)
                 .iter()
-                .map(|job| map.master_of(job.key.as_bytes()))
+                .map(|job| map.master_of(key_slot(job)))
                 .collect();
             if masters.len() == 3 {
                 break;
             }
             assert!(Instant::now() < until, "the map was not read again");
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    // A set's calls are grouped by the slot of its keys (`<prefix>{<user id>}...`), not of
+    // the bare user id: with braces in an id the two differ, and a wrong guess would cost
+    // a redirect per check.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(ringlimit_no_redis_server, ignore = "redis-server is not installed")]
+    async fn set_checks_go_to_the_master_of_their_keys() {
+        if !available("set_checks_go_to_the_master_of_their_keys") {
+            return;
+        }
+        let cluster = RedisCluster::start();
+        let backend = RedisBackend::cluster_builder(policy(10), &cluster.urls())
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        read_map(&backend).await;
+        let hourly = policy(10).with_name(crate::policy::PolicyName::new("hourly").unwrap());
+        let burst = Policy::per_window(NonZeroU32::new(3).unwrap(), Duration::from_secs(60))
+            .with_name(crate::policy::PolicyName::new("burst").unwrap());
+        let set = PolicySet::new([hourly, burst]).unwrap();
+        let backend = Arc::new(backend);
+        let users: Vec<String> = (0..40).map(|u| format!("{{{u}}}x}}{u}")).collect();
+        let checks: Vec<_> = users
+            .iter()
+            .chain(&users)
+            .map(|user| {
+                let (backend, user, set) = (Arc::clone(&backend), user.clone(), set.clone());
+                tokio::spawn(async move {
+                    match backend.check(&user, &set) {
+                        Check::Ready(decided) => decided,
+                        Check::Pending(decided) => decided.await,
+                    }
+                })
+            })
+            .collect();
+        for check in checks {
+            let decided = check.await.unwrap().expect("Redis answered");
+            assert!(decided.allowed());
+        }
+        assert_eq!(
+            backend.local().tracked_keys(),
+            0,
+            "nothing fell back to local"
+        );
+        for server in &cluster.servers {
+            assert_eq!(errors(server, "MOVED"), 0, "every call went to its master");
+        }
+        for user in &users {
+            let key = backend.set_key_of(user, &burst);
+            let counted: Vec<String> = cluster
+                .servers
+                .iter()
+                .filter(|server| serves(server, &key))
+                .filter_map(|server| server.cli(&["HGET", &key, "n"]))
+                .map(|n| n.trim().to_owned())
+                .collect();
+            assert_eq!(counted, ["2"], "{key}");
         }
     }
 }

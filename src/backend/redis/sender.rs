@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::connection::Connection;
 use super::pipelined::Pipelined;
+use super::slot_owners::slot_of;
 use crate::coalesce::{fail_all, Job, SendBatch};
 use crate::BackendError;
 
@@ -80,7 +81,7 @@ pub(crate) enum Grouping {
     OneCall,
 }
 
-/// Sends batches of checks to one Redis server.
+/// Sends batches of checks to Redis (a server or a cluster).
 #[derive(Clone)]
 pub(crate) struct RedisSender {
     pub(super) connection: Connection,
@@ -132,6 +133,7 @@ impl RedisSender {
         pipelined
             .send(
                 batch,
+                |job| slot_of(job.key.as_bytes()),
                 |job| self.evalsha(std::slice::from_ref(job)),
                 |reply, _| Counted::from_reply(&reply, 0, &self.target, per_key),
             )

@@ -19,7 +19,6 @@ use redis::{ConnectionAddr, ConnectionInfo, RedisResult, Value};
 use tokio::time::Instant;
 
 use super::connection::manager_config;
-use super::live::LazyCluster;
 
 /// Slots of a Redis Cluster.
 const SLOTS: u16 = 16384;
@@ -28,8 +27,6 @@ const SLOTS: u16 = 16384;
 const MAX_MASTERS: usize = 1000;
 /// Reads of the map at most one per this: a burst of redirects asks once.
 const REFRESH_AT_MOST_EVERY: Duration = Duration::from_secs(1);
-/// How long a read of the map may take.
-const REFRESH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A master's host and port.
 type Address = (String, u16);
@@ -47,9 +44,9 @@ struct Master {
 }
 
 impl SlotMap {
-    /// The master that serves `key`'s slot, if known.
-    pub(super) fn master_of(&self, key: &[u8]) -> Option<u16> {
-        self.owners[usize::from(slot_of(key))]
+    /// The master that serves `slot` (from [`slot_of`]), if known.
+    pub(super) fn master_of(&self, slot: u16) -> Option<u16> {
+        self.owners.get(usize::from(slot)).copied().flatten()
     }
 
     /// The host and port of `master`.
@@ -89,39 +86,28 @@ impl SlotOwners {
         self.map.load_full()
     }
 
-    /// Reads the map again in the background, unless a read is under way or one began
-    /// less than a second ago. Needs a Tokio runtime (a dispatcher runs there).
-    pub(super) fn refresh(cluster: &Arc<LazyCluster>) {
-        let owners = cluster.owners();
-        if owners.refreshing.swap(true, Ordering::AcqRel) {
-            return;
+    /// Whether to read the map again now: not while a read is under way, nor within a
+    /// second of the last. If so, the read is the caller's until it calls
+    /// [`end_refresh`](Self::end_refresh).
+    pub(super) fn claim_refresh(&self) -> bool {
+        if self.refreshing.swap(true, Ordering::AcqRel) {
+            return false;
         }
-        {
-            let mut last = owners
-                .last_asked
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if last.is_some_and(|at| at.elapsed() < REFRESH_AT_MOST_EVERY) {
-                owners.refreshing.store(false, Ordering::Release);
-                return;
-            }
-            *last = Some(Instant::now());
+        let mut last = self
+            .last_asked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.is_some_and(|at| at.elapsed() < REFRESH_AT_MOST_EVERY) {
+            self.end_refresh();
+            return false;
         }
-        let cluster = Arc::clone(cluster);
-        tokio::spawn(async move {
-            let read = tokio::time::timeout(REFRESH_TIMEOUT, cluster.slots()).await;
-            let owners = cluster.owners();
-            let stored = match read {
-                Ok(Ok(reply)) => owners.store(&reply),
-                Ok(Err(error)) => Err(error),
-                Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()),
-            };
-            if let Err(error) = stored {
-                // Checks go alone meanwhile, routed by the cluster client: nothing lost.
-                tracing::debug!(%error, "could not read the cluster's slots");
-            }
-            owners.refreshing.store(false, Ordering::Release);
-        });
+        *last = Some(Instant::now());
+        true
+    }
+
+    /// The read claimed by [`claim_refresh`](Self::claim_refresh) is over.
+    pub(super) fn end_refresh(&self) {
+        self.refreshing.store(false, Ordering::Release);
     }
 
     /// Keeps the map of a `CLUSTER SLOTS` reply, with the connections of the masters
@@ -139,8 +125,7 @@ impl SlotOwners {
             let connection = match known(&address) {
                 Some(connection) => connection,
                 None => {
-                    let (host, port) = address.clone();
-                    let info = self.base.clone().set_addr(ConnectionAddr::Tcp(host, port));
+                    let info = self.base.clone().set_addr(self.at(&address));
                     redis::Client::open(info)?.get_connection_manager_lazy(manager_config())?
                 }
             };
@@ -151,6 +136,24 @@ impl SlotOwners {
         }
         self.map.store(Some(Arc::new(SlotMap { owners, masters })));
         Ok(())
+    }
+
+    /// The master at `address`, reached as the first node given was: over TLS if it was.
+    fn at(&self, (host, port): &Address) -> ConnectionAddr {
+        let (host, port) = (host.clone(), *port);
+        match self.base.addr() {
+            ConnectionAddr::TcpTls {
+                insecure,
+                tls_params,
+                ..
+            } => ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: *insecure,
+                tls_params: tls_params.clone(),
+            },
+            _ => ConnectionAddr::Tcp(host, port),
+        }
     }
 }
 
@@ -181,9 +184,10 @@ fn crc16_xmodem(bytes: &[u8]) -> u16 {
 }
 
 /// Each slot's master in a `CLUSTER SLOTS` reply (`[[start, end, [host, port, ..],
-/// replicas..], ..]`), as an index into the masters' addresses. Ranges out of bounds are
-/// clamped; entries of another shape, and masters without a host (a node that does not
-/// know its own address), are skipped: their slots stay unknown.
+/// replicas..], ..]`), as an index into the masters' addresses. Ranges out of bounds,
+/// entries of another shape, and masters without a host (a node that does not know its
+/// own address) are skipped: their slots stay unknown. Only the first 16384 entries are
+/// read (a slot each at most).
 fn owners_of(reply: &Value) -> (Box<[Option<u16>]>, Vec<Address>) {
     let mut owners = vec![None; usize::from(SLOTS)];
     let mut masters: Vec<Address> = Vec::new();
@@ -191,7 +195,7 @@ fn owners_of(reply: &Value) -> (Box<[Option<u16>]>, Vec<Address>) {
         Value::Array(ranges) => &ranges[..],
         _ => &[],
     };
-    for range in ranges {
+    for range in ranges.iter().take(usize::from(SLOTS)) {
         let Value::Array(range) = range else { continue };
         let (Some(Value::Int(start)), Some(Value::Int(end)), Some(master)) =
             (range.first(), range.get(1), range.get(2))
@@ -209,10 +213,11 @@ fn owners_of(reply: &Value) -> (Box<[Option<u16>]>, Vec<Address>) {
             }
             None => continue,
         };
-        let last = i64::from(SLOTS) - 1;
-        let (start, end) = ((*start).clamp(0, last), (*end).clamp(0, last));
-        for slot in start..=end {
-            owners[slot as usize] = u16::try_from(index).ok();
+        let (Ok(start), Ok(end)) = (usize::try_from(*start), usize::try_from(*end)) else {
+            continue;
+        };
+        if let Some(slots) = owners.get_mut(start..=end) {
+            slots.fill(u16::try_from(index).ok());
         }
     }
     (owners.into(), masters)
@@ -244,17 +249,8 @@ mod tests {
         assert_eq!(crc16_xmodem(b"123456789"), 0x31C3);
         assert_eq!(slot_of(b"foo"), 12182);
         assert_eq!(slot_of(b"ringlimit:{foo}"), 12182, "the hash tag alone");
-        assert_eq!(
-            slot_of(b"{}foo"),
-            slot_of(b"{}foo"),
-            "an empty tag is no tag"
-        );
-        assert_ne!(slot_of(b"{}foo"), slot_of(b"foo"));
-        assert_eq!(
-            slot_of(b"a{foo"),
-            slot_of(b"a{foo"),
-            "an open tag is no tag"
-        );
+        assert_eq!(slot_of(b"{}foo"), 9500, "an empty tag is no tag");
+        assert_eq!(slot_of(b"a{foo"), 113, "an open tag is no tag");
     }
 
     fn master(host: &str, port: i64) -> Value {
@@ -275,8 +271,11 @@ mod tests {
             range(0, 99, master("h", 1)),
             range(100, 199, master("h", 2)),
             range(200, 200, master("h", 1)),
-            // Out of bounds: clamped, not a panic.
-            range(16000, 99999, master("g", 1)),
+            range(16000, 16383, master("g", 1)),
+            // Out of bounds: skipped, not a panic.
+            range(16383, 99999, master("h", 1)),
+            range(-5, -1, master("h", 1)),
+            range(400, 399, master("h", 1)),
             // No host, no port: unknown.
             range(300, 300, master("", 3)),
             range(301, 301, master("h", 70000)),
@@ -286,6 +285,7 @@ mod tests {
         let (owners, masters) = owners_of(&reply);
         assert_eq!(owners.len(), 16384);
         let address = |slot: usize| owners[slot].map(|i| masters[usize::from(i)].clone());
+        assert_eq!(address(399), None);
         let at = |host: &str, port| Some((host.to_owned(), port));
         assert_eq!((address(0), address(99)), (at("h", 1), at("h", 1)));
         assert_eq!(address(100), at("h", 2));
