@@ -22,8 +22,8 @@ seconds=${1:-5}
 list=${2:-8 64 256}
 read -r -a counts <<<"${list//,/ }"   # spaces or commas
 rounds=${3:-3}
-for tool in wrk redis-server redis-cli python3; do
-  command -v "$tool" >/dev/null || { echo "bench/redis_cluster.sh needs $tool (apt-get install wrk redis-server python3)"; exit 1; }
+for tool in wrk redis-server redis-cli python3 curl; do
+  command -v "$tool" >/dev/null || { echo "bench/redis_cluster.sh needs $tool (apt-get install wrk redis-server python3 curl)"; exit 1; }
 done
 # The same build as bench/load.sh's, so neither rebuilds the other's binaries.
 cargo build --release --features redis --example node --example bare_hyper >/dev/null 2>&1 ||
@@ -32,7 +32,7 @@ node=${NODE:-target/release/examples/node}   # NODE=PATH: measure a node built e
 pids=()
 dir=$(mktemp -d)
 cleanup() {
-  kill "${pids[@]}" 2>/dev/null || true
+  if [ "${#pids[@]}" -gt 0 ]; then kill "${pids[@]}" 2>/dev/null || true; fi
   wait 2>/dev/null || true
   rm -rf "$dir"
 }
@@ -76,7 +76,7 @@ wait_for() { # PORT WHAT PATTERN COMMAND...
   echo "redis-server on port $port never $what" >&2; exit 1
 }
 for master in "${masters[@]}"; do wait_for "${master##*:}" "answered PING" PONG PING; done
-redis-cli --cluster create "${masters[@]}" --cluster-replicas 0 --cluster-yes >/dev/null ||
+timeout 60 redis-cli --cluster create "${masters[@]}" --cluster-replicas 0 --cluster-yes >/dev/null ||
   { echo "redis-cli --cluster create failed"; exit 1; }
 for master in "${masters[@]}"; do wait_for "${master##*:}" "saw the cluster ok" cluster_state:ok CLUSTER INFO; done
 
@@ -90,9 +90,12 @@ if [ -n "${BASE:-}" ]; then
   "$BASE" --limit $limit --redis-cluster "$all_urls" "$base_node" >/dev/null 2>&1 & pids+=($!)
   names+=("Redis Cluster node, BASE") ports+=("$base_node") serving+=("$!")
 fi
-sleep 1
 for port in "${ports[@]}"; do
-  curl -sf --max-time 2 "http://127.0.0.1:$port/check?user_id=warm" >/dev/null || { echo "port $port does not answer /check"; exit 1; }
+  for _ in $(seq 50); do
+    curl -sf --max-time 2 "http://127.0.0.1:$port/check?user_id=warm" >/dev/null && continue 2
+    sleep 0.1
+  done
+  echo "port $port does not answer /check"; exit 1
 done
 
 measure() { # PORT CONNECTIONS: prints "REQUESTS_PER_SECOND REQUESTS"

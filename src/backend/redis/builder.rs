@@ -9,13 +9,13 @@ use redis::RedisResult;
 
 use super::check_set::{SetKeys, SetSender};
 use super::connection::Connection;
+use super::queues::Queues;
 use super::scripts::CheckScript;
 use super::sender::{Grouping, RedisSender};
 use super::{RedisBackend, DEFAULT_PREFIX, DEFAULT_REDIS_TIMEOUT};
 use crate::backend::{FailureMode, MemoryBackend, MemoryBuilder};
 use crate::circuit::{Circuit, CircuitPolicy};
 use crate::clock::{Clock, SystemClock};
-use crate::coalesce::Coalescer;
 use crate::observe::{redacted, Remote, RemoteMetrics};
 use crate::PolicySet;
 
@@ -100,8 +100,8 @@ impl<C: Clock> RedisBuilder<C> {
     /// many, and each key is still decided atomically inside it, exact; a lone check
     /// still goes at once, and each waits at most the timeout, queueing included. On a
     /// Redis Cluster one call's keys must share a slot, so a cluster backend keeps one
-    /// key per call (and logs a warning if asked to batch): the calls that arrive
-    /// together go to each master as one pipeline.
+    /// key per call (and logs a warning if asked to batch): the calls that queue for
+    /// one master go to it as one pipeline.
     pub fn batch_checks(mut self, batch: bool) -> Self {
         self.batch_checks = Some(batch);
         self
@@ -181,42 +181,43 @@ impl<C: Clock> RedisBuilder<C> {
             (Server::Single(_), false) => Grouping::Pipelined,
             (Server::Single(_), true) => Grouping::OneCall,
         };
-        let queue = {
-            let sender = RedisSender {
-                connection: connection.clone(),
-                grouping,
-                target: target.clone(),
-                window_ms: policy.window().as_millis() as u64,
-                limit: policy.limit(),
-                timeout: self.timeout,
-            };
-            Arc::new(Coalescer::new(
-                &target,
-                self.timeout,
-                sender,
-                Arc::clone(&metrics),
-            ))
+        let sender = RedisSender {
+            connection: connection.clone(),
+            master: None,
+            grouping,
+            target: target.clone(),
+            window_ms: policy.window().as_millis() as u64,
+            limit: policy.limit(),
+            timeout: self.timeout,
         };
+        let queue = Queues::new(
+            connection.clone(),
+            target.clone(),
+            self.timeout,
+            sender,
+            Arc::clone(&metrics),
+        );
         let set_keys = SetKeys {
             prefix: self.prefix.into(),
             own: policy,
         };
         // Set checks are pipelined whatever `batch_checks` says: each is its own call,
         // atomic alone.
-        let set_queue = {
-            let sender = SetSender {
-                connection: connection.with_script(CheckScript::for_sets()),
-                keys: set_keys.clone(),
-                target: target.clone(),
-                timeout: self.timeout,
-            };
-            Arc::new(Coalescer::new(
-                &target,
-                self.timeout,
-                sender,
-                Arc::clone(&metrics),
-            ))
+        let sets = connection.with_script(CheckScript::for_sets());
+        let sender = SetSender {
+            connection: sets.clone(),
+            master: None,
+            keys: set_keys.clone(),
+            target: target.clone(),
+            timeout: self.timeout,
         };
+        let set_queue = Queues::new(
+            sets,
+            target.clone(),
+            self.timeout,
+            sender,
+            Arc::clone(&metrics),
+        );
         Ok(RedisBackend {
             set_queue,
             set_keys,

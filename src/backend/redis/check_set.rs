@@ -6,8 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use redis::aio::ConnectionManager;
+
 use super::connection::Connection;
 use super::pipelined::Pipelined;
+use super::queues::ToMaster;
 use super::scripts::script_id;
 use super::sender::{Counted, MAX_REDIS_BATCH};
 use super::slot_owners::slot_of;
@@ -86,6 +89,8 @@ fn checked(reply: Vec<i64>, policies: &PolicySet, target: &str) -> Result<Vec<i6
 #[derive(Clone)]
 pub(crate) struct SetSender {
     pub(super) connection: Connection,
+    /// On a cluster, the master this sender's queue is for (see `queues`).
+    pub(super) master: Option<ConnectionManager>,
     pub(super) keys: SetKeys,
     pub(super) target: Arc<str>,
     pub(super) timeout: Duration,
@@ -100,18 +105,26 @@ impl SendBatch for SetSender {
     async fn send(&self, batch: Vec<Job<Vec<i64>>>) {
         let pipelined = Pipelined {
             connection: &self.connection,
+            master: self.master.as_ref(),
             target: &self.target,
             timeout: self.timeout,
         };
         pipelined
             .send(
                 batch,
-                // The set's keys all share the user's hash tag: the slot of its own key.
-                |job| slot_of(self.keys.user(&job.key).as_bytes()),
                 |job| self.keys.evalsha(&self.connection, &job.key, &job.policies),
                 |reply, job| checked(reply, &job.policies, &self.target),
             )
             .await;
+    }
+}
+
+impl ToMaster for SetSender {
+    fn to_master(&self, master: ConnectionManager) -> Self {
+        Self {
+            master: Some(master),
+            ..self.clone()
+        }
     }
 }
 
@@ -129,7 +142,14 @@ impl<C: Clock> RedisBackend<C> {
             key,
             policies,
             user,
-            |user| self.set_queue.check(Arc::clone(user), policies.clone()),
+            |user| {
+                // The set's keys share the user's hash tag: the slot of its own key.
+                let queue = &self.set_queue;
+                let slot = queue
+                    .is_cluster()
+                    .then(|| slot_of(self.set_keys.user(user).as_bytes()));
+                queue.check(slot, Arc::clone(user), policies.clone())
+            },
             decide,
         )
     }

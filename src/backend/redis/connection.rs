@@ -219,15 +219,29 @@ impl Connection {
             .filter(|&i| matches!(&answers[i], Err(error) if is_no_script(error)))
             .collect();
         if !lost.is_empty() {
-            script.prepare_invoke().load_async(connection).await?;
+            // The other calls ran: whatever happens now, their answers are kept (an error
+            // here would send them all again, and count them twice).
             let calls: Vec<&redis::Cmd> = calls.cmd_iter().collect();
             let mut again = Self::pipeline(lost.len());
             for &i in &lost {
                 again.add_command(calls[i].clone());
             }
-            let again: Vec<Value> = again.query_async(connection).await?;
-            for (i, answer) in lost.into_iter().zip(again) {
-                answers[i] = numbers(answer);
+            let loaded = script.prepare_invoke().load_async(connection).await;
+            let again: RedisResult<Vec<Value>> = match loaded {
+                Ok(_) => again.query_async(connection).await,
+                Err(error) => Err(error),
+            };
+            match again {
+                Ok(again) => {
+                    for (&i, answer) in lost.iter().zip(again) {
+                        answers[i] = numbers(answer);
+                    }
+                }
+                Err(error) => {
+                    for &i in &lost {
+                        answers[i] = Err(error.clone());
+                    }
+                }
             }
         }
         Ok(answers)
@@ -261,9 +275,9 @@ impl Connection {
 
 /// How each connection to one server (or a cluster's master) is kept. No response
 /// timeout: the backend already bounds each check, and a second timer per command would
-/// only cost. Connecting is bounded by the default timeout, not the checks' own: it is
-/// done in the background, and a short one could keep a distant Redis from ever being
-/// reached.
+/// only cost. Connecting is bounded by [`DEFAULT_REDIS_TIMEOUT`](super::DEFAULT_REDIS_TIMEOUT)
+/// whatever the checks' own timeout: it is done in the background, and a shorter one
+/// could keep a distant Redis from ever being reached.
 pub(super) fn manager_config() -> ConnectionManagerConfig {
     ConnectionManagerConfig::new()
         .set_connection_timeout(Some(super::DEFAULT_REDIS_TIMEOUT))
@@ -272,13 +286,19 @@ pub(super) fn manager_config() -> ConnectionManagerConfig {
         .set_max_delay(Duration::from_millis(500))
 }
 
-/// Whether a cluster's master refused a call without running it, for the cluster client
-/// to send elsewhere or again: its key is served elsewhere (`MOVED`, `ASK`: the map was
-/// stale), the node is no master now (`READONLY`), or cannot serve it yet (`TRYAGAIN`
-/// while a slot moves, `CLUSTERDOWN`, `MASTERDOWN`, `LOADING`).
+/// Whether a cluster's master refused a call, without running it, because the call's key
+/// is served elsewhere: `MOVED` or `ASK` (the slot map was stale), or `READONLY` (the
+/// master became a replica). The cluster client, routing by the key, finds where. Calls
+/// refused because the cluster cannot serve them yet (`TRYAGAIN`, `CLUSTERDOWN`, ...)
+/// are not: the cluster client waits over a second before it asks again, longer than a
+/// check may wait.
 pub(super) fn did_not_run(error: &redis::RedisError) -> bool {
-    matches!(error.kind(), ErrorKind::Server(_))
-        && !matches!(error.retry_method(), redis::RetryMethod::NoRetry)
+    matches!(
+        error.kind(),
+        ErrorKind::Server(
+            ServerErrorKind::Moved | ServerErrorKind::Ask | ServerErrorKind::ReadOnly
+        )
+    )
 }
 
 /// One call's answer in a pipeline: its numbers, or its own error (a server error, or a
@@ -306,6 +326,36 @@ fn is_no_script(error: &redis::RedisError) -> bool {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    #[test]
+    fn only_a_key_served_elsewhere_is_sent_again() {
+        let refused = |reply: &[u8]| {
+            let value = redis::parse_redis_value(reply).unwrap();
+            super::did_not_run(&super::numbers(value).unwrap_err())
+        };
+        assert!(refused(b"-MOVED 3999 127.0.0.1:6381\r\n"));
+        assert!(refused(b"-ASK 3999 127.0.0.1:6381\r\n"));
+        assert!(refused(
+            b"-READONLY You can't write against a read only replica.\r\n"
+        ));
+        for ran_or_waits in [
+            &b"-TRYAGAIN Multiple keys request during rehashing of slot\r\n"[..],
+            b"-CLUSTERDOWN The cluster is down\r\n",
+            b"-NOSCRIPT No matching script.\r\n",
+            b"-ERR user_script:1: boom\r\n",
+            b"-BUSY Redis is busy running a script.\r\n",
+        ] {
+            assert!(
+                !refused(ran_or_waits),
+                "{}",
+                String::from_utf8_lossy(ran_or_waits)
+            );
+        }
+        // A reply that is no list of numbers is no refusal either.
+        assert!(!super::did_not_run(
+            &super::numbers(redis::Value::Okay).unwrap_err()
+        ));
+    }
 
     use tokio::time::Instant;
 

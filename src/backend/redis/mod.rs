@@ -6,9 +6,13 @@
 mod algorithms_match;
 mod builder;
 mod check_set;
+/// The backend on a real Redis Cluster.
+#[cfg(test)]
+mod cluster_tests;
 mod connection;
 mod live;
 mod pipelined;
+mod queues;
 mod scripts;
 mod sender;
 mod slot_owners;
@@ -26,12 +30,13 @@ use redis::RedisResult;
 
 pub use self::builder::RedisBuilder;
 use self::builder::Server;
+use self::queues::Queues;
 use self::sender::{Counted, Grouping, RedisSender};
+use self::slot_owners::slot_of;
 use super::guarded::Guard;
 use super::{Backend, Check, FailureMode, MemoryBackend, RemoteFuture};
 use crate::circuit::Circuit;
 use crate::clock::{Clock, SystemClock};
-use crate::coalesce::Coalescer;
 use crate::policy::PolicySet;
 use crate::Decisions;
 
@@ -46,7 +51,7 @@ pub const DEFAULT_PREFIX: &str = "ringlimit:";
 /// atomically inside it); with [`batch_checks(false)`](RedisBuilder::batch_checks) each
 /// check has a call of its own, and those that arrive together go in one pipeline. On a
 /// Redis Cluster each check is a call of its own (a call's keys must share a slot there),
-/// and those that arrive together go to each master as one pipeline.
+/// and each master has a queue whose calls go together as one pipeline.
 ///
 /// The script runs on the server's clock (`TIME`), so nodes whose clocks disagree still
 /// share each window. It is called by its SHA and reloaded if the server answers
@@ -69,13 +74,13 @@ pub const DEFAULT_PREFIX: &str = "ringlimit:";
 ///
 /// On a cluster, which master serves which slot is read from `CLUSTER SLOTS` when the
 /// first checks arrive (they go alone meanwhile, routed by the cluster client), and
-/// again, at most once a second, after a master's pipeline fails or a master refuses a
-/// call without running it (`MOVED`, `ASK`, `TRYAGAIN`, ...); that check goes again alone
-/// through the cluster client, which follows the redirect: counted once. A master that
-/// does not answer holds its batch up to the timeout; the circuit is one for the whole
-/// cluster. Each master has a connection of
-/// the backend's own for the pipelines (made as the first URL says, at the master's
-/// address), beside the cluster client's.
+/// again, at most once a second, after a master's pipeline fails or a master answers
+/// that a call's key is served elsewhere (`MOVED`, `ASK`, `READONLY`); that call did not
+/// run, and goes again alone through the cluster client, which follows the redirect:
+/// counted once. Each master has a queue and a connection of the backend's own (made as
+/// the first URL says, at the master's address), beside the cluster client's: a master
+/// that does not answer holds up its own checks only. The circuit is one for the whole
+/// cluster.
 ///
 /// All checks share one multiplexed connection (on a cluster, two per master: the
 /// cluster client's and the backend's own), made lazily: a node
@@ -98,13 +103,13 @@ pub const DEFAULT_PREFIX: &str = "ringlimit:";
 /// # }
 /// ```
 pub struct RedisBackend<C = SystemClock> {
-    /// The queue that pipelines set checks.
-    set_queue: Arc<Coalescer<check_set::SetSender>>,
+    /// The queues that pipeline set checks.
+    set_queue: Queues<check_set::SetSender>,
     /// How a set's keys are named (the prefix lives here).
     set_keys: check_set::SetKeys,
     target: Arc<str>,
-    /// The queue that groups concurrent checks.
-    queue: Arc<Coalescer<RedisSender>>,
+    /// The queues that group concurrent checks.
+    queue: Queues<RedisSender>,
     timeout: Duration,
     failure: FailureMode,
     circuit: Arc<Circuit>,
@@ -191,8 +196,11 @@ impl<C: Clock> Backend for RedisBackend<C> {
             policies,
             user,
             |user| {
-                self.queue
-                    .check(Arc::clone(&user.redis_key), policies.clone())
+                let queue = &self.queue;
+                let slot = queue
+                    .is_cluster()
+                    .then(|| slot_of(user.redis_key.as_bytes()));
+                queue.check(slot, Arc::clone(&user.redis_key), policies.clone())
             },
             decide,
         )

@@ -7,9 +7,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use redis::aio::ConnectionManager;
+
 use super::connection::Connection;
 use super::pipelined::Pipelined;
-use super::slot_owners::slot_of;
+use super::queues::ToMaster;
 use crate::coalesce::{fail_all, Job, SendBatch};
 use crate::BackendError;
 
@@ -85,6 +87,8 @@ pub(crate) enum Grouping {
 #[derive(Clone)]
 pub(crate) struct RedisSender {
     pub(super) connection: Connection,
+    /// On a cluster, the master this sender's queue is for (see `queues`).
+    pub(super) master: Option<ConnectionManager>,
     pub(super) grouping: Grouping,
     pub(super) target: Arc<str>,
     /// The script's fixed arguments: window length in ms, limit.
@@ -108,6 +112,15 @@ impl SendBatch for RedisSender {
     }
 }
 
+impl ToMaster for RedisSender {
+    fn to_master(&self, master: ConnectionManager) -> Self {
+        Self {
+            master: Some(master),
+            ..self.clone()
+        }
+    }
+}
+
 impl RedisSender {
     /// One script call on the keys of `jobs`.
     fn evalsha(&self, jobs: &[Job<Counted>]) -> redis::Cmd {
@@ -127,13 +140,13 @@ impl RedisSender {
         let per_key = self.connection.per_key_reply();
         let pipelined = Pipelined {
             connection: &self.connection,
+            master: self.master.as_ref(),
             target: &self.target,
             timeout: self.timeout,
         };
         pipelined
             .send(
                 batch,
-                |job| slot_of(job.key.as_bytes()),
                 |job| self.evalsha(std::slice::from_ref(job)),
                 |reply, _| Counted::from_reply(&reply, 0, &self.target, per_key),
             )

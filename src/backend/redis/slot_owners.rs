@@ -1,9 +1,10 @@
 //! Which master of a Redis Cluster serves each slot, as far as this node knows, and a
 //! connection of its own to each master: the map is read from `CLUSTER SLOTS` in the
-//! background, so that a batch of checks can go to each master as one pipeline. A stale
-//! map costs a redirect, never a wrong count: a call sent to a master that does not
-//! serve its key's slot is answered `MOVED` (or `ASK`) without running, and goes again
-//! alone through the cluster client, which follows the redirect.
+//! background, so that each master's checks can queue apart and go to it as one
+//! pipeline (see `queues`). A stale map costs a redirect, never a wrong count: a call
+//! sent to a master that does not serve its key's slot is answered `MOVED` (or `ASK`)
+//! without running, and goes again alone through the cluster client, which follows the
+//! redirect.
 //!
 //! Own connections, not the cluster client's: that client treats a redirect of any call
 //! of a pipeline as the whole pipeline's, and would lose the answers of the calls that
@@ -49,8 +50,12 @@ impl SlotMap {
         self.owners.get(usize::from(slot)).copied().flatten()
     }
 
+    /// How many masters the map names (at most [`MAX_MASTERS`]).
+    pub(super) fn masters(&self) -> u16 {
+        self.masters.len() as u16
+    }
+
     /// The host and port of `master`.
-    #[cfg(test)]
     pub(super) fn address(&self, master: u16) -> &Address {
         &self.masters[usize::from(master)].address
     }
@@ -202,6 +207,12 @@ fn owners_of(reply: &Value) -> (Box<[Option<u16>]>, Vec<Address>) {
         else {
             continue;
         };
+        let (Ok(start), Ok(end)) = (usize::try_from(*start), usize::try_from(*end)) else {
+            continue;
+        };
+        if start > end || end >= owners.len() {
+            continue;
+        }
         let Some(address) = address_of(master) else {
             continue;
         };
@@ -213,12 +224,7 @@ fn owners_of(reply: &Value) -> (Box<[Option<u16>]>, Vec<Address>) {
             }
             None => continue,
         };
-        let (Ok(start), Ok(end)) = (usize::try_from(*start), usize::try_from(*end)) else {
-            continue;
-        };
-        if let Some(slots) = owners.get_mut(start..=end) {
-            slots.fill(u16::try_from(index).ok());
-        }
+        owners[start..=end].fill(u16::try_from(index).ok());
     }
     (owners.into(), masters)
 }

@@ -86,6 +86,11 @@ impl RedisServer {
         server
     }
 
+    /// The server's process id (to stop and continue it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
@@ -171,8 +176,9 @@ impl RedisCluster {
             .iter()
             .map(|s| format!("127.0.0.1:{}", s.port))
             .collect();
-        let status = Command::new("redis-cli")
-            .args(["--cluster", "create"])
+        // Bounded: redis-cli waits for the cluster to agree, which need not happen.
+        let status = Command::new("timeout")
+            .args(["60", "redis-cli", "--cluster", "create"])
             .args(&addresses)
             .args(["--cluster-replicas", "0", "--cluster-yes"])
             .stdout(Stdio::null())
