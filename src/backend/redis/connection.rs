@@ -98,6 +98,21 @@ impl Connection {
         }
     }
 
+    /// The master that serves `slot` in the slot map as last read, with that map (none
+    /// on a single server, before the first read, or for a slot the map does not know).
+    /// Borrowed, not counted: every check of a cluster reads it.
+    pub(super) fn master_of(
+        &self,
+        slot: u16,
+    ) -> Option<(arc_swap::Guard<Option<Arc<SlotMap>>>, u16)> {
+        let Target::Cluster(cluster) = &self.target else {
+            return None;
+        };
+        let map = cluster.owners().borrowed();
+        let master = map.as_deref()?.master_of(slot)?;
+        Some((map, master))
+    }
+
     /// Keeps the slot map of a `CLUSTER SLOTS` reply, as if just read.
     #[cfg(test)]
     pub(super) fn store_slot_map(&self, reply: &Value) {
@@ -406,5 +421,54 @@ mod tests {
             );
         }
         assert_eq!(server.calls("evalsha"), 3, "{{b}} twice, {{a}} once");
+    }
+
+    // Regression: when loading the script again failed, the whole pipeline was answered
+    // as failed (and, on a broken connection, sent again): the calls that had run were
+    // counted, then decided by the failure mode, or counted twice.
+    #[tokio::test]
+    #[cfg_attr(ringlimit_no_redis_server, ignore = "redis-server is not installed")]
+    async fn the_calls_that_ran_keep_their_answers_when_the_script_cannot_be_loaded_again() {
+        if !available(
+            "the_calls_that_ran_keep_their_answers_when_the_script_cannot_be_loaded_again",
+        ) {
+            return;
+        }
+        let server = RedisServer::start();
+        let timeout = Duration::from_secs(5);
+        let script = super::super::scripts::CheckScript::for_algorithm(
+            crate::policy::Algorithm::FixedWindow,
+        );
+        let connection = Connection::single(&server.url(), script).unwrap();
+        let check = |key: &str| {
+            let mut evalsha = connection.evalsha(1, key.len());
+            evalsha.arg(key).arg(60_000).arg(10).arg(1);
+            evalsha
+        };
+        // The server loses the script, then the right to load it, in the middle.
+        let mut calls = Connection::pipeline(4);
+        calls.add_command(check("{a}"));
+        calls.add_command(redis::cmd("SCRIPT").arg("FLUSH").clone());
+        calls.add_command(
+            redis::cmd("ACL")
+                .arg("SETUSER")
+                .arg("default")
+                .arg("-script|load")
+                .clone(),
+        );
+        calls.add_command(check("{b}"));
+        let deadline = Instant::now() + timeout;
+        let answers = connection
+            .run_each_until(&calls, None, deadline, "redis", timeout)
+            .await
+            .expect("the calls that ran are answered");
+        assert_eq!(answers[0].as_ref().map(|reply| reply[2]).ok(), Some(1));
+        assert!(answers[3].is_err(), "{{b}} never ran: {answers:?}");
+        assert_eq!(
+            server.counter("{a}").as_deref(),
+            Some("1"),
+            "{{a}} counted once"
+        );
+        assert_eq!(server.counter("{b}"), None);
     }
 }

@@ -79,8 +79,9 @@ pub const DEFAULT_PREFIX: &str = "ringlimit:";
 /// run, and goes again alone through the cluster client, which follows the redirect:
 /// counted once. Each master has a queue and a connection of the backend's own (made as
 /// the first URL says, at the master's address), beside the cluster client's: a master
-/// that does not answer holds up its own checks only. The circuit is one for the whole
-/// cluster.
+/// that does not answer holds up its own checks only, until its failures open the
+/// circuit, which is one for the whole cluster (every master's checks then go to the
+/// failure mode for its cooldown).
 ///
 /// All checks share one multiplexed connection (on a cluster, two per master: the
 /// cluster client's and the backend's own), made lazily: a node

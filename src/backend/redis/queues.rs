@@ -4,6 +4,7 @@
 //! plus one for the checks of slots the map does not know (before it is first read),
 //! each sent alone through the cluster client.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -87,35 +88,52 @@ impl<S: ToMaster> Queues<S> {
         key: Arc<str>,
         policies: PolicySet,
     ) -> impl Future<Output = Result<S::Answer, BackendError>> + Send + 'static {
-        let master = match (slot, self.connection.slot_map()) {
-            (Some(slot), Some(map)) => map.master_of(slot).map(|master| (map, master)),
-            _ => None,
-        };
-        let Some((map, master)) = master else {
+        let Some((map, master)) = slot.and_then(|slot| self.connection.master_of(slot)) else {
             return self.first.check(key, policies);
         };
-        let current = self.per_master.load();
-        match current.as_deref() {
-            Some(made) if Arc::ptr_eq(&made.map, &map) => {
-                made.queues[usize::from(master)].check(key, policies)
+        let made = self.per_master.load();
+        if let (Some(made), Some(map)) = (made.as_deref(), map.as_ref()) {
+            if Arc::ptr_eq(&made.map, map) {
+                return made.queues[usize::from(master)].check(key, policies);
             }
-            _ => self.made_for(&map).queues[usize::from(master)].check(key, policies),
+        }
+        drop((made, map));
+        // A map new to these queues: theirs made (for the map current then), and the
+        // check routed by it.
+        let made = self.made_for_current();
+        let master = made.as_deref().and_then(|made| {
+            let master = made.map.master_of(slot?)?;
+            Some(&made.queues[usize::from(master)])
+        });
+        match master {
+            Some(queue) => queue.check(key, policies),
+            None => self.first.check(key, policies),
         }
     }
 
-    /// The queues of `map`'s masters, made now if need be: those of masters already
-    /// known are kept (with their dispatchers and batches in flight).
-    fn made_for(&self, map: &Arc<SlotMap>) -> Arc<PerMaster<S>> {
+    /// The queues of the current map's masters, made now if need be: those of masters
+    /// already known are kept (with their dispatchers and batches in flight). Always for
+    /// the map current under the lock, so that an older map never replaces a newer one.
+    fn made_for_current(&self) -> Option<Arc<PerMaster<S>>> {
         let _making = self.making.lock().unwrap_or_else(PoisonError::into_inner);
+        let map = self.connection.slot_map()?;
         let previous = self.per_master.load_full();
-        if let Some(made) = previous.as_ref().filter(|made| Arc::ptr_eq(&made.map, map)) {
-            return Arc::clone(made);
+        if let Some(made) = previous
+            .as_ref()
+            .filter(|made| Arc::ptr_eq(&made.map, &map))
+        {
+            return Some(Arc::clone(made));
         }
+        let known: HashMap<&(String, u16), &Arc<Coalescer<S>>> = match previous.as_deref() {
+            Some(made) => (0..made.map.masters())
+                .map(|i| (made.map.address(i), &made.queues[usize::from(i)]))
+                .collect(),
+            None => HashMap::new(),
+        };
         let known = |master: u16| {
-            let made = previous.as_deref()?;
-            let address = map.address(master);
-            let i = (0..made.map.masters()).find(|&i| made.map.address(i) == address)?;
-            Some(Arc::clone(&made.queues[usize::from(i)]))
+            known
+                .get(map.address(master))
+                .map(|queue| Arc::clone(queue))
         };
         let queues = (0..map.masters())
             .map(|master| {
@@ -126,25 +144,83 @@ impl<S: ToMaster> Queues<S> {
                 })
             })
             .collect();
-        let made = Arc::new(PerMaster {
-            map: Arc::clone(map),
-            queues,
-        });
+        let made = Arc::new(PerMaster { map, queues });
         self.per_master.store(Some(Arc::clone(&made)));
-        made
+        Some(made)
     }
 
-    /// The index of the queue that a check of `slot` goes to (`None`: the first).
+    /// The master whose queue a check of `slot` goes to, in the map the queues are made
+    /// for (`None`: the first queue).
     #[cfg(test)]
     pub(super) fn master_of(&self, slot: u16) -> Option<(Arc<SlotMap>, u16)> {
-        let map = self.connection.slot_map()?;
-        let master = map.master_of(slot)?;
-        let made = self.made_for(&map);
-        assert_eq!(
-            made.queues.len(),
-            usize::from(map.masters()),
-            "a queue per master"
+        let made = self.made_for_current()?;
+        let masters = usize::from(made.map.masters());
+        assert_eq!(made.queues.len(), masters, "a queue per master");
+        let master = made.map.master_of(slot)?;
+        Some((Arc::clone(&made.map), master))
+    }
+
+    /// The queue of `slot`'s master, to compare (`None`: the first queue).
+    #[cfg(test)]
+    pub(super) fn queue_of(&self, slot: u16) -> Option<Arc<Coalescer<S>>> {
+        let made = self.made_for_current()?;
+        let master = made.map.master_of(slot)?;
+        Some(Arc::clone(&made.queues[usize::from(master)]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU32;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use redis::Value;
+
+    use super::super::RedisBackend;
+    use crate::Policy;
+
+    fn range(start: i64, end: i64, port: i64) -> Value {
+        let master = vec![Value::BulkString(b"127.0.0.1".to_vec()), Value::Int(port)];
+        Value::Array(vec![
+            Value::Int(start),
+            Value::Int(end),
+            Value::Array(master),
+        ])
+    }
+
+    #[tokio::test]
+    async fn a_master_keeps_its_queue_through_a_new_map_and_unknown_slots_share_one() {
+        // Nothing listens on these ports: connections are made lazily, on first use.
+        let urls = ["redis://127.0.0.1:1".to_owned()];
+        let policy = Policy::per_window(NonZeroU32::MIN, Duration::from_secs(1));
+        let backend = RedisBackend::cluster_builder(policy, &urls)
+            .build()
+            .unwrap();
+        let (queues, connection) = (&backend.queue, &backend.queue.sender().connection);
+        assert!(queues.queue_of(0).is_none(), "no map yet: the first queue");
+
+        connection.store_slot_map(&Value::Array(vec![
+            range(0, 8191, 1),
+            range(8192, 16000, 2),
+        ]));
+        let (low, high) = (queues.queue_of(0).unwrap(), queues.queue_of(9000).unwrap());
+        assert!(!Arc::ptr_eq(&low, &high), "a queue per master");
+        assert!(Arc::ptr_eq(&low, &queues.queue_of(8191).unwrap()));
+        assert!(
+            queues.queue_of(16001).is_none(),
+            "a slot of no master: the first"
         );
-        Some((map, master))
+
+        // The master at port 2 moves to 3; the one at port 1 keeps its queue.
+        connection.store_slot_map(&Value::Array(vec![
+            range(0, 8191, 1),
+            range(8192, 16383, 3),
+        ]));
+        assert!(Arc::ptr_eq(&low, &queues.queue_of(0).unwrap()), "kept");
+        assert!(
+            !Arc::ptr_eq(&high, &queues.queue_of(9000).unwrap()),
+            "a new master"
+        );
     }
 }

@@ -2,7 +2,8 @@
 //! [`crate::coalesce`]): by default as one pipeline of script calls, one call and one key
 //! per check; with [`Grouping::OneCall`], as one call of the same script on all their keys
 //! (a single server only: on a cluster the keys of one call must share a slot). The
-//! pipelines are sent by [`Pipelined`]: on a cluster, one to each master.
+//! pipelines are sent by [`Pipelined`]: on a cluster, by each master's own sender (see
+//! `queues`).
 
 use std::sync::Arc;
 use std::time::Duration;

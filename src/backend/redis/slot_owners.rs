@@ -91,6 +91,11 @@ impl SlotOwners {
         self.map.load_full()
     }
 
+    /// The map, borrowed: what every check reads, without touching the map's count.
+    pub(super) fn borrowed(&self) -> arc_swap::Guard<Option<Arc<SlotMap>>> {
+        self.map.load()
+    }
+
     /// Whether to read the map again now: not while a read is under way, nor within a
     /// second of the last. If so, the read is the caller's until it calls
     /// [`end_refresh`](Self::end_refresh).
