@@ -19,7 +19,7 @@
 //! | `ringlimit_peer_errors_total` | counter | `peer` | asks that failed: timed out, unreachable, a bad answer |
 //! | `ringlimit_peer_circuit_open` | gauge | `peer` | 1 while the peer's circuit is open (it is not asked), else 0 |
 //! | `ringlimit_answered_checks_total` | counter | | checks other nodes forwarded here, answered here (as their owner, or by sending them on to where their key went) |
-//! | `ringlimit_redis_checks_total` | counter | `server` | checks sent to Redis |
+//! | `ringlimit_redis_checks_total` | counter | `server` | checks sent to Redis (on a cluster, `server` is each master's `host:port`, or the cluster's URLs for the checks sent before the slot map is read) |
 //! | `ringlimit_redis_batch_size` | histogram | `server` | checks per Redis call or pipeline (on a cluster, per master's pipeline; before the slot map is read, the calls sent alone at once count as one) |
 //! | `ringlimit_redis_round_trip_seconds` | histogram | `server` | time from sending to Redis to its answer (on a cluster, calls sent again after a redirect included) |
 //! | `ringlimit_redis_errors_total` | counter | `server` | Redis calls that failed or timed out |

@@ -9,7 +9,8 @@ use redis::RedisResult;
 
 use super::check_set::{SetKeys, SetSender};
 use super::connection::Connection;
-use super::queues::Queues;
+use super::masters::Masters;
+use super::queues::{Queues, Shared};
 use super::scripts::CheckScript;
 use super::sender::{Grouping, RedisSender};
 use super::{RedisBackend, DEFAULT_PREFIX, DEFAULT_REDIS_TIMEOUT};
@@ -114,7 +115,8 @@ impl<C: Clock> RedisBuilder<C> {
     }
 
     /// When the circuit to Redis opens and how long it stays open (default
-    /// [`CircuitPolicy::default`]).
+    /// [`CircuitPolicy::default`]). On a cluster each master has a circuit of its own
+    /// (and the checks sent before the slot map is read, one more).
     pub fn circuit(mut self, policy: CircuitPolicy) -> Self {
         self.circuit = policy;
         self
@@ -190,13 +192,14 @@ impl<C: Clock> RedisBuilder<C> {
             limit: policy.limit(),
             timeout: self.timeout,
         };
-        let queue = Queues::new(
-            connection.clone(),
-            target.clone(),
-            self.timeout,
-            sender,
-            Arc::clone(&metrics),
-        );
+        let shared = Shared {
+            target: target.clone(),
+            timeout: self.timeout,
+            circuit: Arc::new(Circuit::new(&target, self.circuit, Arc::clone(&metrics))),
+            metrics,
+            masters: Arc::new(Masters::new(self.circuit)),
+        };
+        let queue = Queues::new(connection.clone(), sender, shared.clone());
         let set_keys = SetKeys {
             prefix: self.prefix.into(),
             own: policy,
@@ -211,17 +214,10 @@ impl<C: Clock> RedisBuilder<C> {
             target: target.clone(),
             timeout: self.timeout,
         };
-        let set_queue = Queues::new(
-            sets,
-            target.clone(),
-            self.timeout,
-            sender,
-            Arc::clone(&metrics),
-        );
+        let set_queue = Queues::new(sets, sender, shared);
         Ok(RedisBackend {
             set_queue,
             set_keys,
-            circuit: Arc::new(Circuit::new(&target, self.circuit, metrics)),
             target,
             queue,
             timeout: self.timeout,

@@ -138,18 +138,17 @@ impl<C: Clock> RedisBackend<C> {
             })
         };
         let user = || Arc::<str>::from(key);
-        self.guard().call(
+        // The set's keys share the user's hash tag: the slot of its own key.
+        let queue = &self.set_queue;
+        let slot = queue
+            .is_cluster()
+            .then(|| slot_of(self.set_keys.user(key).as_bytes()));
+        let route = queue.route(slot);
+        self.guard(route.circuit()).call(
             key,
             policies,
             user,
-            |user| {
-                // The set's keys share the user's hash tag: the slot of its own key.
-                let queue = &self.set_queue;
-                let slot = queue
-                    .is_cluster()
-                    .then(|| slot_of(self.set_keys.user(user).as_bytes()));
-                queue.check(slot, Arc::clone(user), policies.clone())
-            },
+            |user| route.queue().check(Arc::clone(user), policies.clone()),
             decide,
         )
     }

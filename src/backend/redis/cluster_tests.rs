@@ -295,3 +295,81 @@ async fn a_master_that_stops_answering_holds_up_its_own_checks_only() {
         "every check answered by Redis"
     );
 }
+
+// Each master has a circuit of its own: a master whose checks time out opens its own, and
+// the others' checks still go to Redis (with one circuit for the cluster, they would all
+// go to the failure mode for its cooldown).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(ringlimit_no_redis_server, ignore = "redis-server is not installed")]
+async fn a_master_that_fails_opens_its_own_circuit_only() {
+    if !available("a_master_that_fails_opens_its_own_circuit_only") {
+        return;
+    }
+    let cluster = RedisCluster::start();
+    // The default circuit: open after 3 failures in a row, for 1 s.
+    let backend = RedisBackend::cluster_builder(policy(10), &cluster.urls())
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let backend = Arc::new(backend);
+    read_map(&backend).await;
+    let set = PolicySet::from(policy(10));
+    let users: Vec<String> = (0..40).map(|u| format!("user-{u}")).collect();
+    // Each user's master, found before one stops (redis-cli would wait for it).
+    let homes: Vec<&RedisServer> = users
+        .iter()
+        .map(|user| server_of(&cluster, &backend.key_of(user)))
+        .collect();
+    let on_first = |home: &&RedisServer| home.port == cluster.servers[0].port;
+    let stopped: Vec<&String> = users
+        .iter()
+        .zip(&homes)
+        .filter(|(_, h)| on_first(h))
+        .map(|(u, _)| u)
+        .collect();
+    let answering: Vec<(&String, &RedisServer)> = users
+        .iter()
+        .zip(homes.iter().copied())
+        .filter(|(_, home)| !on_first(home))
+        .collect();
+    assert!(stopped.len() >= 4 && !answering.is_empty());
+    for user in &users {
+        check(&backend, user, &set)
+            .await
+            .unwrap()
+            .expect("Redis answered");
+    }
+
+    let pid = cluster.servers[0].pid();
+    let signal = |name: &str| {
+        let kill = format!("kill {name} {pid}");
+        let status = std::process::Command::new("sh")
+            .args(["-c", &kill])
+            .status();
+        assert!(status.unwrap().success(), "kill {name}");
+    };
+    signal("-STOP");
+    // Four checks time out on the stopped master: its circuit opens.
+    let held: Vec<_> = stopped[..4]
+        .iter()
+        .map(|user| check(&backend, user, &set))
+        .collect();
+    for check in held {
+        let decided = check.await.unwrap().expect("the failure mode answers");
+        assert!(decided.failure_mode().is_some(), "{decided:?}");
+    }
+    for (user, home) in &answering {
+        let decided = check(&backend, user, &set)
+            .await
+            .unwrap()
+            .expect("answered");
+        assert_eq!(
+            decided.failure_mode(),
+            None,
+            "{user}: Redis answered, not the failure mode"
+        );
+        let key = backend.key_of(user);
+        assert_eq!(home.counter(&key).as_deref(), Some("2"), "{key}");
+    }
+    signal("-CONT");
+}

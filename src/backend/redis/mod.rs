@@ -11,6 +11,7 @@ mod check_set;
 mod cluster_tests;
 mod connection;
 mod live;
+mod masters;
 mod pipelined;
 mod queues;
 mod scripts;
@@ -78,10 +79,9 @@ pub const DEFAULT_PREFIX: &str = "ringlimit:";
 /// that a call's key is served elsewhere (`MOVED`, `ASK`, `READONLY`); that call did not
 /// run, and goes again alone through the cluster client, which follows the redirect:
 /// counted once. Each master has a queue and a connection of the backend's own (made as
-/// the first URL says, at the master's address), beside the cluster client's: a master
-/// that does not answer holds up its own checks only, until its failures open the
-/// circuit, which is one for the whole cluster (every master's checks then go to the
-/// failure mode for its cooldown).
+/// the first URL says, at the master's address), beside the cluster client's, and a
+/// circuit of its own: a master that does not answer holds up, and then opens the
+/// circuit of, its own checks only.
 ///
 /// All checks share one multiplexed connection (on a cluster, two per master: the
 /// cluster client's and the backend's own), made lazily: a node
@@ -113,7 +113,6 @@ pub struct RedisBackend<C = SystemClock> {
     queue: Queues<RedisSender>,
     timeout: Duration,
     failure: FailureMode,
-    circuit: Arc<Circuit>,
     /// The policy, the fallback counters of [`FailureMode::Local`], and the clock.
     local: Arc<MemoryBackend<C>>,
 }
@@ -179,7 +178,13 @@ impl<C: Clock> Backend for RedisBackend<C> {
             ([policy], [own]) if own_script_fits(policy, own) => policy,
             _ => return self.check_set(key, policies),
         };
-        let guard = self.guard();
+        let queue = &self.queue;
+        let route = queue.route(
+            queue
+                .is_cluster()
+                .then(|| slot_of(self.key_of(key).as_bytes())),
+        );
+        let guard = self.guard(route.circuit());
         // Shared by the call and the fallback: one copy of the key.
         let user = || {
             let redis_key: Arc<str> = self.key_of(key).into();
@@ -197,11 +202,8 @@ impl<C: Clock> Backend for RedisBackend<C> {
             policies,
             user,
             |user| {
-                let queue = &self.queue;
-                let slot = queue
-                    .is_cluster()
-                    .then(|| slot_of(user.redis_key.as_bytes()));
-                queue.check(slot, Arc::clone(&user.redis_key), policies.clone())
+                let key = Arc::clone(&user.redis_key);
+                route.queue().check(key, policies.clone())
             },
             decide,
         )
@@ -216,10 +218,11 @@ fn own_script_fits(policy: &crate::Policy, own: &crate::Policy) -> bool {
 }
 
 impl<C: Clock> RedisBackend<C> {
-    /// The guard of every call to Redis: its circuit, its failure mode.
-    fn guard(&self) -> Guard<'_, C> {
+    /// The guard of a call to Redis through `circuit` (the backend's, or a cluster
+    /// master's), with the backend's failure mode.
+    fn guard<'a>(&'a self, circuit: &'a Arc<Circuit>) -> Guard<'a, C> {
         Guard {
-            circuit: &self.circuit,
+            circuit,
             target: &self.target,
             mode: self.failure,
             local: &self.local,

@@ -1,11 +1,11 @@
 //! The queues of a backend's checks: one on a single server; on a cluster, one per master
-//! as the slot map names them, so that each master's checks form batches of their own
-//! (one pipeline each) and a master that does not answer holds up its own checks only,
-//! plus one for the checks of slots the map does not know (before it is first read),
-//! each sent alone through the cluster client.
+//! as the slot map names them, each with the master's own circuit and metrics (see
+//! `masters`), so that each master's checks form batches of their own (one pipeline
+//! each) and a master that does not answer holds up, and opens the circuit of, its own
+//! checks only; plus one, under the backend's circuit, for the checks of slots the map
+//! does not know (before it is first read), each sent alone through the cluster client.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -13,10 +13,11 @@ use arc_swap::ArcSwapOption;
 use redis::aio::ConnectionManager;
 
 use super::connection::Connection;
+use super::masters::{Master, Masters};
 use super::slot_owners::SlotMap;
+use crate::circuit::Circuit;
 use crate::coalesce::{Coalescer, SendBatch};
 use crate::observe::RemoteMetrics;
-use crate::{BackendError, PolicySet};
 
 /// A sender that can be pointed at one master of a cluster.
 pub(crate) trait ToMaster: SendBatch {
@@ -24,14 +25,25 @@ pub(crate) trait ToMaster: SendBatch {
     fn to_master(&self, master: ConnectionManager) -> Self;
 }
 
+/// What the queues of one backend share.
+#[derive(Clone)]
+pub(super) struct Shared {
+    pub(super) target: Arc<str>,
+    pub(super) timeout: Duration,
+    /// The backend's metrics and circuit: a single server's, or, on a cluster, those of
+    /// the checks of unknown slots.
+    pub(super) metrics: Arc<RemoteMetrics>,
+    pub(super) circuit: Arc<Circuit>,
+    /// A cluster's masters' metrics and circuits.
+    pub(super) masters: Arc<Masters>,
+}
+
 /// The queues of one kind of check (single policy, or set).
 pub(super) struct Queues<S: ToMaster> {
     /// A single server's queue; on a cluster, the one of slots the map does not know.
-    first: Arc<Coalescer<S>>,
+    first: Coalescer<S>,
     connection: Connection,
-    target: Arc<str>,
-    timeout: Duration,
-    metrics: Arc<RemoteMetrics>,
+    shared: Shared,
     /// A cluster's queue per master, for the map they were made for.
     per_master: ArcSwapOption<PerMaster<S>>,
     /// Held while the queues of a new map are made, so that they are made once.
@@ -41,30 +53,41 @@ pub(super) struct Queues<S: ToMaster> {
 struct PerMaster<S: SendBatch> {
     map: Arc<SlotMap>,
     /// Indexed as the map's masters.
-    queues: Vec<Arc<Coalescer<S>>>,
+    queues: Vec<(Arc<Coalescer<S>>, Master)>,
+}
+
+/// Where one check goes: a queue, and the circuit that guards it.
+pub(super) enum Route<'a, S: SendBatch> {
+    /// The first queue, under the backend's circuit.
+    First(&'a Coalescer<S>, &'a Arc<Circuit>),
+    /// A master's queue, under its circuit.
+    Master(Arc<Coalescer<S>>, Arc<Circuit>),
+}
+
+impl<S: SendBatch> Route<'_, S> {
+    pub(super) fn queue(&self) -> &Coalescer<S> {
+        match self {
+            Self::First(queue, _) => queue,
+            Self::Master(queue, _) => queue,
+        }
+    }
+
+    pub(super) fn circuit(&self) -> &Arc<Circuit> {
+        match self {
+            Self::First(_, circuit) => circuit,
+            Self::Master(_, circuit) => circuit,
+        }
+    }
 }
 
 impl<S: ToMaster> Queues<S> {
     /// The queues of checks sent by `sender` (to no master in particular) on `connection`.
-    pub(super) fn new(
-        connection: Connection,
-        target: Arc<str>,
-        timeout: Duration,
-        sender: S,
-        metrics: Arc<RemoteMetrics>,
-    ) -> Self {
-        let first = Arc::new(Coalescer::new(
-            &target,
-            timeout,
-            sender,
-            Arc::clone(&metrics),
-        ));
+    pub(super) fn new(connection: Connection, sender: S, shared: Shared) -> Self {
+        let metrics = Arc::clone(&shared.metrics);
         Self {
-            first,
+            first: Coalescer::new(&shared.target, shared.timeout, sender, metrics),
             connection,
-            target,
-            timeout,
-            metrics,
+            shared,
             per_master: ArcSwapOption::empty(),
             making: Mutex::new(()),
         }
@@ -75,40 +98,37 @@ impl<S: ToMaster> Queues<S> {
         self.first.sender()
     }
 
-    /// Whether the checks go to a cluster, and [`check`](Self::check) needs their slot.
+    /// Whether the checks go to a cluster, and [`route`](Self::route) needs their slot.
     pub(super) fn is_cluster(&self) -> bool {
         self.connection.is_cluster()
     }
 
-    /// Queues a check of `key` (whose call is in `slot`, on a cluster) on its queue and
-    /// waits for its answer.
-    pub(super) fn check(
-        &self,
-        slot: Option<u16>,
-        key: Arc<str>,
-        policies: PolicySet,
-    ) -> impl Future<Output = Result<S::Answer, BackendError>> + Send + 'static {
+    /// Where a check whose call is in `slot` (on a cluster) goes.
+    pub(super) fn route(&self, slot: Option<u16>) -> Route<'_, S> {
+        let first = Route::First(&self.first, &self.shared.circuit);
         let Some((map, master)) = slot.and_then(|slot| self.connection.master_of(slot)) else {
-            return self.first.check(key, policies);
+            return first;
         };
         let made = self.per_master.load();
         if let (Some(made), Some(map)) = (made.as_deref(), map.as_ref()) {
             if Arc::ptr_eq(&made.map, map) {
-                return made.queues[usize::from(master)].check(key, policies);
+                return Self::to(&made.queues[usize::from(master)]);
             }
         }
         drop((made, map));
         // A map new to these queues: theirs made (for the map current then), and the
         // check routed by it.
-        let made = self.made_for_current();
-        let master = made.as_deref().and_then(|made| {
-            let master = made.map.master_of(slot?)?;
-            Some(&made.queues[usize::from(master)])
-        });
-        match master {
-            Some(queue) => queue.check(key, policies),
-            None => self.first.check(key, policies),
+        let Some(made) = self.made_for_current() else {
+            return first;
+        };
+        match slot.and_then(|slot| made.map.master_of(slot)) {
+            Some(master) => Self::to(&made.queues[usize::from(master)]),
+            None => first,
         }
+    }
+
+    fn to<'a>((queue, master): &(Arc<Coalescer<S>>, Master)) -> Route<'a, S> {
+        Route::Master(Arc::clone(queue), Arc::clone(&master.circuit))
     }
 
     /// The queues of the current map's masters, made now if need be: those of masters
@@ -126,22 +146,27 @@ impl<S: ToMaster> Queues<S> {
         }
         let known: HashMap<&(String, u16), &Arc<Coalescer<S>>> = match previous.as_deref() {
             Some(made) => (0..made.map.masters())
-                .map(|i| (made.map.address(i), &made.queues[usize::from(i)]))
+                .map(|i| (made.map.address(i), &made.queues[usize::from(i)].0))
                 .collect(),
             None => HashMap::new(),
         };
-        let known = |master: u16| {
-            known
-                .get(map.address(master))
-                .map(|queue| Arc::clone(queue))
-        };
-        let queues = (0..map.masters())
-            .map(|master| {
-                known(master).unwrap_or_else(|| {
-                    let sender = self.first.sender().to_master(map.connection(master));
-                    let metrics = Arc::clone(&self.metrics);
-                    Arc::new(Coalescer::new(&self.target, self.timeout, sender, metrics))
-                })
+        let queues = self
+            .shared
+            .masters
+            .of(&map)
+            .into_iter()
+            .zip(0..map.masters())
+            .map(|(master, i)| {
+                let queue = match known.get(map.address(i)) {
+                    Some(queue) => Arc::clone(queue),
+                    None => {
+                        let sender = self.first.sender().to_master(map.connection(i));
+                        let metrics = Arc::clone(&master.metrics);
+                        let timeout = self.shared.timeout;
+                        Arc::new(Coalescer::new(&master.name, timeout, sender, metrics))
+                    }
+                };
+                (queue, master)
             })
             .collect();
         let made = Arc::new(PerMaster { map, queues });
@@ -163,9 +188,10 @@ impl<S: ToMaster> Queues<S> {
     /// The queue of `slot`'s master, to compare (`None`: the first queue).
     #[cfg(test)]
     pub(super) fn queue_of(&self, slot: u16) -> Option<Arc<Coalescer<S>>> {
-        let made = self.made_for_current()?;
-        let master = made.map.master_of(slot)?;
-        Some(Arc::clone(&made.queues[usize::from(master)]))
+        match self.route(Some(slot)) {
+            Route::Master(queue, _) => Some(queue),
+            Route::First(..) => None,
+        }
     }
 }
 

@@ -30,7 +30,7 @@ const MAX_MASTERS: usize = 1000;
 const REFRESH_AT_MOST_EVERY: Duration = Duration::from_secs(1);
 
 /// A master's host and port.
-type Address = (String, u16);
+pub(super) type Address = (String, u16);
 
 /// Each slot's master, and a connection to each.
 pub(super) struct SlotMap {
