@@ -4,9 +4,12 @@
 //! Every batch, a lone check's too, goes as `POST /check` on a kept connection of the
 //! peer's own. Checks to a peer that refuses batches (a node that serves single checks
 //! only: `400`, `404`, `405` or `501`) are asked with `GET /check`, one request each.
-//! A refusal is logged at `warn`, and the peer is offered batches again after
-//! [`BATCHES_RETRY`]: it may have been upgraded, or mounted differently.
+//! The peer is offered batches again after [`BATCHES_RETRY`]: it may have been upgraded,
+//! or mounted differently. Its first refusal is logged at `warn`; the next ones, until it
+//! takes a batch, at `debug` (a ring that keeps an older node would otherwise log a
+//! warning a minute for it).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -44,6 +47,7 @@ impl PeerQueue {
             client,
             connections: Arc::default(),
             batches_refused: Arc::default(),
+            refusal_logged: Arc::default(),
         };
         Coalescer::new(member, timeout, sender, metrics)
     }
@@ -58,6 +62,8 @@ pub(super) struct PeerSender {
     connections: Arc<KeptConnections>,
     /// When the peer last refused a batch, if it did within [`BATCHES_RETRY`].
     batches_refused: Arc<Mutex<Option<Instant>>>,
+    /// A refusal was logged at `warn` and the peer has not taken a batch since.
+    refusal_logged: Arc<AtomicBool>,
 }
 
 impl SendBatch for PeerSender {
@@ -77,6 +83,7 @@ impl SendBatch for PeerSender {
             .await
         {
             Ok(BatchReply::Answers(answers)) => {
+                self.took_a_batch();
                 for (job, answer) in batch.into_iter().zip(answers) {
                     let answer = answer.map_err(|line| match line.status {
                         400 => BackendError::Refused {
@@ -89,12 +96,21 @@ impl SendBatch for PeerSender {
                 }
             }
             Ok(BatchReply::Unsupported) => {
-                tracing::warn!(
-                    peer = %self.member,
-                    retry_in = ?BATCHES_RETRY,
-                    "peer refused a batch of checks (no batch endpoint where it is mounted, or \
-                     a node from before policies travelled?): asking it one check at a time"
-                );
+                if self.first_refusal() {
+                    tracing::warn!(
+                        peer = %self.member,
+                        retry_in = ?BATCHES_RETRY,
+                        "peer refused a batch of checks (no batch endpoint where it is \
+                         mounted, or a node from before policies travelled?): asking it one \
+                         check at a time"
+                    );
+                } else {
+                    tracing::debug!(
+                        peer = %self.member,
+                        retry_in = ?BATCHES_RETRY,
+                        "peer refused a batch of checks again: asking it one check at a time"
+                    );
+                }
                 *self.refused() = Some(Instant::now());
                 self.send_one_by_one(batch).await;
             }
@@ -114,6 +130,19 @@ impl PeerSender {
                 true
             }
             None => true,
+        }
+    }
+
+    /// Whether this refusal is the first since the peer last took a batch (or ever).
+    fn first_refusal(&self) -> bool {
+        !self.refusal_logged.swap(true, Ordering::Relaxed)
+    }
+
+    /// The peer took a batch: a later refusal is news again. A load first, so that the
+    /// usual case writes nothing shared.
+    fn took_a_batch(&self) {
+        if self.refusal_logged.load(Ordering::Relaxed) {
+            self.refusal_logged.store(false, Ordering::Relaxed);
         }
     }
 
@@ -156,6 +185,7 @@ mod tests {
             client,
             connections: Arc::default(),
             batches_refused: Arc::default(),
+            refusal_logged: Arc::default(),
         };
         assert!(sender.takes_batches());
         *sender.refused() = Some(Instant::now());
@@ -165,5 +195,26 @@ mod tests {
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(sender.takes_batches());
         assert!(sender.refused().is_none());
+    }
+
+    // Regression: a ring that keeps an older node logged a warning for it every
+    // `BATCHES_RETRY`, for as long as the node stayed.
+    #[tokio::test]
+    async fn a_refusal_is_news_once_until_the_peer_takes_a_batch() {
+        let sender = PeerSender {
+            member: "127.0.0.1:1".into(),
+            client: PeerClient::new(Duration::from_millis(250)),
+            connections: Arc::default(),
+            batches_refused: Arc::default(),
+            refusal_logged: Arc::default(),
+        };
+        assert!(sender.first_refusal(), "the first is logged at warn");
+        assert!(!sender.first_refusal(), "the next at debug");
+        assert!(!sender.first_refusal());
+        sender.took_a_batch();
+        assert!(
+            sender.first_refusal(),
+            "a refusal after a batch was taken is news"
+        );
     }
 }

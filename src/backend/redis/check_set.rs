@@ -22,20 +22,36 @@ use crate::{Decisions, Policy, PolicySet};
 
 /// How a set's keys are named: `<prefix>{<user id>}` for the backend's own policy (the
 /// key its single-policy checks use), `<prefix>{<user id>}:<name>:<algorithm>:<window
-/// ms>` for any other.
+/// ms>` for any other. A user id that is empty or starts with `}` or [`TAG_ESCAPE`] is
+/// written with `TAG_ESCAPE` before it (see [`SetKeys::user`]).
 #[derive(Clone, Debug)]
 pub(super) struct SetKeys {
     pub(super) prefix: Arc<str>,
     pub(super) own: Policy,
 }
 
+/// Written before a user id that would otherwise leave a key's hash tag empty.
+pub(super) const TAG_ESCAPE: char = '=';
+
 impl SetKeys {
-    /// `<prefix>{<user id>}`.
+    /// `<prefix>{<user id>}`, or `<prefix>{=<user id>}` if the id is empty or starts
+    /// with `}` or `=`.
+    ///
+    /// Redis Cluster hashes the part between the first `{` and the next `}`, or the whole
+    /// key if that part is empty. An id that is empty or starts with `}` would leave it
+    /// empty, and the keys of its set would fall in different slots: every set check of
+    /// such an id (anyone can send one) would fail with `CROSSSLOT`, and count against
+    /// its master's circuit. The escape keeps the tag non-empty; ids that start with the
+    /// escape itself are escaped too, so two ids never share a key.
     pub(super) fn user(&self, user_id: &str) -> String {
+        let escaped = user_id.is_empty() || user_id.starts_with(['}', TAG_ESCAPE]);
         // Pushed piece by piece: this runs on every check, and `format!` showed in profiles.
-        let mut key = String::with_capacity(self.prefix.len() + user_id.len() + 2);
+        let mut key = String::with_capacity(self.prefix.len() + user_id.len() + 3);
         key.push_str(&self.prefix);
         key.push('{');
+        if escaped {
+            key.push(TAG_ESCAPE);
+        }
         key.push_str(user_id);
         key.push('}');
         key
@@ -159,5 +175,45 @@ impl<C: Clock> RedisBackend<C> {
     /// window make one counter, as in memory: two policies of one name never share state.
     pub fn set_key_of(&self, user_id: &str, policy: &Policy) -> String {
         self.set_keys.of(user_id, policy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::num::NonZeroU32;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::policy::PolicyName;
+
+    #[test]
+    fn every_id_keeps_its_set_in_one_slot_and_its_keys_to_itself() {
+        let own = Policy::per_window(NonZeroU32::new(5).unwrap(), Duration::from_secs(60));
+        let other = own.with_name(PolicyName::new("burst").unwrap());
+        let keys = SetKeys {
+            prefix: "ringlimit:".into(),
+            own,
+        };
+        assert_eq!(
+            keys.user("alice"),
+            "ringlimit:{alice}",
+            "plain ids are unchanged"
+        );
+        assert_eq!(keys.user("a}b"), "ringlimit:{a}b}");
+        let ids = [
+            "", "}", "}}", "}x", "=", "==", "=}", "=x", "x", "x}", "{", "{}", "a=b",
+        ];
+        let mut seen = HashSet::new();
+        for id in ids {
+            let (own_key, other_key) = (keys.of(id, &own), keys.of(id, &other));
+            assert!(seen.insert(own_key.clone()), "{id:?} shares {own_key}");
+            assert!(seen.insert(other_key.clone()), "{id:?} shares {other_key}");
+            assert_eq!(
+                slot_of(own_key.as_bytes()),
+                slot_of(other_key.as_bytes()),
+                "{id:?}: {own_key} and {other_key} in one slot"
+            );
+        }
     }
 }

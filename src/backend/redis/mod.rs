@@ -160,7 +160,9 @@ impl<C: Clock> RedisBackend<C> {
         &self.local
     }
 
-    /// The Redis key of `user_id` under the backend's own policy: `<prefix>{<user id>}`.
+    /// The Redis key of `user_id` under the backend's own policy: `<prefix>{<user id>}`,
+    /// or `<prefix>{=<user id>}` for an id that is empty or starts with `}` or `=` (so
+    /// that the hash tag is never empty, and a user's keys share a slot on a cluster).
     pub fn key_of(&self, user_id: &str) -> String {
         self.set_keys.user(user_id)
     }
