@@ -349,6 +349,35 @@ async fn a_reference_peer_without_ratelimit_headers_is_understood() {
     assert_eq!(node.backend.local().tracked_keys(), 0);
 }
 
+// Regression: a ring that kept a reference node logged a warning for it every minute.
+#[tokio::test]
+async fn a_reference_peer_refusing_batches_is_a_warning_once() {
+    let logs = common::CapturedLogs::install_at(tracing::Level::DEBUG);
+    let clock = mid_window_clock();
+    let (node, reference) = node_and_reference(&clock).await;
+    let keys = keys_owned_by(&node.backend.ring(), &reference, 3, |i| format!("user-{i}"));
+    let logged = |what: &str| logs.text().matches(what).count();
+    let (warned, again) = (
+        "peer refused a batch of checks (",
+        "peer refused a batch of checks again",
+    );
+    for (i, key) in keys.iter().enumerate() {
+        // A client per request: the server closed the idle connection in the jump.
+        let reply = HttpClient::new().get(&node.check_url(key), &[]).await;
+        assert_eq!(reply.status, 200, "asked one check at a time");
+        assert_eq!((logged(warned), logged(again)), (1, i), "{}", logs.text());
+        // Past the retry: the next check is offered as a batch again, and refused again.
+        tokio::time::pause();
+        tokio::time::advance(Duration::from_secs(61)).await;
+        tokio::time::resume();
+    }
+    assert_eq!(
+        node.backend.local().tracked_keys(),
+        0,
+        "nothing fell back to local counting"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_checks_to_a_reference_peer_are_sent_one_by_one() {
     let clock = mid_window_clock();

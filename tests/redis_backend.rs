@@ -187,6 +187,18 @@ async fn redis_down_gets_each_failure_mode_and_nodes_start_anyway() {
     }
     assert_eq!(allowed, 2, "the same policy, counted on this node");
     assert_eq!(local.local().used("bob"), 2);
+
+    // Regression: a failed call fell back on the escaped id (`=}x`), not the user's own.
+    let escaped = backend(FailureMode::Local);
+    for user in ["}x", "=}x", "=x"] {
+        assert!(
+            run(escaped.check_at(user, NonZeroU32::MIN))
+                .await
+                .unwrap()
+                .allowed
+        );
+        assert_eq!(escaped.local().used(user), 1, "{user} counted as itself");
+    }
 }
 
 #[tokio::test]

@@ -307,10 +307,15 @@ pub struct CapturedLogs {
 
 impl CapturedLogs {
     pub fn install() -> Self {
+        Self::install_at(tracing::Level::INFO)
+    }
+
+    /// Captures lines up to `level`.
+    pub fn install_at(level: tracing::Level) -> Self {
         let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
         let writer = lines.clone();
         let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::INFO)
+            .with_max_level(level)
             .with_ansi(false)
             .with_writer(move || SharedWriter(writer.clone()))
             .finish();

@@ -197,8 +197,7 @@ mod tests {
         assert!(sender.refused().is_none());
     }
 
-    // Regression: a ring that keeps an older node logged a warning for it every
-    // `BATCHES_RETRY`, for as long as the node stayed.
+    // Regression: an older node in the ring was warned about every `BATCHES_RETRY`.
     #[tokio::test]
     async fn a_refusal_is_news_once_until_the_peer_takes_a_batch() {
         let sender = PeerSender {

@@ -81,6 +81,10 @@ impl RedisBuilder {
 
 impl<C: Clock> RedisBuilder<C> {
     /// Starts every key with `prefix` (default [`DEFAULT_PREFIX`]).
+    ///
+    /// On a Redis Cluster keep `{` and `}` out of it: a key's first `{...}` picks its
+    /// slot, and must be the user id's, so that a user's keys share a slot (`{}` would
+    /// split them, and `{app}` would put every user on one master).
     pub fn prefix(mut self, prefix: &str) -> Self {
         self.prefix = prefix.to_owned();
         self

@@ -22,8 +22,8 @@ use crate::{Decisions, Policy, PolicySet};
 
 /// How a set's keys are named: `<prefix>{<user id>}` for the backend's own policy (the
 /// key its single-policy checks use), `<prefix>{<user id>}:<name>:<algorithm>:<window
-/// ms>` for any other. A user id that is empty or starts with `}` or [`TAG_ESCAPE`] is
-/// written with `TAG_ESCAPE` before it (see [`SetKeys::user`]).
+/// ms>` for any other, where an id that would leave the hash tag empty is written with
+/// [`TAG_ESCAPE`] before it (see [`SetKeys::user`]).
 #[derive(Clone, Debug)]
 pub(super) struct SetKeys {
     pub(super) prefix: Arc<str>,
@@ -33,18 +33,25 @@ pub(super) struct SetKeys {
 /// Written before a user id that would otherwise leave a key's hash tag empty.
 pub(super) const TAG_ESCAPE: char = '=';
 
+/// Whether `user_id`, behind any escapes, is empty or starts with `}`.
+fn needs_escape(user_id: &str) -> bool {
+    let behind = user_id.trim_start_matches(TAG_ESCAPE);
+    behind.is_empty() || behind.starts_with('}')
+}
+
 impl SetKeys {
     /// `<prefix>{<user id>}`, or `<prefix>{=<user id>}` if the id is empty or starts
-    /// with `}` or `=`.
+    /// with `}`, after any `=`s.
     ///
     /// Redis Cluster hashes the part between the first `{` and the next `}`, or the whole
     /// key if that part is empty. An id that is empty or starts with `}` would leave it
     /// empty, and the keys of its set would fall in different slots: every set check of
-    /// such an id (anyone can send one) would fail with `CROSSSLOT`, and count against
-    /// its master's circuit. The escape keeps the tag non-empty; ids that start with the
-    /// escape itself are escaped too, so two ids never share a key.
+    /// such an id (anyone can send one) would fail with `CROSSSLOT`. The escape keeps the
+    /// tag non-empty. Ids that are such an id behind `=`s (`=`, `=}x`) get one `=` more
+    /// too, so two ids never share a key; every other id, `=` in front or not, keeps the
+    /// plain key.
     pub(super) fn user(&self, user_id: &str) -> String {
-        let escaped = user_id.is_empty() || user_id.starts_with(['}', TAG_ESCAPE]);
+        let escaped = needs_escape(user_id);
         // Pushed piece by piece: this runs on every check, and `format!` showed in profiles.
         let mut key = String::with_capacity(self.prefix.len() + user_id.len() + 3);
         key.push_str(&self.prefix);
@@ -171,7 +178,8 @@ impl<C: Clock> RedisBackend<C> {
 
     /// The Redis key of `user_id`'s state under `policy` in a set: the backend's own
     /// policy's is [`key_of`](Self::key_of), any other's
-    /// `<prefix>{<user id>}:<name>:<algorithm>:<window ms>`. A name, an algorithm and a
+    /// `<prefix>{<user id>}:<name>:<algorithm>:<window ms>` (with the id escaped as
+    /// `key_of` says). A name, an algorithm and a
     /// window make one counter, as in memory: two policies of one name never share state.
     pub fn set_key_of(&self, user_id: &str, policy: &Policy) -> String {
         self.set_keys.of(user_id, policy)
@@ -187,6 +195,7 @@ mod tests {
     use super::*;
     use crate::policy::PolicyName;
 
+    // Regression: an id starting with `}` spread its set's keys over slots (CROSSSLOT).
     #[test]
     fn every_id_keeps_its_set_in_one_slot_and_its_keys_to_itself() {
         let own = Policy::per_window(NonZeroU32::new(5).unwrap(), Duration::from_secs(60));
@@ -201,8 +210,15 @@ mod tests {
             "plain ids are unchanged"
         );
         assert_eq!(keys.user("a}b"), "ringlimit:{a}b}");
+        assert_eq!(
+            keys.user("=abc"),
+            "ringlimit:{=abc}",
+            "a plain id behind `=`"
+        );
+        assert_eq!(keys.user("}x"), "ringlimit:{=}x}");
+        assert_eq!(keys.user("=}x"), "ringlimit:{==}x}");
         let ids = [
-            "", "}", "}}", "}x", "=", "==", "=}", "=x", "x", "x}", "{", "{}", "a=b",
+            "", "}", "}}", "}x", "=", "==", "=}", "==}", "=}x", "=x", "x", "x}", "{", "{}", "a=b",
         ];
         let mut seen = HashSet::new();
         for id in ids {

@@ -57,7 +57,9 @@ pub const DEFAULT_PREFIX: &str = "ringlimit:";
 /// The script runs on the server's clock (`TIME`), so nodes whose clocks disagree still
 /// share each window. It is called by its SHA and reloaded if the server answers
 /// `NOSCRIPT` (after a restart, say). Each check touches one key, the one it declares,
-/// `<prefix>{<user id>}` (e.g. `ringlimit:{alice}`): a hash of the window's start (`s`, ms)
+/// `<prefix>{<user id>}` (e.g. `ringlimit:{alice}`; an id that would leave the braces
+/// empty or start with `}` is escaped, see [`key_of`](Self::key_of)): a hash of the
+/// window's start (`s`, ms)
 /// and the units used in it (`n`), given an expiry at the end of its window on the
 /// window's first count. The hash tag keeps everything of one user in one slot, so the
 /// same backend works on Redis Cluster and on servers that refuse undeclared keys. Under
@@ -161,8 +163,9 @@ impl<C: Clock> RedisBackend<C> {
     }
 
     /// The Redis key of `user_id` under the backend's own policy: `<prefix>{<user id>}`,
-    /// or `<prefix>{=<user id>}` for an id that is empty or starts with `}` or `=` (so
-    /// that the hash tag is never empty, and a user's keys share a slot on a cluster).
+    /// or `<prefix>{=<user id>}` for an id that is empty or starts with `}`, after any
+    /// `=`s (`ringlimit:{=}x}` for `}x`, `ringlimit:{==}x}` for `=}x`): so that the hash
+    /// tag is never empty, and a user's keys share a slot on a cluster.
     pub fn key_of(&self, user_id: &str) -> String {
         self.set_keys.user(user_id)
     }
@@ -188,13 +191,7 @@ impl<C: Clock> Backend for RedisBackend<C> {
         );
         let guard = self.guard(route.circuit());
         // Shared by the call and the fallback: one copy of the key.
-        let user = || {
-            let redis_key: Arc<str> = self.key_of(key).into();
-            UserOf {
-                id: self.set_keys.prefix.len() + 1..redis_key.len() - 1,
-                redis_key,
-            }
-        };
+        let user = || UserOf::new(&self.set_keys, key);
         // Only `Copy` numbers inside: one decision for both ways of calling.
         let policy = *policy;
         let decide =
@@ -237,6 +234,19 @@ struct UserOf {
     redis_key: Arc<str>,
     /// Where the id is in the key.
     id: std::ops::Range<usize>,
+}
+
+impl UserOf {
+    /// `user_id`'s key as `keys` names it. The id is found from the key's end (it ends
+    /// the key, before the closing `}`), whatever the prefix and escape before it.
+    fn new(keys: &check_set::SetKeys, user_id: &str) -> Self {
+        let redis_key: Arc<str> = keys.user(user_id).into();
+        let end = redis_key.len() - 1;
+        Self {
+            id: end - user_id.len()..end,
+            redis_key,
+        }
+    }
 }
 
 impl AsRef<str> for UserOf {
