@@ -79,12 +79,20 @@ impl RedisBuilder {
     }
 }
 
+/// Whether `prefix` holds a `{` with a `}` after it: the hash tag of every key.
+fn tags_every_key(prefix: &str) -> bool {
+    prefix
+        .find('{')
+        .is_some_and(|open| prefix[open..].contains('}'))
+}
+
 impl<C: Clock> RedisBuilder<C> {
     /// Starts every key with `prefix` (default [`DEFAULT_PREFIX`]).
     ///
     /// On a Redis Cluster keep `{` and `}` out of it: a key's first `{...}` picks its
     /// slot, and must be the user id's, so that a user's keys share a slot (`{}` would
-    /// split them, and `{app}` would put every user on one master).
+    /// split them, and `{app}` would put every user on one master); a cluster backend
+    /// built with such a prefix logs a warning.
     pub fn prefix(mut self, prefix: &str) -> Self {
         self.prefix = prefix.to_owned();
         self
@@ -182,6 +190,9 @@ impl<C: Clock> RedisBuilder<C> {
                 if self.batch_checks == Some(true) {
                     tracing::warn!(target = %target, "batched checks need a single Redis server: one key per call on a cluster, pipelined per master");
                 }
+                if tags_every_key(&self.prefix) {
+                    tracing::warn!(target = %target, prefix = %self.prefix, "the key prefix holds a hash tag (`{{...}}`): on a cluster it, not the user id, picks every key's slot, so all users share one master (or, with `{{}}`, a user's keys are split and set checks fail)");
+                }
                 Grouping::Pipelined
             }
             (Server::Single(_), false) => Grouping::Pipelined,
@@ -247,5 +258,20 @@ impl<C: fmt::Debug> fmt::Debug for RedisBuilder<C> {
             .field("failure_mode", &self.failure_mode)
             .field("circuit", &self.circuit)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tags_every_key;
+
+    #[test]
+    fn a_prefix_with_a_whole_hash_tag_is_noticed() {
+        for tagged in ["{app}:", "a{}:", "x{y}z{"] {
+            assert!(tags_every_key(tagged), "{tagged}");
+        }
+        for plain in ["ringlimit:", "", "a{", "a}{", "}"] {
+            assert!(!tags_every_key(plain), "{plain}");
+        }
     }
 }

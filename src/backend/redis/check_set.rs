@@ -22,15 +22,16 @@ use crate::{Decisions, Policy, PolicySet};
 
 /// How a set's keys are named: `<prefix>{<user id>}` for the backend's own policy (the
 /// key its single-policy checks use), `<prefix>{<user id>}:<name>:<algorithm>:<window
-/// ms>` for any other, where an id that would leave the hash tag empty is written with
-/// [`TAG_ESCAPE`] before it (see [`SetKeys::user`]).
+/// ms>` for any other, where an id that is empty or starts with `}`, after any
+/// [`TAG_ESCAPE`]s, is written with one `TAG_ESCAPE` more (see [`SetKeys::user`]).
 #[derive(Clone, Debug)]
 pub(super) struct SetKeys {
     pub(super) prefix: Arc<str>,
     pub(super) own: Policy,
 }
 
-/// Written before a user id that would otherwise leave a key's hash tag empty.
+/// Written before a user id that would otherwise leave a key's hash tag empty, and
+/// before such an id behind escapes already (`=}x`), so that two ids never share a key.
 pub(super) const TAG_ESCAPE: char = '=';
 
 /// Whether `user_id`, behind any escapes, is empty or starts with `}`.
@@ -179,8 +180,8 @@ impl<C: Clock> RedisBackend<C> {
     /// The Redis key of `user_id`'s state under `policy` in a set: the backend's own
     /// policy's is [`key_of`](Self::key_of), any other's
     /// `<prefix>{<user id>}:<name>:<algorithm>:<window ms>` (with the id escaped as
-    /// `key_of` says). A name, an algorithm and a
-    /// window make one counter, as in memory: two policies of one name never share state.
+    /// `key_of` says). A name, an algorithm and a window make one counter, as in memory:
+    /// two policies of one name never share state.
     pub fn set_key_of(&self, user_id: &str, policy: &Policy) -> String {
         self.set_keys.of(user_id, policy)
     }

@@ -57,11 +57,10 @@ pub const DEFAULT_PREFIX: &str = "ringlimit:";
 /// The script runs on the server's clock (`TIME`), so nodes whose clocks disagree still
 /// share each window. It is called by its SHA and reloaded if the server answers
 /// `NOSCRIPT` (after a restart, say). Each check touches one key, the one it declares,
-/// `<prefix>{<user id>}` (e.g. `ringlimit:{alice}`; an id that would leave the braces
-/// empty or start with `}` is escaped, see [`key_of`](Self::key_of)): a hash of the
-/// window's start (`s`, ms)
-/// and the units used in it (`n`), given an expiry at the end of its window on the
-/// window's first count. The hash tag keeps everything of one user in one slot, so the
+/// `<prefix>{<user id>}` (e.g. `ringlimit:{alice}`; an id that is empty or starts with
+/// `}`, after any `=`s, gets one `=` more, see [`key_of`](Self::key_of)): a hash of the
+/// window's start (`s`, ms) and the units used in it (`n`), given an expiry at the end of
+/// its window on the window's first count. The hash tag keeps everything of one user in one slot, so the
 /// same backend works on Redis Cluster and on servers that refuse undeclared keys. Under
 /// the sliding window and GCRA the hash holds the algorithm's numbers in fields named for
 /// it (`2a`, `2b`, `2c`; `3a`, `3b`), computed by a Lua twin of the crate's own
@@ -297,11 +296,26 @@ mod tests {
     use std::num::NonZeroU32;
     use std::time::Duration;
 
-    use super::{Grouping, RedisBackend};
+    use super::check_set::SetKeys;
+    use super::{Grouping, RedisBackend, UserOf};
     use crate::Policy;
 
     fn policy() -> Policy {
         Policy::per_window(NonZeroU32::new(5).unwrap(), Duration::from_secs(60))
+    }
+
+    // Regression: the fallback read an escaped id's `=` as part of the id.
+    #[test]
+    fn the_fallback_reads_each_id_back_from_its_key() {
+        for prefix in ["ringlimit:", "", "a:b:"] {
+            let keys = SetKeys {
+                prefix: prefix.into(),
+                own: policy(),
+            };
+            for id in ["", "}x", "=}x", "=x", "a}b", "alice", "é}"] {
+                assert_eq!(UserOf::new(&keys, id).as_ref(), id, "{prefix}{id}");
+            }
+        }
     }
 
     #[tokio::test]
