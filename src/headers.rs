@@ -25,7 +25,7 @@
 //! # }
 //! ```
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use http::header::{Entry, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
 use crate::policy::PolicySet;
 use crate::{Decisions, Policy};
@@ -77,14 +77,13 @@ impl Report {
             std::time::Duration::ZERO,
         ));
         let policy = &set.as_slice()[nearest];
-        let name = policy.name();
         let (mut remaining, mut reset) = (itoa::Buffer::new(), itoa::Buffer::new());
         let (remaining, reset) = (
             remaining.format(decision.remaining),
             reset.format(decision.reset_secs()),
         );
         // Sized exactly: a value whose length is its capacity needs no second allocation.
-        let len = name.as_str().len() + 8 + remaining.len() + reset.len();
+        let len = policy.name().as_bytes().len() + 8 + remaining.len() + reset.len();
         let mut bytes = Vec::with_capacity(len);
         push_name(&mut bytes, policy);
         bytes.extend_from_slice(b";r=");
@@ -123,17 +122,20 @@ pub(crate) fn insert(headers: &mut HeaderMap, report: Report, refuses: bool) {
     }
 }
 
-/// Sets `name` to `item`, or appends `item` to the list already there.
+/// Sets `name` to `item`, or appends `item` to the list already there (one lookup of
+/// the name either way).
 fn append(headers: &mut HeaderMap, name: HeaderName, item: HeaderValue) {
-    match headers.get(&name) {
-        None => {
-            headers.insert(name, item);
+    match headers.entry(name) {
+        Entry::Vacant(vacant) => {
+            vacant.insert(item);
         }
-        Some(before) => {
-            let mut bytes = before.as_bytes().to_vec();
+        Entry::Occupied(mut occupied) => {
+            let before = occupied.get().as_bytes();
+            let mut bytes = Vec::with_capacity(before.len() + 2 + item.len());
+            bytes.extend_from_slice(before);
             bytes.extend_from_slice(b", ");
             bytes.extend_from_slice(item.as_bytes());
-            headers.insert(name, value(bytes));
+            occupied.insert(value(bytes));
         }
     }
 }
@@ -142,7 +144,7 @@ fn append(headers: &mut HeaderMap, name: HeaderName, item: HeaderValue) {
 /// refuses every character that would need escaping).
 fn push_name(bytes: &mut Vec<u8>, policy: &Policy) {
     bytes.push(b'"');
-    bytes.extend_from_slice(policy.name().as_str().as_bytes());
+    bytes.extend_from_slice(policy.name().as_bytes());
     bytes.push(b'"');
 }
 

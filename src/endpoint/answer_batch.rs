@@ -16,7 +16,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::refusal::{closing, text, undecided};
 use crate::backend::{Check, Owner};
-use crate::protocol::{decode_checks, encode_answer, MAX_BATCH};
+use crate::protocol::{decode_checks, encode_answer, RecentSets, MAX_BATCH};
 use crate::read_body::{read_body, BodyError};
 use crate::{Decisions, KeyError};
 
@@ -62,6 +62,7 @@ where
 pub(super) async fn answer_batch<B, ReqB>(
     backend: Arc<B>,
     max_key_len: usize,
+    recent_sets: Arc<RecentSets>,
     timeout: Duration,
     body: ReqB,
     _permit: OwnedSemaphorePermit,
@@ -83,7 +84,7 @@ where
     // the other.
     let mut decided: Vec<(bool, Result<Decisions, StatusCode>)> = Vec::new();
     let mut waiting = tokio::task::JoinSet::new();
-    for (each, check) in decode_checks(checks) {
+    for (each, check) in decode_checks(checks, &recent_sets) {
         let result = match check {
             Some((key, asked)) if KeyError::check_length(&key, max_key_len).is_ok() => {
                 let set = asked.set(backend.policies());

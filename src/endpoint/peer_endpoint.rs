@@ -23,7 +23,8 @@ use super::refusal::Refusal;
 use crate::backend::{Check, Owner};
 use crate::key::{KeyError, KeyExtractor, QueryKey, DEFAULT_MAX_KEY_LEN};
 use crate::protocol::{
-    forwarded_asked, Asked, PeerSecret, BATCH_PATH, CHECK_PATH, FORWARDED, HANDOFF_PATH, RELAYED,
+    forwarded_asked, Asked, PeerSecret, RecentSets, BATCH_PATH, CHECK_PATH, FORWARDED,
+    HANDOFF_PATH, RELAYED,
 };
 use crate::{Backend, PolicySet};
 
@@ -57,6 +58,8 @@ struct Settings<B> {
     batch_body_timeout: Duration,
     /// One permit per batch body being read and answered.
     batches: Arc<Semaphore>,
+    /// The policy sets lately decoded from batches.
+    recent_sets: Arc<RecentSets>,
 }
 
 impl<B: Owner> PeerEndpoint<B> {
@@ -69,6 +72,7 @@ impl<B: Owner> PeerEndpoint<B> {
             secret: None,
             batch_body_timeout: DEFAULT_BATCH_BODY_TIMEOUT,
             batches: Arc::new(Semaphore::new(DEFAULT_MAX_BATCHES_READING)),
+            recent_sets: Arc::default(),
         };
         Self {
             settings: Arc::new(settings),
@@ -226,6 +230,7 @@ where
                 Box::pin(answer_batch(
                     backend,
                     max_key_len,
+                    self.settings.recent_sets.clone(),
                     timeout,
                     request.into_body(),
                     permit,
@@ -261,6 +266,7 @@ impl<B> Clone for Settings<B> {
             secret: self.secret.clone(),
             batch_body_timeout: self.batch_body_timeout,
             batches: self.batches.clone(),
+            recent_sets: self.recent_sets.clone(),
         }
     }
 }

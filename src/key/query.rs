@@ -72,10 +72,14 @@ pub(crate) fn query_param<'q>(
     name: &str,
 ) -> Result<Option<Cow<'q, str>>, ParamError> {
     let mut found = None;
+    // Split on bytes: '&' and '=' are ASCII, so every piece is still a `str`, and a byte
+    // search costs less than a `char` pattern on every request.
     for pair in query.split('&') {
-        let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
-        // A name that fails to decode cannot be `name`; only the value's errors matter.
-        if decode_form(raw_name).is_ok_and(|n| n == name) {
+        let (raw_name, raw_value) = match pair.bytes().position(|b| b == b'=') {
+            Some(at) => (&pair[..at], &pair[at + 1..]),
+            None => (pair, ""),
+        };
+        if names(raw_name, name) {
             if found.is_some() {
                 return Err(ParamError::Repeated);
             }
@@ -87,9 +91,23 @@ pub(crate) fn query_param<'q>(
         .transpose()
 }
 
+/// Whether the raw (still encoded) parameter name `raw` decodes to `name`. A name that
+/// fails to decode cannot be `name`; only the value's errors matter.
+fn names(raw: &str, name: &str) -> bool {
+    match is_encoded(raw) {
+        false => raw == name,
+        true => decode_form(raw).is_ok_and(|decoded| decoded == name),
+    }
+}
+
+/// Whether a form component holds an escape (`%XX`) or a space (`+`).
+fn is_encoded(raw: &str) -> bool {
+    raw.bytes().any(|b| b == b'%' || b == b'+')
+}
+
 /// Decodes one `application/x-www-form-urlencoded` component, strictly.
 fn decode_form(raw: &str) -> Result<Cow<'_, str>, &'static str> {
-    if !raw.contains(['%', '+']) {
+    if !is_encoded(raw) {
         return Ok(Cow::Borrowed(raw));
     }
     let bytes = raw.as_bytes();

@@ -78,7 +78,12 @@ impl PolicyName {
 
     /// The name.
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).expect("names are checked ASCII")
+        std::str::from_utf8(self.as_bytes()).expect("names are checked ASCII")
+    }
+
+    /// The name's bytes, for the response headers (no UTF-8 check on each request).
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
     }
 }
 

@@ -45,6 +45,9 @@ struct Inner {
     /// `RateLimit-Policy` for this set, rendered on first use (a set decoded from a peer's
     /// check never needs it).
     header: OnceLock<HeaderValue>,
+    /// This set as checks forwarded to its owner carry it, rendered on first use.
+    #[cfg(feature = "cluster")]
+    wire: OnceLock<Box<str>>,
     /// `ringlimit_checks_total` of this set's policies, registered on first use (with
     /// the feature `metrics`; without it, empty).
     check_counters: OnceLock<CheckCounters>,
@@ -84,6 +87,8 @@ impl PolicySet {
         Ok(Self(Arc::new(Inner {
             policies,
             header: OnceLock::new(),
+            #[cfg(feature = "cluster")]
+            wire: OnceLock::new(),
             check_counters: OnceLock::new(),
         })))
     }
@@ -118,6 +123,16 @@ impl PolicySet {
         self.0
             .header
             .get_or_init(|| crate::headers::policy_list(&self.0.policies))
+    }
+
+    /// This set in its wire form (a forward carries it with every check), rendered once.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn wire(&self) -> &str {
+        self.0.wire.get_or_init(|| {
+            let mut wire = String::new();
+            crate::protocol::render_policies(self, &mut wire);
+            wire.into()
+        })
     }
 
     /// The counters of what became of the requests checked against this set.

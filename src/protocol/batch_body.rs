@@ -20,7 +20,8 @@ use http::StatusCode;
 use percent_encoding::{percent_decode_str, utf8_percent_encode};
 
 use super::check::{Asked, PeerAnswer, PeerState, USER_ID_ESCAPES};
-use super::policies::{decode_policies, encode_each, encode_policies, Told};
+use super::policies::{encode_each, encode_policies, Told};
+use super::recent_sets::RecentSets;
 use crate::{Decisions, PolicySet};
 
 /// Where ringlimit nodes before batches went to `POST /check` sent them; still served.
@@ -30,7 +31,8 @@ pub(crate) const MAX_BATCH: usize = 256;
 
 /// The body of a batch of `checks` (user id, policies), one line each.
 pub(crate) fn encode_checks<'a>(checks: impl Iterator<Item = (&'a str, &'a PolicySet)>) -> Bytes {
-    let mut body = String::new();
+    // Room for the usual line (a policy or two, a short id) without growing.
+    let mut body = String::with_capacity(64 * checks.size_hint().0.max(1));
     for (key, set) in checks {
         body.push_str("P ");
         encode_policies(set, &mut body);
@@ -49,18 +51,22 @@ pub(crate) type BatchLine<'a> = (Cow<'a, str>, Asked);
 /// the newer form (it is answered in the form it came in): `None` for a line that is not
 /// a valid check, so it can be answered `400` on its own.
 ///
-/// A line naming the same policies as the line before shares its decoded set: a batch
-/// from one node mostly repeats a few sets.
-pub(crate) fn decode_checks(body: &str) -> impl Iterator<Item = (bool, Option<BatchLine<'_>>)> {
+/// A line naming the same policies as the line before shares its decoded set (a batch
+/// from one node mostly repeats a few sets); others are looked up in `recent`.
+pub(crate) fn decode_checks<'b, 'r>(
+    body: &'b str,
+    recent: &'r RecentSets,
+) -> impl Iterator<Item = (bool, Option<BatchLine<'b>>)> + use<'b, 'r> {
     let mut last: Option<(&str, PolicySet)> = None;
     body.lines()
         .take(MAX_BATCH)
-        .map(move |line| (line.starts_with("P "), decode_line(line, &mut last)))
+        .map(move |line| (line.starts_with("P "), decode_line(line, &mut last, recent)))
 }
 
 fn decode_line<'a>(
     line: &'a str,
     last: &mut Option<(&'a str, PolicySet)>,
+    recent: &RecentSets,
 ) -> Option<BatchLine<'a>> {
     let (first, rest) = line.split_once(' ')?;
     let (asked, key) = match first {
@@ -69,7 +75,7 @@ fn decode_line<'a>(
             let set = match last {
                 Some((before, set)) if *before == text => set.clone(),
                 _ => {
-                    let set = decode_policies(text)?;
+                    let set = recent.decode(text)?;
                     *last = Some((text, set.clone()));
                     set
                 }
@@ -191,7 +197,9 @@ mod tests {
             text,
             "P a;fixed;5;1000;1 a%26user_id%3Db\nP b;fixed;7;1000;1 %C3%A9%2050%25%0A\n"
         );
-        let decoded: Vec<_> = decode_checks(text).map(|(_, line)| line).collect();
+        let decoded: Vec<_> = decode_checks(text, &RecentSets::default())
+            .map(|(_, line)| line)
+            .collect();
         assert_eq!(
             decoded,
             [
@@ -200,7 +208,9 @@ mod tests {
             ]
         );
         // The older form: the owner's own policies at a cost.
-        let older: Vec<_> = decode_checks("3 alice\n").map(|(_, line)| line).collect();
+        let older: Vec<_> = decode_checks("3 alice\n", &RecentSets::default())
+            .map(|(_, line)| line)
+            .collect();
         assert_eq!(
             older,
             [Some((
@@ -208,8 +218,11 @@ mod tests {
                 Asked::Cost(NonZeroU32::new(3).unwrap())
             ))]
         );
-        let bad: Vec<_> =
-            decode_checks("x alice\n1 \n0 bob\n1 %FF\nP x alice\nP alice\n").collect();
+        let bad: Vec<_> = decode_checks(
+            "x alice\n1 \n0 bob\n1 %FF\nP x alice\nP alice\n",
+            &RecentSets::default(),
+        )
+        .collect();
         let newer = [false, false, false, false, true, true];
         assert_eq!(bad, newer.map(|newer| (newer, None)));
     }

@@ -20,7 +20,7 @@ use std::borrow::Cow;
 use percent_encoding::{percent_decode_str, utf8_percent_encode};
 
 use super::check::USER_ID_ESCAPES;
-use super::policies::{decode_policy, encode_policies, number};
+use super::policies::{decode_policy, number, render_policies};
 use crate::algorithm::{Algorithm, State};
 use crate::backend::Held;
 use crate::policy::{PolicySet, MAX_POLICIES};
@@ -101,7 +101,7 @@ pub(crate) fn encode_held(key: &str, serial: u64, held: &[Held], out: &mut Strin
         let Ok(policy) = PolicySet::new([one.policy]) else {
             continue; // a single policy always makes a set
         };
-        encode_policies(&policy, out);
+        render_policies(&policy, out);
         let (a, b, c) = match one.state {
             State::Fixed { window, used } => (window, u64::from(used), 0),
             State::Sliding {

@@ -20,8 +20,14 @@ use crate::{Decision, Decisions, Policy};
 /// decides how long its counters live).
 pub(crate) const MAX_WINDOW_MS: u64 = 1 << 42;
 
-/// Appends `set` in its wire form to `out`.
+/// Appends `set` in its wire form to `out` (rendered once per set, see
+/// [`PolicySet::wire`]).
 pub(crate) fn encode_policies(set: &PolicySet, out: &mut String) {
+    out.push_str(set.wire());
+}
+
+/// Appends `set` in its wire form to `out`, rendered now (for a set used once).
+pub(crate) fn render_policies(set: &PolicySet, out: &mut String) {
     let mut number = itoa::Buffer::new();
     for (i, policy) in set.iter().enumerate() {
         if i > 0 {

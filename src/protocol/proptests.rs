@@ -12,6 +12,7 @@ use proptest::prelude::*;
 use super::batch_body::{decode_answers, decode_checks, encode_checks, from_older_node};
 use super::check::Asked;
 use super::policies::{decode_policies, encode_policies, Told};
+use super::recent_sets::RecentSets;
 use crate::policy::{Algorithm, PolicyName, PolicySet};
 use crate::Policy;
 
@@ -74,7 +75,7 @@ proptest! {
     fn the_wire_parsers_never_panic(text in wire_text()) {
         let _ = decode_policies(&text);
         let _ = Told::decode(text.split(' '));
-        let _ = decode_checks(&text).count();
+        let _ = decode_checks(&text, &RecentSets::default()).count();
         let _ = decode_answers(text.as_bytes(), 3);
         let _ = from_older_node(text.as_bytes());
     }
@@ -90,7 +91,7 @@ proptest! {
     fn a_batch_reads_back_whole(set in set(), keys in prop::collection::vec(any::<String>().prop_filter("a key", |k| !k.is_empty()), 1..20)) {
         let body = encode_checks(keys.iter().map(|k| (k.as_str(), &set)));
         let text = std::str::from_utf8(&body).unwrap();
-        let read: Vec<_> = decode_checks(text).collect();
+        let read: Vec<_> = decode_checks(text, &RecentSets::default()).collect();
         prop_assert_eq!(read.len(), keys.len());
         for ((newer, line), key) in read.into_iter().zip(&keys) {
             prop_assert!(newer);

@@ -109,24 +109,28 @@ impl PeerClient {
         uri: Result<Uri, http::Error>,
         body: Bytes,
     ) -> Result<Request<Full<Bytes>>, BackendError> {
-        uri.and_then(|uri| {
-            let own_connection = uri.authority().is_none();
-            let mut request = Request::builder()
-                .method(method)
-                .uri(uri)
-                .header(FORWARDED, "1");
-            if own_connection {
-                request = request.header(HOST, member);
-            }
-            if let Some(authorization) = &self.authorization {
-                request = request.header(AUTHORIZATION, authorization.clone());
-            }
-            if !body.is_empty() {
-                request = request.header(CONTENT_TYPE, "text/plain");
-            }
-            request.body(Full::new(body))
-        })
-        .map_err(|error| BackendError::unavailable(member, error))
+        let unavailable = |error| BackendError::unavailable(member, error);
+        let uri = uri.map_err(unavailable)?;
+        let own_connection = uri.authority().is_none();
+        let text = !body.is_empty();
+        // Set field by field (a request builder checks and converts each one again, on
+        // every forward).
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        let headers = request.headers_mut();
+        headers.insert(FORWARDED, HeaderValue::from_static("1"));
+        if own_connection {
+            let host = HeaderValue::from_str(member).map_err(|e| unavailable(e.into()))?;
+            headers.insert(HOST, host);
+        }
+        if let Some(authorization) = &self.authorization {
+            headers.insert(AUTHORIZATION, authorization.clone());
+        }
+        if text {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        }
+        Ok(request)
     }
 }
 
