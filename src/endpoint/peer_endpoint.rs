@@ -143,7 +143,7 @@ impl<B: Owner> Settings<B> {
         KeyError::check_length(&key, self.max_key_len).map_err(bad_key)?;
         Ok(if self.forwarded(request)? {
             let query = request.uri().query().unwrap_or("");
-            let asked = forwarded_asked(query).map_err(Refusal::BadCost)?;
+            let asked = forwarded_asked(query, &self.recent_sets).map_err(Refusal::BadCost)?;
             let asker = match asked {
                 Asked::Policies(_) => Asker::PeerWithPolicies,
                 _ => Asker::Peer,

@@ -72,8 +72,8 @@ pub(crate) fn query_param<'q>(
     name: &str,
 ) -> Result<Option<Cow<'q, str>>, ParamError> {
     let mut found = None;
-    // Split on bytes: '&' and '=' are ASCII, so every piece is still a `str`, and a byte
-    // search costs less than a `char` pattern on every request.
+    // '=' is found with a byte search ('&' and '=' are ASCII, so every piece is still a
+    // `str`), and a name without escapes is compared as it is, never decoded.
     for pair in query.split('&') {
         let (raw_name, raw_value) = match pair.bytes().position(|b| b == b'=') {
             Some(at) => (&pair[..at], &pair[at + 1..]),

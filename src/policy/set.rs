@@ -125,14 +125,12 @@ impl PolicySet {
             .get_or_init(|| crate::headers::policy_list(&self.0.policies))
     }
 
-    /// This set in its wire form (a forward carries it with every check), rendered once.
+    /// This set in its wire form (a forward carries it with every check): rendered by
+    /// `render` the first time, kept after. The wire form is the protocol's to write
+    /// (`policy` sits below it), so the protocol passes its renderer in.
     #[cfg(feature = "cluster")]
-    pub(crate) fn wire(&self) -> &str {
-        self.0.wire.get_or_init(|| {
-            let mut wire = String::new();
-            crate::protocol::render_policies(self, &mut wire);
-            wire.into()
-        })
+    pub(crate) fn wire_or_init(&self, render: impl FnOnce(&Self) -> Box<str>) -> &str {
+        self.0.wire.get_or_init(|| render(self))
     }
 
     /// The counters of what became of the requests checked against this set.

@@ -8,7 +8,8 @@ use http::header::HeaderName;
 use http::HeaderMap;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use super::policies::{decode_policies, encode_policies, Told};
+use super::policies::{encode_policies, Told};
+use super::recent_sets::RecentSets;
 use crate::headers::RATELIMIT;
 use crate::key::query::{query_param, ParamError};
 use crate::PolicySet;
@@ -102,12 +103,14 @@ impl Asked {
     }
 }
 
-/// What a forwarded check's `query` asks for: its `policies`, else its `cost`, else the
-/// owner's own; an error for either given twice, badly encoded or invalid.
-pub(crate) fn forwarded_asked(query: &str) -> Result<Asked, &'static str> {
+/// What a forwarded check's `query` asks for: its `policies` (looked up in `recent`
+/// first), else its `cost`, else the owner's own; an error for either given twice, badly
+/// encoded or invalid.
+pub(crate) fn forwarded_asked(query: &str, recent: &RecentSets) -> Result<Asked, &'static str> {
     match query_param(query, POLICIES_PARAM) {
         Ok(Some(text)) => {
-            return decode_policies(&text)
+            return recent
+                .decode(&text)
                 .map(Asked::Policies)
                 .ok_or("invalid query parameter `policies`")
         }
@@ -194,12 +197,18 @@ mod tests {
             "/check?user_id=a%26b&cost=1&policies=default%3Bfixed%3B5%3B1000%3B1"
         );
         let query = &forward_path_and_query("a&b", &set)[7..];
-        assert_eq!(forwarded_asked(query), Ok(Asked::Policies(set)));
         assert_eq!(
-            forwarded_asked("user_id=a&cost=3"),
+            forwarded_asked(query, &RecentSets::default()),
+            Ok(Asked::Policies(set))
+        );
+        assert_eq!(
+            forwarded_asked("user_id=a&cost=3", &RecentSets::default()),
             Ok(Asked::Cost(NonZeroU32::new(3).unwrap()))
         );
-        assert_eq!(forwarded_asked("user_id=a"), Ok(Asked::Own));
+        assert_eq!(
+            forwarded_asked("user_id=a", &RecentSets::default()),
+            Ok(Asked::Own)
+        );
         for bad in [
             "cost=0",
             "cost=-1",
@@ -212,7 +221,10 @@ mod tests {
             "policies=%zz",
             "policies=a%3Bfixed%3B1%3B1000%3B1&policies=a%3Bfixed%3B1%3B1000%3B1",
         ] {
-            assert!(forwarded_asked(bad).is_err(), "{bad}");
+            assert!(
+                forwarded_asked(bad, &RecentSets::default()).is_err(),
+                "{bad}"
+            );
         }
     }
 

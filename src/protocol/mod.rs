@@ -58,6 +58,6 @@ pub(crate) use handoff::{
     decode_handoff_query, decode_held, decode_keys, encode_held, encode_keys,
     handoff_path_and_query, HandoffOp, HANDOFF_PATH, MAX_HANDOFF_BYTES, MAX_HANDOFF_KEYS,
 };
-pub(crate) use policies::{encode_each, render_policies, Told};
+pub(crate) use policies::{encode_each, Told};
 pub(crate) use recent_sets::RecentSets;
 pub use secret::PeerSecret;

@@ -20,10 +20,13 @@ use crate::{Decision, Decisions, Policy};
 /// decides how long its counters live).
 pub(crate) const MAX_WINDOW_MS: u64 = 1 << 42;
 
-/// Appends `set` in its wire form to `out` (rendered once per set, see
-/// [`PolicySet::wire`]).
+/// Appends `set` in its wire form to `out` (rendered once per set, and kept in it).
 pub(crate) fn encode_policies(set: &PolicySet, out: &mut String) {
-    out.push_str(set.wire());
+    out.push_str(set.wire_or_init(|set| {
+        let mut wire = String::new();
+        render_policies(set, &mut wire);
+        wire.into()
+    }));
 }
 
 /// Appends `set` in its wire form to `out`, rendered now (for a set used once).

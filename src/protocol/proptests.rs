@@ -98,4 +98,24 @@ proptest! {
             prop_assert_eq!(line, Some((Cow::Borrowed(key.as_str()), Asked::Policies(set.clone()))));
         }
     }
+
+    // Batches through one owner's kept sets read as they would afresh, however the
+    // sets come and go (more of them than are kept, some again).
+    #[test]
+    fn batches_through_kept_sets_read_as_afresh(
+        sets in prop::collection::vec(set(), 1..12),
+        order in prop::collection::vec(any::<prop::sample::Index>(), 1..40),
+    ) {
+        let recent = RecentSets::default();
+        for (i, pick) in order.iter().enumerate() {
+            let set = &sets[pick.index(sets.len())];
+            let key = format!("user-{i}");
+            let body = encode_checks([(key.as_str(), set)].into_iter());
+            let text = std::str::from_utf8(&body).unwrap();
+            let kept: Vec<_> = decode_checks(text, &recent).collect();
+            let afresh: Vec<_> = decode_checks(text, &RecentSets::default()).collect();
+            prop_assert_eq!(&kept, &afresh);
+            prop_assert_eq!(&kept[0].1, &Some((Cow::Borrowed(key.as_str()), Asked::Policies(set.clone()))));
+        }
+    }
 }
