@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Instructions per request under callgrind, which a noisy machine does not move: the
+# figure to compare builds by when requests/second move by ±20 % between runs.
+#   - bare hyper (the ceiling) and a one-node ring, each asked GET /check by one
+#     keep-alive connection;
+#   - a forwarded check: a node left out of its own members file (it owns nothing and
+#     forwards every check) asked the same way, its owner (a one-node ring) answering;
+#     the instructions of both processes, each under callgrind.
+# Each server runs one Tokio worker; each setup is run with SMALL and then LARGE requests
+# (random users out of 10,000), and the difference is divided by LARGE - SMALL, so that
+# start-up and warm-up cancel out. Run twice, the figures agree within about 1 %
+# (background timers fire with wall time, which callgrind stretches).
+# Loopback only; everything started is stopped.
+#
+#   bash bench/instructions.sh [SMALL (3000)] [LARGE (13000)]
+#   NODE=PATH bash bench/instructions.sh     a node built elsewhere (to compare builds)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+small=${1:-3000}
+large=${2:-13000}
+command -v valgrind >/dev/null || { echo "bench/instructions.sh needs valgrind (apt-get install valgrind)"; exit 1; }
+cargo build --release --features redis --example node --example bare_hyper >/dev/null 2>&1 ||
+  { echo "the build failed: cargo build --release --features redis --example node --example bare_hyper"; exit 1; }
+node=${NODE:-target/release/examples/node}
+bare=target/release/examples/bare_hyper
+dir=$(mktemp -d)
+pids=()
+cleanup() {
+  kill "${pids[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+limit=1000000000   # never reached: every check is a counted, allowed request
+cat >"$dir/requests.py" <<'PY'
+import http.client, random, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+random.seed(1)
+for _ in range(n):
+    connection.request("GET", f"/check?user_id=user-{random.randint(1, 10000)}")
+    connection.getresponse().read()
+PY
+
+# Starts PROGRAM ARGS... under callgrind, writing NAME.out; its pid in $traced_pid.
+traced() { # NAME PROGRAM ARGS...
+  local name=$1; shift
+  TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$dir/$name.out" "$@" \
+    >/dev/null 2>"$dir/$name.err" &
+  traced_pid=$!
+  pids+=("$traced_pid")
+}
+collected() { grep -o 'Collected : [0-9]*' "$dir/$1.err" | awk '{print $3}'; }
+answers() { # PORT [PATH]: waits until PORT answers (callgrind starts slowly)
+  for _ in $(seq 150); do curl -s -o /dev/null "http://127.0.0.1:$1${2:-/check?user_id=warm}" && return; sleep 0.2; done
+  echo "port $1 did not answer" >&2; exit 1
+}
+stop() { kill -INT "$@"; wait "$@" || true; }
+
+# Instructions of one server over REQUESTS requests: "INSTRUCTIONS".
+one_server() { # bare|node REQUESTS
+  local port pid
+  port=$(free_port)
+  if [ "$1" = bare ]; then
+    traced server "$bare" "$port"
+  else
+    traced server "$node" --limit $limit --advertise "127.0.0.1:$port" "$port" "127.0.0.1:$port"
+  fi
+  pid=$traced_pid
+  answers "$port"
+  python3 "$dir/requests.py" "$port" "$2"
+  stop "$pid"
+  collected server
+}
+
+# Instructions of the forwarding node and of its owner over REQUESTS requests:
+# "FRONT OWNER".
+forwarded() { # REQUESTS
+  local front owner front_pid owner_pid members=$dir/members
+  front=$(free_port); owner=$(free_port)
+  traced owner "$node" --limit $limit --advertise "127.0.0.1:$owner" "$owner" "127.0.0.1:$owner"
+  owner_pid=$traced_pid
+  printf '127.0.0.1:%s\n127.0.0.1:%s\n' "$front" "$owner" >"$members"
+  traced front "$node" --limit $limit --advertise "127.0.0.1:$front" --members-file "$members" "$front"
+  front_pid=$traced_pid
+  answers "$owner" /healthz; answers "$front" /healthz
+  printf '127.0.0.1:%s\n' "$owner" >"$members.new" && mv "$members.new" "$members"
+  for _ in $(seq 150); do
+    curl -s --max-time 2 "http://127.0.0.1:$front/healthz" | grep -q '"state":"out_of_ring"' && break
+    sleep 0.2
+  done
+  curl -s --max-time 2 "http://127.0.0.1:$front/healthz" | grep -q '"state":"out_of_ring"' ||
+    { echo "the forwarding node did not leave the ring" >&2; exit 1; }
+  python3 "$dir/requests.py" "$front" "$1"
+  stop "$front_pid"; stop "$owner_pid"
+  echo "$(collected front) $(collected owner)"
+}
+
+per_request() { awk -v a="$1" -v b="$2" -v n=$((large - small)) 'BEGIN {printf "%.0f", (b - a) / n}'; }
+echo "== instructions per request (callgrind, one worker, one connection; $small and $large requests)"
+a=$(one_server bare "$small"); b=$(one_server bare "$large"); bare_per=$(per_request "$a" "$b")
+a=$(one_server node "$small"); b=$(one_server node "$large"); one_per=$(per_request "$a" "$b")
+read -r fa oa <<<"$(forwarded "$small")"; read -r fb ob <<<"$(forwarded "$large")"
+front_per=$(per_request "$fa" "$fb"); owner_per=$(per_request "$oa" "$ob")
+echo "bare hyper (ceiling)                      $bare_per"
+echo "one-node ring                             $one_per ($(awk -v a="$one_per" -v b="$bare_per" 'BEGIN {printf "%+.0f, %.2f times", a - b, a / b}') bare hyper)"
+echo "a forwarded check: forwarding node        $front_per"
+echo "a forwarded check: its owner              $owner_per"
+echo "a forwarded check, both nodes             $((front_per + owner_per)) ($(awk -v a="$((front_per + owner_per))" -v b="$one_per" 'BEGIN {printf "%.2f", a / b}') times a local check)"
