@@ -8,7 +8,7 @@
 #     the instructions of both processes, each under callgrind.
 # Each server runs one Tokio worker; each setup is run with SMALL and then LARGE requests
 # (random users out of 10,000), and the difference is divided by LARGE - SMALL, so that
-# start-up and warm-up cancel out. Run twice, the figures agree within about 1 %
+# start-up and warm-up cancel out. Run twice, the figures agree within about 1.5 %
 # (background timers fire with wall time, which callgrind stretches).
 # Loopback only; everything started is stopped.
 #
@@ -18,6 +18,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 small=${1:-3000}
 large=${2:-13000}
+[[ "$small" =~ ^[0-9]+$ && "$large" =~ ^[0-9]+$ && "$large" -gt "$small" ]] ||
+  { echo "usage: bash bench/instructions.sh [SMALL] [LARGE], whole numbers, LARGE > SMALL"; exit 1; }
 command -v valgrind >/dev/null || { echo "bench/instructions.sh needs valgrind (apt-get install valgrind)"; exit 1; }
 cargo build --release --features redis --example node --example bare_hyper >/dev/null 2>&1 ||
   { echo "the build failed: cargo build --release --features redis --example node --example bare_hyper"; exit 1; }
@@ -44,6 +46,9 @@ for _ in range(n):
     connection.getresponse().read()
 PY
 
+# Every setup runs in this shell (no command substitution), so that a failure stops the
+# script and cleanup sees every process it started.
+
 # Starts PROGRAM ARGS... under callgrind, writing NAME.out; its pid in $traced_pid.
 traced() { # NAME PROGRAM ARGS...
   local name=$1; shift
@@ -52,14 +57,28 @@ traced() { # NAME PROGRAM ARGS...
   traced_pid=$!
   pids+=("$traced_pid")
 }
-collected() { grep -o 'Collected : [0-9]*' "$dir/$1.err" | awk '{print $3}'; }
-answers() { # PORT [PATH]: waits until PORT answers (callgrind starts slowly)
-  for _ in $(seq 150); do curl -s -o /dev/null "http://127.0.0.1:$1${2:-/check?user_id=warm}" && return; sleep 0.2; done
+# The instructions callgrind counted for NAME (a whole number, or the script stops).
+collected() {
+  local count
+  count=$(grep -o 'Collected : [0-9]*' "$dir/$1.err" | awk '{print $3}')
+  [[ "$count" =~ ^[0-9]+$ ]] || { echo "callgrind counted nothing for $1" >&2; exit 1; }
+  echo "$count"
+}
+answers() { # PORT [PATH]: waits until PORT answers (callgrind starts slowly), 30 s at most
+  for _ in $(seq 150); do
+    curl -s --max-time 2 -o /dev/null "http://127.0.0.1:$1${2:-/check?user_id=warm}" && return
+    sleep 0.2
+  done
   echo "port $1 did not answer" >&2; exit 1
 }
-stop() { kill -INT "$@"; wait "$@" || true; }
+stop() { # PID: asks it to end (callgrind then writes its counts), 30 s at most
+  kill -INT "$1"
+  for _ in $(seq 300); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$1" 2>/dev/null || true
+  wait "$1" || true
+}
 
-# Instructions of one server over REQUESTS requests: "INSTRUCTIONS".
+# Instructions of one server over REQUESTS requests, in $counted.
 one_server() { # bare|node REQUESTS
   local port pid
   port=$(free_port)
@@ -72,11 +91,11 @@ one_server() { # bare|node REQUESTS
   answers "$port"
   python3 "$dir/requests.py" "$port" "$2"
   stop "$pid"
-  collected server
+  counted=$(collected server)
 }
 
-# Instructions of the forwarding node and of its owner over REQUESTS requests:
-# "FRONT OWNER".
+# Instructions of the forwarding node and of its owner over REQUESTS requests, in
+# $front_counted and $owner_counted.
 forwarded() { # REQUESTS
   local front owner front_pid owner_pid members=$dir/members
   front=$(free_port); owner=$(free_port)
@@ -95,15 +114,15 @@ forwarded() { # REQUESTS
     { echo "the forwarding node did not leave the ring" >&2; exit 1; }
   python3 "$dir/requests.py" "$front" "$1"
   stop "$front_pid"; stop "$owner_pid"
-  echo "$(collected front) $(collected owner)"
+  front_counted=$(collected front); owner_counted=$(collected owner)
 }
 
 per_request() { awk -v a="$1" -v b="$2" -v n=$((large - small)) 'BEGIN {printf "%.0f", (b - a) / n}'; }
 echo "== instructions per request (callgrind, one worker, one connection; $small and $large requests)"
-a=$(one_server bare "$small"); b=$(one_server bare "$large"); bare_per=$(per_request "$a" "$b")
-a=$(one_server node "$small"); b=$(one_server node "$large"); one_per=$(per_request "$a" "$b")
-read -r fa oa <<<"$(forwarded "$small")"; read -r fb ob <<<"$(forwarded "$large")"
-front_per=$(per_request "$fa" "$fb"); owner_per=$(per_request "$oa" "$ob")
+one_server bare "$small"; a=$counted; one_server bare "$large"; bare_per=$(per_request "$a" "$counted")
+one_server node "$small"; a=$counted; one_server node "$large"; one_per=$(per_request "$a" "$counted")
+forwarded "$small"; fa=$front_counted; oa=$owner_counted
+forwarded "$large"; front_per=$(per_request "$fa" "$front_counted"); owner_per=$(per_request "$oa" "$owner_counted")
 echo "bare hyper (ceiling)                      $bare_per"
 echo "one-node ring                             $one_per ($(awk -v a="$one_per" -v b="$bare_per" 'BEGIN {printf "%+.0f, %.2f times", a - b, a / b}') bare hyper)"
 echo "a forwarded check: forwarding node        $front_per"

@@ -94,9 +94,10 @@ pub(crate) fn query_param<'q>(
 /// Whether the raw (still encoded) parameter name `raw` decodes to `name`. A name that
 /// fails to decode cannot be `name`; only the value's errors matter.
 fn names(raw: &str, name: &str) -> bool {
-    match is_encoded(raw) {
-        false => raw == name,
-        true => decode_form(raw).is_ok_and(|decoded| decoded == name),
+    if is_encoded(raw) {
+        decode_form(raw).is_ok_and(|decoded| decoded == name)
+    } else {
+        raw == name
     }
 }
 

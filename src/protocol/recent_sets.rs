@@ -1,9 +1,8 @@
 //! The policy sets an owner decoded lately from its peers' checks, kept so that a set's
 //! text is not parsed (nor a set allocated) again for every batch: a ring's checks name
 //! the few sets its layers were configured with, and at low load a batch carries one
-//! check, whose set was then decoded afresh each time (under callgrind, keeping the sets
-//! took an owner from 26,400 to 23,400 instructions per forwarded check; BENCHMARKS.md,
-//! "Fewer instructions per check").
+//! check, whose set was then decoded afresh each time (BENCHMARKS.md, "Fewer
+//! instructions per check").
 
 use std::sync::{Mutex, PoisonError};
 
@@ -12,9 +11,10 @@ use crate::PolicySet;
 
 /// Sets kept at most.
 const KEPT: usize = 8;
-/// The longest text kept. A valid set's text is shorter (at most 927 bytes: eight
-/// policies of a 64-byte name, `sliding`, the largest numbers and `shadow`; numbers
-/// never have leading zeros), so this is a backstop, not a limit a peer meets.
+/// The longest text kept. A valid set's text is shorter (911 bytes at most: eight
+/// policies of a 64-byte name, the largest numbers and `shadow`; 927 bounds it field by
+/// field; numbers never have leading zeros), so this is a backstop, not a limit a peer
+/// meets.
 const MAX_TEXT: usize = 1024;
 
 /// A few decoded sets, by their text: [`KEPT`] texts of [`MAX_TEXT`] bytes at most, so
@@ -175,5 +175,31 @@ mod tests {
         let recent = RecentSets::default();
         recent.decode(&wire).unwrap();
         assert_eq!(kept_texts(&recent), [wire]);
+    }
+
+    #[test]
+    fn with_every_kept_set_in_use_the_one_at_the_hand_goes() {
+        let recent = RecentSets::default();
+        for limit in 1..=KEPT as u32 {
+            recent.decode(&text(limit)).unwrap();
+        }
+        for limit in 1..=KEPT as u32 {
+            recent.decode(&text(limit)).unwrap(); // every one marked as used
+        }
+        let hand = recent.lock().hand;
+        let replaced = kept_texts(&recent)[hand].clone();
+        assert_eq!(recent.decode(&text(100)), decode_policies(&text(100)));
+        let kept = kept_texts(&recent);
+        assert_eq!(kept.len(), KEPT);
+        assert_eq!(
+            kept[hand],
+            text(100),
+            "a lap clears every mark, then the hand's goes"
+        );
+        assert!(!kept.contains(&replaced));
+        assert!(
+            recent.lock().sets.iter().all(|entry| !entry.used),
+            "no mark is left"
+        );
     }
 }
