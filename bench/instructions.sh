@@ -36,15 +36,6 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 limit=1000000000   # never reached: every check is a counted, allowed request
-cat >"$dir/requests.py" <<'PY'
-import http.client, random, sys
-port, n = int(sys.argv[1]), int(sys.argv[2])
-connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-random.seed(1)
-for _ in range(n):
-    connection.request("GET", f"/check?user_id=user-{random.randint(1, 10000)}")
-    connection.getresponse().read()
-PY
 
 # Every setup runs in this shell (no command substitution), so that a failure stops the
 # script and cleanup sees every process it started.
@@ -89,7 +80,7 @@ one_server() { # bare|node REQUESTS
   fi
   pid=$traced_pid
   answers "$port"
-  python3 "$dir/requests.py" "$port" "$2"
+  python3 bench/sequential_requests.py "$port" "$2"
   stop "$pid"
   counted=$(collected server)
 }
@@ -112,7 +103,7 @@ forwarded() { # REQUESTS
   done
   curl -s --max-time 2 "http://127.0.0.1:$front/healthz" | grep -q '"state":"out_of_ring"' ||
     { echo "the forwarding node did not leave the ring" >&2; exit 1; }
-  python3 "$dir/requests.py" "$front" "$1"
+  python3 bench/sequential_requests.py "$front" "$1"
   stop "$front_pid"; stop "$owner_pid"
   front_counted=$(collected front); owner_counted=$(collected owner)
 }

@@ -88,17 +88,6 @@ done
 
 if command -v valgrind >/dev/null && [ "${INSTRUCTIONS:-1}" = 1 ]; then
   echo "== instructions per request through a one-node ring (callgrind, 1 worker)"
-  cat >"$dir/requests.py" <<'PY'
-import http.client, random, sys
-port, n = int(sys.argv[1]), int(sys.argv[2])
-connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-random.seed(1)
-for _ in range(n):
-    connection.request("GET", f"/check?user_id=user-{random.randint(1, 10000)}")
-    connection.getresponse().read()
-connection.request("GET", "/metrics")
-connection.getresponse().read()
-PY
   node_instructions() { # BUILD REQUESTS
     local port pid
     port=$(free_port)
@@ -106,7 +95,7 @@ PY
       "$dir/node-$1" --limit $limit --advertise "127.0.0.1:$port" "$port" "127.0.0.1:$port" >/dev/null 2>"$dir/node.err" & pid=$!
     pids+=("$pid")
     for _ in $(seq 150); do curl -s -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.2; done
-    python3 "$dir/requests.py" "$port" "$2"
+    python3 bench/sequential_requests.py "$port" "$2" /metrics
     kill -INT "$pid"; wait "$pid" || true
     grep -o 'Collected : [0-9]*' "$dir/node.err" | awk '{print $3}'
   }
