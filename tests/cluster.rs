@@ -237,6 +237,19 @@ async fn an_unreachable_owner_is_counted_locally_by_default() {
 
 #[tokio::test]
 async fn a_hung_owner_times_out_after_the_peer_timeout() {
+    a_hung_owner_times_out().await;
+}
+
+// On worker threads a forwarded check has no timer of its own: the batch's is its bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_worker_threads_a_hung_owner_times_out_after_the_peer_timeout() {
+    let bounded = tokio::time::timeout(Duration::from_secs(10), a_hung_owner_times_out());
+    bounded
+        .await
+        .expect("the check is answered, not left waiting");
+}
+
+async fn a_hung_owner_times_out() {
     let clock = mid_window_clock();
     let mut bound = listeners(1).await;
     let (listener, me) = bound.pop().unwrap();

@@ -228,6 +228,23 @@ async fn batched_checks_get_the_failure_mode_when_redis_is_down_or_hung() {
     if !available("batched_checks_get_the_failure_mode_when_redis_is_down_or_hung") {
         return;
     }
+    down_or_hung().await;
+}
+
+// On worker threads a queued check has no timer of its own: its batch's is its bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(ringlimit_no_redis_server, ignore = "redis-server is not installed")]
+async fn on_worker_threads_batched_checks_get_the_failure_mode_when_redis_is_down_or_hung() {
+    if !available(
+        "on_worker_threads_batched_checks_get_the_failure_mode_when_redis_is_down_or_hung",
+    ) {
+        return;
+    }
+    down_or_hung().await;
+}
+
+/// Every failure mode, against a Redis that is down and one that is hung.
+async fn down_or_hung() {
     // Port 1: nothing listens there, and no test's redis-server can take it.
     let dead = "redis://127.0.0.1:1".to_owned();
     let (hung, _) = hung_peer().await;
