@@ -20,7 +20,7 @@ use http::StatusCode;
 use percent_encoding::{percent_decode_str, utf8_percent_encode};
 
 use super::check::{Asked, PeerAnswer, PeerState, USER_ID_ESCAPES};
-use super::policies::{encode_each, encode_policies, Told};
+use super::policies::{decimal, encode_each, encode_policies, Told};
 use super::recent_sets::RecentSets;
 use crate::{Decisions, PolicySet};
 
@@ -144,27 +144,33 @@ pub(crate) struct LineRefused {
 /// Reads a batch answer of newer-form lines; it must have one line per check
 /// (`expected`). A line whose status is not `200` or `429` fails that check alone.
 pub(crate) fn decode_answers(body: &[u8], expected: usize) -> Result<Answers, String> {
-    let text = std::str::from_utf8(body).map_err(|_| "batch answer is not UTF-8")?;
+    let bad = |line: &[u8]| format!("bad batch answer line {:?}", String::from_utf8_lossy(line));
     let mut answers = Vec::with_capacity(expected);
-    for line in text.lines() {
-        let mut fields = line.split(' ');
-        let status = fields.next().unwrap_or_default();
-        answers.push(match status {
-            "200" | "429" => {
-                let told = Told::decode(fields)
-                    .ok_or_else(|| format!("bad batch answer line {line:?}"))?;
-                Ok(PeerAnswer {
-                    allowed: status == "200",
-                    state: PeerState::default(),
-                    told: Some(told),
-                })
-            }
-            other => match other.parse::<u16>() {
-                Ok(status) => Err(LineRefused {
+    // Lines much as `str::lines` reads them: the last may end without a newline, and a
+    // `\r` at a line's end is dropped.
+    let body = body.strip_suffix(b"\n").unwrap_or(body);
+    for line in body
+        .split(|&byte| byte == b'\n')
+        .filter(|_| !body.is_empty())
+    {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let (status, told) = match line.iter().position(|&byte| byte == b' ') {
+            Some(space) => (&line[..space], Some(&line[space + 1..])),
+            None => (line, None),
+        };
+        answers.push(match (status, told) {
+            (b"200" | b"429", Some(told)) => Ok(PeerAnswer {
+                allowed: status == b"200",
+                state: PeerState::default(),
+                told: Some(Told::decode(told).ok_or_else(|| bad(line))?),
+            }),
+            (b"200" | b"429", None) => return Err(bad(line)),
+            (other, _) => match decimal(other).and_then(|status| u16::try_from(status).ok()) {
+                Some(status) => Err(LineRefused {
                     status,
-                    why: format!("peer refused a batched check ({other})"),
+                    why: format!("peer refused a batched check ({status})"),
                 }),
-                Err(_) => return Err(format!("bad batch answer line {line:?}")),
+                None => return Err(bad(line)),
             },
         });
     }

@@ -9,12 +9,14 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
-use super::batch_body::{decode_answers, decode_checks, encode_checks, from_older_node};
+use super::batch_body::{
+    decode_answers, decode_checks, encode_answer, encode_checks, from_older_node,
+};
 use super::check::Asked;
 use super::policies::{decode_policies, encode_policies, Told};
 use super::recent_sets::RecentSets;
 use crate::policy::{Algorithm, PolicyName, PolicySet};
-use crate::Policy;
+use crate::{Decision, Decisions, Policy};
 
 /// Wire-ish text: the separators that matter to the parsers, digits, and anything else.
 fn wire_text() -> impl Strategy<Value = String> {
@@ -74,7 +76,7 @@ proptest! {
     #[test]
     fn the_wire_parsers_never_panic(text in wire_text()) {
         let _ = decode_policies(&text);
-        let _ = Told::decode(text.split(' '));
+        let _ = Told::decode(text.as_bytes());
         let _ = decode_checks(&text, &RecentSets::default()).count();
         let _ = decode_answers(text.as_bytes(), 3);
         let _ = from_older_node(text.as_bytes());
@@ -116,6 +118,46 @@ proptest! {
             let afresh: Vec<_> = decode_checks(text, &RecentSets::default()).collect();
             prop_assert_eq!(&kept, &afresh);
             prop_assert_eq!(&kept[0].1, &Some((Cow::Borrowed(key.as_str()), Asked::Policies(set.clone()))));
+        }
+    }
+
+    // What an owner answers to a batch reads back as it decided, line by line: each
+    // policy's decision for the lines it decided, the status of those it refused.
+    #[test]
+    fn a_batch_answer_reads_back_whole(
+        lines in prop::collection::vec(
+            (set(), prop::collection::vec((any::<bool>(), any::<u32>(), any::<u64>()), 8), any::<bool>()),
+            1..20,
+        ),
+    ) {
+        let mut body = String::new();
+        let mut expected = Vec::new();
+        for (set, picks, refused) in &lines {
+            if *refused {
+                encode_answer(&mut body, Err(&http::StatusCode::BAD_REQUEST), true);
+                expected.push(None);
+            } else {
+                // Within each policy's bounds, as an owner decides.
+                let decisions = Decisions::from_fn(set, |i, policy| {
+                    let (allowed, remaining, reset_ms) = picks[i];
+                    let longest = policy.longest_reset().as_millis() as u64;
+                    let reset = Duration::from_millis(reset_ms % (longest + 1));
+                    Decision::new(allowed, policy.limit(), remaining % policy.limit().saturating_add(1).max(1), reset)
+                });
+                encode_answer(&mut body, Ok(&decisions), true);
+                expected.push(Some((set, decisions)));
+            }
+        }
+        let answers = decode_answers(body.as_bytes(), lines.len()).unwrap();
+        for (answer, expected) in answers.into_iter().zip(expected) {
+            match (answer, expected) {
+                (Ok(answer), Some((set, decisions))) => {
+                    prop_assert_eq!(answer.allowed, decisions.allowed());
+                    prop_assert_eq!(answer.told.unwrap().decisions(set), Some(decisions));
+                }
+                (Err(refused), None) => prop_assert_eq!(refused.status, 400),
+                (answer, expected) => prop_assert!(false, "{:?} for {:?}", answer, expected.is_some()),
+            }
         }
     }
 }

@@ -199,8 +199,7 @@ async fn ask(
     let told = response
         .headers()
         .get(DECISIONS)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| Told::decode(value.split(' ')));
+        .and_then(|value| Told::decode(value.as_bytes()));
     // Read the short body to its end so the connection goes back to the pool.
     read_body(response.into_body(), MAX_ANSWER_BYTES).await?;
     Ok(Ok(PeerAnswer {
