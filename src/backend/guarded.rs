@@ -2,12 +2,8 @@
 //! destination's circuit, the answer turned into a decision, or, when there is none (the
 //! circuit is open, the call failed or timed out), the failure mode's decision.
 
-use std::error::Error;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
-
-use tokio::time::Instant;
 
 use super::failure::fail;
 use super::{BackendError, Check, FailureMode, MemoryBackend, RemoteFuture};
@@ -72,31 +68,5 @@ impl<C: Clock> Guard<'_, C> {
                 }
             }
         }))
-    }
-}
-
-/// Runs `asked` until `deadline` (`timeout` after it started), naming `target` in any
-/// failure: the one place a remote check's deadline and errors become a [`BackendError`].
-pub(crate) async fn within<T, E>(
-    deadline: Instant,
-    timeout: Duration,
-    target: String,
-    asked: impl Future<Output = Result<T, E>>,
-) -> Result<T, BackendError>
-where
-    E: Into<Box<dyn Error + Send + Sync>>,
-{
-    let timed_out = |target| BackendError::Timeout {
-        target,
-        after: timeout,
-    };
-    // Past its deadline, a check is not even started: its caller already has an answer.
-    if Instant::now() >= deadline {
-        return Err(timed_out(target));
-    }
-    match tokio::time::timeout_at(deadline, asked).await {
-        Ok(Ok(answer)) => Ok(answer),
-        Ok(Err(source)) => Err(BackendError::unavailable(target, source)),
-        Err(_) => Err(timed_out(target)),
     }
 }

@@ -32,6 +32,8 @@ mod memory;
 mod redis;
 #[cfg(any(feature = "cluster", feature = "redis"))]
 mod remote_future;
+#[cfg(any(feature = "cluster", feature = "redis"))]
+mod within;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -52,14 +54,14 @@ pub use cluster::{
 #[cfg(any(feature = "cluster", feature = "redis"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "cluster", feature = "redis"))))]
 pub use failure::{FailureMode, UnknownFailureMode};
-#[cfg(any(feature = "cluster", feature = "redis"))]
-pub(crate) use guarded::within;
 #[cfg(feature = "cluster")]
 pub(crate) use memory::Held;
 pub use memory::{MemoryBackend, MemoryBuilder, DEFAULT_MAX_KEYS, MAX_STORES};
 #[cfg(any(feature = "cluster", feature = "redis"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "cluster", feature = "redis"))))]
 pub use remote_future::RemoteFuture;
+#[cfg(any(feature = "cluster", feature = "redis"))]
+pub(crate) use within::within;
 
 use crate::policy::PolicySet;
 use crate::Decisions;

@@ -2,7 +2,11 @@
 //! queue (checks, batches, round trips) and its circuit (errors, open or closed).
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use std::time::Instant;
+
+use pin_project_lite::pin_project;
 
 use super::handles::{counter, gauge, histogram, Counter, Gauge, Histogram};
 
@@ -89,17 +93,44 @@ impl RemoteMetrics {
     }
 
     /// Runs `call`, one request of `checks` checks to this remote, and records it: the
-    /// checks, the batch size and the round trip.
-    pub(crate) async fn measure<T>(&self, checks: usize, call: impl Future<Output = T>) -> T {
-        if !cfg!(feature = "metrics") {
-            return call.await; // no clock read for nothing
+    /// checks, the batch size and the round trip. A future of its own rather than an
+    /// `async fn`, which would hold `call` (a batch's, a few KiB) twice.
+    pub(crate) fn measure<F: Future>(&self, checks: usize, call: F) -> Measured<'_, F> {
+        // No clock read for nothing.
+        let sent = cfg!(feature = "metrics").then(|| {
+            self.checks.increment(checks as u64);
+            self.batch_size.record(checks as f64);
+            Instant::now()
+        });
+        Measured {
+            call,
+            sent,
+            metrics: self,
         }
-        self.checks.increment(checks as u64);
-        self.batch_size.record(checks as f64);
-        let sent = Instant::now();
-        let answer = call.await;
-        self.round_trip.record(sent.elapsed().as_secs_f64());
-        answer
+    }
+}
+
+pin_project! {
+    /// The future of [`RemoteMetrics::measure`].
+    #[must_use = "futures do nothing unless polled"]
+    pub(crate) struct Measured<'a, F> {
+        #[pin]
+        call: F,
+        sent: Option<Instant>,
+        metrics: &'a RemoteMetrics,
+    }
+}
+
+impl<F: Future> Future for Measured<'_, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let answer = ready!(this.call.poll(cx));
+        if let Some(sent) = this.sent.take() {
+            this.metrics.round_trip.record(sent.elapsed().as_secs_f64());
+        }
+        Poll::Ready(answer)
     }
 }
 

@@ -146,19 +146,22 @@ pub(super) enum BatchReply {
 
 impl PeerClient {
     /// Asks `member` to check all of `checks` (`(user id, policies)`) in one request on
-    /// one of `connections` (the peer's own, not the pool's); gives up at `deadline`.
-    pub(super) async fn check_batch<'a>(
+    /// one of `connections` (the peer's own, not the pool's); gives up at `deadline`. The
+    /// body is written before the future is: not an `async fn`, which would hold the
+    /// call's future twice (see [`within`]).
+    pub(super) fn check_batch<'a>(
         &self,
-        connections: &KeptConnections,
-        member: &str,
+        connections: &'a KeptConnections,
+        member: &'a str,
         checks: impl ExactSizeIterator<Item = (&'a str, &'a PolicySet)>,
         deadline: Instant,
-    ) -> Result<BatchReply, BackendError> {
+    ) -> impl Future<Output = Result<BatchReply, BackendError>> + 'a {
         let expected = checks.len();
         let body = encode_checks(checks);
         let path = Ok(Uri::from_static(CHECK_PATH));
-        let request = self.forwarded(Method::POST, member, path, body)?;
-        let asked = async {
+        let request = self.forwarded(Method::POST, member, path, body);
+        let asked = async move {
+            let request = request.map_err(BoxError::from)?;
             let (status, body) = connections
                 .send(member, request, MAX_BATCH_ANSWER_BYTES)
                 .await?;
@@ -176,7 +179,7 @@ impl PeerClient {
                 other => Err(BoxError::from(format!("peer answered {other} to a batch"))),
             }
         };
-        within(deadline, self.timeout, member.to_owned(), asked).await
+        within(deadline, self.timeout, member.to_owned(), asked)
     }
 }
 
