@@ -6,14 +6,20 @@
 #   - a forwarded check: a node left out of its own members file (it owns nothing and
 #     forwards every check) asked the same way, its owner (a one-node ring) answering;
 #     the instructions of both processes, each under callgrind.
-# Each server runs one Tokio worker; each setup is run with SMALL and then LARGE requests
-# (random users out of 10,000), and the difference is divided by LARGE - SMALL, so that
-# start-up and warm-up cancel out. Run twice, the figures agree within about 1.5 %
-# (background timers fire with wall time, which callgrind stretches).
+#   - forwarded checks under load, in batches: the same two nodes driven by wrk (-t1) at
+#     each of LOADED connections for 10 s, counted from after a warm-up; per check, and
+#     the checks a batch carried (under callgrind's slowdown, so not those of a run at
+#     full speed).
+# Each server runs one Tokio worker; each sequential setup is run with SMALL and then
+# LARGE requests (random users out of 10,000), and the difference is divided by LARGE -
+# SMALL, so that start-up and warm-up cancel out. Run twice, the figures agree within
+# about 1.5 % (background timers fire with wall time, which callgrind stretches); those
+# under load within about 1.5 % at 8 connections and 0.2 % at 64 (batches vary).
 # Loopback only; everything started is stopped.
 #
 #   bash bench/instructions.sh [SMALL (3000)] [LARGE (13000)]
 #   NODE=PATH bash bench/instructions.sh     a node built elsewhere (to compare builds)
+#   LOADED="8 64" bash bench/instructions.sh the connection counts under load ("" skips)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 small=${1:-3000}
@@ -21,6 +27,13 @@ large=${2:-13000}
 [[ "$small" =~ ^[0-9]+$ && "$large" =~ ^[0-9]+$ && "$large" -gt "$small" ]] ||
   { echo "usage: bash bench/instructions.sh [SMALL] [LARGE], whole numbers, LARGE > SMALL"; exit 1; }
 command -v valgrind >/dev/null || { echo "bench/instructions.sh needs valgrind (apt-get install valgrind)"; exit 1; }
+loaded=${LOADED-8 64}
+for c in $loaded; do
+  [[ "$c" =~ ^[1-9][0-9]*$ ]] || { echo "LOADED: connection counts, whole numbers above 0"; exit 1; }
+done
+if [ -n "$loaded" ]; then
+  command -v wrk >/dev/null || { echo "bench/instructions.sh needs wrk for LOADED (apt-get install wrk), or LOADED=\"\""; exit 1; }
+fi
 cargo build --release --features redis --example node --example bare_hyper >/dev/null 2>&1 ||
   { echo "the build failed: cargo build --release --features redis --example node --example bare_hyper"; exit 1; }
 node=${NODE:-target/release/examples/node}
@@ -30,7 +43,7 @@ pids=()
 cleanup() {
   kill "${pids[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
-  rm -rf "$dir"
+  [ -n "${KEEP:-}" ] || rm -rf "$dir"
 }
 trap cleanup EXIT
 
@@ -108,6 +121,49 @@ forwarded() { # REQUESTS
   front_counted=$(collected front); owner_counted=$(collected owner)
 }
 
+# Instructions since the last zeroing, from the dump callgrind_control -d wrote for NAME.
+dumped() {
+  local count
+  count=$(awk '/^(summary|totals):/ {print $2; exit}' "$dir/$1.out.1" 2>/dev/null || true)
+  [[ "$count" =~ ^[0-9]+$ ]] || { echo "callgrind dumped nothing for $1" >&2; exit 1; }
+  echo "$count"
+}
+
+forwarded_under_load() { # CONNECTIONS
+  local front owner front_pid owner_pid members=$dir/members-$1 out requests batches
+  front=$(free_port); owner=$(free_port)
+  traced "owner-$1" "$node" --limit $limit --advertise "127.0.0.1:$owner" "$owner" "127.0.0.1:$owner"
+  owner_pid=$traced_pid
+  printf '127.0.0.1:%s\n127.0.0.1:%s\n' "$front" "$owner" >"$members"
+  traced "front-$1" "$node" --limit $limit --advertise "127.0.0.1:$front" --members-file "$members" "$front"
+  front_pid=$traced_pid
+  answers "$owner" /healthz; answers "$front" /healthz
+  printf '127.0.0.1:%s\n' "$owner" >"$members.new" && mv "$members.new" "$members"
+  for _ in $(seq 150); do
+    curl -s --max-time 2 "http://127.0.0.1:$front/healthz" | grep -q '"state":"out_of_ring"' && break
+    sleep 0.2
+  done
+  curl -s --max-time 2 "http://127.0.0.1:$front/healthz" | grep -q '"state":"out_of_ring"' ||
+    { echo "the forwarding node did not leave the ring" >&2; exit 1; }
+  python3 bench/sequential_requests.py "$front" 200 >/dev/null
+  callgrind_control -z "$front_pid" >/dev/null 2>&1; callgrind_control -z "$owner_pid" >/dev/null 2>&1
+  out=$(wrk -t1 -c"$1" -d10s -s bench/random_users.lua "http://127.0.0.1:$front")
+  callgrind_control -d "$front_pid" >/dev/null 2>&1; callgrind_control -d "$owner_pid" >/dev/null 2>&1
+  requests=$(echo "$out" | grep -o '[0-9]* requests in' | awk '{print $1}')
+  [[ "$requests" =~ ^[1-9][0-9]*$ ]] || { echo "wrk measured nothing at $1 connections" >&2; exit 1; }
+  if grep -q 'Non-2xx' <<<"$out"; then echo "wrk saw errors at $1 connections: $out" >&2; exit 1; fi
+  loaded_front=$(( $(dumped "front-$1") / requests )); loaded_owner=$(( $(dumped "owner-$1") / requests ))
+  # Batches: the calls that wrote a batch's body, read off the forwarding node's counts.
+  callgrind_annotate --tree=calling --threshold=100 "$dir/front-$1.out.1" >"$dir/front-$1.calls" 2>/dev/null
+  batches=$(grep -m1 '>   .*batch_body::encode_checks (' "$dir/front-$1.calls" | grep -o '([0-9,]*x)' | tr -d '(),x' || true)
+  # A build that inlined it (NODE=PATH) leaves the batches uncounted, and says so.
+  per_batch="checks a batch not counted: encode_checks inlined in this build"
+  if [[ "$batches" =~ ^[1-9][0-9]*$ ]]; then
+    per_batch=$(awk -v r="$requests" -v b="$batches" 'BEGIN {printf "%.1f checks a batch", r / b}')
+  fi
+  stop "$front_pid"; stop "$owner_pid"
+}
+
 per_request() { awk -v a="$1" -v b="$2" -v n=$((large - small)) 'BEGIN {printf "%.0f", (b - a) / n}'; }
 echo "== instructions per request (callgrind, one worker, one connection; $small and $large requests)"
 one_server bare "$small"; a=$counted; one_server bare "$large"; bare_per=$(per_request "$a" "$counted")
@@ -119,3 +175,7 @@ echo "one-node ring                             $one_per ($(awk -v a="$one_per" 
 echo "a forwarded check: forwarding node        $front_per"
 echo "a forwarded check: its owner              $owner_per"
 echo "a forwarded check, both nodes             $((front_per + owner_per)) ($(awk -v a="$((front_per + owner_per))" -v b="$one_per" 'BEGIN {printf "%.2f", a / b}') times a local check)"
+for c in $loaded; do
+  forwarded_under_load "$c"
+  echo "under load, $c connections (wrk -t1 -c$c, $per_batch): forwarding node $loaded_front, owner $loaded_owner instructions a check"
+done

@@ -109,11 +109,11 @@ impl<S: SendBatch> Coalescer<S> {
     ///
     /// The dispatcher answers every check by its deadline (it leaves out checks whose
     /// deadline passed in the queue, and each batch gives up at its oldest check's), so a
-    /// caller arms no timer of its own when worker threads drive the dispatcher: a timer
-    /// per forwarded check was a tenth of what queueing it cost (BENCHMARKS.md, "Issue
-    /// 19"). On a current-thread runtime the dispatcher runs only while that runtime is
-    /// driven, which a caller on another runtime cannot know, so there each caller's wait
-    /// is bounded by its own timer.
+    /// caller arms no timer of its own when worker threads drive the dispatcher (one
+    /// cost about 900 instructions a forwarded check, of 22,500 on the forwarding node at
+    /// 64 connections: BENCHMARKS.md, "Issue 19"). On a current-thread runtime the
+    /// dispatcher runs only while that runtime is driven, which a caller on another
+    /// runtime cannot know, so there each caller's wait is bounded by its own timer.
     pub(crate) fn check(
         &self,
         key: Arc<str>,
