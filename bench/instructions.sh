@@ -20,13 +20,16 @@
 #   bash bench/instructions.sh [SMALL (3000)] [LARGE (13000)]
 #   NODE=PATH bash bench/instructions.sh     a node built elsewhere (to compare builds)
 #   LOADED="8 64" bash bench/instructions.sh the connection counts under load ("" skips)
+#   KEEP=1 bash bench/instructions.sh        keeps callgrind's files (the path is printed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 small=${1:-3000}
 large=${2:-13000}
 [[ "$small" =~ ^[0-9]+$ && "$large" =~ ^[0-9]+$ && "$large" -gt "$small" ]] ||
   { echo "usage: bash bench/instructions.sh [SMALL] [LARGE], whole numbers, LARGE > SMALL"; exit 1; }
-command -v valgrind >/dev/null || { echo "bench/instructions.sh needs valgrind (apt-get install valgrind)"; exit 1; }
+for tool in valgrind callgrind_control callgrind_annotate; do
+  command -v "$tool" >/dev/null || { echo "bench/instructions.sh needs $tool (apt-get install valgrind)"; exit 1; }
+done
 loaded=${LOADED-8 64}
 for c in $loaded; do
   [[ "$c" =~ ^[1-9][0-9]*$ ]] || { echo "LOADED: connection counts, whole numbers above 0"; exit 1; }
@@ -43,7 +46,7 @@ pids=()
 cleanup() {
   kill "${pids[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
-  [ -n "${KEEP:-}" ] || rm -rf "$dir"
+  if [ -n "${KEEP:-}" ]; then echo "callgrind's files: $dir" >&2; else rm -rf "$dir"; fi
 }
 trap cleanup EXIT
 
@@ -64,7 +67,7 @@ traced() { # NAME PROGRAM ARGS...
 # The instructions callgrind counted for NAME (a whole number, or the script stops).
 collected() {
   local count
-  count=$(grep -o 'Collected : [0-9]*' "$dir/$1.err" | awk '{print $3}')
+  count=$(grep -o 'Collected : [0-9]*' "$dir/$1.err" | awk '{print $3}' || true)
   [[ "$count" =~ ^[0-9]+$ ]] || { echo "callgrind counted nothing for $1" >&2; exit 1; }
   echo "$count"
 }
@@ -98,39 +101,11 @@ one_server() { # bare|node REQUESTS
   counted=$(collected server)
 }
 
-# Instructions of the forwarding node and of its owner over REQUESTS requests, in
-# $front_counted and $owner_counted.
-forwarded() { # REQUESTS
-  local front owner front_pid owner_pid members=$dir/members
-  front=$(free_port); owner=$(free_port)
-  traced owner "$node" --limit $limit --advertise "127.0.0.1:$owner" "$owner" "127.0.0.1:$owner"
-  owner_pid=$traced_pid
-  printf '127.0.0.1:%s\n127.0.0.1:%s\n' "$front" "$owner" >"$members"
-  traced front "$node" --limit $limit --advertise "127.0.0.1:$front" --members-file "$members" "$front"
-  front_pid=$traced_pid
-  answers "$owner" /healthz; answers "$front" /healthz
-  printf '127.0.0.1:%s\n' "$owner" >"$members.new" && mv "$members.new" "$members"
-  for _ in $(seq 150); do
-    curl -s --max-time 2 "http://127.0.0.1:$front/healthz" | grep -q '"state":"out_of_ring"' && break
-    sleep 0.2
-  done
-  curl -s --max-time 2 "http://127.0.0.1:$front/healthz" | grep -q '"state":"out_of_ring"' ||
-    { echo "the forwarding node did not leave the ring" >&2; exit 1; }
-  python3 bench/sequential_requests.py "$front" "$1"
-  stop "$front_pid"; stop "$owner_pid"
-  front_counted=$(collected front); owner_counted=$(collected owner)
-}
-
-# Instructions since the last zeroing, from the dump callgrind_control -d wrote for NAME.
-dumped() {
-  local count
-  count=$(awk '/^(summary|totals):/ {print $2; exit}' "$dir/$1.out.1" 2>/dev/null || true)
-  [[ "$count" =~ ^[0-9]+$ ]] || { echo "callgrind dumped nothing for $1" >&2; exit 1; }
-  echo "$count"
-}
-
-forwarded_under_load() { # CONNECTIONS
-  local front owner front_pid owner_pid members=$dir/members-$1 out requests batches
+# Starts a forwarding node and its owner (a one-node ring), each under callgrind as
+# front-SUFFIX and owner-SUFFIX: the forwarding node is left out of its own members
+# file, so it owns nothing and forwards every check. Sets $front, $front_pid, $owner_pid.
+two_nodes() { # SUFFIX
+  local owner members=$dir/members-$1
   front=$(free_port); owner=$(free_port)
   traced "owner-$1" "$node" --limit $limit --advertise "127.0.0.1:$owner" "$owner" "127.0.0.1:$owner"
   owner_pid=$traced_pid
@@ -145,19 +120,57 @@ forwarded_under_load() { # CONNECTIONS
   done
   curl -s --max-time 2 "http://127.0.0.1:$front/healthz" | grep -q '"state":"out_of_ring"' ||
     { echo "the forwarding node did not leave the ring" >&2; exit 1; }
-  python3 bench/sequential_requests.py "$front" 200 >/dev/null
-  callgrind_control -z "$front_pid" >/dev/null 2>&1; callgrind_control -z "$owner_pid" >/dev/null 2>&1
-  out=$(wrk -t1 -c"$1" -d10s -s bench/random_users.lua "http://127.0.0.1:$front")
-  callgrind_control -d "$front_pid" >/dev/null 2>&1; callgrind_control -d "$owner_pid" >/dev/null 2>&1
-  requests=$(echo "$out" | grep -o '[0-9]* requests in' | awk '{print $1}')
+}
+
+# Instructions of the forwarding node and of its owner over REQUESTS requests, in
+# $front_counted and $owner_counted.
+forwarded() { # REQUESTS
+  two_nodes "$1"
+  python3 bench/sequential_requests.py "$front" "$1"
+  stop "$front_pid"; stop "$owner_pid"
+  front_counted=$(collected "front-$1"); owner_counted=$(collected "owner-$1")
+}
+
+# Asks callgrind in PID to zero (-z) or dump (-d) its counts, 30 s at most.
+callgrind_says() { # -z|-d PID
+  timeout 30 callgrind_control "$1" "$2" >/dev/null 2>&1 ||
+    { echo "callgrind_control $1 $2 failed (or took over 30 s)" >&2; exit 1; }
+}
+
+# Instructions since the last zeroing, from the dump callgrind_control -d wrote for NAME.
+dumped() {
+  local count
+  count=$(awk '/^(summary|totals):/ {print $2; exit}' "$dir/$1.out.1" 2>/dev/null || true)
+  [[ "$count" =~ ^[0-9]+$ ]] || { echo "callgrind dumped nothing for $1" >&2; exit 1; }
+  dumped_count=$count
+}
+
+# Instructions a check on the forwarding node and on its owner while wrk keeps
+# CONNECTIONS requests in flight for 10 s, in $loaded_front and $loaded_owner; the checks
+# a batch carried, in $per_batch.
+forwarded_under_load() { # CONNECTIONS
+  local out requests batches
+  two_nodes "loaded-$1"
+  python3 bench/sequential_requests.py "$front" 200 >/dev/null   # warm-up
+  callgrind_says -z "$front_pid"; callgrind_says -z "$owner_pid"
+  # A long timeout: under callgrind a request can take seconds, and one wrk gave up on
+  # would be worked on without being counted.
+  out=$(wrk -t1 -c"$1" -d10s --timeout 30s -s bench/random_users.lua "http://127.0.0.1:$front")
+  callgrind_says -d "$front_pid"; callgrind_says -d "$owner_pid"
+  requests=$(grep -o '[0-9]* requests in' <<<"$out" | awk '{print $1}' || true)
   [[ "$requests" =~ ^[1-9][0-9]*$ ]] || { echo "wrk measured nothing at $1 connections" >&2; exit 1; }
-  if grep -q 'Non-2xx' <<<"$out"; then echo "wrk saw errors at $1 connections: $out" >&2; exit 1; fi
-  loaded_front=$(( $(dumped "front-$1") / requests )); loaded_owner=$(( $(dumped "owner-$1") / requests ))
+  if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
+    echo "wrk saw errors at $1 connections: $out" >&2; exit 1
+  fi
+  dumped "front-loaded-$1"; loaded_front=$((dumped_count / requests))
+  dumped "owner-loaded-$1"; loaded_owner=$((dumped_count / requests))
   # Batches: the calls that wrote a batch's body, read off the forwarding node's counts.
-  callgrind_annotate --tree=calling --threshold=100 "$dir/front-$1.out.1" >"$dir/front-$1.calls" 2>/dev/null
-  batches=$(grep -m1 '>   .*batch_body::encode_checks (' "$dir/front-$1.calls" | grep -o '([0-9,]*x)' | tr -d '(),x' || true)
-  # A build that inlined it (NODE=PATH) leaves the batches uncounted, and says so.
-  per_batch="checks a batch not counted: encode_checks inlined in this build"
+  callgrind_annotate --tree=calling --threshold=100 "$dir/front-loaded-$1.out.1" \
+    >"$dir/front-loaded-$1.calls" 2>/dev/null || true
+  batches=$(grep -m1 '>   .*batch_body::encode_checks (' "$dir/front-loaded-$1.calls" |
+    grep -o '([0-9,]*x)' | tr -d '(),x' || true)
+  # A build that inlined it, or names it otherwise (NODE=PATH), leaves them uncounted.
+  per_batch="checks a batch not counted: no calls of encode_checks found in this build"
   if [[ "$batches" =~ ^[1-9][0-9]*$ ]]; then
     per_batch=$(awk -v r="$requests" -v b="$batches" 'BEGIN {printf "%.1f checks a batch", r / b}')
   fi

@@ -11,7 +11,8 @@ use crate::Decisions;
 /// The future of a check answered remotely (by a key's owner, or by Redis): the
 /// [`Backend::Future`](super::Backend::Future) of [`ClusterBackend`](super::ClusterBackend)
 /// and `RedisBackend`. It always ends in a decision or an error, within the backend's
-/// timeout.
+/// timeout, when it is `.await`ed: a Tokio worker thread that blocks on it instead
+/// (`futures::executor::block_on` inside a task) may hold up the queue that answers it.
 #[must_use = "futures do nothing unless polled"]
 pub struct RemoteFuture {
     inner: Pin<Box<dyn Future<Output = Result<Decisions, BackendError>> + Send>>,

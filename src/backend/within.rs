@@ -13,8 +13,8 @@ use tokio::time::{Instant, Timeout};
 use super::BackendError;
 
 /// Runs `asked` until `deadline` (`timeout` after it started), naming `target` in any
-/// failure. Past its deadline a call is not even started: its caller already has an
-/// answer.
+/// failure. A call first polled past its deadline is not even started: its caller
+/// already has an answer.
 ///
 /// A future of its own rather than an `async fn`: an `async fn` would hold `asked` twice
 /// (as its argument and as what it awaits), and a batch's call is a few KiB, boxed and
@@ -30,8 +30,9 @@ where
     E: Into<Box<dyn Error + Send + Sync>>,
 {
     Within {
-        late: Instant::now() >= deadline,
         asked: tokio::time::timeout_at(deadline, asked),
+        deadline,
+        started: false,
         target,
         timeout,
     }
@@ -43,7 +44,9 @@ pin_project! {
     pub(crate) struct Within<F> {
         #[pin]
         asked: Timeout<F>,
-        late: bool,
+        deadline: Instant,
+        // Polled before: past the deadline now, it is the timer that says so.
+        started: bool,
         target: String,
         timeout: Duration,
     }
@@ -62,7 +65,7 @@ where
             target: std::mem::take(target),
             after: *this.timeout,
         };
-        if *this.late {
+        if !std::mem::replace(this.started, true) && Instant::now() >= *this.deadline {
             return Poll::Ready(Err(timed_out(this.target)));
         }
         Poll::Ready(match ready!(this.asked.poll(cx)) {
@@ -94,6 +97,20 @@ mod tests {
             .unwrap_err();
         assert!(matches!(error, BackendError::Timeout { ref target, after }
             if target == "owner" && after == Duration::from_millis(5)));
+        assert!(!started.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_first_polled_past_its_deadline_is_never_started() {
+        let started = AtomicBool::new(false);
+        let asked = async {
+            started.store(true, Ordering::SeqCst);
+            Ok::<_, std::io::Error>(())
+        };
+        let deadline = Instant::now() + Duration::from_millis(5);
+        let call = within(deadline, Duration::from_millis(5), "owner".into(), asked);
+        tokio::time::advance(Duration::from_millis(10)).await;
+        assert!(matches!(call.await, Err(BackendError::Timeout { .. })));
         assert!(!started.load(Ordering::SeqCst));
     }
 

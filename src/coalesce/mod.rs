@@ -4,7 +4,7 @@
 //! A check never waits behind a batch in flight while the target has room: up to
 //! [`SendBatch::IN_FLIGHT`] batches are on the wire at once, and the dispatcher sends
 //! whatever is queued the moment a slot is free, as long as fewer than
-//! [`BUSY_AT_CHECKS`] checks are out. So a lone check goes at once, and under load
+//! [`BUSY_AT_CHECKS`](dispatch::BUSY_AT_CHECKS) checks are out. So a lone check goes at once, and under load
 //! (batches out that carry that many checks) the checks that queue leave together when
 //! one is answered, up to the sender's cap. A check whose deadline passed while it
 //! queued is answered as timed out and never sent: its caller has had its answer
@@ -13,7 +13,8 @@
 //! The dispatcher is one task that drives its batches in flight itself (no task per
 //! batch, no task switch between a batch and its I/O). It runs on the runtime of the
 //! check that started it. If that runtime is dropped (a test, a CLI that builds a runtime
-//! per command), the next check starts a new dispatcher on its own runtime.
+//! per command), the next check starts a new dispatcher on its own runtime. The runtime
+//! needs its timer (`enable_time`, or `enable_all`): batches give up by their deadlines.
 
 mod dispatch;
 #[cfg(test)]
@@ -31,6 +32,8 @@ use tokio::time::Instant;
 use crate::error::BackendError;
 use crate::observe::RemoteMetrics;
 use crate::PolicySet;
+use dispatch::dispatch;
+pub(crate) use dispatch::fail_all;
 
 /// One queued check.
 pub(crate) struct Job<A> {
@@ -51,9 +54,10 @@ pub(crate) trait SendBatch: Clone + Send + Sync + 'static {
     /// Batches on the wire at once at most (each on its own connection, or multiplexed).
     const IN_FLIGHT: usize;
 
-    /// Sends `batch` and replies to each of its jobs, by the deadline of its oldest job
-    /// (the first) at the latest: a caller whose dispatcher runs on worker threads has no
-    /// timer of its own (see [`Coalescer::check`]), so this bound is its only one.
+    /// Sends `batch` and replies to each of its jobs, each by its own deadline at the
+    /// latest (a request carrying several gives up at its first job's, the oldest): a
+    /// caller whose dispatcher runs on worker threads has no timer of its own (see
+    /// [`Coalescer::check`]), so this bound is its only one.
     fn send(&self, batch: Vec<Job<Self::Answer>>) -> impl Future<Output = ()> + Send;
 }
 
@@ -61,9 +65,8 @@ pub(crate) trait SendBatch: Clone + Send + Sync + 'static {
 #[derive(Debug)]
 struct Running<A> {
     queue: mpsc::UnboundedSender<Job<A>>,
-    /// Whether a multi-threaded runtime's worker threads drive the dispatcher, so that it
-    /// runs whatever the caller's thread does (see [`Coalescer::check`]).
-    on_workers: bool,
+    /// What drives the dispatcher.
+    driven: Driven,
 }
 
 /// The queue of one target. Its dispatcher task starts on first use (again if its runtime
@@ -114,6 +117,12 @@ impl<S: SendBatch> Coalescer<S> {
     /// 64 connections: BENCHMARKS.md, "Issue 19"). On a current-thread runtime the
     /// dispatcher runs only while that runtime is driven, which a caller on another
     /// runtime cannot know, so there each caller's wait is bounded by its own timer.
+    ///
+    /// So, as with any future on a Tokio runtime, a worker thread must not block on a
+    /// check (`futures::executor::block_on` inside a task): the dispatcher it woke may be
+    /// queued on that very worker, where no other worker takes it, and the check would
+    /// never be answered. `tokio::task::block_in_place` hands the worker's queue on, and
+    /// is safe.
     pub(crate) fn check(
         &self,
         key: Arc<str>,
@@ -135,7 +144,7 @@ impl<S: SendBatch> Coalescer<S> {
             let answered = match queued {
                 None => return Err(stopped("no Tokio runtime to check from")),
                 Some(Driven::ByWorkers) => Ok(answer.await),
-                Some(Driven::WhenItsRuntimeIs) => tokio::time::timeout_at(deadline, answer).await,
+                Some(Driven::OnOneThread) => tokio::time::timeout_at(deadline, answer).await,
             };
             match answered {
                 Ok(Ok(result)) => result,
@@ -152,7 +161,7 @@ impl<S: SendBatch> Coalescer<S> {
     fn try_send(&self, job: Job<S::Answer>) -> Result<Driven, Job<S::Answer>> {
         match self.running.load().as_deref() {
             Some(running) => match running.queue.send(job) {
-                Ok(()) => Ok(Driven::from(running.on_workers)),
+                Ok(()) => Ok(running.driven),
                 Err(unsent) => Err(unsent.0),
             },
             None => Err(job),
@@ -175,7 +184,10 @@ impl<S: SendBatch> Coalescer<S> {
             Err(job) => job,
         };
         let (queue, jobs) = mpsc::unbounded_channel();
-        let on_workers = runtime.runtime_flavor() == RuntimeFlavor::MultiThread;
+        let driven = match runtime.runtime_flavor() {
+            RuntimeFlavor::MultiThread => Driven::ByWorkers,
+            _ => Driven::OnOneThread,
+        };
         runtime.spawn(dispatch(
             self.sender.clone(),
             Arc::clone(&self.metrics),
@@ -185,8 +197,8 @@ impl<S: SendBatch> Coalescer<S> {
         ));
         let queued = queue.send(job).is_ok();
         self.running
-            .store(Some(Arc::new(Running { queue, on_workers })));
-        queued.then_some(Driven::from(on_workers))
+            .store(Some(Arc::new(Running { queue, driven })));
+        queued.then_some(driven)
     }
 }
 
@@ -194,21 +206,9 @@ impl<S: SendBatch> Coalescer<S> {
 /// a timer of its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Driven {
-    /// A multi-threaded runtime's worker threads: it runs while the runtime lives, and
-    /// answers every check by its deadline.
+    /// A multi-threaded runtime's worker threads: it runs while the runtime lives and its
+    /// workers are not blocked, and answers every check by its deadline.
     ByWorkers,
     /// A current-thread runtime, which runs it only while some thread drives that runtime.
-    WhenItsRuntimeIs,
+    OnOneThread,
 }
-
-impl From<bool> for Driven {
-    fn from(on_workers: bool) -> Self {
-        match on_workers {
-            true => Self::ByWorkers,
-            false => Self::WhenItsRuntimeIs,
-        }
-    }
-}
-
-use dispatch::dispatch;
-pub(crate) use dispatch::fail_all;

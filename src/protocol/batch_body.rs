@@ -146,8 +146,8 @@ pub(crate) struct LineRefused {
 pub(crate) fn decode_answers(body: &[u8], expected: usize) -> Result<Answers, String> {
     let bad = |line: &[u8]| format!("bad batch answer line {:?}", String::from_utf8_lossy(line));
     let mut answers = Vec::with_capacity(expected);
-    // Lines much as `str::lines` reads them: the last may end without a newline, and a
-    // `\r` at a line's end is dropped.
+    // Lines end with a newline, the last perhaps without one; a `\r` at a line's end
+    // is dropped.
     let body = body.strip_suffix(b"\n").unwrap_or(body);
     for line in body
         .split(|&byte| byte == b'\n')

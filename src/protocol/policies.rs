@@ -101,8 +101,10 @@ pub(super) fn number<T: std::str::FromStr>(text: &str) -> Option<T> {
     (digits && (text == "0" || !text.starts_with('0'))).then(|| text.parse().ok())?
 }
 
-/// `field` as a number of decimal digits alone (no sign; leading zeros read, as `str`'s
-/// parser reads them), if it fits in a `u64`.
+/// `field` as a number of decimal digits alone (no sign), if it fits in a `u64`. Unlike
+/// [`number`], leading zeros are read, as they were before answers were read as bytes:
+/// no owner writes them, but nothing in an answer depends on one way of writing a
+/// number, where a set's text is kept and matched whole (`recent_sets`).
 pub(super) fn decimal(field: &[u8]) -> Option<u64> {
     if field.is_empty() {
         return None;

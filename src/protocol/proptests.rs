@@ -142,7 +142,7 @@ proptest! {
                     let (allowed, remaining, reset_ms) = picks[i];
                     let longest = policy.longest_reset().as_millis() as u64;
                     let reset = Duration::from_millis(reset_ms % (longest + 1));
-                    Decision::new(allowed, policy.limit(), remaining % policy.limit().saturating_add(1).max(1), reset)
+                    Decision::new(allowed, policy.limit(), remaining % policy.limit().saturating_add(1), reset)
                 });
                 encode_answer(&mut body, Ok(&decisions), true);
                 expected.push(Some((set, decisions)));

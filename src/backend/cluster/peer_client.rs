@@ -161,7 +161,11 @@ impl PeerClient {
         let path = Ok(Uri::from_static(CHECK_PATH));
         let request = self.forwarded(Method::POST, member, path, body);
         let asked = async move {
-            let request = request.map_err(BoxError::from)?;
+            // Its cause alone: `within` names the owner.
+            let request = request.map_err(|error| match error {
+                BackendError::Unavailable { source, .. } => BoxError::from(source.to_string()),
+                other => BoxError::from(other),
+            })?;
             let (status, body) = connections
                 .send(member, request, MAX_BATCH_ANSWER_BYTES)
                 .await?;
