@@ -45,6 +45,15 @@ dir=$(mktemp -d)
 pids=()
 cleanup() {
   kill "${pids[@]}" 2>/dev/null || true
+  # A node leaves gracefully (a grace period, its requests in flight): 30 s at most.
+  local end=$((SECONDS + 30)) pid alive
+  while [ "$SECONDS" -lt "$end" ]; do
+    alive=
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ -n "$alive" ] || break
+    sleep 0.1
+  done
+  kill -KILL "${pids[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
   if [ -n "${KEEP:-}" ]; then echo "callgrind's files: $dir" >&2; else rm -rf "$dir"; fi
 }
@@ -72,7 +81,8 @@ collected() {
   echo "$count"
 }
 answers() { # PORT [PATH]: waits until PORT answers (callgrind starts slowly), 30 s at most
-  for _ in $(seq 150); do
+  local end=$((SECONDS + 30))
+  while [ "$SECONDS" -lt "$end" ]; do
     curl -s --max-time 2 -o /dev/null "http://127.0.0.1:$1${2:-/check?user_id=warm}" && return
     sleep 0.2
   done
@@ -114,11 +124,12 @@ two_nodes() { # SUFFIX
   front_pid=$traced_pid
   answers "$owner" /healthz; answers "$front" /healthz
   printf '127.0.0.1:%s\n' "$owner" >"$members.new" && mv "$members.new" "$members"
-  for _ in $(seq 150); do
-    curl -s --max-time 2 "http://127.0.0.1:$front/healthz" | grep -q '"state":"out_of_ring"' && break
+  local end=$((SECONDS + 30))
+  while [ "$SECONDS" -lt "$end" ]; do
+    grep -q '"state":"out_of_ring"' <<<"$(curl -s --max-time 2 "http://127.0.0.1:$front/healthz" || true)" && break
     sleep 0.2
   done
-  curl -s --max-time 2 "http://127.0.0.1:$front/healthz" | grep -q '"state":"out_of_ring"' ||
+  grep -q '"state":"out_of_ring"' <<<"$(curl -s --max-time 2 "http://127.0.0.1:$front/healthz" || true)" ||
     { echo "the forwarding node did not leave the ring" >&2; exit 1; }
 }
 

@@ -4,11 +4,12 @@
 //! A check never waits behind a batch in flight while the target has room: up to
 //! [`SendBatch::IN_FLIGHT`] batches are on the wire at once, and the dispatcher sends
 //! whatever is queued the moment a slot is free, as long as fewer than
-//! [`BUSY_AT_CHECKS`](dispatch::BUSY_AT_CHECKS) checks are out. So a lone check goes at once, and under load
-//! (batches out that carry that many checks) the checks that queue leave together when
-//! one is answered, up to the sender's cap. A check whose deadline passed while it
-//! queued is answered as timed out and never sent: its caller has had its answer
-//! (perhaps from the failure mode), so counting it at the target would count it twice.
+//! [`BUSY_AT_CHECKS`](dispatch::BUSY_AT_CHECKS) checks are out. So a lone check goes at
+//! once, and under load (batches out that carry that many checks) the checks that queue
+//! leave together when one is answered, up to the sender's cap. A check whose deadline
+//! passed while it queued is answered as timed out and never sent: its caller has had
+//! its answer (perhaps from the failure mode), so counting it at the target would count
+//! it twice.
 //!
 //! The dispatcher is one task that drives its batches in flight itself (no task per
 //! batch, no task switch between a batch and its I/O). It runs on the runtime of the
@@ -114,9 +115,10 @@ impl<S: SendBatch> Coalescer<S> {
     /// deadline passed in the queue, and each batch gives up at its oldest check's), so a
     /// caller arms no timer of its own when worker threads drive the dispatcher (one
     /// cost about 900 instructions a forwarded check, of 22,500 on the forwarding node at
-    /// 64 connections: BENCHMARKS.md, "Issue 19"). On a current-thread runtime the
-    /// dispatcher runs only while that runtime is driven, which a caller on another
-    /// runtime cannot know, so there each caller's wait is bounded by its own timer.
+    /// 64 connections: BENCHMARKS.md, "Forwarded checks under load"). On a
+    /// current-thread runtime the dispatcher runs only while that runtime is driven,
+    /// which a caller on another runtime cannot know, so there each caller's wait is
+    /// bounded by its own timer.
     ///
     /// So, as with any future on a Tokio runtime, a worker thread must not block on a
     /// check (`futures::executor::block_on` inside a task): the dispatcher it woke may be

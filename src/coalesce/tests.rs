@@ -15,8 +15,8 @@ use std::sync::Mutex as StdMutex;
 
 /// A target that takes 200 ms per batch and records the keys it was sent. It breaks the
 /// sender's promise (it answers past a short deadline), which only a current-thread
-/// runtime's callers, each with a timer of its own, survive: the tests that use it run
-/// on one.
+/// runtime's callers, each with a timer of its own, survive: the tests that wait on its
+/// answers run on one.
 #[derive(Clone, Default)]
 struct SlowTarget {
     sent: Arc<StdMutex<Vec<Vec<String>>>>,

@@ -103,8 +103,9 @@ pub(super) fn number<T: std::str::FromStr>(text: &str) -> Option<T> {
 
 /// `field` as a number of decimal digits alone (no sign), if it fits in a `u64`. Unlike
 /// [`number`], leading zeros are read, as they were before answers were read as bytes:
-/// no owner writes them, but nothing in an answer depends on one way of writing a
-/// number, where a set's text is kept and matched whole (`recent_sets`).
+/// no owner writes them, and nothing depends on one way of writing a number in an
+/// answer, whereas a request's policy-set text is kept and matched whole
+/// (`recent_sets`), so there a number has one form.
 pub(super) fn decimal(field: &[u8]) -> Option<u64> {
     if field.is_empty() {
         return None;
