@@ -13,16 +13,35 @@ fn one() -> PolicySet {
 }
 use std::sync::Mutex as StdMutex;
 
-/// A target that takes 200 ms per batch and records the keys it was sent. It breaks the
-/// sender's promise (it answers past a short deadline), which only a current-thread
-/// runtime's callers, each with a timer of its own, survive: the tests that wait on its
-/// answers run on one.
+/// A stand-in target that records the keys of each batch it was sent, and answers as
+/// `hung` says.
 #[derive(Clone, Default)]
-struct SlowTarget {
+struct Target {
     sent: Arc<StdMutex<Vec<Vec<String>>>>,
+    hung: bool,
 }
 
-impl SendBatch for SlowTarget {
+impl Target {
+    /// A target that takes 200 ms per batch, then allows each check. It breaks the
+    /// sender's promise (it answers past a short deadline), which only a current-thread
+    /// runtime's callers, each with a timer of its own, survive: the tests that wait on
+    /// its answers run on one.
+    fn slow() -> Self {
+        Self::default()
+    }
+
+    /// A target that keeps its promise and no more: it holds every batch until the
+    /// batch's deadline, then answers each check as timed out (a hung owner, as a sender
+    /// sees it).
+    fn hung() -> Self {
+        Self {
+            hung: true,
+            ..Self::default()
+        }
+    }
+}
+
+impl SendBatch for Target {
     type Answer = ();
     const MAX_BATCH: usize = 16;
     const IN_FLIGHT: usize = 2;
@@ -30,10 +49,19 @@ impl SendBatch for SlowTarget {
     async fn send(&self, batch: Vec<Job<()>>) {
         let keys = batch.iter().map(|job| job.key.to_string()).collect();
         self.sent.lock().unwrap().push(keys);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        for job in batch {
-            let _ = job.reply.send(Ok(()));
+        if !self.hung {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            for job in batch {
+                let _ = job.reply.send(Ok(()));
+            }
+            return;
         }
+        tokio::time::sleep_until(batch[0].deadline).await;
+        let timed_out = BackendError::Timeout {
+            target: "owner".into(),
+            after: Duration::ZERO,
+        };
+        fail_all(batch, &timed_out);
     }
 }
 
@@ -43,7 +71,7 @@ impl SendBatch for SlowTarget {
 // are answered at their deadline, while the target holds their batches.
 #[tokio::test(start_paused = true)]
 async fn a_check_whose_deadline_passed_in_the_queue_is_never_sent() {
-    let target = SlowTarget::default();
+    let target = Target::slow();
     let queue = Coalescer::new(
         "owner",
         Duration::from_millis(100),
@@ -78,7 +106,7 @@ async fn a_check_whose_deadline_passed_in_the_queue_is_never_sent() {
 // batch per target on the wire), even when the target had room for another.
 #[tokio::test(start_paused = true)]
 async fn a_check_leaves_at_once_while_a_slot_is_free_and_queues_when_none_is() {
-    let target = SlowTarget::default();
+    let target = Target::slow();
     let queue = Coalescer::new("owner", Duration::from_secs(1), target.clone(), metrics());
     let mut checks = Vec::new();
     for key in ["first", "second", "third", "fourth"] {
@@ -86,7 +114,7 @@ async fn a_check_leaves_at_once_while_a_slot_is_free_and_queues_when_none_is() {
         tokio::task::yield_now().await;
     }
     // Two slots: the first two left at once, each alone; the others wait.
-    let sent = |target: &SlowTarget| target.sent.lock().unwrap().clone();
+    let sent = |target: &Target| target.sent.lock().unwrap().clone();
     assert_eq!(sent(&target), [vec!["first"], vec!["second"]]);
     tokio::time::sleep(Duration::from_millis(250)).await;
     // A slot came free: everything that queued went together.
@@ -101,11 +129,11 @@ async fn a_check_leaves_at_once_while_a_slot_is_free_and_queues_when_none_is() {
 
 #[tokio::test(start_paused = true)]
 async fn a_busy_target_gets_no_second_batch_though_a_slot_is_free() {
-    let target = SlowTarget::default();
+    let target = Target::slow();
     let queue = Coalescer::new("owner", Duration::from_secs(1), target.clone(), metrics());
     // Queued before the dispatcher first runs: one batch that makes the target busy
     // (within the cap of one batch).
-    const { assert!(BUSY_AT_CHECKS <= SlowTarget::MAX_BATCH) };
+    const { assert!(BUSY_AT_CHECKS <= Target::MAX_BATCH) };
     let busy: Vec<String> = (0..BUSY_AT_CHECKS).map(|i| format!("busy-{i}")).collect();
     let mut checks: Vec<_> = busy
         .iter()
@@ -114,7 +142,7 @@ async fn a_busy_target_gets_no_second_batch_though_a_slot_is_free() {
     tokio::task::yield_now().await;
     checks.push(tokio::spawn(queue.check("late".into(), one())));
     tokio::task::yield_now().await;
-    let sent = |target: &SlowTarget| target.sent.lock().unwrap().clone();
+    let sent = |target: &Target| target.sent.lock().unwrap().clone();
     assert_eq!(
         sent(&target),
         std::slice::from_ref(&busy),
@@ -131,7 +159,7 @@ async fn a_busy_target_gets_no_second_batch_though_a_slot_is_free() {
 // later check failed with "check queue closed".
 #[test]
 fn a_queue_outlives_the_runtime_that_first_used_it() {
-    let target = SlowTarget::default();
+    let target = Target::slow();
     let queue = Coalescer::new("owner", Duration::from_secs(1), target.clone(), metrics());
     for _ in 0..3 {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -143,30 +171,6 @@ fn a_queue_outlives_the_runtime_that_first_used_it() {
         checked.unwrap();
     }
     assert_eq!(target.sent.lock().unwrap().len(), 3);
-}
-
-/// A target that keeps its promise and no more: it holds every batch until the batch's
-/// deadline, then answers each check as timed out (a hung owner, as a sender sees it).
-#[derive(Clone, Default)]
-struct HungTarget {
-    sent: Arc<StdMutex<Vec<Vec<String>>>>,
-}
-
-impl SendBatch for HungTarget {
-    type Answer = ();
-    const MAX_BATCH: usize = 16;
-    const IN_FLIGHT: usize = 2;
-
-    async fn send(&self, batch: Vec<Job<()>>) {
-        let keys = batch.iter().map(|job| job.key.to_string()).collect();
-        self.sent.lock().unwrap().push(keys);
-        tokio::time::sleep_until(batch[0].deadline).await;
-        let timed_out = BackendError::Timeout {
-            target: "owner".into(),
-            after: Duration::ZERO,
-        };
-        fail_all(batch, &timed_out);
-    }
 }
 
 #[test]
@@ -182,12 +186,7 @@ fn callers_go_without_a_timer_only_when_worker_threads_drive_the_dispatcher() {
         .enable_time()
         .build()
         .unwrap();
-        let queue = Coalescer::new(
-            "owner",
-            Duration::from_secs(1),
-            SlowTarget::default(),
-            metrics(),
-        );
+        let queue = Coalescer::new("owner", Duration::from_secs(1), Target::slow(), metrics());
         runtime.block_on(async {
             for key in ["starts the dispatcher", "finds it running"] {
                 let (reply, _answer) = oneshot::channel();
@@ -207,7 +206,7 @@ fn callers_go_without_a_timer_only_when_worker_threads_drive_the_dispatcher() {
 // every check by its deadline: those that left at once and those that queued behind them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_worker_threads_checks_to_a_hung_target_are_answered_without_timers_of_their_own() {
-    let target = HungTarget::default();
+    let target = Target::hung();
     let queue = Coalescer::new(
         "owner",
         Duration::from_millis(100),
