@@ -1,48 +1,30 @@
-//! The keep-alive connections a peer's batches travel on (one per batch in flight),
-//! driven by the task that sends them (the peer's dispatcher) rather than by a
-//! connection task of a pool.
-//!
-//! Why: with a pooled client every batch crosses between the dispatcher and the
-//! connection's own task four times (request, response head, body wanted, body), and on a
-//! multi-threaded runtime each crossing can wake a parked worker thread. Here the
-//! dispatcher polls the connection itself while it waits, so a batch costs no task switch.
+//! The keep-alive connections a peer's batches travel on (one per batch in flight), read
+//! and written by the task that sends the batches (the peer's dispatcher): no connection
+//! task, no task switch between a batch and its I/O. The HTTP/1.1 itself is `http1`'s.
 
-use std::error::Error;
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
+use std::io;
 use std::pin::Pin;
-use std::sync::Mutex;
-use std::task::Poll;
+use std::sync::{Mutex, PoisonError};
+use std::task::{ready, Poll};
 
 use bytes::Bytes;
-use http::Request;
-use http_body_util::Full;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use http::StatusCode;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::read_body::read_body;
+use super::http1::{self, BoxError, Framing, MAX_HEAD_BYTES};
 
-type BoxError = Box<dyn Error + Send + Sync>;
-
-/// One open connection: what sends on it, and what drives it.
-struct Open {
-    sender: http1::SendRequest<Full<Bytes>>,
-    driver: Driver,
-}
-
-/// Drives a connection's I/O, and remembers when that has ended (a finished connection
-/// is never polled again).
-struct Driver {
-    connection: Pin<Box<http1::Connection<TokioIo<TcpStream>, Full<Bytes>>>>,
-    ended: bool,
-}
+/// What a connection reads at once, and what its buffer starts at (an owner's answer to
+/// a batch of a few checks is a few hundred bytes).
+const READ_AT_ONCE: usize = 4096;
 
 /// The idle connections to one peer, kept between batches: as many as its dispatcher
 /// had batches in flight at once. Only that one task uses them, so the lock is never
 /// contended.
 #[derive(Default)]
 pub(super) struct KeptConnections {
-    idle: Mutex<Vec<Open>>,
+    idle: Mutex<Vec<Connection>>,
 }
 
 impl std::fmt::Debug for KeptConnections {
@@ -51,97 +33,192 @@ impl std::fmt::Debug for KeptConnections {
     }
 }
 
+/// An owner's answer: its status, and its body if the status is `200` (other answers'
+/// bodies are not read, and their connection is not kept).
+#[derive(Debug)]
+pub(super) struct Answer {
+    pub(super) status: StatusCode,
+    pub(super) body: Bytes,
+}
+
 impl KeptConnections {
-    /// Sends `request` to `member` and reads the whole answer (at most `max_body` bytes)
-    /// on an idle kept connection, or a new one if none is left open. A connection that
-    /// fails, ends, or whose batch is given up on (dropped) is not reused.
+    /// Writes `request` (a whole HTTP/1.1 request) to `member` and reads its answer, a
+    /// `200`'s body at most `max_body` bytes, on an idle kept connection, or a new one if
+    /// none is left open. A connection is kept for the next batch only if its answer was
+    /// read whole and said nothing against it: one that fails, is closed, carries more
+    /// than its answer, or whose batch is given up on (dropped) is closed.
     pub(super) async fn send(
         &self,
         member: &str,
-        request: Request<Full<Bytes>>,
+        request: &[u8],
         max_body: usize,
-    ) -> Result<(http::StatusCode, Bytes), BoxError> {
-        let mut open = loop {
-            let kept = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+    ) -> Result<Answer, BoxError> {
+        let mut connection = loop {
+            let kept = self.idle().pop();
             match kept {
                 // Unless the peer closed it while it was idle.
-                Some(mut open) => {
-                    if open.ready().await {
-                        break open;
+                Some(mut connection) => {
+                    if connection.still_open().await {
+                        break connection;
                     }
                 }
-                None => break connect(member).await?,
+                None => break Connection::open(member).await?,
             }
         };
-        let response = open
-            .driver
-            .drive(open.sender.send_request(request))
-            .await??;
-        let status = response.status();
-        let body = read_body(response.into_body(), max_body);
-        let body = open.driver.drive(body).await??;
-        if !open.driver.ended {
-            if let Ok(mut idle) = self.idle.lock() {
-                idle.push(open);
-            }
+        connection.write_all(request).await?;
+        let (answer, reusable) = connection.read_answer(max_body).await?;
+        if reusable {
+            self.idle().push(connection);
         }
-        Ok((status, body))
+        Ok(answer)
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-impl Open {
-    /// Whether this kept connection can take another request; `false` once the peer has
-    /// closed it. The driver goes first: it is what reads the close of an idle connection
-    /// (the sender alone would still look ready).
-    async fn ready(&mut self) -> bool {
-        let sender = &mut self.sender;
-        matches!(
-            self.driver.drive(poll_fn(|cx| sender.poll_ready(cx))).await,
-            Ok(Ok(()))
-        ) && !self.driver.ended
+/// One open connection and what has been read from it.
+struct Connection {
+    stream: TcpStream,
+    /// Read bytes: `read[..filled]` (kept at its size, zeroed once, so that reads need
+    /// no uninitialised memory).
+    read: Vec<u8>,
+    filled: usize,
+}
+
+impl Connection {
+    async fn open(member: &str) -> io::Result<Self> {
+        let stream = TcpStream::connect(member).await?;
+        // Small requests on a kept-alive connection: never wait for Nagle.
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            read: vec![0; READ_AT_ONCE],
+            filled: 0,
+        })
     }
-}
 
-async fn connect(member: &str) -> Result<Open, BoxError> {
-    let stream = TcpStream::connect(member).await?;
-    // Small requests on a kept-alive connection: never wait for Nagle.
-    stream.set_nodelay(true)?;
-    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
-    Ok(Open {
-        sender,
-        driver: Driver {
-            connection: Box::pin(connection),
-            ended: false,
-        },
-    })
-}
-
-impl Driver {
-    /// Waits for `work` while driving the connection. An error if the connection ends
-    /// first, unless its last act finished the work (an answer with `connection: close`).
-    async fn drive<T>(&mut self, work: impl Future<Output = T>) -> Result<T, BoxError> {
-        let mut work = std::pin::pin!(work);
+    /// Whether this idle connection can take another request; `false` once the peer has
+    /// closed it (or sent something unasked). Costs no system call unless the socket has
+    /// been readable since the last answer was read.
+    async fn still_open(&mut self) -> bool {
+        let stream = &mut self.stream;
         poll_fn(|cx| {
-            let ended = match self.ended {
-                // Ended during earlier work: what it left behind may still finish this.
-                true => Some(Ok(())),
-                false => match self.connection.as_mut().poll(cx) {
-                    Poll::Pending => None,
-                    Poll::Ready(result) => {
-                        self.ended = true;
-                        Some(result)
-                    }
-                },
-            };
-            if let Poll::Ready(done) = work.as_mut().poll(cx) {
-                return Poll::Ready(Ok(done));
-            }
-            match ended {
-                None => Poll::Pending,
-                Some(Ok(())) => Poll::Ready(Err("peer closed the connection".into())),
-                Some(Err(error)) => Poll::Ready(Err(error.into())),
-            }
+            Poll::Ready(match stream.poll_read_ready(cx) {
+                Poll::Pending => true,
+                Poll::Ready(Err(_)) => false,
+                // Perhaps only readable still from the last answer: a read says.
+                Poll::Ready(Ok(())) => {
+                    let mut probe = [0; 1];
+                    let mut probe = ReadBuf::new(&mut probe);
+                    Pin::new(&mut *stream)
+                        .poll_read(cx, &mut probe)
+                        .is_pending()
+                }
+            })
         })
         .await
+    }
+
+    async fn write_all(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        let stream = &mut self.stream;
+        poll_fn(|cx| {
+            while !bytes.is_empty() {
+                match ready!(Pin::new(&mut *stream).poll_write(cx, bytes))? {
+                    0 => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    written => bytes = &bytes[written..],
+                }
+            }
+            Poll::Ready(Ok(()))
+        })
+        .await
+    }
+
+    /// Reads more, holding at most `cap` bytes in all; `false` once the peer has closed
+    /// the connection.
+    async fn read_more(&mut self, cap: usize) -> Result<bool, BoxError> {
+        if self.filled == self.read.len() {
+            if self.read.len() >= cap {
+                return Err(format!("answer longer than {cap} bytes").into());
+            }
+            let grown = (self.read.len() * 2).min(cap);
+            self.read.resize(grown, 0);
+        }
+        let (stream, unread) = (&mut self.stream, &mut self.read[self.filled..]);
+        let read = poll_fn(|cx| {
+            let mut buf = ReadBuf::new(unread);
+            ready!(Pin::new(&mut *stream).poll_read(cx, &mut buf))?;
+            Poll::Ready(Ok::<_, io::Error>(buf.filled().len()))
+        })
+        .await?;
+        self.filled += read;
+        Ok(read > 0)
+    }
+
+    /// Reads more, an error if the peer closed the connection first.
+    async fn read_more_of(&mut self, what: &str, cap: usize) -> Result<(), BoxError> {
+        match self.read_more(cap).await? {
+            true => Ok(()),
+            false => Err(format!("peer closed the connection {what}").into()),
+        }
+    }
+
+    /// The answer to the request just written, and whether the connection can be kept.
+    async fn read_answer(&mut self, max_body: usize) -> Result<(Answer, bool), BoxError> {
+        self.filled = 0;
+        // A chunked body may take more bytes than it holds; not many more from a sane
+        // server.
+        let cap = 2 * MAX_HEAD_BYTES + 2 * max_body;
+        let head = loop {
+            match http1::head(&self.read[..self.filled])? {
+                Some(head) if head.status == StatusCode::SWITCHING_PROTOCOLS => {
+                    return Err("peer switched protocols".into());
+                }
+                // Interim (`100 Continue`): the answer follows it.
+                Some(head) if head.status.is_informational() => {
+                    self.read.copy_within(head.len..self.filled, 0);
+                    self.filled -= head.len;
+                }
+                Some(head) => break head,
+                None => self.read_more_of("before answering", cap).await?,
+            }
+        };
+        let status = head.status;
+        if status != StatusCode::OK {
+            let body = Bytes::new();
+            return Ok((Answer { status, body }, false));
+        }
+        let start = head.len;
+        let (body, end) = match head.body {
+            Framing::Length(length) => {
+                if length > max_body as u64 {
+                    return Err(format!("answer body longer than {max_body} bytes").into());
+                }
+                let end = start + length as usize;
+                while self.filled < end {
+                    self.read_more_of("mid-answer", cap).await?;
+                }
+                (Bytes::copy_from_slice(&self.read[start..end]), end)
+            }
+            Framing::Chunked => loop {
+                match http1::chunked(&self.read[start..self.filled], max_body)? {
+                    Some((body, used)) => break (Bytes::from(body), start + used),
+                    None => self.read_more_of("mid-answer", cap).await?,
+                }
+            },
+            Framing::UntilClose => {
+                while self.read_more(start + max_body + 1).await? {}
+                if self.filled - start > max_body {
+                    return Err(format!("answer body longer than {max_body} bytes").into());
+                }
+                (
+                    Bytes::copy_from_slice(&self.read[start..self.filled]),
+                    self.filled,
+                )
+            }
+        };
+        let reusable = head.keep_alive && end == self.filled;
+        Ok((Answer { status, body }, reusable))
     }
 }

@@ -7,7 +7,10 @@ mod error;
 mod forward;
 mod handoff;
 mod health;
+mod http1;
 mod kept_connections;
+#[cfg(test)]
+mod kept_connections_tests;
 mod members;
 mod peer_client;
 mod peer_queue;

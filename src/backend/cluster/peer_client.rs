@@ -8,19 +8,20 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::Full;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 
+use super::http1::batch_request;
 use super::kept_connections::KeptConnections;
 use crate::backend::within;
 use crate::policy::MAX_POLICIES;
 use crate::protocol::{
     decode_answers, encode_checks, forward_path_and_query, from_older_node, peer_state, Answers,
-    PeerAnswer, PeerSecret, Told, CHECK_PATH, DECISIONS, FORWARDED, MAX_BATCH, RELAYED,
+    PeerAnswer, PeerSecret, Told, DECISIONS, FORWARDED, MAX_BATCH, RELAYED,
 };
 use crate::read_body::read_body;
 use crate::{BackendError, PolicySet};
@@ -99,9 +100,8 @@ impl PeerClient {
         }
     }
 
-    /// A request to `member` for `uri` (absolute for the pooled client, a path with a
-    /// `host` header for a connection of its own), marked as forwarded and carrying the
-    /// peer secret if set.
+    /// A request to `member` for `uri` (absolute: the pooled client's), marked as
+    /// forwarded and carrying the peer secret if set.
     pub(super) fn forwarded(
         &self,
         method: Method,
@@ -109,9 +109,7 @@ impl PeerClient {
         uri: Result<Uri, http::Error>,
         body: Bytes,
     ) -> Result<Request<Full<Bytes>>, BackendError> {
-        let unavailable = |error| BackendError::unavailable(member, error);
-        let uri = uri.map_err(unavailable)?;
-        let own_connection = uri.authority().is_none();
+        let uri = uri.map_err(|error| BackendError::unavailable(member, error))?;
         let text = !body.is_empty();
         // Set field by field (a request builder checks and converts each one again, on
         // every forward).
@@ -120,10 +118,6 @@ impl PeerClient {
         *request.uri_mut() = uri;
         let headers = request.headers_mut();
         headers.insert(FORWARDED, HeaderValue::from_static("1"));
-        if own_connection {
-            let host = HeaderValue::from_str(member).map_err(|e| unavailable(e.into()))?;
-            headers.insert(HOST, host);
-        }
         if let Some(authorization) = &self.authorization {
             headers.insert(AUTHORIZATION, authorization.clone());
         }
@@ -158,22 +152,16 @@ impl PeerClient {
     ) -> impl Future<Output = Result<BatchReply, BackendError>> + 'a {
         let expected = checks.len();
         let body = encode_checks(checks);
-        let path = Ok(Uri::from_static(CHECK_PATH));
-        let request = self.forwarded(Method::POST, member, path, body);
+        let request = batch_request(member, self.authorization.as_ref(), &body);
         let asked = async move {
-            // Its cause alone: `within` names the owner.
-            let request = request.map_err(|error| match error {
-                BackendError::Unavailable { source, .. } => BoxError::from(source.to_string()),
-                other => BoxError::from(other),
-            })?;
-            let (status, body) = connections
-                .send(member, request, MAX_BATCH_ANSWER_BYTES)
+            let answer = connections
+                .send(member, &request?, MAX_BATCH_ANSWER_BYTES)
                 .await?;
-            match status {
+            match answer.status {
                 // A ringlimit node from before policies travelled: single checks, which
                 // carry the cost it reads.
-                StatusCode::OK if from_older_node(&body) => Ok(BatchReply::Unsupported),
-                StatusCode::OK => Ok(BatchReply::Answers(decode_answers(&body, expected)?)),
+                StatusCode::OK if from_older_node(&answer.body) => Ok(BatchReply::Unsupported),
+                StatusCode::OK => Ok(BatchReply::Answers(decode_answers(&answer.body, expected)?)),
                 // How servers without batches refuse them (a node's answer to a request it
                 // does not know, or a plain HTTP server's).
                 StatusCode::BAD_REQUEST
