@@ -1,30 +1,41 @@
 //! The keep-alive connections a peer's batches travel on (one per batch in flight), read
 //! and written by the task that sends the batches (the peer's dispatcher): no connection
-//! task, no task switch between a batch and its I/O. The HTTP/1.1 itself is `http1`'s.
+//! task, no task switch between a batch and its I/O. The HTTP/1.1 itself is
+//! `batch_http`'s.
 
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Mutex, PoisonError};
 use std::task::{ready, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
-use super::http1::{self, BoxError, Framing, MAX_HEAD_BYTES};
+use super::batch_http::{self, BatchHead, BoxError, ChunkedBody, Framing, MAX_HEAD_BYTES};
 
 /// What a connection reads at once, and what its buffer starts at (an owner's answer to
 /// a batch of a few checks is a few hundred bytes).
 const READ_AT_ONCE: usize = 4096;
 
+/// How long a connection is kept idle at most. Its owner may close it while it is idle
+/// (ringlimit's `serve` after 10 s, its header read timeout), and a close that arrives
+/// just as a batch is written fails that batch: a connection idle this long is closed
+/// here first. Under load connections are never idle this long.
+pub(super) const IDLE_AT_MOST: Duration = Duration::from_secs(5);
+
 /// The idle connections to one peer, kept between batches: as many as its dispatcher
 /// had batches in flight at once. Only that one task uses them, so the lock is never
 /// contended.
-#[derive(Default)]
 pub(super) struct KeptConnections {
-    idle: Mutex<Vec<Connection>>,
+    member: Box<str>,
+    /// Every request's fixed part, or why there is none (`member` is not a valid host).
+    head: Result<BatchHead, String>,
+    idle: Mutex<Vec<(Connection, Instant)>>,
 }
 
 impl std::fmt::Debug for KeptConnections {
@@ -42,38 +53,49 @@ pub(super) struct Answer {
 }
 
 impl KeptConnections {
-    /// Writes `request` (a whole HTTP/1.1 request) to `member` and reads its answer, a
-    /// `200`'s body at most `max_body` bytes, on an idle kept connection, or a new one if
-    /// none is left open. A connection is kept for the next batch only if its answer was
-    /// read whole and said nothing against it: one that fails, is closed, carries more
-    /// than its answer, or whose batch is given up on (dropped) is closed.
-    pub(super) async fn send(
-        &self,
-        member: &str,
-        request: &[u8],
-        max_body: usize,
-    ) -> Result<Answer, BoxError> {
+    /// The connections to `member`, whose batches carry `authorization` if given.
+    pub(super) fn to_peer(member: &str, authorization: Option<&http::HeaderValue>) -> Self {
+        Self {
+            member: member.into(),
+            head: BatchHead::new(member, authorization).map_err(|error| error.to_string()),
+            idle: Mutex::default(),
+        }
+    }
+
+    /// Sends a batch of `body` and reads its answer, a `200`'s body at most `max_body`
+    /// bytes, on an idle kept connection, or a new one if none is left open. A connection
+    /// is kept for the next batch only if its answer was read whole and said nothing
+    /// against it: one that fails, is closed, carries more than its answer, or whose batch
+    /// is given up on (dropped) is closed.
+    pub(super) async fn send(&self, body: &[u8], max_body: usize) -> Result<Answer, BoxError> {
+        let request = match &self.head {
+            Ok(head) => head.request(body),
+            Err(why) => return Err(why.as_str().into()),
+        };
         let mut connection = loop {
             let kept = self.idle().pop();
             match kept {
-                // Unless the peer closed it while it was idle.
-                Some(mut connection) => {
-                    if connection.still_open().await {
+                // Unless it has been idle long, or the peer closed it while it was.
+                Some((mut connection, since)) => {
+                    if since.elapsed() < IDLE_AT_MOST && connection.still_open().await {
                         break connection;
                     }
                 }
-                None => break Connection::open(member).await?,
+                None => break Connection::open(&self.member).await?,
             }
         };
-        connection.write_all(request).await?;
+        connection.write_all(&request).await?;
         let (answer, reusable) = connection.read_answer(max_body).await?;
         if reusable {
-            self.idle().push(connection);
+            // What one large answer grew is not held while idle.
+            connection.read.truncate(READ_AT_ONCE);
+            connection.read.shrink_to_fit();
+            self.idle().push((connection, Instant::now()));
         }
         Ok(answer)
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<(Connection, Instant)>> {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -100,8 +122,10 @@ impl Connection {
     }
 
     /// Whether this idle connection can take another request; `false` once the peer has
-    /// closed it (or sent something unasked). Costs no system call unless the socket has
-    /// been readable since the last answer was read.
+    /// closed it (or sent something unasked), as far as the runtime has seen: a close
+    /// still on its way is not (hence [`IDLE_AT_MOST`]). On Linux this costs no system
+    /// call unless the socket is still marked readable (the last read filled the buffer)
+    /// or has become so.
     async fn still_open(&mut self) -> bool {
         let stream = &mut self.stream;
         poll_fn(|cx| {
@@ -170,8 +194,11 @@ impl Connection {
         // A chunked body may take more bytes than it holds; not many more from a sane
         // server.
         let cap = 2 * MAX_HEAD_BYTES + 2 * max_body;
+        // Interim heads count against the head's bound: a peer cannot send them forever.
+        let mut interim = 0;
         let head = loop {
-            match http1::head(&self.read[..self.filled])? {
+            let room = MAX_HEAD_BYTES - interim;
+            match batch_http::head(&self.read[..self.filled], room)? {
                 Some(head) if head.status == StatusCode::SWITCHING_PROTOCOLS => {
                     return Err("peer switched protocols".into());
                 }
@@ -179,6 +206,7 @@ impl Connection {
                 Some(head) if head.status.is_informational() => {
                     self.read.copy_within(head.len..self.filled, 0);
                     self.filled -= head.len;
+                    interim += head.len;
                 }
                 Some(head) => break head,
                 None => self.read_more_of("before answering", cap).await?,
@@ -201,12 +229,15 @@ impl Connection {
                 }
                 (Bytes::copy_from_slice(&self.read[start..end]), end)
             }
-            Framing::Chunked => loop {
-                match http1::chunked(&self.read[start..self.filled], max_body)? {
-                    Some((body, used)) => break (Bytes::from(body), start + used),
-                    None => self.read_more_of("mid-answer", cap).await?,
+            Framing::Chunked => {
+                let mut chunked = ChunkedBody::default();
+                loop {
+                    match chunked.read(&self.read[start..self.filled], max_body)? {
+                        Some((body, used)) => break (Bytes::from(body), start + used),
+                        None => self.read_more_of("mid-answer", cap).await?,
+                    }
                 }
-            },
+            }
             Framing::UntilClose => {
                 while self.read_more(start + max_body + 1).await? {}
                 if self.filled - start > max_body {

@@ -1,13 +1,13 @@
 //! The cluster backend: the ring says who owns a key; the owner counts it in memory;
 //! every other node asks the owner over kept-alive HTTP.
 
+mod batch_http;
 mod builder;
 mod denied;
 mod error;
 mod forward;
 mod handoff;
 mod health;
-mod http1;
 mod kept_connections;
 #[cfg(test)]
 mod kept_connections_tests;

@@ -15,7 +15,6 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 
-use super::http1::batch_request;
 use super::kept_connections::KeptConnections;
 use crate::backend::within;
 use crate::policy::MAX_POLICIES;
@@ -67,6 +66,11 @@ impl PeerClient {
 
     pub(super) fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// What forwards carry in `authorization`, if a peer secret is set.
+    pub(super) fn authorization(&self) -> Option<&HeaderValue> {
+        self.authorization.as_ref()
     }
 
     /// Asks `member` (`host:port`) to check `key` against `policies`, marked as
@@ -152,11 +156,8 @@ impl PeerClient {
     ) -> impl Future<Output = Result<BatchReply, BackendError>> + 'a {
         let expected = checks.len();
         let body = encode_checks(checks);
-        let request = batch_request(member, self.authorization.as_ref(), &body);
         let asked = async move {
-            let answer = connections
-                .send(member, &request?, MAX_BATCH_ANSWER_BYTES)
-                .await?;
+            let answer = connections.send(&body, MAX_BATCH_ANSWER_BYTES).await?;
             match answer.status {
                 // A ringlimit node from before policies travelled: single checks, which
                 // carry the cost it reads.

@@ -42,10 +42,11 @@ impl PeerQueue {
     /// The queue of checks forwarded to `member`.
     pub(super) fn to_peer(member: &str, client: PeerClient, metrics: Arc<RemoteMetrics>) -> Self {
         let timeout = client.timeout();
+        let connections = KeptConnections::to_peer(member, client.authorization());
         let sender = PeerSender {
             member: member.into(),
             client,
-            connections: Arc::default(),
+            connections: Arc::new(connections),
             batches_refused: Arc::default(),
             refusal_logged: Arc::default(),
         };
@@ -182,8 +183,8 @@ mod tests {
         let client = PeerClient::new(Duration::from_millis(250));
         let sender = PeerSender {
             member: "127.0.0.1:1".into(),
+            connections: Arc::new(KeptConnections::to_peer("127.0.0.1:1", None)),
             client,
-            connections: Arc::default(),
             batches_refused: Arc::default(),
             refusal_logged: Arc::default(),
         };
@@ -203,7 +204,7 @@ mod tests {
         let sender = PeerSender {
             member: "127.0.0.1:1".into(),
             client: PeerClient::new(Duration::from_millis(250)),
-            connections: Arc::default(),
+            connections: Arc::new(KeptConnections::to_peer("127.0.0.1:1", None)),
             batches_refused: Arc::default(),
             refusal_logged: Arc::default(),
         };

@@ -1,26 +1,57 @@
-use http::{HeaderValue, StatusCode};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, StatusCode, Uri};
 use proptest::prelude::*;
 
-use super::{batch_request, chunked, head, Framing, Head, MAX_HEAD_BYTES};
+use super::super::peer_client::PeerClient;
+use super::{BatchHead, BoxError, ChunkedBody, Framing, Head, MAX_HEAD_BYTES};
+use crate::protocol::PeerSecret;
+
+fn head(bytes: &[u8]) -> Result<Option<Head>, BoxError> {
+    super::head(bytes, MAX_HEAD_BYTES)
+}
 
 fn parsed(text: &str) -> Head {
     head(text.as_bytes()).unwrap().expect("a whole head")
+}
+
+fn chunked(bytes: &[u8], max: usize) -> Result<Option<(Vec<u8>, usize)>, BoxError> {
+    ChunkedBody::default().read(bytes, max)
+}
+
+fn batch_request(
+    member: &str,
+    authorization: Option<&HeaderValue>,
+    body: &[u8],
+) -> Result<Vec<u8>, BoxError> {
+    Ok(BatchHead::new(member, authorization)?.request(body))
+}
+
+/// The fields of a request `text`, and where its body starts.
+fn fields(text: &[u8]) -> (Vec<(String, String)>, usize) {
+    let mut headers = [httparse::EMPTY_HEADER; 8];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let len = match parsed.parse(text).unwrap() {
+        httparse::Status::Complete(len) => len,
+        httparse::Status::Partial => panic!("incomplete: {text:?}"),
+    };
+    assert_eq!((parsed.method, parsed.path), (Some("POST"), Some("/check")));
+    let fields = parsed.headers.iter().map(|h| {
+        let value = std::str::from_utf8(h.value).unwrap();
+        (h.name.to_owned(), value.to_owned())
+    });
+    (fields.collect(), len)
 }
 
 #[test]
 fn a_batch_request_is_one_post_to_check_that_a_server_reads_back() {
     let secret = HeaderValue::from_static("Bearer s3cret");
     let request = batch_request("127.0.0.1:7001", Some(&secret), b"P a\nP b\n").unwrap();
-    let mut headers = [httparse::EMPTY_HEADER; 8];
-    let mut parsed = httparse::Request::new(&mut headers);
-    let len = match parsed.parse(&request).unwrap() {
-        httparse::Status::Complete(len) => len,
-        httparse::Status::Partial => panic!("incomplete: {request:?}"),
-    };
-    assert_eq!((parsed.method, parsed.path), (Some("POST"), Some("/check")));
+    let (fields, len) = fields(&request);
     let field = |name: &str| {
-        let found = parsed.headers.iter().find(|h| h.name == name);
-        found.map(|h| std::str::from_utf8(h.value).unwrap())
+        let found = fields.iter().find(|(n, _)| n == name);
+        found.map(|(_, value)| value.as_str())
     };
     assert_eq!(field("host"), Some("127.0.0.1:7001"));
     assert_eq!(field("x-ringlimit-forwarded"), Some("1"));
@@ -31,6 +62,28 @@ fn a_batch_request_is_one_post_to_check_that_a_server_reads_back() {
 
     let plain = batch_request("owner:1", None, b"").unwrap();
     assert!(!String::from_utf8(plain).unwrap().contains("authorization"));
+}
+
+// Two paths write forwards (the pooled client's for single checks and handoffs, this
+// one for batches): they must not drift apart in the mark and the secret.
+#[test]
+fn a_batch_carries_every_field_a_single_forward_does() {
+    let secret = PeerSecret::new("s3cret").unwrap();
+    let client = PeerClient::new(Duration::from_secs(1)).with_secret(&secret);
+    let uri = Ok(Uri::from_static("http://owner:1/check"));
+    let single = client
+        .forwarded(Method::POST, "owner:1", uri, Bytes::from_static(b"P a\n"))
+        .unwrap();
+    let request = batch_request("owner:1", client.authorization(), b"P a\n").unwrap();
+    let (batch, _) = fields(&request);
+    assert!(!single.headers().is_empty());
+    for (name, value) in single.headers() {
+        let value = value.to_str().unwrap();
+        assert!(
+            batch.iter().any(|(n, v)| n == name.as_str() && v == value),
+            "{name}: {value} missing from {batch:?}"
+        );
+    }
 }
 
 #[test]
@@ -175,6 +228,11 @@ fn a_chunked_body_is_bounded_and_checked() {
         "a chunk longer than said"
     );
     assert!(chunked(b"z\r\n", 64).is_err(), "no size");
+    assert!(chunked(b"\r\n\r\n", 64).is_err(), "an empty size");
+    assert!(
+        chunked(b";x\r\n\r\n", 64).is_err(),
+        "an extension and no size"
+    );
     assert!(
         chunked(b"ffffffffffffffffff\r\n", 64).is_err(),
         "a size that overflows"
@@ -182,7 +240,8 @@ fn a_chunked_body_is_bounded_and_checked() {
 }
 
 proptest! {
-    // Any body, cut into any chunks, reads back whole, and only once it is all there.
+    // Any body, cut into any chunks, reads back whole, and only once it is all there,
+    // whether read at once or resumed after every byte.
     #[test]
     fn a_chunked_body_reads_back_from_any_cut(
         body in proptest::collection::vec(any::<u8>(), 0..200),
@@ -201,8 +260,12 @@ proptest! {
         }
         encoded.extend_from_slice(b"0\r\n\r\n");
         prop_assert_eq!(chunked(&encoded, 200).unwrap(), Some((body.clone(), encoded.len())));
+        // One decoder fed a byte more each time, as reads would: nothing until the end.
+        let mut decoder = ChunkedBody::default();
         for end in 0..encoded.len() {
+            prop_assert_eq!(decoder.read(&encoded[..end], 200).unwrap(), None);
             prop_assert_eq!(chunked(&encoded[..end], 200).unwrap(), None);
         }
+        prop_assert_eq!(decoder.read(&encoded, 200).unwrap(), Some((body, encoded.len())));
     }
 }

@@ -15,7 +15,7 @@ use http::{HeaderValue, StatusCode};
 
 use crate::protocol::{CHECK_PATH, FORWARDED};
 
-/// The longest answer head read, a `100 Continue` before it included (a ringlimit
+/// The longest answer head read, with the interim (`1xx`) heads before it (a ringlimit
 /// owner's is about 100 bytes).
 pub(super) const MAX_HEAD_BYTES: usize = 8 * 1024;
 /// Header lines read in a head at most.
@@ -23,39 +23,52 @@ const MAX_HEADERS: usize = 32;
 
 pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// `POST /check` to `member` with `body`, marked as forwarded and carrying
-/// `authorization` if given: the whole request, written in one go. An error if `member`
-/// cannot be a `host` header.
-pub(super) fn batch_request(
-    member: &str,
-    authorization: Option<&HeaderValue>,
-    body: &[u8],
-) -> Result<Vec<u8>, BoxError> {
-    // What `HeaderValue` accepts: no control characters but tab.
-    if !member
-        .bytes()
-        .all(|b| b == b'\t' || (b >= b' ' && b != 0x7f))
-    {
-        return Err(format!("{member:?} is not a valid host header").into());
+/// The fixed part of every batch request to one peer, checked and written once: `POST
+/// /check` to `member`, marked as forwarded, carrying `authorization` if given (the same
+/// fields the pooled client's `PeerClient::forwarded` sets), up to the body's length.
+#[derive(Clone, Debug)]
+pub(super) struct BatchHead {
+    start: Box<[u8]>,
+}
+
+impl BatchHead {
+    /// An error if `member` cannot be a `host` header.
+    pub(super) fn new(member: &str, authorization: Option<&HeaderValue>) -> Result<Self, BoxError> {
+        // What `HeaderValue` accepts: no control characters but tab.
+        if !member
+            .bytes()
+            .all(|b| b == b'\t' || (b >= b' ' && b != 0x7f))
+        {
+            return Err(format!("{member:?} is not a valid host header").into());
+        }
+        let mut start = Vec::new();
+        start.extend_from_slice(b"POST ");
+        start.extend_from_slice(CHECK_PATH.as_bytes());
+        start.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+        start.extend_from_slice(member.as_bytes());
+        start.extend_from_slice(b"\r\n");
+        start.extend_from_slice(FORWARDED.as_str().as_bytes());
+        start.extend_from_slice(b": 1\r\n");
+        if let Some(authorization) = authorization {
+            start.extend_from_slice(b"authorization: ");
+            start.extend_from_slice(authorization.as_bytes());
+            start.extend_from_slice(b"\r\n");
+        }
+        start.extend_from_slice(b"content-type: text/plain\r\ncontent-length: ");
+        Ok(Self {
+            start: start.into(),
+        })
     }
-    let mut request = Vec::with_capacity(160 + member.len() + body.len());
-    for part in [&b"POST "[..], CHECK_PATH.as_bytes(), b" HTTP/1.1\r\nhost: "] {
-        request.extend_from_slice(part);
+
+    /// The whole request carrying `body`, to be written in one go.
+    pub(super) fn request(&self, body: &[u8]) -> Vec<u8> {
+        let mut request = Vec::with_capacity(self.start.len() + 24 + body.len());
+        request.extend_from_slice(&self.start);
+        request.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+        request.extend_from_slice(b"\r\n\r\n");
+        request.extend_from_slice(body);
+        request
     }
-    request.extend_from_slice(member.as_bytes());
-    for part in [&b"\r\n"[..], FORWARDED.as_str().as_bytes(), b": 1\r\n"] {
-        request.extend_from_slice(part);
-    }
-    if let Some(authorization) = authorization {
-        request.extend_from_slice(b"authorization: ");
-        request.extend_from_slice(authorization.as_bytes());
-        request.extend_from_slice(b"\r\n");
-    }
-    request.extend_from_slice(b"content-type: text/plain\r\ncontent-length: ");
-    request.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
-    request.extend_from_slice(b"\r\n\r\n");
-    request.extend_from_slice(body);
-    Ok(request)
 }
 
 /// An answer's head.
@@ -81,13 +94,14 @@ pub(super) enum Framing {
     UntilClose,
 }
 
-/// The head at the start of `bytes`; `None` while it is incomplete.
-pub(super) fn head(bytes: &[u8]) -> Result<Option<Head>, BoxError> {
+/// The head at the start of `bytes`, of at most `max` bytes; `None` while it is
+/// incomplete.
+pub(super) fn head(bytes: &[u8], max: usize) -> Result<Option<Head>, BoxError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut headers);
     let len = match response.parse(bytes)? {
-        httparse::Status::Complete(len) if len <= MAX_HEAD_BYTES => len,
-        httparse::Status::Partial if bytes.len() < MAX_HEAD_BYTES => return Ok(None),
+        httparse::Status::Complete(len) if len <= max => len,
+        httparse::Status::Partial if bytes.len() < max => return Ok(None),
         _ => return Err(format!("answer head longer than {MAX_HEAD_BYTES} bytes").into()),
     };
     let status = StatusCode::from_u16(response.code.unwrap_or_default())?;
@@ -124,7 +138,9 @@ pub(super) fn head(bytes: &[u8]) -> Result<Option<Head>, BoxError> {
     } else if coded {
         // A length beside a coding is a smuggling attempt or a broken server: read this
         // answer by its coding, and never reuse the connection.
-        keep_alive &= length.is_none() && chunked;
+        // HTTP/1.0 has no codings: the framing is faulty, and the connection not kept
+        // either (RFC 9112, 6.1).
+        keep_alive &= length.is_none() && chunked && response.version == Some(1);
         match chunked {
             true => Framing::Chunked,
             false => Framing::UntilClose,
@@ -143,39 +159,64 @@ pub(super) fn head(bytes: &[u8]) -> Result<Option<Head>, BoxError> {
     }))
 }
 
-/// The body at the start of `bytes` in chunked coding, and the bytes it took (trailers
-/// included); `None` while it is incomplete. More than `max` bytes of body is an error.
-pub(super) fn chunked(bytes: &[u8], max: usize) -> Result<Option<(Vec<u8>, usize)>, BoxError> {
-    let mut body = Vec::new();
-    let mut at = 0;
-    loop {
-        let (size_len, size) = match httparse::parse_chunk_size(&bytes[at..]) {
-            Ok(httparse::Status::Complete(sized)) => sized,
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(_) => return Err("invalid chunk size".into()),
-        };
-        at += size_len;
-        if size == 0 {
-            break;
+/// A chunked body being read: what is decoded so far, resumed after each read (a body
+/// trickled in small reads is not decoded again from its start each time).
+#[derive(Debug, Default)]
+pub(super) struct ChunkedBody {
+    body: Vec<u8>,
+    /// Where the next chunk (or, once `last` is seen, the next trailer line) starts.
+    at: usize,
+    last: bool,
+}
+
+impl ChunkedBody {
+    /// Reads on through `bytes` (the body's bytes so far, from its start): the body and
+    /// the bytes it took (trailers included) once it is complete, `None` until then. More
+    /// than `max` bytes of body is an error.
+    pub(super) fn read(
+        &mut self,
+        bytes: &[u8],
+        max: usize,
+    ) -> Result<Option<(Vec<u8>, usize)>, BoxError> {
+        while !self.last {
+            let rest = &bytes[self.at..];
+            // At least one hex digit (httparse would read an empty size as 0).
+            match rest.first() {
+                None => return Ok(None),
+                Some(digit) if digit.is_ascii_hexdigit() => {}
+                Some(_) => return Err("invalid chunk size".into()),
+            }
+            let (size_len, size) = match httparse::parse_chunk_size(rest) {
+                Ok(httparse::Status::Complete(sized)) => sized,
+                Ok(httparse::Status::Partial) => return Ok(None),
+                Err(_) => return Err("invalid chunk size".into()),
+            };
+            if size == 0 {
+                self.at += size_len;
+                self.last = true;
+                break;
+            }
+            let room = max - self.body.len();
+            let size = match usize::try_from(size) {
+                Ok(size) if size <= room => size,
+                _ => return Err(format!("answer body longer than {max} bytes").into()),
+            };
+            let data = &rest[size_len..];
+            match data.get(size..size + 2) {
+                None => return Ok(None),
+                Some(b"\r\n") => {}
+                Some(_) => return Err("chunk not ended by CRLF".into()),
+            }
+            self.body.extend_from_slice(&data[..size]);
+            self.at += size_len + size + 2;
         }
-        if size > (max - body.len()) as u64 {
-            return Err(format!("answer body longer than {max} bytes").into());
-        }
-        let end = at + size as usize;
-        match bytes.get(end..end + 2) {
-            None => return Ok(None),
-            Some(b"\r\n") => {}
-            Some(_) => return Err("chunk not ended by CRLF".into()),
-        }
-        body.extend_from_slice(&bytes[at..end]);
-        at = end + 2;
-    }
-    // Trailer fields (read past, not used), then a blank line.
-    loop {
-        match bytes[at..].windows(2).position(|pair| pair == b"\r\n") {
-            Some(0) => return Ok(Some((body, at + 2))),
-            Some(line) => at += line + 2,
-            None => return Ok(None),
+        // Trailer fields (read past, not used), then a blank line.
+        loop {
+            match bytes[self.at..].windows(2).position(|pair| pair == b"\r\n") {
+                Some(0) => return Ok(Some((std::mem::take(&mut self.body), self.at + 2))),
+                Some(line) => self.at += line + 2,
+                None => return Ok(None),
+            }
         }
     }
 }
