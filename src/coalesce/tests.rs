@@ -7,6 +7,11 @@ fn metrics() -> Arc<RemoteMetrics> {
     Arc::new(RemoteMetrics::new(crate::observe::Remote::Peer, "owner"))
 }
 
+/// A queue to `target` whose checks wait at most `timeout`.
+fn queue_to(target: Target, timeout: Duration) -> Coalescer<Target> {
+    Coalescer::new("owner", timeout, target, metrics())
+}
+
 fn one() -> PolicySet {
     let policy = crate::Policy::per_window(std::num::NonZeroU32::MIN, Duration::from_secs(1));
     PolicySet::from(policy)
@@ -72,12 +77,7 @@ impl SendBatch for Target {
 #[tokio::test(start_paused = true)]
 async fn a_check_whose_deadline_passed_in_the_queue_is_never_sent() {
     let target = Target::slow();
-    let queue = Coalescer::new(
-        "owner",
-        Duration::from_millis(100),
-        target.clone(),
-        metrics(),
-    );
+    let queue = queue_to(target.clone(), Duration::from_millis(100));
     // Both slots taken (a batch each, answered after the timeout), then two queue.
     let first = tokio::spawn(queue.check("first".into(), one()));
     tokio::task::yield_now().await;
@@ -107,7 +107,7 @@ async fn a_check_whose_deadline_passed_in_the_queue_is_never_sent() {
 #[tokio::test(start_paused = true)]
 async fn a_check_leaves_at_once_while_a_slot_is_free_and_queues_when_none_is() {
     let target = Target::slow();
-    let queue = Coalescer::new("owner", Duration::from_secs(1), target.clone(), metrics());
+    let queue = queue_to(target.clone(), Duration::from_secs(1));
     let mut checks = Vec::new();
     for key in ["first", "second", "third", "fourth"] {
         checks.push(tokio::spawn(queue.check(key.into(), one())));
@@ -130,7 +130,7 @@ async fn a_check_leaves_at_once_while_a_slot_is_free_and_queues_when_none_is() {
 #[tokio::test(start_paused = true)]
 async fn a_busy_target_gets_no_second_batch_though_a_slot_is_free() {
     let target = Target::slow();
-    let queue = Coalescer::new("owner", Duration::from_secs(1), target.clone(), metrics());
+    let queue = queue_to(target.clone(), Duration::from_secs(1));
     // Queued before the dispatcher first runs: one batch that makes the target busy
     // (within the cap of one batch).
     const { assert!(BUSY_AT_CHECKS <= Target::MAX_BATCH) };
@@ -160,7 +160,7 @@ async fn a_busy_target_gets_no_second_batch_though_a_slot_is_free() {
 #[test]
 fn a_queue_outlives_the_runtime_that_first_used_it() {
     let target = Target::slow();
-    let queue = Coalescer::new("owner", Duration::from_secs(1), target.clone(), metrics());
+    let queue = queue_to(target.clone(), Duration::from_secs(1));
     for _ in 0..3 {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -186,7 +186,7 @@ fn callers_go_without_a_timer_only_when_worker_threads_drive_the_dispatcher() {
         .enable_time()
         .build()
         .unwrap();
-        let queue = Coalescer::new("owner", Duration::from_secs(1), Target::slow(), metrics());
+        let queue = queue_to(Target::slow(), Duration::from_secs(1));
         runtime.block_on(async {
             for key in ["starts the dispatcher", "finds it running"] {
                 let (reply, _answer) = oneshot::channel();
@@ -207,12 +207,7 @@ fn callers_go_without_a_timer_only_when_worker_threads_drive_the_dispatcher() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_worker_threads_checks_to_a_hung_target_are_answered_without_timers_of_their_own() {
     let target = Target::hung();
-    let queue = Coalescer::new(
-        "owner",
-        Duration::from_millis(100),
-        target.clone(),
-        metrics(),
-    );
+    let queue = queue_to(target.clone(), Duration::from_millis(100));
     let answered = async {
         // Both slots taken by a batch each; the next two queue behind them until a slot
         // is free (the first batch given up at its deadline), then hang too, or expire

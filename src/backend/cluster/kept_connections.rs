@@ -95,6 +95,11 @@ impl KeptConnections {
         Ok(answer)
     }
 
+    /// The peer these connections go to.
+    pub(super) fn member(&self) -> &str {
+        &self.member
+    }
+
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<(Connection, Instant)>> {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }

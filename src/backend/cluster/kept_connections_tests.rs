@@ -306,16 +306,14 @@ async fn a_batch_given_up_on_mid_answer_leaves_nothing_for_the_next() {
         }
         // Read what has come before it is dropped.
         tokio::task::yield_now().await;
-        assert!(futures_lite_poll(given_up.as_mut()).is_pending());
+        assert!(poll_once(given_up.as_mut()).is_pending());
     }
     assert_eq!(send(&kept, 64).await, ok("abc"));
     assert_eq!(connections(&owner), 2);
 }
 
 /// Polls `future` once.
-fn futures_lite_poll<F: std::future::Future>(
-    future: std::pin::Pin<&mut F>,
-) -> std::task::Poll<F::Output> {
+fn poll_once<F: std::future::Future>(future: std::pin::Pin<&mut F>) -> std::task::Poll<F::Output> {
     let waker = std::task::Waker::noop();
     future.poll(&mut std::task::Context::from_waker(waker))
 }
@@ -350,7 +348,14 @@ async fn answers_larger_than_a_read_are_read_whole_and_exactly_the_cap_is_taken(
 
 #[tokio::test]
 async fn a_connection_the_owner_wrote_to_unasked_is_replaced() {
-    let mut owner = stand_in(vec![reply(&answer().bytes, Then::Blurt), answer()]).await;
+    let mut owner = stand_in(vec![
+        Reply {
+            then: Then::Blurt,
+            ..answer()
+        },
+        answer(),
+    ])
+    .await;
     let kept = kept(&owner);
     assert_eq!(send(&kept, 64).await, ok("abc"));
     owner.wrote.recv().await.unwrap();

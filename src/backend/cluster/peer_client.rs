@@ -3,7 +3,6 @@
 //! handoffs on pooled keep-alive HTTP/1.1 connections; a timeout on every ask, and bare
 //! answers (no counter state) understood.
 
-use std::error::Error;
 use std::future::Future;
 use std::time::Duration;
 
@@ -15,6 +14,7 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 
+use super::batch_http::BoxError;
 use super::kept_connections::KeptConnections;
 use crate::backend::within;
 use crate::policy::MAX_POLICIES;
@@ -30,8 +30,6 @@ const MAX_ANSWER_BYTES: usize = 1024;
 /// The longest batch answer read: a line per check of a status and, per policy, at most
 /// 36 bytes (`1`, a `u32` and a reset in ms, each after a space).
 const MAX_BATCH_ANSWER_BYTES: usize = MAX_BATCH * (4 + 36 * MAX_POLICIES);
-
-type BoxError = Box<dyn Error + Send + Sync>;
 
 /// Asks owners over pooled HTTP/1.1 connections. Cheap to clone: clones share the pool.
 #[derive(Clone, Debug)]
@@ -143,14 +141,13 @@ pub(super) enum BatchReply {
 }
 
 impl PeerClient {
-    /// Asks `member` to check all of `checks` (`(user id, policies)`) in one request on
-    /// one of `connections` (the peer's own, not the pool's); gives up at `deadline`. The
+    /// Asks the peer of `connections` (its own, not the pool's) to check all of `checks`
+    /// (`(user id, policies)`) in one request; gives up at `deadline`. The
     /// body is written before the future is: not an `async fn`, which would hold the
     /// call's future twice (see [`within`]).
     pub(super) fn check_batch<'a>(
         &self,
         connections: &'a KeptConnections,
-        member: &'a str,
         checks: impl ExactSizeIterator<Item = (&'a str, &'a PolicySet)>,
         deadline: Instant,
     ) -> impl Future<Output = Result<BatchReply, BackendError>> + 'a {
@@ -172,7 +169,12 @@ impl PeerClient {
                 other => Err(BoxError::from(format!("peer answered {other} to a batch"))),
             }
         };
-        within(deadline, self.timeout, member.to_owned(), asked)
+        within(
+            deadline,
+            self.timeout,
+            connections.member().to_owned(),
+            asked,
+        )
     }
 }
 

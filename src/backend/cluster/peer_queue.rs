@@ -80,7 +80,7 @@ impl SendBatch for PeerSender {
         let checks = batch.iter().map(|job| (&*job.key, &job.policies));
         match self
             .client
-            .check_batch(&self.connections, &self.member, checks, deadline)
+            .check_batch(&self.connections, checks, deadline)
             .await
         {
             Ok(BatchReply::Answers(answers)) => {
