@@ -106,10 +106,20 @@ pub trait Owner: Backend {
     /// Like [`check`](Backend::check), for a check another node forwarded here.
     fn check_forwarded(&self, key: &str, policies: &PolicySet) -> Check<Self::Future>;
 
-    /// Like [`check_forwarded`](Owner::check_forwarded), for a check that a node which
-    /// handed the key over to this one sent on: decided here, never sent on again.
+    /// Like [`check_forwarded`](Owner::check_forwarded), for a check sent on by a node
+    /// that holds nothing of the key (it handed the key over to this one, or its ring
+    /// says this one owns it): decided here, unless this node handed the key on too;
+    /// then it is sent on once more, as [relayed twice](Owner::check_relayed_twice).
     fn check_relayed(&self, key: &str, policies: &PolicySet) -> Check<Self::Future> {
         self.check_forwarded(key, policies)
+    }
+
+    /// Like [`check_relayed`](Owner::check_relayed), for a check sent on a second time
+    /// (its key moved again while it travelled): decided here, never sent on again;
+    /// refused ([`BackendError::Refused`]) if this node handed the key on as well, since
+    /// what is left here cannot decide it.
+    fn check_relayed_twice(&self, key: &str, policies: &PolicySet) -> Check<Self::Future> {
+        self.check_relayed(key, policies)
     }
 
     /// Answers another node's handoff (`POST /handoff`, counters handed over when the
@@ -143,6 +153,10 @@ impl<B: Owner + ?Sized> Owner for Arc<B> {
 
     fn check_relayed(&self, key: &str, policies: &PolicySet) -> Check<Self::Future> {
         (**self).check_relayed(key, policies)
+    }
+
+    fn check_relayed_twice(&self, key: &str, policies: &PolicySet) -> Check<Self::Future> {
+        (**self).check_relayed_twice(key, policies)
     }
 
     fn answer_handoff(&self, query: &str, body: &str) -> Option<Result<String, String>> {

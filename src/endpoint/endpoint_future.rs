@@ -86,8 +86,9 @@ pub(super) enum Asker {
 
 /// The wire answer for a check against `set`, with the `RateLimit` headers: `200
 /// ALLOWED` when the check was counted (every policy not in shadow mode allowed it), `429
-/// RATE LIMIT EXCEEDED` when nothing was; a check that could not be decided is `503`,
-/// or, for a client under policies all in shadow mode, `200`.
+/// RATE LIMIT EXCEEDED` when nothing was; a check that could not be decided is `503`
+/// (for a client under policies all in shadow mode, `200`; for a peer, `400` when the
+/// check was refused, see [`undecided`]).
 pub(super) fn answer(
     result: Result<Decisions, BackendError>,
     set: &PolicySet,
@@ -120,6 +121,10 @@ pub(super) fn answer(
         }
         // A set all in shadow mode never rejects a client, decided or not.
         Err(_) if asker == Asker::Client && set.all_shadow() => text(StatusCode::OK, ALLOWED_BODY),
+        // A client's own check was not its doing.
+        Err(_) if asker == Asker::Client => {
+            text(StatusCode::SERVICE_UNAVAILABLE, "owner unavailable\n")
+        }
         Err(error) => match undecided(&error) {
             StatusCode::BAD_REQUEST => text(StatusCode::BAD_REQUEST, format!("{error}\n")),
             status => text(status, "owner unavailable\n"),

@@ -23,8 +23,8 @@ use super::refusal::Refusal;
 use crate::backend::{Check, Owner};
 use crate::key::{KeyError, KeyExtractor, QueryKey, DEFAULT_MAX_KEY_LEN};
 use crate::protocol::{
-    forwarded_asked, Asked, PeerSecret, RecentSets, BATCH_PATH, CHECK_PATH, FORWARDED,
-    HANDOFF_PATH, RELAYED,
+    forwarded_asked, Asked, PeerSecret, RecentSets, Relayed, BATCH_PATH, CHECK_PATH, FORWARDED,
+    HANDOFF_PATH,
 };
 use crate::{Backend, PolicySet};
 
@@ -149,9 +149,10 @@ impl<B: Owner> Settings<B> {
                 _ => Asker::Peer,
             };
             let set = asked.set(own);
-            let check = match request.headers().contains_key(RELAYED) {
-                true => self.backend.check_relayed(&key, &set),
-                false => self.backend.check_forwarded(&key, &set),
+            let check = match Relayed::read(request.headers()) {
+                None => self.backend.check_forwarded(&key, &set),
+                Some(Relayed::Once) => self.backend.check_relayed(&key, &set),
+                Some(Relayed::Twice) => self.backend.check_relayed_twice(&key, &set),
             };
             (check, set, asker)
         } else {

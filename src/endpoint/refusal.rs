@@ -9,11 +9,15 @@ use crate::key::KeyError;
 use crate::plain_text::{plain_text, WIRE};
 use crate::BackendError;
 
-/// The status of a check the backend could not decide: `400` when it named more distinct
-/// policies than the backend keeps (the sender's doing), `503` otherwise.
+/// The status of a peer's check the backend could not decide: `400` when it named more
+/// distinct policies than the backend keeps (the sender's doing), or when the node that
+/// holds the counters refused it (a refusal travels back as one, which no failure mode
+/// counts); `503` otherwise.
 pub(super) fn undecided(error: &BackendError) -> StatusCode {
     match error {
-        BackendError::TooManyPolicies { .. } => StatusCode::BAD_REQUEST,
+        BackendError::TooManyPolicies { .. } | BackendError::Refused { .. } => {
+            StatusCode::BAD_REQUEST
+        }
         _ => StatusCode::SERVICE_UNAVAILABLE,
     }
 }

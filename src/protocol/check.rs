@@ -35,10 +35,6 @@ pub(crate) const EXCEEDED_BODY: &str = "RATE LIMIT EXCEEDED";
 /// Marks a request forwarded by another node; a marked request is never forwarded again.
 pub const FORWARDED: HeaderName = HeaderName::from_static("x-ringlimit-forwarded");
 
-/// Marks a forwarded check sent on by a node that handed the key to another (a second
-/// hop, see `docs/PROTOCOL.md`): it is decided where it arrives, never sent on again.
-pub(crate) const RELAYED: HeaderName = HeaderName::from_static("x-ringlimit-relayed");
-
 /// Everything but the unreserved characters is escaped, so `&`, `=`, `#`, `%`, `+`,
 /// spaces and non-ASCII reach the owner unchanged under any query decoder.
 pub(crate) const USER_ID_ESCAPES: &AsciiSet = &NON_ALPHANUMERIC

@@ -41,6 +41,7 @@ mod policies;
 #[cfg(test)]
 mod proptests;
 mod recent_sets;
+mod relayed;
 mod secret;
 
 pub(crate) use batch_body::{
@@ -51,7 +52,7 @@ pub(crate) use batch_body::{
 pub(crate) use check::check_path_and_query;
 pub(crate) use check::{
     forward_path_and_query, forwarded_asked, peer_state, Asked, PeerAnswer, ALLOWED_BODY,
-    DECISIONS, EXCEEDED_BODY, RELAYED,
+    DECISIONS, EXCEEDED_BODY,
 };
 pub use check::{CHECK_PATH, FORWARDED};
 pub(crate) use handoff::{
@@ -60,4 +61,5 @@ pub(crate) use handoff::{
 };
 pub(crate) use policies::{encode_each, Told};
 pub(crate) use recent_sets::RecentSets;
+pub(crate) use relayed::Relayed;
 pub use secret::PeerSecret;

@@ -11,18 +11,25 @@ use crate::circuit::Circuit;
 use crate::clock::Clock;
 use crate::policy::Algorithm;
 use crate::policy::PolicySet;
-use crate::protocol::PeerAnswer;
+use crate::protocol::{PeerAnswer, Relayed};
 use crate::{Decision, Decisions, Policy};
 
+/// How a check goes to its owner.
+#[derive(Clone, Copy)]
+pub(super) enum Route<'a> {
+    /// With the others queued for the same owner (batched).
+    Queued(&'a PeerQueue),
+    /// Alone, sent on by a node that does not hold the key, marked so.
+    Relayed(Relayed),
+}
+
 impl<C: Clock> ClusterBackend<C> {
-    /// Asks `owner` (through `queue`, behind `circuit`) to check `key` against
-    /// `policies`; without a queue, the check is one relayed to the node a key was handed
-    /// to, and goes alone, marked.
+    /// Asks `owner` (by `route`, behind `circuit`) to check `key` against `policies`.
     pub(super) fn forward(
         &self,
         owner: &str,
         circuit: &Arc<Circuit>,
-        queue: Option<&PeerQueue>,
+        route: Route<'_>,
         key: &str,
         policies: &PolicySet,
     ) -> Check<RemoteFuture> {
@@ -52,13 +59,20 @@ impl<C: Clock> ClusterBackend<C> {
         };
         // One copy of the key, shared by the check sent and the fallback.
         let owned = || Arc::<str>::from(key);
-        let Some(queue) = queue else {
-            let deadline = tokio::time::Instant::now() + self.client.timeout();
-            let ask = |key: &Arc<str>| self.client.check(owner, key, policies, deadline, true);
-            return guard.call(key, policies, owned, ask, decide);
-        };
-        let ask = |key: &Arc<str>| queue.check(Arc::clone(key), policies.clone());
-        guard.call(key, policies, owned, ask, decide)
+        match route {
+            Route::Queued(queue) => {
+                let ask = |key: &Arc<str>| queue.check(Arc::clone(key), policies.clone());
+                guard.call(key, policies, owned, ask, decide)
+            }
+            Route::Relayed(mark) => {
+                let deadline = tokio::time::Instant::now() + self.client.timeout();
+                let ask = |key: &Arc<str>| {
+                    self.client
+                        .check(owner, key, policies, deadline, Some(mark))
+                };
+                guard.call(key, policies, owned, ask, decide)
+            }
+        }
     }
 
     /// The policy whose denials by the owner are remembered, when `policies` is this

@@ -27,6 +27,7 @@ use arc_swap::ArcSwap;
 pub use self::builder::ClusterBuilder;
 use self::denied::DeniedCache;
 pub use self::error::ClusterError;
+use self::forward::Route;
 use self::handoff::Handoff;
 pub use self::handoff::{HANDOFF_DEADLINE, MOVED_FOR};
 pub use self::health::{ClusterHealth, NodeState, PeerHealth};
@@ -38,6 +39,7 @@ use super::{Backend, Check, FailureMode, MemoryBackend, Owner, RemoteFuture};
 use crate::circuit::CircuitPolicy;
 use crate::clock::{Clock, SystemClock};
 use crate::policy::PolicySet;
+use crate::protocol::Relayed;
 use crate::{Decisions, Ring};
 
 /// How long a node waits for a key's owner by default.
@@ -48,7 +50,8 @@ pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_millis(250);
 ///
 /// Keys this node owns are decided in memory, synchronously. Others are forwarded to
 /// their owner's peer endpoint ([`PeerEndpoint`](crate::endpoint::PeerEndpoint)) over
-/// keep-alive connections, marked so that the owner never forwards them again: at most two
+/// keep-alive connections, marked so that the owner decides them (a node that handed the
+/// key on sends them on to its counters, three hops at most): at most two
 /// batches to an owner at once (a second only while the first carries few checks), and
 /// the checks that queue up behind them leave together.
 ///
@@ -175,15 +178,20 @@ impl<C: Clock> Backend for ClusterBackend<C> {
             return Check::Ready(Ok(denial));
         }
         let peer = topology.peer(owner);
-        self.forward(owner, &peer.circuit, Some(&peer.queue), key, policies)
+        self.forward(
+            owner,
+            &peer.circuit,
+            Route::Queued(&peer.queue),
+            key,
+            policies,
+        )
     }
 }
 
 impl<C: Clock> ClusterBackend<C> {
     /// Decides `key` with this node's own counters (a key it owns, or a check forwarded
     /// here, as `from` says): once its counters are here, if the ring just changed (see
-    /// `handoff`); sent on to the node it was handed to, if it was, unless the check was
-    /// relayed here by such a node already.
+    /// `handoff`); sent on to the node it was handed to, if it was ([`Self::send_on`]).
     #[inline]
     fn decide_here(&self, key: &str, policies: &PolicySet, from: Origin) -> Check<RemoteFuture> {
         if let Some((transition, holder)) = self.handoff.holder(key) {
@@ -197,9 +205,10 @@ impl<C: Clock> ClusterBackend<C> {
                 match handoff.ask(&transition, &holder, &key).await {
                     // Handed on while it was asked for (a ring that changed again):
                     // decided where it went.
-                    Ok(()) if from != Origin::Relay && handoff.moved.to(&key).is_some() => {
-                        handoff.relay_now(&key, &set, mode).await
-                    }
+                    Ok(()) if handoff.moved.to(&key).is_some() => match from.sent_on() {
+                        Some(mark) => handoff.relay_now(&key, &set, mode, mark).await,
+                        None => Err(handed_on(&handoff.me)),
+                    },
                     Ok(()) => from.decide(&handoff.local, &key, &set),
                     // No counters to go on: the failure mode decides, as for an owner
                     // that cannot answer.
@@ -214,38 +223,59 @@ impl<C: Clock> ClusterBackend<C> {
             let topology = self.topology.load();
             let owner = topology.ring.owner(key);
             if owner != &*self.me && !self.local.holds(key) {
-                return self.relay(owner, key, policies);
+                return self.relay(owner, key, policies, Relayed::Once);
             }
         }
         let moved = &self.handoff.moved;
-        let relayed = from == Origin::Relay;
-        if !relayed {
-            if let Some(to) = moved.to(key) {
-                return self.relay(&to, key, policies);
-            }
+        if let Some(to) = moved.to(key) {
+            return self.send_on(&to, key, policies, from);
         }
         let decided = from.decide(&self.local, key, policies);
-        if !relayed && moved.any() {
+        if moved.any() {
             if let Some(to) = moved.to(key) {
                 // Handed over while this check counted: its unit went with the key (and
                 // the new owner counts it again), or is dropped here with what is left.
                 let _ = self.local.take(key);
-                return self.relay(&to, key, policies);
+                return self.send_on(&to, key, policies, from);
             }
         }
         Check::Ready(decided)
     }
 
-    /// Sends a check of `key` on to `to`, the node it was handed to, to be decided there.
-    fn relay(&self, to: &str, key: &str, policies: &PolicySet) -> Check<RemoteFuture> {
+    /// A check of `key`, which this node handed to `to`, sent on there: marked one more
+    /// time than it came (`from`). One sent on twice already is not sent on again (two
+    /// nodes may point at each other while counters cross), and the empty counter left
+    /// here cannot decide it: refused, counted nowhere.
+    fn send_on(
+        &self,
+        to: &str,
+        key: &str,
+        policies: &PolicySet,
+        from: Origin,
+    ) -> Check<RemoteFuture> {
+        match from.sent_on() {
+            Some(mark) => self.relay(to, key, policies, mark),
+            None => Check::Ready(Err(handed_on(&self.me))),
+        }
+    }
+
+    /// Sends a check of `key` on to `to`, which holds its counters, marked `mark`, to be
+    /// decided there.
+    fn relay(
+        &self,
+        to: &str,
+        key: &str,
+        policies: &PolicySet,
+        mark: Relayed,
+    ) -> Check<RemoteFuture> {
         let topology = self.topology.load();
         match topology.peer_of(to) {
-            Some(peer) => self.forward(to, &peer.circuit, None, key, policies),
+            Some(peer) => self.forward(to, &peer.circuit, Route::Relayed(mark), key, policies),
             // Not a member on this node's ring (yet: it asked for the key before this
             // node learnt of it): a circuit kept for it among a few such nodes.
             None => {
                 let circuit = self.strangers.circuit(to, self.circuit);
-                self.forward(to, &circuit, None, key, policies)
+                self.forward(to, &circuit, Route::Relayed(mark), key, policies)
             }
         }
     }
@@ -275,6 +305,10 @@ impl<C: Clock> Owner for ClusterBackend<C> {
         self.decide_here(key, policies, Origin::Relay)
     }
 
+    fn check_relayed_twice(&self, key: &str, policies: &PolicySet) -> Check<RemoteFuture> {
+        self.decide_here(key, policies, Origin::RelayTwice)
+    }
+
     fn answer_handoff(&self, query: &str, body: &str) -> Option<Result<String, String>> {
         Some(ClusterBackend::answer_handoff(self, query, body))
     }
@@ -287,8 +321,11 @@ enum Origin {
     Client,
     /// Forwarded by another node: it may make fewer (`decide_forwarded`).
     Peer,
-    /// Sent on by a node that handed the key here: decided here, never sent on again.
+    /// Sent on once by a node that holds nothing of the key: decided here, or sent on
+    /// once more if this node handed the key on too.
     Relay,
+    /// Sent on twice: decided here, never sent on again.
+    RelayTwice,
 }
 
 impl Origin {
@@ -300,8 +337,30 @@ impl Origin {
     ) -> Result<Decisions, super::BackendError> {
         match self {
             Self::Client => local.decide_all(key, policies),
-            Self::Peer | Self::Relay => local.decide_forwarded(key, policies),
+            Self::Peer | Self::Relay | Self::RelayTwice => local.decide_forwarded(key, policies),
         }
+    }
+
+    /// How a check from here is marked if this node sends it on; `None` if it may not
+    /// be sent on again.
+    fn sent_on(self) -> Option<Relayed> {
+        match self {
+            Self::Client | Self::Peer => Some(Relayed::Once),
+            Self::Relay => Some(Relayed::Twice),
+            Self::RelayTwice => None,
+        }
+    }
+}
+
+/// Why node `me` refuses a check sent on twice for a key it handed on as well.
+fn handed_on(me: &str) -> super::BackendError {
+    tracing::warn!(
+        "ringlimit: a check sent on twice reached a node that handed its key on too \
+         (the ring changed again while it travelled): refused, counted nowhere"
+    );
+    super::BackendError::Refused {
+        target: me.to_owned(),
+        reason: "the key was handed on from here while the check travelled".to_owned(),
     }
 }
 

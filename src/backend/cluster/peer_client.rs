@@ -20,7 +20,7 @@ use crate::backend::within;
 use crate::policy::MAX_POLICIES;
 use crate::protocol::{
     decode_answers, encode_checks, forward_path_and_query, from_older_node, peer_state, Answers,
-    PeerAnswer, PeerSecret, Told, DECISIONS, FORWARDED, MAX_BATCH, RELAYED,
+    PeerAnswer, PeerSecret, Relayed, Told, DECISIONS, FORWARDED, MAX_BATCH,
 };
 use crate::read_body::read_body;
 use crate::{BackendError, PolicySet};
@@ -73,15 +73,15 @@ impl PeerClient {
 
     /// Asks `member` (`host:port`) to check `key` against `policies`, marked as
     /// forwarded; gives up at `deadline`.
-    /// With `relayed`, the check is one this node sends on to the node it handed the key
-    /// to, marked so that it is decided there.
+    /// With `relayed`, the check is one this node sends on because it does not hold the
+    /// key, marked so (see [`Relayed`]).
     pub(super) fn check(
         &self,
         member: &str,
         key: &str,
         policies: &PolicySet,
         deadline: Instant,
-        relayed: bool,
+        relayed: Option<Relayed>,
     ) -> impl Future<Output = Result<PeerAnswer, BackendError>> + Send + 'static {
         let uri = Uri::builder()
             .scheme("http")
@@ -89,10 +89,8 @@ impl PeerClient {
             .path_and_query(forward_path_and_query(key, policies))
             .build();
         let mut request = self.forwarded(Method::GET, member, uri, Bytes::new());
-        if let (true, Ok(request)) = (relayed, &mut request) {
-            request
-                .headers_mut()
-                .insert(RELAYED, HeaderValue::from_static("1"));
+        if let (Some(relayed), Ok(request)) = (relayed, &mut request) {
+            relayed.mark(request.headers_mut());
         }
         let (http, timeout, target) = (self.http.clone(), self.timeout, member.to_owned());
         async move {

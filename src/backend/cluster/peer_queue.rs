@@ -159,7 +159,7 @@ impl PeerSender {
         for job in batch {
             let asked =
                 self.client
-                    .check(&self.member, &job.key, &job.policies, job.deadline, false);
+                    .check(&self.member, &job.key, &job.policies, job.deadline, None);
             last = Some(tokio::spawn(async move {
                 let _ = job.reply.send(asked.await);
             }));

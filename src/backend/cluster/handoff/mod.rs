@@ -12,11 +12,13 @@
 //!   Checks of one key wait for one ask; a push and an ask that cross bring the counters
 //!   once.
 //! - **Moved.** A node that handed a key over remembers where it went for
-//!   [`MOVED_FOR`]: its checks are sent on there, marked as relayed, and decided there
-//!   (a second hop, never a third), so a node that has not learnt of the new ring yet
-//!   cannot count the key beside its new owner. A check that was counting here while
-//!   the key was taken out is sent on too; its unit went with the key, or is dropped
-//!   here.
+//!   [`MOVED_FOR`]: its checks are sent on there, marked as relayed, and decided there,
+//!   so a node that has not learnt of the new ring yet cannot count the key beside its
+//!   new owner. A check relayed here already (by a node that had not heard this one
+//!   was leaving) goes on once more, marked as relayed twice; one relayed twice is
+//!   decided where it arrives, or refused there if the key moved on from there too
+//!   (never counted on what is left behind). A check that was counting here while the
+//!   key was taken out is sent on too; its unit went with the key, or is dropped here.
 //! - **Leaving and joining.** A leaving node tells the others (`op=leaving`), which take
 //!   it out of their ring, routes every check to the remaining members and pushes
 //!   everything it holds. A node that starts (or restarts) tells the others it is back
@@ -42,7 +44,7 @@ pub use self::transition::HANDOFF_DEADLINE;
 use super::peer_client::PeerClient;
 use crate::backend::{Held, MemoryBackend};
 use crate::clock::Clock;
-use crate::protocol::{encode_held, MAX_HANDOFF_BYTES, MAX_HANDOFF_KEYS};
+use crate::protocol::{encode_held, Relayed, MAX_HANDOFF_BYTES, MAX_HANDOFF_KEYS};
 use crate::BackendError;
 use crate::Ring;
 
@@ -122,21 +124,22 @@ impl<C: Clock> Handoff<C> {
         Err(error.clone())
     }
 
-    /// Sends a check of `key` on to where it was handed, now, and decides by the answer
-    /// (or by `mode`, if there is none): for a check that waited for the key's counters
-    /// while the key moved on.
+    /// Sends a check of `key` on to where it was handed, now, marked `mark`, and decides
+    /// by the answer (or by `mode`, if there is none): for a check that waited for the
+    /// key's counters while the key moved on.
     pub(super) async fn relay_now(
         &self,
         key: &str,
         set: &crate::PolicySet,
         mode: crate::backend::FailureMode,
+        mark: Relayed,
     ) -> Result<crate::Decisions, BackendError> {
         let fail = |error| crate::backend::failure::fail(mode, &self.local, key, set, error);
         let Some(to) = self.moved.to(key) else {
             return self.local.decide_forwarded(key, set);
         };
         let deadline = Instant::now() + self.client.timeout();
-        match self.client.check(&to, key, set, deadline, true).await {
+        match self.client.check(&to, key, set, deadline, Some(mark)).await {
             Ok(answer) => Ok(super::forward::decisions(answer, set, self.local.now())),
             Err(error @ BackendError::Refused { .. }) => Err(error),
             Err(error) => fail(error),
